@@ -1,0 +1,2 @@
+//! `pen`: command line -> `pen_core::Config` -> run.
+fn main() {}

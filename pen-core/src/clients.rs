@@ -1,0 +1,285 @@
+//! The client tracking table: client address -> last server, bounded, least recently used evicted.
+//!
+//! A hash map from address to slot plus an intrusive doubly linked LRU list over a slot vector:
+//! lookup, insert and eviction are O(1) and nothing allocates once the table is full.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::IpAddr;
+
+use crate::server::ServerId;
+
+const NIL: u32 = u32::MAX;
+
+/// One remembered client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientEntry {
+    /// The client address.
+    pub addr: IpAddr,
+    /// The server it used last.
+    pub server: ServerId,
+    /// When it was last seen (ms, [`crate::clock::now_ms`]).
+    pub last_ms: u64,
+    /// Connections made.
+    pub connects: u64,
+    /// Bytes sent to the client's servers on its behalf.
+    pub sent: u64,
+    /// Bytes received from the servers for it.
+    pub received: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    entry: ClientEntry,
+    prev: u32,
+    next: u32,
+}
+
+/// A fast, deterministic hasher for addresses (the table is not exposed to hash flooding:
+/// it is bounded and an attacker controls at most their own address).
+#[derive(Default)]
+pub(crate) struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        crate::policy::mix64(self.0)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = crate::policy::mix64(self.0 ^ u64::from_le_bytes(b));
+        }
+    }
+}
+
+/// The bounded client table.
+#[derive(Debug)]
+pub struct ClientTable {
+    index: HashMap<IpAddr, u32, BuildHasherDefault<AddrHasher>>,
+    slots: Vec<Slot>,
+    capacity: usize,
+    /// Most recently used.
+    head: u32,
+    /// Least recently used.
+    tail: u32,
+}
+
+impl ClientTable {
+    /// A table with room for `capacity` clients (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.clamp(1, NIL as usize - 1);
+        ClientTable {
+            index: HashMap::default(),
+            slots: Vec::new(),
+            capacity,
+            head: NIL,
+            tail: NIL,
+        }
+    }
+
+    /// Slots available.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Clients remembered now.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether no client is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Grows the table to `capacity` (it never shrinks while running, as in C pen).
+    pub fn grow(&mut self, capacity: usize) {
+        self.capacity = self.capacity.max(capacity.min(NIL as usize - 1));
+    }
+
+    /// The server `addr` used last, unless forgotten: entries older than `tracking_secs`
+    /// (when > 0) are removed on lookup.
+    pub fn lookup(&mut self, addr: IpAddr, now: u64, tracking_secs: u64) -> Option<ServerId> {
+        let i = *self.index.get(&addr)?;
+        let e = &self.slots[i as usize].entry;
+        if tracking_secs > 0 && now.saturating_sub(e.last_ms) > tracking_secs.saturating_mul(1000) {
+            self.remove_slot(i);
+            return None;
+        }
+        Some(e.server)
+    }
+
+    /// Records that `addr` connected to `server` at `now`, evicting the least recently used
+    /// client if the table is full.
+    pub fn record(&mut self, addr: IpAddr, server: ServerId, now: u64) {
+        if let Some(&i) = self.index.get(&addr) {
+            let e = &mut self.slots[i as usize].entry;
+            e.server = server;
+            e.last_ms = now;
+            e.connects += 1;
+            self.touch(i);
+            return;
+        }
+        while self.slots.len() >= self.capacity && self.tail != NIL {
+            self.remove_slot(self.tail);
+        }
+        let entry = ClientEntry { addr, server, last_ms: now, connects: 1, sent: 0, received: 0 };
+        let i = self.slots.len() as u32;
+        self.slots.push(Slot { entry, prev: NIL, next: NIL });
+        self.index.insert(addr, i);
+        self.link_front(i);
+    }
+
+    /// Adds transferred bytes to `addr`'s counters (if still remembered).
+    pub fn add_bytes(&mut self, addr: IpAddr, sent: u64, received: u64) {
+        if let Some(&i) = self.index.get(&addr) {
+            let e = &mut self.slots[i as usize].entry;
+            e.sent += sent;
+            e.received += received;
+        }
+    }
+
+    /// Forgets every client tracked to `server` (used when a server is removed or changed).
+    pub fn forget_server(&mut self, server: ServerId) {
+        let doomed: Vec<u32> = (0..self.slots.len() as u32)
+            .filter(|&i| self.slots[i as usize].entry.server == server)
+            .collect();
+        // Remove from the highest slot down: removal moves the last slot into the hole.
+        for i in doomed.into_iter().rev() {
+            self.remove_slot(i);
+        }
+    }
+
+    /// Entries, most recently used first.
+    pub fn iter(&self) -> impl Iterator<Item = &ClientEntry> {
+        let mut cur = self.head;
+        std::iter::from_fn(move || {
+            let s = self.slots.get(cur as usize)?;
+            cur = s.next;
+            Some(&s.entry)
+        })
+    }
+
+    /// The entry for `addr`, if remembered (no expiry check).
+    pub fn get(&self, addr: IpAddr) -> Option<&ClientEntry> {
+        self.index.get(&addr).map(|&i| &self.slots[i as usize].entry)
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let (prev, next) = {
+            let s = &self.slots[i as usize];
+            (s.prev, s.next)
+        };
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.slots[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.slots[next as usize].prev = prev;
+        }
+    }
+
+    fn link_front(&mut self, i: u32) {
+        let old = self.head;
+        {
+            let s = &mut self.slots[i as usize];
+            s.prev = NIL;
+            s.next = old;
+        }
+        if old == NIL {
+            self.tail = i;
+        } else {
+            self.slots[old as usize].prev = i;
+        }
+        self.head = i;
+    }
+
+    fn touch(&mut self, i: u32) {
+        if self.head != i {
+            self.unlink(i);
+            self.link_front(i);
+        }
+    }
+
+    /// Removes slot `i`, moving the last slot into its place to keep the vector dense.
+    fn remove_slot(&mut self, i: u32) {
+        self.unlink(i);
+        let addr = self.slots[i as usize].entry.addr;
+        self.index.remove(&addr);
+        let last = self.slots.len() as u32 - 1;
+        if i != last {
+            // Re-point the neighbours of `last` at `i` before moving it.
+            let (prev, next) = {
+                let s = &self.slots[last as usize];
+                (s.prev, s.next)
+            };
+            if prev == NIL {
+                self.head = i;
+            } else {
+                self.slots[prev as usize].next = i;
+            }
+            if next == NIL {
+                self.tail = i;
+            } else {
+                self.slots[next as usize].prev = i;
+            }
+            let moved = self.slots[last as usize].entry.addr;
+            self.index.insert(moved, i);
+        }
+        self.slots.swap_remove(i as usize);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ip(n: u32) -> IpAddr {
+        IpAddr::from(n.to_be_bytes())
+    }
+
+    #[test]
+    fn evicts_least_recently_used() {
+        let mut t = ClientTable::new(2);
+        t.record(ip(1), ServerId(0), 1);
+        t.record(ip(2), ServerId(1), 2);
+        assert_eq!(t.lookup(ip(1), 3, 0), Some(ServerId(0)));
+        t.record(ip(1), ServerId(0), 3); // 1 is now most recent
+        t.record(ip(3), ServerId(1), 4); // evicts 2
+        assert_eq!(t.lookup(ip(2), 5, 0), None);
+        assert_eq!(t.lookup(ip(1), 5, 0), Some(ServerId(0)));
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn expires_after_tracking_time() {
+        let mut t = ClientTable::new(8);
+        t.record(ip(1), ServerId(0), 1000);
+        assert_eq!(t.lookup(ip(1), 10_000, 10), Some(ServerId(0)));
+        assert_eq!(t.lookup(ip(1), 11_001, 10), None);
+        assert!(t.is_empty());
+    }
+
+    proptest! {
+        /// The table never exceeds its size and behaves like a reference LRU list.
+        #[test]
+        fn matches_reference_lru(cap in 1usize..8, ops in prop::collection::vec((0u32..12, 0usize..3), 0..200)) {
+            let mut t = ClientTable::new(cap);
+            let mut model: Vec<(u32, usize)> = Vec::new(); // most recent first
+            for (now, (a, s)) in ops.into_iter().enumerate() {
+                t.record(ip(a), ServerId(s), now as u64 + 1);
+                model.retain(|&(x, _)| x != a);
+                model.insert(0, (a, s));
+                model.truncate(cap);
+                prop_assert!(t.len() <= cap);
+                let got: Vec<(u32, usize)> = t.iter().map(|e| (match e.addr { IpAddr::V4(v) => u32::from(v), IpAddr::V6(_) => 0 }, e.server.0)).collect();
+                prop_assert_eq!(&got, &model);
+            }
+        }
+    }
+}

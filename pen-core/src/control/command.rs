@@ -1,0 +1,225 @@
+//! The control language as data: one [`Command`] per penctl line (PEN-SPEC 4).
+//!
+//! `parse.rs` turns text into a `Command`; `Display` turns it back into the canonical line, so
+//! `parse(cmd.to_string()) == cmd` for every command (a property test checks it).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Permit or deny, for ACL entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AclAction {
+    /// Let the client through.
+    Permit,
+    /// Turn the client away.
+    Deny,
+}
+
+/// What an ACL entry matches.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum AclPattern {
+    /// IPv4 address and netmask (`acl N permit 10.0.0.0 255.0.0.0`).
+    V4 {
+        /// Address.
+        addr: Ipv4Addr,
+        /// Netmask (default 255.255.255.255).
+        mask: Ipv4Addr,
+    },
+    /// IPv6 address and prefix length (`acl N deny ::1/128`).
+    V6 {
+        /// Address.
+        addr: Ipv6Addr,
+        /// Prefix length 0..=128 (default 128).
+        len: u8,
+    },
+}
+
+/// One ACL entry: action and pattern.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AclEntry {
+    /// Permit or deny.
+    pub action: AclAction,
+    /// What it matches.
+    pub pattern: AclPattern,
+}
+
+/// Which side's close ends the whole connection (`tcp_fastclose`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Fastclose {
+    /// Half-closes are passed on; both sides close independently.
+    #[default]
+    Off,
+    /// Close both as soon as the client (upstream side) closes.
+    Up,
+    /// Close both as soon as the server (downstream side) closes.
+    Down,
+    /// Close both as soon as either closes.
+    Both,
+}
+
+/// A selection mode toggled by `hash`/`no hash` etc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ModeFlag {
+    /// `hash`: hash of the client address picks the first server.
+    Hash,
+    /// `roundrobin`: no client tracking, next server each time.
+    RoundRobin,
+    /// `stubborn`: no failover when the first choice fails.
+    Stubborn,
+    /// `weight`: least connections per weight.
+    Weight,
+    /// `prio`: lowest priority number first.
+    Prio,
+}
+
+/// Boolean switches with a `no` form that only store a flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Switch {
+    /// `abort_on_error`.
+    AbortOnError,
+    /// `ascii` (dump format).
+    Ascii,
+    /// `dummy` (built-in trivial web server).
+    Dummy,
+    /// `http` (X-Forwarded-For insertion).
+    Http,
+    /// `tcp_nodelay`.
+    TcpNodelay,
+    /// `transparent` (IP_TRANSPARENT towards servers).
+    Transparent,
+}
+
+/// One field of `server N ...`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ServerField {
+    /// `acl A`: the ACL list that must permit a client for this server.
+    Acl(u8),
+    /// `address H`: host name or address, resolved when applied.
+    Address(String),
+    /// `port P` (number or service name resolved at parse time).
+    Port(u16),
+    /// `max M`: soft limit.
+    Max(u32),
+    /// `hard H`: hard limit.
+    Hard(u32),
+    /// `blacklist T`: blacklist for T seconds (0 clears).
+    Blacklist(u64),
+    /// `weight W`.
+    Weight(u32),
+    /// `prio P`.
+    Prio(u32),
+}
+
+/// The TLS commands (their effect comes with TLS support).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SslCommand {
+    /// `ssl_ciphers`.
+    Ciphers,
+    /// `ssl_option`.
+    Option,
+    /// `ssl_sni_path`.
+    SniPath,
+    /// `ssl_ocsp_response`.
+    OcspResponse,
+    /// `ssl_client_renegotiation_interval`.
+    ClientRenegotiationInterval,
+}
+
+/// Event mechanism names C pen accepts (`epoll`, `kqueue`, `poll`, `select`): no effect here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventMechanism {
+    /// `epoll`.
+    Epoll,
+    /// `kqueue`.
+    Kqueue,
+    /// `poll`.
+    Poll,
+    /// `select`.
+    Select,
+}
+
+/// One control command. `Option` arguments are queries when absent (the reply shows the value).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Command {
+    /// `acl N permit|deny ...`: append an entry to list N (0-9).
+    Acl {
+        /// List number 0-9.
+        list: u8,
+        /// The entry.
+        entry: AclEntry,
+    },
+    /// `no acl N`: empty list N.
+    NoAcl(u8),
+    /// A boolean switch: `ascii`, `no ascii`, `http`, ...
+    Switch(Switch, bool),
+    /// A selection mode: `hash`, `no hash`, ...
+    Mode(ModeFlag, bool),
+    /// `blacklist [T]`.
+    Blacklist(Option<u64>),
+    /// `client_acl [N]`.
+    ClientAcl(Option<u8>),
+    /// `control_acl [N]`.
+    ControlAcl(Option<u8>),
+    /// `clients_max [N]`.
+    ClientsMax(Option<usize>),
+    /// `close N`.
+    Close(u64),
+    /// `connection N`.
+    Connection(u64),
+    /// `conn_max [N]`.
+    ConnMax(Option<usize>),
+    /// `control`: reply the control address.
+    Control,
+    /// `debug [N]`.
+    Debug(Option<u32>),
+    /// `epoll`, `kqueue`, `poll`, `select`: accepted, no effect.
+    EventMechanism(EventMechanism),
+    /// `exit`.
+    Exit,
+    /// `idle_timeout [N]`.
+    IdleTimeout(Option<u64>),
+    /// `include FILE`.
+    Include(String),
+    /// `listen [ADDR]`.
+    Listen(Option<String>),
+    /// `log [FILE]`.
+    Log(Option<String>),
+    /// `no log`.
+    NoLog,
+    /// `mode`: reply the selection modes.
+    ShowMode,
+    /// `pending_max [N]`.
+    PendingMax(Option<usize>),
+    /// `pid`.
+    Pid,
+    /// `recent [S]` (default 300 seconds).
+    Recent(Option<u64>),
+    /// `server N field value ...`.
+    Server {
+        /// Server number.
+        id: usize,
+        /// Fields to change, in order.
+        fields: Vec<ServerField>,
+    },
+    /// `servers`.
+    Servers,
+    /// `socket N`.
+    Socket(u64),
+    /// `source IP`.
+    Source(IpAddr),
+    /// `status`.
+    Status,
+    /// `tcp_fastclose [up|down|both|off]`.
+    TcpFastclose(Option<Fastclose>),
+    /// `timeout [N]` (connect timeout, seconds).
+    Timeout(Option<u64>),
+    /// `tracking [N]` (seconds, 0 = forever).
+    Tracking(Option<u64>),
+    /// `web_stats [FILE]`.
+    WebStats(Option<String>),
+    /// `no web_stats`.
+    NoWebStats,
+    /// `write [FILE]`.
+    Write(Option<String>),
+    /// `ssl_*` commands with their raw arguments.
+    Ssl(SslCommand, Vec<String>),
+}

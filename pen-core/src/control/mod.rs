@@ -1,0 +1,9 @@
+//! The control plane: the penctl command language ([`command`], [`parse`]) and its execution
+//! against a running balancer (`apply`). `-O` options, the control socket and config files all
+//! go through the same parse-then-apply path.
+
+pub mod command;
+pub mod parse;
+
+pub use command::Command;
+pub use parse::parse_line;

@@ -1,0 +1,114 @@
+//! Error types, one enum per layer. Only the binaries turn them into messages and exit codes.
+
+use std::io;
+
+/// A bad listen address, server spec, host or port.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum AddrError {
+    /// The token is not of the expected form.
+    #[error("'{token}': expected {expected}")]
+    Invalid {
+        /// The offending text.
+        token: String,
+        /// What was expected instead.
+        expected: &'static str,
+    },
+    /// A host name that does not resolve.
+    #[error("'{host}': cannot resolve host name ({reason})")]
+    Resolve {
+        /// The host name.
+        host: String,
+        /// The resolver's reason.
+        reason: String,
+    },
+}
+
+/// A control command line that does not parse (PEN-SPEC 4).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// An empty line.
+    #[error("empty command")]
+    Empty,
+    /// The first word is not a command.
+    #[error("unknown command '{0}'")]
+    UnknownCommand(String),
+    /// A required argument is missing.
+    #[error("'{command}' needs {expected}")]
+    MissingArgument {
+        /// The command.
+        command: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// An argument is malformed.
+    #[error("'{token}': expected {expected}")]
+    BadArgument {
+        /// The offending token.
+        token: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// Extra words after a complete command.
+    #[error("unexpected '{0}' after the command")]
+    TrailingArgument(String),
+    /// A recognised command this build does not support (yet).
+    #[error("'{0}' is not supported yet")]
+    NotSupported(String),
+}
+
+/// Why a command could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The line did not parse.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// An address in the command is bad.
+    #[error(transparent)]
+    Addr(#[from] AddrError),
+    /// A value is out of the allowed range.
+    #[error("'{token}': {reason}")]
+    Invalid {
+        /// The offending token.
+        token: String,
+        /// Why.
+        reason: String,
+    },
+    /// The command is recognised but not enabled or not supported.
+    #[error("'{0}' is not supported yet")]
+    NotSupported(String),
+    /// An I/O error while carrying it out (e.g. binding a new listener, reading an include).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A balancer that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Binding or configuring a socket failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A start-up command (`-O`) failed.
+    #[error("command '{command}': {source}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Why it failed.
+        #[source]
+        source: ApplyError,
+    },
+    /// The configuration is inconsistent.
+    #[error("{0}")]
+    Config(String),
+}

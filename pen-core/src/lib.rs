@@ -1,0 +1,34 @@
+//! # pen-core
+//!
+//! The pen load balancer as a library: the server table, client tracking, selection policies,
+//! access lists, the penctl control language and the relay engine. The `pen` and `penctl`
+//! binaries are thin wrappers over this API.
+//!
+//! ```no_run
+//! use pen_core::{addr, Balancer, Config};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let listen = addr::parse_listen("127.0.0.1:8080")?;
+//!     let servers = vec![addr::parse_server("127.0.0.1:8081", 8080)?, addr::parse_server("127.0.0.1:8082", 8080)?];
+//!     let balancer = Balancer::start(Config::new(listen, servers))?;
+//!     println!("{}", balancer.apply("servers")?);
+//!     balancer.wait(); // until `exit` or stop()
+//!     Ok(())
+//! }
+//! ```
+
+pub mod acl;
+pub mod addr;
+pub mod balancer;
+pub mod clients;
+pub mod clock;
+pub mod config;
+pub mod control;
+pub mod error;
+pub mod policy;
+pub mod server;
+
+pub use balancer::Balancer;
+pub use config::{Config, Settings};
+pub use control::Command;
+pub use error::{AddrError, ApplyError, ParseError, StartError};

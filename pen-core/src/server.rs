@@ -1,0 +1,162 @@
+//! The server table: addresses, limits, weights, priorities, live counters and blacklist deadlines.
+//!
+//! Structure (addresses, limits) changes under the balancer's write lock; the live fields are
+//! atomics so the relay updates them under a read lock without contention.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use crate::addr::ServerSpec;
+
+/// Index of a server in the table (servers are numbered from 0 in command-line order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerId(pub usize);
+
+impl fmt::Display for ServerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One backend server.
+#[derive(Debug, Default)]
+pub struct Server {
+    /// Address; `None` for a slot created by `server N` beyond the table and not yet set.
+    pub addr: Option<SocketAddr>,
+    /// Soft limit on connections (0 = unlimited).
+    pub max: u32,
+    /// Hard limit, still admitting clients tracked to this server (0 = unlimited).
+    pub hard: u32,
+    /// Weight (weight mode).
+    pub weight: u32,
+    /// Priority (prio mode; lower first).
+    pub prio: u32,
+    /// ACL list a client must pass to use this server (`server N acl A`).
+    pub acl: Option<u8>,
+    /// Open (or opening) connections.
+    pub conns: AtomicU32,
+    /// Bytes sent to the server.
+    pub sent: AtomicU64,
+    /// Bytes received from the server.
+    pub received: AtomicU64,
+    /// Blacklisted until this time ([`crate::clock::now_ms`]); 0 = not blacklisted.
+    pub blacklisted_until: AtomicU64,
+}
+
+impl Server {
+    /// A server from a command-line spec.
+    pub fn from_spec(spec: &ServerSpec) -> Self {
+        Server {
+            addr: Some(spec.addr),
+            max: spec.max,
+            hard: spec.hard,
+            weight: spec.weight,
+            prio: spec.prio,
+            ..Server::default()
+        }
+    }
+
+    /// Whether it has an address and a nonzero port.
+    pub fn has_address(&self) -> bool {
+        matches!(self.addr, Some(a) if a.port() != 0 && !a.ip().is_unspecified())
+    }
+
+    /// Whether it is blacklisted at `now`.
+    pub fn is_blacklisted(&self, now: u64) -> bool {
+        self.blacklisted_until.load(Relaxed) > now
+    }
+
+    /// Seconds of blacklisting left at `now` (rounded up), 0 if none.
+    pub fn blacklist_left_secs(&self, now: u64) -> u64 {
+        self.blacklisted_until.load(Relaxed).saturating_sub(now).div_ceil(1000)
+    }
+
+    /// Blacklists it for `secs` seconds from `now` (0 clears).
+    pub fn blacklist(&self, now: u64, secs: u64) {
+        let until = if secs == 0 { 0 } else { now.saturating_add(secs.saturating_mul(1000)) };
+        self.blacklisted_until.store(until, Relaxed);
+    }
+
+    /// Whether the connection limits admit one more client; `tracked` says whether this is the
+    /// client's remembered server (then only `hard` applies).
+    pub fn below_limits(&self, tracked: bool) -> bool {
+        let c = self.conns.load(Relaxed);
+        if tracked {
+            self.hard == 0 || c < self.hard
+        } else {
+            (self.max == 0 || c < self.max) && (self.hard == 0 || c < self.hard)
+        }
+    }
+
+    /// The address as shown by `servers` (`0.0.0.0` and port 0 when unset).
+    pub fn shown_addr(&self) -> (IpAddr, u16) {
+        match self.addr {
+            Some(a) => (a.ip(), a.port()),
+            None => (IpAddr::from([0, 0, 0, 0]), 0),
+        }
+    }
+}
+
+/// The servers, in order, plus the emergency server.
+#[derive(Debug, Default)]
+pub struct ServerTable {
+    servers: Vec<Server>,
+    /// The emergency server (`-e`), used only when no regular server is available.
+    pub emergency: Option<Server>,
+}
+
+impl ServerTable {
+    /// A table from command-line specs.
+    pub fn new(specs: &[ServerSpec], emergency: Option<&ServerSpec>) -> Self {
+        ServerTable {
+            servers: specs.iter().map(Server::from_spec).collect(),
+            emergency: emergency.map(Server::from_spec),
+        }
+    }
+
+    /// Number of regular servers.
+    pub fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// Whether there are no regular servers.
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
+
+    /// Server `id`, if it exists.
+    pub fn get(&self, id: ServerId) -> Option<&Server> {
+        self.servers.get(id.0)
+    }
+
+    /// Server `id` for changing, creating it and any below it if `id` is beyond the table.
+    pub fn get_or_create(&mut self, id: ServerId) -> &mut Server {
+        if id.0 >= self.servers.len() {
+            self.servers.resize_with(id.0 + 1, Server::default);
+        }
+        &mut self.servers[id.0]
+    }
+
+    /// All regular servers with their ids.
+    pub fn iter(&self) -> impl Iterator<Item = (ServerId, &Server)> {
+        self.servers.iter().enumerate().map(|(i, s)| (ServerId(i), s))
+    }
+
+    /// The server a connection target refers to.
+    pub fn target(&self, t: Target) -> Option<&Server> {
+        match t {
+            Target::Server(id) => self.get(id),
+            Target::Emergency => self.emergency.as_ref(),
+        }
+    }
+}
+
+/// Where a connection goes: a regular server or the emergency server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A regular server.
+    Server(ServerId),
+    /// The emergency server.
+    Emergency,
+}
