@@ -3,6 +3,7 @@
 //! go through the same parse-then-apply path.
 
 pub mod command;
+mod display;
 pub mod parse;
 
 pub use command::Command;
