@@ -913,4 +913,122 @@ mod tests {
             ok(line);
         }
     }
+
+    /// Every keyword the parser knows, plus values valid and invalid for them.
+    const VOCABULARY: &[&str] = &[
+        "abort_on_error",
+        "acl",
+        "ascii",
+        "blacklist",
+        "client_acl",
+        "clients_max",
+        "close",
+        "connection",
+        "conn_max",
+        "control",
+        "control_acl",
+        "debug",
+        "dummy",
+        "epoll",
+        "exit",
+        "hash",
+        "http",
+        "idle_timeout",
+        "include",
+        "kqueue",
+        "listen",
+        "log",
+        "mode",
+        "no",
+        "pending_max",
+        "pid",
+        "poll",
+        "prio",
+        "recent",
+        "roundrobin",
+        "select",
+        "server",
+        "servers",
+        "socket",
+        "source",
+        "status",
+        "stubborn",
+        "tcp_fastclose",
+        "tcp_nodelay",
+        "timeout",
+        "tracking",
+        "transparent",
+        "web_stats",
+        "weight",
+        "write",
+        "ssl_ciphers",
+        "ssl_option",
+        "ssl_sni_path",
+        "ssl_ocsp_response",
+        "ssl_client_renegotiation_interval",
+        "permit",
+        "deny",
+        "country",
+        "address",
+        "port",
+        "max",
+        "hard",
+        "up",
+        "down",
+        "both",
+        "off",
+        "0",
+        "9",
+        "10",
+        "65535",
+        "65536",
+        "18446744073709551616",
+        "-1",
+        "+1",
+        "1.2.3.4",
+        "255.0.0.0",
+        "::1",
+        "::1/64",
+        "::1/129",
+        "[::1]",
+        "[",
+        "]",
+        "/",
+        "%",
+        "::1%",
+        "SE",
+        "\0",
+        "\u{0}",
+        "\u{7f}",
+        "é",
+        "\r\n",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// Arbitrary text never panics, and whatever parses prints back to the same command.
+        #[test]
+        fn arbitrary_text_never_panics(line in ".{0,80}") {
+            if let Ok(cmd) = parse_line(&line) {
+                proptest::prop_assert_eq!(parse_line(&cmd.to_string()), Ok(cmd));
+            }
+        }
+
+        /// Sentences from the command vocabulary reach deep into the grammar.
+        #[test]
+        fn vocabulary_sentences_never_panic(
+            words in proptest::collection::vec(proptest::sample::select(VOCABULARY), 0..12),
+            junk in "\\PC{0,6}",
+        ) {
+            let mut line = words.join(" ");
+            line.push(' ');
+            line.push_str(&junk);
+            for l in [line.as_str(), line.trim_end()] {
+                if let Ok(cmd) = parse_line(l) {
+                    proptest::prop_assert_eq!(parse_line(&cmd.to_string()), Ok(cmd));
+                }
+            }
+        }
+    }
 }
