@@ -4,6 +4,7 @@
 
 pub(crate) mod apply;
 pub mod command;
+mod display;
 pub mod parse;
 pub(crate) mod socket;
 
