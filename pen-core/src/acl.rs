@@ -46,7 +46,7 @@ impl AclSet {
         let list = self.list(n);
         match list.iter().find(|e| matches(&e.pattern, ip)) {
             Some(e) => e.action == AclAction::Permit,
-            None => list.last().map_or(true, |e| e.action == AclAction::Deny),
+            None => list.last().is_none_or(|e| e.action == AclAction::Deny),
         }
     }
 }
