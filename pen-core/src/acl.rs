@@ -29,7 +29,10 @@ impl AclSet {
     }
     /// The entries of list `n`.
     pub fn list(&self, n: u8) -> &[AclEntry] {
-        self.lists.get(usize::from(n)).map(Vec::as_slice).unwrap_or(&[])
+        self.lists
+            .get(usize::from(n))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
     /// Whether list `n` permits `ip`.
     pub fn permits(&self, n: u8, ip: IpAddr) -> bool {
