@@ -11,6 +11,10 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(cmd) = parse_line(line) {
         let printed = cmd.to_string();
-        assert_eq!(parse_line(&printed), Ok(cmd), "round trip of {line:?} via {printed:?}");
+        assert_eq!(
+            parse_line(&printed),
+            Ok(cmd),
+            "round trip of {line:?} via {printed:?}"
+        );
     }
 });
