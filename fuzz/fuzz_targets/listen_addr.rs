@@ -5,7 +5,9 @@ use libfuzzer_sys::fuzz_target;
 use pen_core::addr::{split_listen, split_port};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let _ = split_listen(text);
     let _ = split_port(text);
 });
