@@ -137,6 +137,8 @@ options:
   -f          stay in the foreground (pen always does for now: daemon mode is not
               implemented yet)
   --workers N worker threads, 0 = one per CPU [0]; also env PEN_WORKERS
+  --splice M  zero-copy relay (Linux splice): auto (only towards non-loopback
+              servers, where it pays), always, never [auto]
   -V          print the version
   -?, --help  print this text
 
@@ -195,6 +197,7 @@ struct Opts {
     debug: u32,
     values: Vec<(char, String)>,
     workers: Option<String>,
+    splice: Option<String>,
     operands: Vec<String>,
 }
 
@@ -235,6 +238,15 @@ pub(crate) fn parse_args_env(args: &[String], env_workers: Option<&str>) -> Resu
                         }
                     })?;
                     o.workers = Some(v);
+                }
+                "splice" => {
+                    let v = inline.or_else(|| it.next().cloned()).ok_or_else(|| {
+                        CliError::MissingArgument {
+                            opt: arg.clone(),
+                            what: "auto, always or never",
+                        }
+                    })?;
+                    o.splice = Some(v);
                 }
                 _ => return Err(CliError::UnknownOption(format!("--{name}"))),
             }
@@ -415,6 +427,20 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
             w,
             "a number (worker threads, 0 = one per CPU)",
         )?;
+    }
+    if let Some(v) = &o.splice {
+        config.splice = match v.as_str() {
+            "auto" => pen_core::Splice::Auto,
+            "always" => pen_core::Splice::Always,
+            "never" => pen_core::Splice::Never,
+            _ => {
+                return Err(CliError::BadValue {
+                    opt: "--splice".to_string(),
+                    token: v.clone(),
+                    expected: "auto, always or never",
+                })
+            }
+        };
     }
     let foreground = o.flags.contains(&'f');
     Ok(Cli::Run(Box::new(Run {

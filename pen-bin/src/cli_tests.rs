@@ -248,3 +248,14 @@ proptest! {
         let _ = parse_args(&a);
     }
 }
+
+#[test]
+fn splice_modes() {
+    let run = |extra: &str| match parse_args(&args(&format!("{extra} always 8080 127.0.0.1:80"))) {
+        Ok(Cli::Run(r)) => r.config.splice,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(run("--splice"), pen_core::Splice::Always);
+    let err = parse_args(&args("--splice sometimes 8080 127.0.0.1:80")).unwrap_err();
+    assert!(err.to_string().contains("'sometimes'"), "{err}");
+}
