@@ -117,9 +117,12 @@ pub(crate) struct Worker {
     timers: BinaryHeap<Reverse<(u64, usize, u32)>>,
     /// Connections with readiness left over after their turn's budget.
     runq: Vec<(usize, u32)>,
-    /// Stopped accepting at the `-x` limit (or out of descriptors until `accept_retry`).
-    paused: bool,
+    /// Stopped accepting at the `-x` limit; resumes when a slot frees (the closing worker
+    /// wakes every worker).
+    at_limit: bool,
+    /// More connections may be waiting in the listener's queue (the edge will not fire again).
     accept_more: bool,
+    /// Out of descriptors or memory: retry accepting at this time (0 = not backing off).
     accept_retry: u64,
     next_sweep: u64,
     /// When to use `splice` between TCP sockets.
@@ -149,7 +152,7 @@ impl Worker {
             pool: BufPool::new(64),
             timers: BinaryHeap::new(),
             runq: Vec::new(),
-            paused: false,
+            at_limit: false,
             accept_more: true,
             accept_retry: 0,
             next_sweep: 0,
@@ -186,7 +189,10 @@ impl Worker {
                 }
             }
             let now = now_ms();
-            if self.accept_more || (self.paused && now >= self.accept_retry) {
+            let slot_free = self.at_limit
+                && self.shared.active.load(Relaxed) < self.shared.conn_max.load(Relaxed);
+            let retry = self.accept_retry != 0 && now >= self.accept_retry;
+            if self.accept_more || slot_free || retry {
                 self.accept(now);
             }
             self.expire_timers(now);
@@ -203,7 +209,7 @@ impl Worker {
         if self.shared.settings.read().idle_timeout_secs > 0 {
             until = Some(until.map_or(self.next_sweep, |u| u.min(self.next_sweep)));
         }
-        if self.paused && self.accept_retry > now {
+        if self.accept_retry != 0 {
             until = Some(until.map_or(self.accept_retry, |u| u.min(self.accept_retry)));
         }
         until.map(|t| Duration::from_millis(t.saturating_sub(now)))
@@ -275,7 +281,8 @@ impl Worker {
 
     fn accept(&mut self, now: u64) {
         self.accept_more = false;
-        self.paused = false;
+        self.at_limit = false;
+        self.accept_retry = 0;
         if self.listener.is_none() {
             return;
         }
@@ -286,8 +293,7 @@ impl Worker {
                 // (the closing worker wakes everyone).
                 self.shared.active.fetch_sub(1, Relaxed);
                 self.shared.counters.accept_pauses.fetch_add(1, Relaxed);
-                self.paused = true;
-                self.accept_retry = u64::MAX;
+                self.at_limit = true;
                 return;
             }
             let Some(listener) = self.listener.as_ref() else {
@@ -307,7 +313,6 @@ impl Worker {
                         }
                         _ => {
                             // Out of descriptors or memory: retry in 100 ms rather than spin.
-                            self.paused = true;
                             self.accept_retry = now + 100;
                         }
                     }

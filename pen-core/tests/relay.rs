@@ -218,3 +218,38 @@ fn refused_server_fails_over_and_is_blacklisted() {
     );
     b.stop();
 }
+
+#[test]
+fn connection_limit_queues_then_serves() {
+    let b = start(&[echo_backend()], |c| c.conn_max = 2);
+    let addr = addr_of(&b);
+    let echo = |s: &mut TcpStream, msg: &[u8]| -> std::io::Result<Vec<u8>> {
+        s.write_all(msg)?;
+        let mut got = vec![0u8; msg.len()];
+        s.read_exact(&mut got)?;
+        Ok(got)
+    };
+    let mut held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    for s in &mut held {
+        assert_eq!(echo(s, b"held").unwrap(), b"held");
+    }
+    // The third waits in the kernel's accept queue: connected, but not relayed yet.
+    let mut third = TcpStream::connect(addr).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        echo(&mut third, b"wait").is_err(),
+        "served beyond the -x limit"
+    );
+    assert_eq!(b.active_connections(), 2);
+    drop(held.pop());
+    // A slot frees: the queued connection is accepted and its early bytes relayed.
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = vec![0u8; 4];
+    third.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"wait");
+    b.stop();
+}
