@@ -450,6 +450,11 @@ impl Worker {
                     self.timers.push(Reverse((deadline, slot, gen)));
                     return;
                 }
+                Err(e) if sys::is_local_exhaustion(&e) => {
+                    // Our shortage, not the server's fault: drop this client, blacklist nobody.
+                    self.close(slot);
+                    return;
+                }
                 Err(_) => {
                     if !self.fail_over(slot, now) {
                         return;

@@ -111,6 +111,15 @@ pub(crate) fn connect_result(stream: &TcpStream) -> io::Result<bool> {
     }
 }
 
+/// Whether `e` means this process or host ran out of something (descriptors, buffers,
+/// memory, local ports) rather than that the peer failed.
+pub(crate) fn is_local_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
+    )
+}
+
 /// The number of CPUs available to this process (at least 1).
 pub(crate) fn cpus() -> usize {
     std::thread::available_parallelism()
