@@ -29,100 +29,15 @@ BULK_MIB=${BULK_MIB:-256}
 PEN_WORKERS=${PEN_WORKERS:-}
 ONLY=${ONLY:-direct cpen haproxy nginx pen}
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RESULTS="$ROOT/benches/results/latest.md"
-NCPU=$(nproc)
 
-log() { printf '%s\n' "$*" >&2; }
-die() { log "run.sh: $*"; exit 1; }
-
-for tool in wrk curl nginx haproxy python3 ss; do
-    command -v "$tool" >/dev/null || die "missing tool: $tool"
-done
+need_tools wrk curl nginx haproxy python3 ss
 [ -x /usr/bin/pen ] || die "missing /usr/bin/pen (apt-get install pen)"
 STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 [ -f "$STREAM_MODULE" ] || die "missing $STREAM_MODULE (apt-get install libnginx-mod-stream)"
-
-# Open-file limit: 4,000 relayed connections are 8,000 descriptors in a proxy.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 12000 ] ||
-    log "warning: open-file limit $(ulimit -n) may be too low for $IDLE_CONNS idle connections"
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/pen-load.XXXXXX")
-chmod 755 "$TMP" # nginx workers started by root run as nobody and must read www/
-PIDS=()
-
-# Stops every process we started, by PID (TERM, then KILL after a grace period).
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
-    PIDS=()
-    if [ -n "${KEEP_TMP:-}" ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Stops one process we started (TERM, then KILL) and forgets it.
-stop_pid() {
-    local pid=$1 keep=() p
-    kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-# Prints N distinct free loopback ports (all bound at once, so they differ).
-free_ports() {
-    python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
-
-# Waits until PID listens on 127.0.0.1:PORT (up to 5 s); fails if it exits or never listens.
-wait_listening() {
-    local pid=$1 port=$2
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then return 0; fi
-        sleep 0.05
-    done
-    return 1
-}
-
-# Sums VmRSS (KiB) over PID and its direct children (nginx workers).
-rss_kib() {
-    local total=0 p v
-    for p in "$1" $(ps -o pid= --ppid "$1" 2>/dev/null); do
-        v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null)
-        total=$((total + ${v:-0}))
-    done
-    echo "$total"
-}
-
-# KiB -> "12.3 MiB".
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+raise_nofile
 
 # Runs wrk and prints "req/s" (with " (N errors)" appended if any), or "n/a".
 run_wrk() {
@@ -199,56 +114,13 @@ idle_rss() {
 # Backend: nginx serving a small page and a BULK_MIB file.
 
 read -r BPORT P_CPEN P_HAPROXY P_NGINX P_PEN <<<"$(free_ports 5)"
-mkdir -p "$TMP/www" "$TMP/backend" "$TMP/nginx-stream"
-cat >"$TMP/www/index.html" <<'HTML'
-<!doctype html>
-<html><head><title>pen load benchmark</title></head>
-<body><p>A small page for the keep-alive and new-connection runs.</p></body></html>
-HTML
-fallocate -l "${BULK_MIB}M" "$TMP/www/big.bin" 2>/dev/null ||
-    head -c "$((BULK_MIB * 1024 * 1024))" /dev/zero >"$TMP/www/big.bin"
-
-cat >"$TMP/backend/nginx.conf" <<EOF
-daemon off;
-master_process on;
-worker_processes auto;
-worker_rlimit_nofile 20000;
-pid $TMP/backend/nginx.pid;
-error_log $TMP/backend/error.log warn;
-events { worker_connections 12000; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_timeout 300s;
-    keepalive_requests 10000000;
-    client_header_timeout 300s;
-    client_body_temp_path $TMP/backend/tmp-body;
-    proxy_temp_path $TMP/backend/tmp-proxy;
-    fastcgi_temp_path $TMP/backend/tmp-fcgi;
-    uwsgi_temp_path $TMP/backend/tmp-uwsgi;
-    scgi_temp_path $TMP/backend/tmp-scgi;
-    server {
-        listen 127.0.0.1:$BPORT backlog=4096;
-        root $TMP/www;
-    }
-}
-EOF
-nginx -p "$TMP/backend" -e "$TMP/backend/error.log" -c "$TMP/backend/nginx.conf" \
-    >"$TMP/backend/stdout.log" 2>&1 &
-BACKEND_PID=$!
-PIDS+=("$BACKEND_PID")
-wait_listening "$BACKEND_PID" "$BPORT" ||
-    die "backend nginx did not start: $(tail -3 "$TMP/backend/error.log" 2>/dev/null)"
+mkdir -p "$TMP/nginx-stream"
+start_backend
 
 # ---------------------------------------------------------------------------------------------
 # Proxies: each gets its own config in TMP and runs in the foreground as our child.
 
-# C pen: single process, single-threaded.
-start_cpen() {
-    /usr/bin/pen -f -x 10000 "127.0.0.1:$P_CPEN" "127.0.0.1:$BPORT" >"$TMP/cpen.log" 2>&1 &
-    echo $!
-}
+start_cpen() { start_cpen_on "$P_CPEN"; }
 
 start_haproxy() {
     cat >"$TMP/haproxy.cfg" <<EOF
@@ -296,21 +168,11 @@ EOF
     echo $!
 }
 
-start_pen() {
-    local args=(-f -x 10000)
-    [ -n "$PEN_WORKERS" ] && args+=(--workers "$PEN_WORKERS")
-    "$ROOT/target/release/pen" "${args[@]}" "127.0.0.1:$P_PEN" "127.0.0.1:$BPORT" \
-        >"$TMP/pen.log" 2>&1 &
-    echo $!
-}
+start_pen() { start_pen_on "$P_PEN"; }
 
 PEN_BUILD=ok
-if [[ " $ONLY " == *" pen "* ]] && [ -z "${SKIP_BUILD:-}" ]; then
-    log "building target/release/pen ..."
-    (cd "$ROOT" && cargo build --release -p pen-bin) >"$TMP/build.log" 2>&1 || {
-        PEN_BUILD=failed
-        log "cargo build failed: $(tail -3 "$TMP/build.log")"
-    }
+if [[ " $ONLY " == *" pen "* ]]; then
+    build_pen || PEN_BUILD=failed
 fi
 
 # ---------------------------------------------------------------------------------------------
