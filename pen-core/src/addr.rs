@@ -48,7 +48,10 @@ pub struct ServerSpec {
 /// [`AddrError`] naming the bad token.
 pub fn parse_listen(s: &str) -> Result<ListenAddr, AddrError> {
     let _ = s;
-    Err(AddrError::Invalid { token: s.to_string(), expected: "unimplemented" })
+    Err(AddrError::Invalid {
+        token: s.to_string(),
+        expected: "unimplemented",
+    })
 }
 
 /// Parses a server spec; a missing port means `default_port` (the listen port).
@@ -57,5 +60,32 @@ pub fn parse_listen(s: &str) -> Result<ListenAddr, AddrError> {
 /// [`AddrError`] naming the bad field.
 pub fn parse_server(s: &str, default_port: u16) -> Result<ServerSpec, AddrError> {
     let _ = default_port;
-    Err(AddrError::Invalid { token: s.to_string(), expected: "unimplemented" })
+    Err(AddrError::Invalid {
+        token: s.to_string(),
+        expected: "unimplemented",
+    })
+}
+
+/// Resolves a host name or address literal (brackets allowed) to one IP address.
+///
+/// # Errors
+/// [`AddrError::Resolve`] when the name does not resolve.
+pub fn resolve_host(host: &str) -> Result<std::net::IpAddr, AddrError> {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = h.parse() {
+        return Ok(ip);
+    }
+    use std::net::ToSocketAddrs;
+    (h, 0)
+        .to_socket_addrs()
+        .map_err(|e| AddrError::Resolve {
+            host: host.to_string(),
+            reason: e.to_string(),
+        })?
+        .next()
+        .map(|a| a.ip())
+        .ok_or_else(|| AddrError::Resolve {
+            host: host.to_string(),
+            reason: "no address".to_string(),
+        })
 }

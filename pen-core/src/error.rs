@@ -48,6 +48,17 @@ pub enum ParseError {
         /// What was expected.
         expected: &'static str,
     },
+    /// A number too large for its field.
+    #[error("'{token}': out of range, expected {expected}")]
+    OutOfRange {
+        /// The offending token.
+        token: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// `acl N permit|deny country CC`: GeoIP entries are not supported.
+    #[error("'country {0}': GeoIP country ACL entries are not supported")]
+    CountryAcl(String),
     /// Extra words after a complete command.
     #[error("unexpected '{0}' after the command")]
     TrailingArgument(String),
