@@ -154,11 +154,27 @@ CONF
         die "backend nginx did not start: $(tail -3 "$TMP/backend/error.log" 2>/dev/null)"
 }
 
-# Builds target/release/pen unless SKIP_BUILD is set; fails (status 1) if the build fails.
+# Which binary is "our pen": target/release/pen (PEN_BIN unset), or with PEN_BIN=engine the
+# benchmark driver benches/examples/engine.rs (the pen-core engine without the real front end),
+# or any other path given in PEN_BIN.
+case ${PEN_BIN:-} in
+"") PEN_EXE="$ROOT/target/release/pen" PEN_LABEL="pen (ours)" ;;
+engine) PEN_EXE="$ROOT/target/release/examples/engine" PEN_LABEL="pen-core engine (examples/engine)" ;;
+*) PEN_EXE=$PEN_BIN PEN_LABEL="pen (ours, $PEN_BIN)" ;;
+esac
+
+# Builds our pen (see PEN_BIN) in release mode unless SKIP_BUILD is set or PEN_BIN is a path;
+# fails (status 1) if the build fails.
 build_pen() {
+    local what=(-p pen-bin)
     [ -n "${SKIP_BUILD:-}" ] && return 0
-    log "building target/release/pen ..."
-    if ! (cd "$ROOT" && cargo build --release -p pen-bin) >"$TMP/build.log" 2>&1; then
+    case ${PEN_BIN:-} in
+    "") ;;
+    engine) what=(-p pen-benches --example engine) ;;
+    *) return 0 ;;
+    esac
+    log "building $PEN_EXE ..."
+    if ! (cd "$ROOT" && cargo build --release "${what[@]}") >"$TMP/build.log" 2>&1; then
         log "cargo build failed: $(tail -3 "$TMP/build.log")"
         return 1
     fi
@@ -169,7 +185,7 @@ build_pen() {
 start_pen_on() {
     local args=(-f -x 10000)
     [ -n "${PEN_WORKERS:-}" ] && args+=(--workers "$PEN_WORKERS")
-    "$ROOT/target/release/pen" "${args[@]}" "127.0.0.1:$1" "127.0.0.1:$BPORT" \
+    "$PEN_EXE" "${args[@]}" "127.0.0.1:$1" "127.0.0.1:$BPORT" \
         >"$TMP/pen.log" 2>&1 &
     echo $!
 }

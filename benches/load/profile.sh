@@ -12,6 +12,7 @@
 #                      frames without frame pointers, at a much larger perf.data)
 #   TOP=30             how many symbols to print
 #   PEN_WORKERS=       if set, passed to our pen as --workers N
+#   PEN_BIN=           as in run.sh: unset = target/release/pen, "engine" = examples/engine
 #   SKIP_BUILD=1       do not run cargo build
 #   KEEP_TMP=1         keep the temporary directory with perf.data (for perf report -g)
 #

@@ -15,6 +15,8 @@
 #   IDLE_CONNS=4000 idle connections for the RSS column
 #   BULK_MIB=256    size of the bulk body
 #   PEN_WORKERS=    if set, passed to our pen as --workers N (default: one per CPU)
+#   PEN_BIN=        our pen's binary: unset = target/release/pen (built here); "engine" =
+#                   the driver benches/examples/engine.rs (built here); or a path
 #   SKIP_BUILD=1    do not run cargo build (use the existing target/release/pen)
 #   KEEP_TMP=1      keep the temporary directory (configs, logs, raw wrk output)
 #   ONLY="a b"      only these rows: direct cpen haproxy nginx pen
@@ -222,11 +224,11 @@ for row in $ONLY; do
     haproxy) measure haproxy "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}')" "$P_HAPROXY" start_haproxy ;;
     nginx) measure nginx-stream "nginx stream $(nginx -v 2>&1 | sed 's|.*/||')" "$P_NGINX" start_nginx_stream ;;
     pen)
-        if [ "$PEN_BUILD" = ok ] && [ -x "$ROOT/target/release/pen" ]; then
-            measure pen "pen (ours)" "$P_PEN" start_pen
+        if [ "$PEN_BUILD" = ok ] && [ -x "$PEN_EXE" ]; then
+            measure pen "$PEN_LABEL" "$P_PEN" start_pen
         else
-            NOTES+=("pen (ours): build failed.")
-            ROWS+=("| pen (ours) | n/a | n/a | n/a | n/a | n/a |")
+            NOTES+=("$PEN_LABEL: build failed or $PEN_EXE missing.")
+            ROWS+=("| $PEN_LABEL | n/a | n/a | n/a | n/a | n/a |")
         fi
         ;;
     *) die "unknown row '$row' in ONLY" ;;
@@ -247,7 +249,7 @@ report() {
         "new-conn adds -H 'Connection: close'; bulk: curl, ${BULK_MIB} MiB body, median of 3 (MB = 10^6 B)"
     echo "- backend: nginx, worker_processes auto ($NCPU), sendfile, access_log off; one backend per proxy"
     echo "- workers: C pen 1 (single-threaded); HAProxy nbthread $NCPU; nginx stream worker_processes auto ($NCPU);" \
-        "pen (ours) ${PEN_WORKERS:-default, one per CPU ($NCPU)}"
+        "$PEN_LABEL ${PEN_WORKERS:-default, one per CPU ($NCPU)}"
     echo "- everything (wrk, curl, backend, proxy) shares the same $NCPU CPUs on loopback"
     echo "- RSS: VmRSS summed over the proxy's processes; \"with idle\" holds $IDLE_CONNS relayed keep-alive" \
         "connections (each has done one request) on a fresh process; \"at start\" is before any traffic"
