@@ -13,6 +13,16 @@ pub enum AddrError {
         /// What was expected instead.
         expected: &'static str,
     },
+    /// One field of a longer spec is not of the expected form.
+    #[error("'{token}' in '{spec}': expected {expected}")]
+    Field {
+        /// The offending field.
+        token: String,
+        /// The whole spec it appeared in.
+        spec: String,
+        /// What was expected instead.
+        expected: &'static str,
+    },
     /// A host name that does not resolve.
     #[error("'{host}': cannot resolve host name ({reason})")]
     Resolve {

@@ -327,7 +327,9 @@ fn server(shared: &Shared, id: usize, fields: &[ServerField]) -> Result<(), Appl
     let mut ip = None;
     for f in fields {
         if let ServerField::Address(h) = f {
-            ip = Some(crate::addr::resolve_host(h)?);
+            let bare = h.trim_start_matches('[').trim_end_matches(']');
+            let host = crate::addr::split_host(bare)?;
+            ip = Some(crate::addr::resolve_host(&host, 0)?.ip());
         }
     }
     if let Some(a) = fields.iter().find_map(|f| match f {
