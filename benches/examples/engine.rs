@@ -8,8 +8,9 @@
 //! engine [-f] [-x N] [-c N] [-q N] [--workers N] LISTEN_IP:PORT SERVER_IP:PORT [SERVER_IP:PORT ...]
 //! ```
 //!
-//! `-f` is accepted and ignored (the driver always stays in the foreground). Run it with
-//! `PEN_BIN=target/release/examples/engine benches/load/run.sh`.
+//! `-f` is accepted and ignored (the driver always stays in the foreground). The load benchmark
+//! measures it as the `engine` row: `ONLY="cpen pen engine" benches/load/run.sh`, and
+//! `TARGET=engine benches/load/profile.sh` profiles it.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

@@ -154,39 +154,38 @@ CONF
         die "backend nginx did not start: $(tail -3 "$TMP/backend/error.log" 2>/dev/null)"
 }
 
-# Which binary is "our pen": target/release/pen (PEN_BIN unset), or with PEN_BIN=engine the
-# benchmark driver benches/examples/engine.rs (the pen-core engine without the real front end),
-# or any other path given in PEN_BIN.
-case ${PEN_BIN:-} in
-"") PEN_EXE="$ROOT/target/release/pen" PEN_LABEL="pen (ours)" ;;
-engine) PEN_EXE="$ROOT/target/release/examples/engine" PEN_LABEL="pen-core engine (examples/engine)" ;;
-*) PEN_EXE=$PEN_BIN PEN_LABEL="pen (ours, $PEN_BIN)" ;;
-esac
+# Our pen: target/release/pen, or the binary named by PEN_BIN.
+PEN_EXE=${PEN_BIN:-$ROOT/target/release/pen}
+PEN_LABEL="pen (ours)"
+[ -n "${PEN_BIN:-}" ] && PEN_LABEL="pen (ours, $PEN_BIN)"
+# The benchmark driver benches/examples/engine.rs: the pen-core engine without the real CLI.
+ENGINE_EXE="$ROOT/target/release/examples/engine"
+ENGINE_LABEL="pen-core engine (examples/engine)"
 
-# Builds our pen (see PEN_BIN) in release mode unless SKIP_BUILD is set or PEN_BIN is a path;
-# fails (status 1) if the build fails.
+# Builds our pen (what = pen) or the engine driver (what = engine) in release mode, unless
+# SKIP_BUILD is set or PEN_BIN names the binary; fails (status 1) if the build fails.
 build_pen() {
     local what=(-p pen-bin)
     [ -n "${SKIP_BUILD:-}" ] && return 0
-    case ${PEN_BIN:-} in
-    "") ;;
-    engine) what=(-p pen-benches --example engine) ;;
-    *) return 0 ;;
-    esac
-    log "building $PEN_EXE ..."
-    if ! (cd "$ROOT" && cargo build --release "${what[@]}") >"$TMP/build.log" 2>&1; then
-        log "cargo build failed: $(tail -3 "$TMP/build.log")"
+    if [ "$1" = engine ]; then
+        what=(-p pen-benches --example engine)
+    elif [ -n "${PEN_BIN:-}" ]; then
+        return 0
+    fi
+    log "building ${what[*]} ..."
+    if ! (cd "$ROOT" && cargo build --release "${what[@]}") >"$TMP/build-$1.log" 2>&1; then
+        log "cargo build failed: $(tail -3 "$TMP/build-$1.log")"
         return 1
     fi
 }
 
-# Starts our pen in the foreground (as a child) on 127.0.0.1:$1 -> backend; prints its PID.
-# PEN_WORKERS, if set, is passed as --workers N.
+# Starts EXE (our pen or the engine driver) in the foreground, as a child, on 127.0.0.1:PORT
+# -> backend, with pen's command line; prints its PID. PEN_WORKERS, if set, is passed as
+# --workers N. Usage: start_pen_on PORT [EXE [LOGNAME]].
 start_pen_on() {
-    local args=(-f -x 10000)
+    local args=(-f -x 10000) exe=${2:-$PEN_EXE} name=${3:-pen}
     [ -n "${PEN_WORKERS:-}" ] && args+=(--workers "$PEN_WORKERS")
-    "$PEN_EXE" "${args[@]}" "127.0.0.1:$1" "127.0.0.1:$BPORT" \
-        >"$TMP/pen.log" 2>&1 &
+    "$exe" "${args[@]}" "127.0.0.1:$1" "127.0.0.1:$BPORT" >"$TMP/$name.log" 2>&1 &
     echo $!
 }
 

@@ -6,13 +6,14 @@
 #
 # Environment:
 #   DURATION=10        seconds of wrk (and of sampling)
-#   TARGET=pen         pen (ours, target/release/pen) or cpen (/usr/bin/pen, for comparison)
+#   TARGET=pen         pen (ours, target/release/pen), engine (benches/examples/engine.rs, the
+#                      pen-core engine without the CLI) or cpen (/usr/bin/pen, for comparison)
 #   NEWCONN=1          profile the 'Connection: close' run instead of keep-alive
 #   CALLGRAPH=dwarf    call-graph mode for perf record -g (default fp; dwarf unwinds Rust
 #                      frames without frame pointers, at a much larger perf.data)
 #   TOP=30             how many symbols to print
 #   PEN_WORKERS=       if set, passed to our pen as --workers N
-#   PEN_BIN=           as in run.sh: unset = target/release/pen, "engine" = examples/engine
+#   PEN_BIN=           our pen's binary instead of target/release/pen
 #   SKIP_BUILD=1       do not run cargo build
 #   KEEP_TMP=1         keep the temporary directory with perf.data (for perf report -g)
 #
@@ -37,11 +38,15 @@ start_backend
 
 case $TARGET in
 pen)
-    build_pen || die "cannot profile our pen: the build failed"
+    build_pen pen || die "cannot profile our pen: the build failed"
     PID=$(start_pen_on "$PPORT")
     ;;
+engine)
+    build_pen engine || die "cannot profile the engine driver: the build failed"
+    PID=$(start_pen_on "$PPORT" "$ENGINE_EXE" engine)
+    ;;
 cpen) PID=$(start_cpen_on "$PPORT") ;;
-*) die "TARGET must be pen or cpen" ;;
+*) die "TARGET must be pen, engine or cpen" ;;
 esac
 PIDS+=("$PID")
 wait_listening "$PID" "$PPORT" ||

@@ -15,11 +15,11 @@
 #   IDLE_CONNS=4000 idle connections for the RSS column
 #   BULK_MIB=256    size of the bulk body
 #   PEN_WORKERS=    if set, passed to our pen as --workers N (default: one per CPU)
-#   PEN_BIN=        our pen's binary: unset = target/release/pen (built here); "engine" =
-#                   the driver benches/examples/engine.rs (built here); or a path
+#   PEN_BIN=        our pen's binary instead of target/release/pen (then not built here)
 #   SKIP_BUILD=1    do not run cargo build (use the existing target/release/pen)
 #   KEEP_TMP=1      keep the temporary directory (configs, logs, raw wrk output)
-#   ONLY="a b"      only these rows: direct cpen haproxy nginx pen
+#   ONLY="a b"      only these rows: direct cpen haproxy nginx pen engine (engine: the
+#                   pen-core relay engine run by benches/examples/engine.rs, not by default)
 #
 # Every process this script starts is stopped by its own PID on exit.
 
@@ -115,7 +115,7 @@ idle_rss() {
 # ---------------------------------------------------------------------------------------------
 # Backend: nginx serving a small page and a BULK_MIB file.
 
-read -r BPORT P_CPEN P_HAPROXY P_NGINX P_PEN <<<"$(free_ports 5)"
+read -r BPORT P_CPEN P_HAPROXY P_NGINX P_PEN P_ENGINE <<<"$(free_ports 6)"
 mkdir -p "$TMP/nginx-stream"
 start_backend
 
@@ -171,11 +171,7 @@ EOF
 }
 
 start_pen() { start_pen_on "$P_PEN"; }
-
-PEN_BUILD=ok
-if [[ " $ONLY " == *" pen "* ]]; then
-    build_pen || PEN_BUILD=failed
-fi
+start_engine() { start_pen_on "$P_ENGINE" "$ENGINE_EXE" engine; }
 
 # ---------------------------------------------------------------------------------------------
 # Measurements.
@@ -223,12 +219,17 @@ for row in $ONLY; do
     cpen) measure cpen "C pen $(dpkg-query -W -f '${Version}' pen 2>/dev/null)" "$P_CPEN" start_cpen ;;
     haproxy) measure haproxy "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}')" "$P_HAPROXY" start_haproxy ;;
     nginx) measure nginx-stream "nginx stream $(nginx -v 2>&1 | sed 's|.*/||')" "$P_NGINX" start_nginx_stream ;;
-    pen)
-        if [ "$PEN_BUILD" = ok ] && [ -x "$PEN_EXE" ]; then
-            measure pen "$PEN_LABEL" "$P_PEN" start_pen
+    pen | engine)
+        if [ "$row" = pen ]; then
+            exe=$PEN_EXE label=$PEN_LABEL port=$P_PEN
         else
-            NOTES+=("$PEN_LABEL: build failed or $PEN_EXE missing.")
-            ROWS+=("| $PEN_LABEL | n/a | n/a | n/a | n/a | n/a |")
+            exe=$ENGINE_EXE label=$ENGINE_LABEL port=$P_ENGINE
+        fi
+        if build_pen "$row" && [ -x "$exe" ]; then
+            measure "$row" "$label" "$port" "start_$row"
+        else
+            NOTES+=("$label: build failed or $exe missing.")
+            ROWS+=("| $label | n/a | n/a | n/a | n/a | n/a |")
         fi
         ;;
     *) die "unknown row '$row' in ONLY" ;;
@@ -249,7 +250,7 @@ report() {
         "new-conn adds -H 'Connection: close'; bulk: curl, ${BULK_MIB} MiB body, median of 3 (MB = 10^6 B)"
     echo "- backend: nginx, worker_processes auto ($NCPU), sendfile, access_log off; one backend per proxy"
     echo "- workers: C pen 1 (single-threaded); HAProxy nbthread $NCPU; nginx stream worker_processes auto ($NCPU);" \
-        "$PEN_LABEL ${PEN_WORKERS:-default, one per CPU ($NCPU)}"
+        "pen (ours) and the engine driver ${PEN_WORKERS:-default, one per CPU ($NCPU)}"
     echo "- everything (wrk, curl, backend, proxy) shares the same $NCPU CPUs on loopback"
     echo "- RSS: VmRSS summed over the proxy's processes; \"with idle\" holds $IDLE_CONNS relayed keep-alive" \
         "connections (each has done one request) on a fresh process; \"at start\" is before any traffic"
