@@ -64,7 +64,8 @@ perf record -e cpu-clock -F 999 --call-graph "$CALLGRAPH" -p "$PID" -o "$DATA" \
 PERF_PID=$!
 PIDS+=("$PERF_PID")
 SYSCALLS=(read write readv writev recvfrom sendto recvmsg sendmsg splice epoll_wait epoll_pwait
-    epoll_ctl accept4 connect close shutdown setsockopt getsockopt)
+    epoll_ctl accept accept4 connect close shutdown setsockopt getsockopt socket fcntl ioctl
+    getsockname getpeername futex eventfd2 pipe2)
 STAT_ARGS=(-x, -e raw_syscalls:sys_enter)
 for sc in "${SYSCALLS[@]}"; do STAT_ARGS+=(-e "syscalls:sys_enter_$sc"); done
 perf stat "${STAT_ARGS[@]}" -p "$PID" -o "$TMP/perf-stat.csv" -- sleep "$DURATION" \
