@@ -122,6 +122,7 @@ impl Balancer {
             accept_batch: config.accept_batch.max(1),
             backlog: config.backlog,
             exit_enabled: config.exit_enabled,
+            splice: config.splice,
             stopping: AtomicBool::new(false),
             listen: Mutex::new(bound),
             control: Mutex::new(control.as_ref().map(|c| c.1.clone())),

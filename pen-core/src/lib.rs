@@ -43,6 +43,6 @@ mod stats;
 mod sys;
 
 pub use balancer::Balancer;
-pub use config::{Config, Settings};
+pub use config::{Config, Settings, Splice};
 pub use control::Command;
 pub use error::{AddrError, ApplyError, ParseError, StartError};

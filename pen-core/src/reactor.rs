@@ -41,6 +41,31 @@ fn unkey(k: usize) -> (usize, u32, bool) {
     )
 }
 
+/// One direction's turn: zero-copy `splice` between TCP sockets where the OS offers it (unless
+/// this direction could not get a kernel pipe), copying through a pooled buffer otherwise.
+#[allow(clippy::too_many_arguments)]
+fn pump(
+    pipe: &mut Pipe,
+    splice: bool,
+    src: &Stream,
+    dst: &Stream,
+    src_ready: &mut bool,
+    dst_ready: &mut bool,
+    pool: &mut BufPool,
+    budget: &mut u32,
+) -> io::Result<u64> {
+    #[cfg(target_os = "linux")]
+    if splice && !pipe.no_splice {
+        let moved = pipe.pump_splice(src, dst, src_ready, dst_ready, pool, budget)?;
+        if !pipe.no_splice {
+            return Ok(moved);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = splice;
+    pipe.pump(src, dst, src_ready, dst_ready, pool, budget)
+}
+
 /// Requests from the control plane to one worker.
 pub(crate) enum WorkerMsg {
     /// Replace the listener (`None`: this worker has none, e.g. for a Unix socket).
@@ -62,6 +87,8 @@ struct Conn {
     /// The first choice, where the failover round ends.
     first: Option<ServerId>,
     connecting: bool,
+    /// Relay with `splice` (decided when the server connection is up).
+    splice: bool,
     deadline: u64,
     up: Pipe,
     down: Pipe,
@@ -95,6 +122,8 @@ pub(crate) struct Worker {
     accept_more: bool,
     accept_retry: u64,
     next_sweep: u64,
+    /// When to use `splice` between TCP sockets.
+    splice: crate::config::Splice,
 }
 
 impl Worker {
@@ -108,6 +137,7 @@ impl Worker {
         if let Some(l) = &listener {
             sys::register(&poller, l, LISTENER_KEY)?;
         }
+        let shared_splice = shared.splice;
         Ok(Worker {
             index,
             shared,
@@ -123,6 +153,7 @@ impl Worker {
             accept_more: true,
             accept_retry: 0,
             next_sweep: 0,
+            splice: shared_splice,
         })
     }
 
@@ -351,6 +382,7 @@ impl Worker {
             target,
             first,
             connecting: true,
+            splice: false,
             deadline: 0,
             up: Pipe::default(),
             down: Pipe::default(),
@@ -480,6 +512,17 @@ impl Worker {
         };
         conn.connecting = false;
         conn.sw = true;
+        let server_loopback = match conn.server.as_ref() {
+            Some(Stream::Tcp(s)) => s.peer_addr().map(|a| a.ip().is_loopback()).unwrap_or(true),
+            _ => true,
+        };
+        conn.splice = cfg!(target_os = "linux")
+            && matches!(conn.client, Stream::Tcp(_))
+            && match self.splice {
+                crate::config::Splice::Always => true,
+                crate::config::Splice::Never => false,
+                crate::config::Splice::Auto => !server_loopback,
+            };
         conn.last_active = now;
         if let Target::Server(id) = conn.target {
             self.shared.clients.lock().record(conn.peer.ip, id, now);
@@ -543,20 +586,27 @@ impl Worker {
             return;
         };
         let mut budget = READS_PER_TURN;
-        let up = conn.up.pump(
-            &conn.client,
+        let splice = conn.splice;
+        let (client, pool) = (&conn.client, &mut self.pool);
+        let (cr, cw, sr, sw) = (&mut conn.cr, &mut conn.cw, &mut conn.sr, &mut conn.sw);
+        let up = pump(
+            &mut conn.up,
+            splice,
+            client,
             server,
-            &mut conn.cr,
-            &mut conn.sw,
-            &mut self.pool,
+            cr,
+            sw,
+            pool,
             &mut budget,
         );
-        let down = conn.down.pump(
+        let down = pump(
+            &mut conn.down,
+            splice,
             server,
-            &conn.client,
-            &mut conn.sr,
-            &mut conn.cw,
-            &mut self.pool,
+            client,
+            sr,
+            cw,
+            pool,
             &mut budget,
         );
         let (sent, received) = (*up.as_ref().unwrap_or(&0), *down.as_ref().unwrap_or(&0));

@@ -18,6 +18,8 @@ pub(crate) const READS_PER_TURN: u32 = 16;
 #[derive(Debug)]
 pub(crate) struct BufPool {
     free: Vec<Box<[u8]>>,
+    #[cfg(target_os = "linux")]
+    pipes: Vec<crate::sys::KernelPipe>,
     keep: usize,
     /// Buffers currently checked out (for the status page and tests).
     pub(crate) out: usize,
@@ -28,8 +30,28 @@ impl BufPool {
     pub(crate) fn new(keep: usize) -> Self {
         BufPool {
             free: Vec::new(),
+            #[cfg(target_os = "linux")]
+            pipes: Vec::new(),
             keep,
             out: 0,
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn get_pipe(&mut self) -> io::Result<crate::sys::KernelPipe> {
+        let p = match self.pipes.pop() {
+            Some(p) => p,
+            None => crate::sys::KernelPipe::new()?,
+        };
+        self.out += 1;
+        Ok(p)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn put_pipe(&mut self, p: crate::sys::KernelPipe) {
+        self.out = self.out.saturating_sub(1);
+        if self.pipes.len() < self.keep {
+            self.pipes.push(p);
         }
     }
 
@@ -66,6 +88,13 @@ pub(crate) struct Pipe {
     buf: Option<Box<[u8]>>,
     start: usize,
     end: usize,
+    /// Zero-copy path: a kernel pipe holding `in_kernel` bytes on their way.
+    #[cfg(target_os = "linux")]
+    kpipe: Option<crate::sys::KernelPipe>,
+    #[cfg(target_os = "linux")]
+    in_kernel: usize,
+    /// Set when no kernel pipe could be had (out of descriptors): copy through user space.
+    pub(crate) no_splice: bool,
     /// The source has reached end of file.
     pub(crate) eof: bool,
     /// The end of file has been passed on to the destination.
@@ -77,7 +106,11 @@ pub(crate) struct Pipe {
 impl Pipe {
     /// Bytes read but not yet written.
     pub(crate) fn pending(&self) -> usize {
-        self.end - self.start
+        #[cfg(target_os = "linux")]
+        let k = self.in_kernel;
+        #[cfg(not(target_os = "linux"))]
+        let k = 0;
+        self.end - self.start + k
     }
 
     /// Whether this direction is finished: EOF seen, everything written, half-close passed on.
@@ -161,10 +194,109 @@ impl Pipe {
         result.map(|()| moved)
     }
 
+    /// Zero-copy variant of [`Pipe::pump`] for two TCP sockets (Linux `splice`): the same
+    /// contract, with a kernel pipe checked out of the pool while bytes are in flight.
+    ///
+    /// # Errors
+    /// As for [`Pipe::pump`]. If no kernel pipe can be had, `no_splice` is set and nothing
+    /// moves; the caller switches this direction to [`Pipe::pump`].
+    #[cfg(target_os = "linux")]
+    pub(crate) fn pump_splice(
+        &mut self,
+        src: &crate::net::Stream,
+        mut dst: &crate::net::Stream,
+        src_ready: &mut bool,
+        dst_ready: &mut bool,
+        pool: &mut BufPool,
+        budget: &mut u32,
+    ) -> io::Result<u64> {
+        /// Bytes asked of one splice: the pipe's capacity.
+        const CHUNK: usize = crate::sys::PIPE_SIZE;
+        let mut moved = 0u64;
+        let result = loop {
+            if let Some(kp) = self.kpipe.as_ref().filter(|_| self.in_kernel > 0) {
+                if !*dst_ready {
+                    break Ok(());
+                }
+                match kp.drain(dst, self.in_kernel) {
+                    Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
+                    Ok(n) => {
+                        self.in_kernel -= n;
+                        moved += n as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        *dst_ready = false;
+                        break Ok(());
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+                continue;
+            }
+            if self.eof {
+                if !self.shut {
+                    self.shut = true;
+                    if let Err(e) = HalfClose::shutdown_write(&mut dst) {
+                        if e.kind() != io::ErrorKind::NotConnected {
+                            break Err(e);
+                        }
+                    }
+                }
+                break Ok(());
+            }
+            if !*src_ready || *budget == 0 {
+                break Ok(());
+            }
+            if self.kpipe.is_none() {
+                match pool.get_pipe() {
+                    Ok(p) => self.kpipe = Some(p),
+                    Err(_) => {
+                        self.no_splice = true;
+                        break Ok(());
+                    }
+                }
+            }
+            let Some(kp) = self.kpipe.as_ref() else {
+                break Ok(());
+            };
+            *budget -= 1;
+            // The pipe is empty here, so WouldBlock can only mean the socket has no data.
+            match kp.fill(src, CHUNK) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.in_kernel = n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    *src_ready = false;
+                    break Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if self.in_kernel == 0 {
+            if let Some(p) = self.kpipe.take() {
+                pool.put_pipe(p);
+            }
+        }
+        self.bytes += moved;
+        result.map(|()| moved)
+    }
+
     /// Returns the buffer (if any) to the pool, e.g. when the connection closes.
     pub(crate) fn release(&mut self, pool: &mut BufPool) {
         if let Some(b) = self.buf.take() {
             pool.put(b);
+        }
+        #[cfg(target_os = "linux")]
+        {
+            // A pipe still holding bytes is closed rather than reused: its contents are garbage.
+            if let Some(p) = self.kpipe.take() {
+                if self.in_kernel == 0 {
+                    pool.put_pipe(p);
+                } else {
+                    pool.out = pool.out.saturating_sub(1);
+                }
+            }
+            self.in_kernel = 0;
         }
         self.start = 0;
         self.end = 0;

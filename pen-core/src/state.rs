@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     pub(crate) accept_batch: usize,
     pub(crate) backlog: i32,
     pub(crate) exit_enabled: bool,
+    /// When to relay TCP-to-TCP with `splice` (Linux).
+    pub(crate) splice: crate::config::Splice,
     pub(crate) stopping: AtomicBool,
     /// The address the listener is bound to now.
     pub(crate) listen: Mutex<ListenAddr>,

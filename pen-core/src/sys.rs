@@ -47,8 +47,9 @@ pub(crate) fn tcp_listener(
     #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
     let _ = reuse_port;
     if addr.is_ipv6() {
-        // `:::port` listens on IPv6 only, as C pen does; IPv4 clients use an IPv4 listen address.
-        sock.set_only_v6(true)?;
+        // `:::port` takes IPv4 clients too (as C pen's socket does: `ss` shows `*:port`); their
+        // mapped addresses are turned back into IPv4 for tracking and ACLs (`net::canonical_ip`).
+        sock.set_only_v6(!addr.ip().is_unspecified())?;
     }
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
@@ -115,4 +116,72 @@ pub(crate) fn cpus() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
+}
+
+/// A kernel pipe used to move bytes between two sockets with `splice` (zero-copy on Linux):
+/// socket -> pipe -> socket, the bytes never entering user space.
+/// Requested kernel pipe capacity for `splice`.
+#[cfg(target_os = "linux")]
+pub(crate) const PIPE_SIZE: usize = 256 * 1024;
+
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub(crate) struct KernelPipe {
+    read: std::os::fd::OwnedFd,
+    write: std::os::fd::OwnedFd,
+}
+
+#[cfg(target_os = "linux")]
+impl KernelPipe {
+    /// A new non-blocking pipe.
+    pub(crate) fn new() -> io::Result<KernelPipe> {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // A bigger pipe moves more per splice call (fewer system calls per byte). The kernel
+        // may refuse (pipe-max-size, per-user limits): then the default 64 KiB stays.
+        // SAFETY: fcntl on a descriptor we own; F_SETPIPE_SZ takes an int argument.
+        let _ = unsafe {
+            libc::fcntl(
+                write.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                PIPE_SIZE as libc::c_int,
+            )
+        };
+        Ok(KernelPipe { read, write })
+    }
+
+    /// Moves up to `len` bytes from socket `from` into the pipe.
+    pub(crate) fn fill(&self, from: &impl AsRawFd, len: usize) -> io::Result<usize> {
+        splice(from.as_raw_fd(), self.write.as_raw_fd(), len)
+    }
+
+    /// Moves up to `len` bytes from the pipe into socket `to`.
+    pub(crate) fn drain(&self, to: &impl AsRawFd, len: usize) -> io::Result<usize> {
+        splice(self.read.as_raw_fd(), to.as_raw_fd(), len)
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn splice(from: std::os::fd::RawFd, to: std::os::fd::RawFd, len: usize) -> io::Result<usize> {
+    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
+    // SAFETY: both descriptors are open for the duration of the call (borrowed from owners
+    // that outlive it); null offsets are allowed for sockets and pipes.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            flags,
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use pen_core::addr::{ListenAddr, ServerSpec};
-use pen_core::{Balancer, Config};
+use pen_core::{Balancer, Config, Splice};
 
 /// FNV-1a over a byte stream, for end-to-end checksums.
 fn fnv(data: &[u8], mut h: u64) -> u64 {
@@ -108,7 +108,16 @@ fn addr_of(b: &Balancer) -> SocketAddr {
 
 #[test]
 fn full_duplex_32mib_byte_identical() {
-    let b = start(&[echo_backend()], |_| {});
+    duplex(Splice::Always);
+}
+
+#[test]
+fn full_duplex_32mib_byte_identical_without_splice() {
+    duplex(Splice::Never);
+}
+
+fn duplex(splice: Splice) {
+    let b = start(&[echo_backend()], |c| c.splice = splice);
     let data = payload(32 << 20, 1);
     let want = fnv(&data, FNV0);
     let s = TcpStream::connect(addr_of(&b)).unwrap();
@@ -129,7 +138,16 @@ fn full_duplex_32mib_byte_identical() {
 
 #[test]
 fn half_close_reply_after_eof_arrives_complete() {
-    let b = start(&[reply_after_eof_backend(32 << 20)], |_| {});
+    half_close(Splice::Always);
+}
+
+#[test]
+fn half_close_reply_after_eof_arrives_complete_without_splice() {
+    half_close(Splice::Never);
+}
+
+fn half_close(splice: Splice) {
+    let b = start(&[reply_after_eof_backend(32 << 20)], |c| c.splice = splice);
     let data = payload(32 << 20, 2);
     let mut s = TcpStream::connect(addr_of(&b)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
