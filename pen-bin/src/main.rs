@@ -7,6 +7,7 @@ mod cli;
 mod privs;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use cli::{Cli, Run};
 use pen_core::Balancer;
@@ -53,15 +54,11 @@ fn run_balancer(run: Run) -> ExitCode {
     }
     let pid_file = run.config.pid_file.clone();
     let balancer = match Balancer::start(run.config) {
-        Ok(b) => b,
+        Ok(b) => Arc::new(b),
         Err(e) => return fail(EXIT_RUNTIME, e),
     };
-    if let Some(user) = &user {
-        if let Err(e) = privs::drop_to(user) {
-            balancer.stop();
-            return fail(EXIT_RUNTIME, e);
-        }
-    }
+    // The pid file is written before dropping privileges, so it can live in /run; the
+    // balancer removes it when it stops (best effort once unprivileged).
     if let Some(path) = &pid_file {
         if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
             balancer.stop();
@@ -71,12 +68,31 @@ fn run_balancer(run: Run) -> ExitCode {
             );
         }
     }
-    balancer.wait();
-    if let Some(path) = &pid_file {
-        // Best effort: after dropping privileges we may no longer be allowed to remove it.
-        if let Err(e) = std::fs::remove_file(path) {
-            eprintln!("pen: cannot remove pid file {}: {e}", path.display());
+    if let Some(user) = &user {
+        if let Err(e) = privs::drop_to(user) {
+            balancer.stop();
+            return fail(EXIT_RUNTIME, e);
         }
     }
+    if let Err(e) = stop_on_signals(Arc::clone(&balancer)) {
+        balancer.stop();
+        return fail(EXIT_RUNTIME, format_args!("cannot handle signals: {e}"));
+    }
+    balancer.wait();
     ExitCode::SUCCESS
+}
+
+/// SIGTERM and SIGINT stop the balancer cleanly (connections closed, pid file removed, exit 0).
+/// signal-hook turns the signals into messages for a thread: no work inside a handler.
+fn stop_on_signals(balancer: Arc<Balancer>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("pen-signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                balancer.request_stop();
+            }
+        })?;
+    Ok(())
 }

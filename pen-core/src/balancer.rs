@@ -212,6 +212,12 @@ impl Balancer {
         self.shared.stopped_cv.notify_all();
     }
 
+    /// Asks the balancer to stop and returns at once; [`Balancer::wait`] returns when it has.
+    /// Safe to call from any thread (e.g. a signal-handling thread).
+    pub fn request_stop(&self) {
+        self.shared.request_stop();
+    }
+
     /// Stops accepting, closes every connection, and waits for the workers to finish.
     pub fn stop(&self) {
         self.shared.request_stop();

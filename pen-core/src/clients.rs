@@ -22,9 +22,10 @@ pub struct ClientEntry {
     pub last_ms: u64,
     /// Connections made.
     pub connects: u64,
-    /// Bytes sent to the client's servers on its behalf.
+    /// Bytes sent to the client (as in C pen's `recent`: the client's point of view is the
+    /// other way round).
     pub sent: u64,
-    /// Bytes received from the servers for it.
+    /// Bytes received from the client.
     pub received: u64,
 }
 

@@ -705,7 +705,7 @@ impl Worker {
             self.shared
                 .clients
                 .lock()
-                .add_bytes(conn.peer.ip, conn.up.bytes, conn.down.bytes);
+                .add_bytes(conn.peer.ip, conn.down.bytes, conn.up.bytes); // sx: to the client
         }
         drop(conn);
         self.release_active();
