@@ -1,0 +1,169 @@
+//! Server selection: tracking, round robin, hash, weight, prio, limits.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+
+use super::backends::Backend;
+use super::harness::{is_c_pen, PenBuilder};
+
+#[test]
+fn tracking_sends_a_client_back_to_its_server() {
+    let (a, b) = (Backend::name("A"), Backend::name("B"));
+    let pen = PenBuilder::new().server(a.spec()).server(b.spec()).start();
+    let first = pen.fetch_from(1);
+    assert!(first == "A" || first == "B", "unexpected reply {first:?}");
+    for _ in 0..5 {
+        assert_eq!(
+            pen.fetch_from(1),
+            first,
+            "client 127.0.0.1 must stay on its server"
+        );
+    }
+    let other = pen.fetch_from(2);
+    for _ in 0..3 {
+        assert_eq!(
+            pen.fetch_from(2),
+            other,
+            "client 127.0.0.2 must stay on its server"
+        );
+    }
+}
+
+#[test]
+fn round_robin_alternates() {
+    let (a, b) = (Backend::name("A"), Backend::name("B"));
+    let pen = PenBuilder::new()
+        .opts(&["-r"])
+        .server(a.spec())
+        .server(b.spec())
+        .start();
+    let got: Vec<String> = (0..6).map(|_| pen.fetch_from(1)).collect();
+    for w in got.windows(2) {
+        assert_ne!(w[0], w[1], "round robin must alternate: {got:?}");
+    }
+    assert!(got.iter().all(|g| g == "A" || g == "B"), "{got:?}");
+}
+
+#[test]
+fn hash_spreads_eight_clients_over_both_servers_deterministically() {
+    let (a, b) = (Backend::name("A"), Backend::name("B"));
+    let pen = PenBuilder::new()
+        .opts(&["-h"])
+        .server(a.spec())
+        .server(b.spec())
+        .start();
+    let first: Vec<String> = (1..=8).map(|n| pen.fetch_from(n)).collect();
+    let again: Vec<String> = (1..=8).map(|n| pen.fetch_from(n)).collect();
+    assert_eq!(
+        first, again,
+        "hash must be deterministic per client address"
+    );
+    if is_c_pen() {
+        return; // [ours] C pen maps every 127.0.0.x client to one server
+    }
+    let used: BTreeSet<&str> = first.iter().map(String::as_str).collect();
+    assert_eq!(
+        used,
+        BTreeSet::from(["A", "B"]),
+        "8 clients over 2 servers: {first:?}"
+    );
+}
+
+/// Opens held connections from 127.0.0.`from`..., waiting for each to reach a backend.
+fn hold_from(
+    pen: &super::harness::Pen,
+    froms: &[u8],
+    backends: &[&Backend],
+) -> Vec<std::net::TcpStream> {
+    let mut conns = Vec::new();
+    for &n in froms {
+        let before: usize = backends.iter().map(|b| b.accepted()).sum();
+        let mut c = pen.connect_from(n);
+        c.write_all(b"x").expect("write");
+        conns.push(c);
+        super::harness::wait_for(super::harness::WAIT, "a backend to accept", || {
+            (backends.iter().map(|b| b.accepted()).sum::<usize>() == before + 1).then_some(())
+        });
+    }
+    conns
+}
+
+#[test]
+fn weight_splits_held_connections_one_to_three() {
+    let (a, b) = (Backend::hold(), Backend::hold());
+    let pen = PenBuilder::new()
+        .opts(&["-W"])
+        .server(format!("{}:0:0:1", a.spec()))
+        .server(format!("{}:0:0:3", b.spec()))
+        .start();
+    let _conns = hold_from(&pen, &[2, 3, 4, 5], &[&a, &b]);
+    assert_eq!(
+        (a.accepted(), b.accepted()),
+        (1, 3),
+        "weights 1:3 over 4 held connections"
+    );
+}
+
+#[test]
+fn weight_zero_server_is_never_chosen() {
+    let (zero, one) = (Backend::hold(), Backend::hold());
+    let pen = PenBuilder::new()
+        .opts(&["-W"])
+        .server(format!("{}:0:0:0", zero.spec()))
+        .server(format!("{}:0:0:1", one.spec()))
+        .start();
+    let _conns = hold_from(&pen, &[2, 3, 4, 5], &[&zero, &one]);
+    assert_eq!((zero.accepted(), one.accepted()), (0, 4));
+}
+
+#[test]
+fn prio_lowest_gets_everything_while_up() {
+    let (a, b, c) = (Backend::name("A"), Backend::name("B"), Backend::name("C"));
+    let pen = PenBuilder::new()
+        .opts(&["-O", "prio"])
+        .server(format!("{}:0:0:0:3", a.spec()))
+        .server(format!("{}:0:0:0:1", b.spec()))
+        .server(format!("{}:0:0:0:2", c.spec()))
+        .start();
+    let got: Vec<String> = (1..=8).map(|n| pen.fetch_from(n)).collect();
+    assert!(
+        got.iter().all(|g| g == "B"),
+        "prio 1 server must get every client: {got:?}"
+    );
+}
+
+#[test]
+fn soft_and_hard_limits() {
+    // Server 0: max 1, hard 2, prio 0 (first choice); server 1: unlimited, prio 1.
+    let (s0, s1) = (Backend::hold(), Backend::hold());
+    let pen = PenBuilder::new()
+        .opts(&["-O", "prio"])
+        .server(format!("{}:1:2:0:0", s0.spec()))
+        .server(format!("{}:0:0:0:1", s1.spec()))
+        .start();
+    let both = [&s0, &s1];
+    let _c1 = hold_from(&pen, &[2], &both);
+    assert_eq!(
+        (s0.accepted(), s1.accepted()),
+        (1, 0),
+        "first client gets server 0"
+    );
+    let _c2 = hold_from(&pen, &[3], &both);
+    assert_eq!(
+        (s0.accepted(), s1.accepted()),
+        (1, 1),
+        "a new client is over the soft limit"
+    );
+    let _c3 = hold_from(&pen, &[2], &both);
+    assert_eq!(
+        (s0.accepted(), s1.accepted()),
+        (2, 1),
+        "a returning client may use up to hard"
+    );
+    let _c4 = hold_from(&pen, &[2], &both);
+    assert_eq!(
+        (s0.accepted(), s1.accepted()),
+        (2, 2),
+        "no one beyond the hard limit"
+    );
+}
