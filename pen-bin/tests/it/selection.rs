@@ -2,9 +2,10 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::net::TcpStream;
 
 use super::backends::Backend;
-use super::harness::{is_c_pen, PenBuilder};
+use super::harness::{is_c_pen, wait_for, Pen, PenBuilder, WAIT};
 
 #[test]
 fn tracking_sends_a_client_back_to_its_server() {
@@ -69,20 +70,33 @@ fn hash_spreads_eight_clients_over_both_servers_deterministically() {
     );
 }
 
-/// Opens held connections from 127.0.0.`from`..., waiting for each to reach a backend.
-fn hold_from(
-    pen: &super::harness::Pen,
-    froms: &[u8],
-    backends: &[&Backend],
-) -> Vec<std::net::TcpStream> {
+/// Sum of the `conn C` fields of `servers`: pen's own count of open server connections.
+fn open_conns(pen: &Pen) -> usize {
+    pen.servers()
+        .iter()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            w.position(|x| x == "conn")?;
+            w.next()?.parse::<usize>().ok()
+        })
+        .sum()
+}
+
+/// Opens held connections from 127.0.0.`n` for each `n`, one at a time, waiting until a backend
+/// accepted it and pen counts it (so the next selection sees it).
+fn hold_from(pen: &Pen, froms: &[u8], backends: &[&Backend]) -> Vec<TcpStream> {
     let mut conns = Vec::new();
     for &n in froms {
         let before: usize = backends.iter().map(|b| b.accepted()).sum();
+        let counted = open_conns(pen);
         let mut c = pen.connect_from(n);
         c.write_all(b"x").expect("write");
         conns.push(c);
-        super::harness::wait_for(super::harness::WAIT, "a backend to accept", || {
+        wait_for(WAIT, "a backend to accept", || {
             (backends.iter().map(|b| b.accepted()).sum::<usize>() == before + 1).then_some(())
+        });
+        wait_for(WAIT, "pen to count the connection", || {
+            (open_conns(pen) == counted + 1).then_some(())
         });
     }
     conns
