@@ -1,34 +1,220 @@
 //! The running balancer: start it from a [`Config`], apply control commands, stop it.
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use polling::Poller;
+
+use crate::acl::AclSet;
+use crate::addr::ListenAddr;
+use crate::clients::ClientTable;
 use crate::config::Config;
 use crate::error::{ApplyError, StartError};
+use crate::net::Listener;
+use crate::reactor::{Worker, WorkerMsg};
+use crate::server::ServerTable;
+use crate::state::{Counters, Shared, WorkerLink};
+use crate::sys;
 
-/// A running balancer. Dropping it does not stop it; call [`Balancer::stop`].
+/// A running balancer. Dropping the handle does not stop it; call [`Balancer::stop`].
 pub struct Balancer {
-    _config: Config,
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+    let context = context.into();
+    move |source| StartError::Io { context, source }
+}
+
+/// Binds one listener per worker for TCP (each its own `SO_REUSEPORT` socket on Linux, so the
+/// kernel spreads connections), or a single one for a Unix socket (worker 0 serves it).
+/// Returns the listeners and the address actually bound (port 0 resolved).
+fn bind_listeners(
+    addr: &ListenAddr,
+    n: usize,
+    backlog: i32,
+) -> std::io::Result<(Vec<Option<Listener>>, ListenAddr)> {
+    match addr {
+        ListenAddr::Inet(a) => {
+            let reuse = cfg!(target_os = "linux") && n > 1;
+            let first = sys::tcp_listener(*a, backlog, reuse)?;
+            let bound: SocketAddr = first.local_addr()?;
+            let mut out = vec![Some(Listener::Tcp(first))];
+            for _ in 1..n {
+                out.push(if reuse {
+                    Some(Listener::Tcp(sys::tcp_listener(bound, backlog, true)?))
+                } else {
+                    None
+                });
+            }
+            Ok((out, ListenAddr::Inet(bound)))
+        }
+        ListenAddr::Unix(p) => {
+            let l = sys::unix_listener(p, backlog)?;
+            let mut out = vec![Some(Listener::Unix(l))];
+            out.resize_with(n, || None);
+            Ok((out, addr.clone()))
+        }
+    }
+}
+
+/// Reopens the listener on `addr` (the `listen` command). On failure nothing changes and the
+/// old listener keeps serving.
+pub(crate) fn relisten(shared: &Shared, addr: &ListenAddr) -> Result<(), ApplyError> {
+    let (listeners, bound) =
+        bind_listeners(addr, shared.nworkers(), shared.backlog).map_err(|source| {
+            ApplyError::Io {
+                context: format!("cannot listen on '{addr}'"),
+                source,
+            }
+        })?;
+    for (link, l) in shared.workers.iter().zip(listeners) {
+        link.send(WorkerMsg::Listen(l));
+    }
+    *shared.listen.lock() = bound;
+    Ok(())
 }
 
 impl Balancer {
-    /// Binds the listener (and control socket), starts the workers and runs `-O` commands.
+    /// Binds the listener and control socket, runs the `-O` commands, starts the workers.
     ///
     /// # Errors
     /// [`StartError`] if a socket cannot be bound or a start-up command fails.
     pub fn start(config: Config) -> Result<Balancer, StartError> {
-        Ok(Balancer { _config: config })
+        let n = if config.workers == 0 {
+            sys::cpus()
+        } else {
+            config.workers
+        };
+        let (listeners, bound) = bind_listeners(&config.listen, n, config.backlog)
+            .map_err(io_err(format!("cannot listen on '{}'", config.listen)))?;
+        let control = match &config.control {
+            Some(c) => {
+                let (mut ls, bound) = bind_listeners(c, 1, 16)
+                    .map_err(io_err(format!("cannot open control socket '{c}'")))?;
+                Some((ls.remove(0), bound))
+            }
+            None => None,
+        };
+        let mut links = Vec::with_capacity(n);
+        let mut ends = Vec::with_capacity(n);
+        for _ in 0..n {
+            let poller = Arc::new(Poller::new().map_err(io_err("cannot create poller"))?);
+            let (tx, rx) = mpsc::channel();
+            links.push(WorkerLink {
+                poller: Arc::clone(&poller),
+                tx,
+            });
+            ends.push((poller, rx));
+        }
+        let shared = Arc::new(Shared {
+            settings: RwLock::new(config.settings.clone()),
+            servers: RwLock::new(ServerTable::new(&config.servers, config.emergency.as_ref())),
+            clients: Mutex::new(ClientTable::new(config.clients_max)),
+            acls: RwLock::new(AclSet::default()),
+            rr: AtomicUsize::new(usize::MAX),
+            active: AtomicUsize::new(0),
+            conn_max: AtomicUsize::new(config.conn_max.max(1)),
+            accept_batch: config.accept_batch.max(1),
+            backlog: config.backlog,
+            exit_enabled: config.exit_enabled,
+            splice: config.splice,
+            stopping: AtomicBool::new(false),
+            listen: Mutex::new(bound),
+            control: Mutex::new(control.as_ref().map(|c| c.1.clone())),
+            workers: links,
+            pid_file: config.pid_file.clone(),
+            counters: Counters::default(),
+            stopped: Mutex::new(false),
+            stopped_cv: Condvar::new(),
+        });
+        for cmd in &config.commands {
+            crate::control::apply::apply_line(&shared, cmd).map_err(|source| {
+                StartError::Command {
+                    command: cmd.clone(),
+                    source,
+                }
+            })?;
+        }
+        let mut threads = Vec::with_capacity(n + 1);
+        for (i, ((poller, rx), l)) in ends.into_iter().zip(listeners).enumerate() {
+            let worker = Worker::new(i, Arc::clone(&shared), poller, rx, l)
+                .map_err(io_err("cannot start worker"))?;
+            let t = std::thread::Builder::new()
+                .name(format!("pen-worker-{i}"))
+                .spawn(move || worker.run())
+                .map_err(io_err("cannot start worker thread"))?;
+            threads.push(t);
+        }
+        if let Some((Some(l), _)) = control {
+            let sh = Arc::clone(&shared);
+            let t = std::thread::Builder::new()
+                .name("pen-control".into())
+                .spawn(move || crate::control::socket::serve(sh, l))
+                .map_err(io_err("cannot start control thread"))?;
+            threads.push(t);
+        }
+        Ok(Balancer {
+            shared,
+            threads: Mutex::new(threads),
+        })
     }
 
-    /// Applies one control line and returns the reply text (ending with a newline, or empty).
+    /// Applies one control line (as penctl would send it) and returns the reply text: empty, or
+    /// lines each ending with a newline.
     ///
     /// # Errors
     /// [`ApplyError`] naming the bad token; nothing changes.
     pub fn apply(&self, line: &str) -> Result<String, ApplyError> {
-        crate::control::parse_line(line)?;
-        Ok(String::new())
+        crate::control::apply::apply_line(&self.shared, line)
     }
 
-    /// Blocks until the balancer stops (the `exit` command, or [`Balancer::stop`]).
-    pub fn wait(&self) {}
+    /// The address the listener is bound to now (with the real port when started on port 0).
+    pub fn listen_addr(&self) -> ListenAddr {
+        self.shared.listen.lock().clone()
+    }
 
-    /// Stops accepting, closes every connection and joins the workers.
-    pub fn stop(&self) {}
+    /// The control socket's address, if there is one.
+    pub fn control_addr(&self) -> Option<ListenAddr> {
+        self.shared.control.lock().clone()
+    }
+
+    /// Open client connections right now.
+    pub fn active_connections(&self) -> usize {
+        self.shared.active.load(Relaxed)
+    }
+
+    /// Blocks until the balancer has stopped (the `exit` command, or [`Balancer::stop`]), then
+    /// removes the pid file.
+    pub fn wait(&self) {
+        let threads: Vec<JoinHandle<()>> = std::mem::take(&mut *self.threads.lock());
+        if threads.is_empty() {
+            let mut stopped = self.shared.stopped.lock();
+            while !*stopped {
+                self.shared.stopped_cv.wait(&mut stopped);
+            }
+            return;
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        if let Some(p) = &self.shared.pid_file {
+            let _ = std::fs::remove_file(p);
+        }
+        if let ListenAddr::Unix(p) = &*self.shared.listen.lock() {
+            let _ = std::fs::remove_file(p);
+        }
+        *self.shared.stopped.lock() = true;
+        self.shared.stopped_cv.notify_all();
+    }
+
+    /// Stops accepting, closes every connection, and waits for the workers to finish.
+    pub fn stop(&self) {
+        self.shared.request_stop();
+        self.wait();
+    }
 }

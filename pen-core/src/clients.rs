@@ -124,9 +124,20 @@ impl ClientTable {
         while self.slots.len() >= self.capacity && self.tail != NIL {
             self.remove_slot(self.tail);
         }
-        let entry = ClientEntry { addr, server, last_ms: now, connects: 1, sent: 0, received: 0 };
+        let entry = ClientEntry {
+            addr,
+            server,
+            last_ms: now,
+            connects: 1,
+            sent: 0,
+            received: 0,
+        };
         let i = self.slots.len() as u32;
-        self.slots.push(Slot { entry, prev: NIL, next: NIL });
+        self.slots.push(Slot {
+            entry,
+            prev: NIL,
+            next: NIL,
+        });
         self.index.insert(addr, i);
         self.link_front(i);
     }
@@ -163,7 +174,9 @@ impl ClientTable {
 
     /// The entry for `addr`, if remembered (no expiry check).
     pub fn get(&self, addr: IpAddr) -> Option<&ClientEntry> {
-        self.index.get(&addr).map(|&i| &self.slots[i as usize].entry)
+        self.index
+            .get(&addr)
+            .map(|&i| &self.slots[i as usize].entry)
     }
 
     fn unlink(&mut self, i: u32) {

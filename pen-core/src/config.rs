@@ -121,6 +121,25 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// Commands run at start, in order (`-O`).
     pub commands: Vec<String>,
+    /// When to relay between TCP sockets with zero-copy `splice` (Linux) [`Splice::Auto`].
+    pub splice: Splice,
+}
+
+/// When the relay uses zero-copy `splice` (Linux; elsewhere it always copies).
+///
+/// Measured on loopback (2 cores, 2 GiB server-to-client through one worker): copying through a
+/// 32 KiB user-space buffer moved 1,300-1,800 MB/s, `splice` with 256 KiB pipes 550-950 MB/s.
+/// Loopback has no device to hand pages to, so moving them costs more than copying them; on real
+/// interfaces `splice` saves the copy. Hence the default: splice only towards non-loopback servers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Splice {
+    /// Splice when the server is not on a loopback address.
+    #[default]
+    Auto,
+    /// Always splice between TCP sockets.
+    Always,
+    /// Never splice; copy through pooled buffers.
+    Never,
 }
 
 impl Config {
@@ -141,6 +160,7 @@ impl Config {
             pid_file: None,
             config_file: None,
             commands: Vec::new(),
+            splice: Splice::Auto,
         }
     }
 }

@@ -13,6 +13,16 @@ pub enum AddrError {
         /// What was expected instead.
         expected: &'static str,
     },
+    /// One field of a longer spec is not of the expected form.
+    #[error("'{token}' in '{spec}': expected {expected}")]
+    Field {
+        /// The offending field.
+        token: String,
+        /// The whole spec it appeared in.
+        spec: String,
+        /// What was expected instead.
+        expected: &'static str,
+    },
     /// A host name that does not resolve.
     #[error("'{host}': cannot resolve host name ({reason})")]
     Resolve {
@@ -48,6 +58,17 @@ pub enum ParseError {
         /// What was expected.
         expected: &'static str,
     },
+    /// A number too large for its field.
+    #[error("'{token}': out of range, expected {expected}")]
+    OutOfRange {
+        /// The offending token.
+        token: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// `acl N permit|deny country CC`: GeoIP entries are not supported.
+    #[error("'country {0}': GeoIP country ACL entries are not supported")]
+    CountryAcl(String),
     /// Extra words after a complete command.
     #[error("unexpected '{0}' after the command")]
     TrailingArgument(String),

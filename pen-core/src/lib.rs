@@ -16,6 +16,14 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! ## Design
+//! Data flows one way: a worker's listener accepts; the client ACL decides; the selection policy
+//! ([`policy`]) picks a server from the [`server`] table, consulting the [`clients`] table; the
+//! relay connects and copies bytes both ways; counters update the tables; the control plane
+//! ([`control`]) reads and changes the tables. Each worker thread has its own poller, its own
+//! `SO_REUSEPORT` listener (Linux) and its own connections; the tables are shared behind
+//! parking_lot locks, counters are atomic.
 
 pub mod acl;
 pub mod addr;
@@ -25,10 +33,16 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod error;
+mod net;
 pub mod policy;
+mod reactor;
+mod relay;
 pub mod server;
+mod state;
+mod stats;
+mod sys;
 
 pub use balancer::Balancer;
-pub use config::{Config, Settings};
+pub use config::{Config, Settings, Splice};
 pub use control::Command;
 pub use error::{AddrError, ApplyError, ParseError, StartError};

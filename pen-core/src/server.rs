@@ -69,12 +69,19 @@ impl Server {
 
     /// Seconds of blacklisting left at `now` (rounded up), 0 if none.
     pub fn blacklist_left_secs(&self, now: u64) -> u64 {
-        self.blacklisted_until.load(Relaxed).saturating_sub(now).div_ceil(1000)
+        self.blacklisted_until
+            .load(Relaxed)
+            .saturating_sub(now)
+            .div_ceil(1000)
     }
 
     /// Blacklists it for `secs` seconds from `now` (0 clears).
     pub fn blacklist(&self, now: u64, secs: u64) {
-        let until = if secs == 0 { 0 } else { now.saturating_add(secs.saturating_mul(1000)) };
+        let until = if secs == 0 {
+            0
+        } else {
+            now.saturating_add(secs.saturating_mul(1000))
+        };
         self.blacklisted_until.store(until, Relaxed);
     }
 
@@ -140,7 +147,10 @@ impl ServerTable {
 
     /// All regular servers with their ids.
     pub fn iter(&self) -> impl Iterator<Item = (ServerId, &Server)> {
-        self.servers.iter().enumerate().map(|(i, s)| (ServerId(i), s))
+        self.servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (ServerId(i), s))
     }
 
     /// The server a connection target refers to.

@@ -2,8 +2,11 @@
 //! against a running balancer (`apply`). `-O` options, the control socket and config files all
 //! go through the same parse-then-apply path.
 
+pub(crate) mod apply;
 pub mod command;
+mod display;
 pub mod parse;
+pub(crate) mod socket;
 
 pub use command::Command;
 pub use parse::parse_line;

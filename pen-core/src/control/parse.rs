@@ -1,13 +1,384 @@
 //! Parsing one penctl line into a [`Command`] (pure; fuzzed).
+//!
+//! Words are separated by ASCII whitespace, so a trailing `\r\n` vanishes. Keywords are
+//! case-sensitive, as in C pen. Numbers are plain decimal: no sign, no hex, and a value too large
+//! for its field is an error rather than a silent wrap. Nothing here resolves names or touches
+//! files: `address`, `listen` and file names are kept as text for the apply step.
 
-use super::command::Command;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use super::command::{
+    AclAction, AclEntry, AclPattern, Command, EventMechanism, Fastclose, ModeFlag, ServerField,
+    SslCommand, Switch,
+};
 use crate::error::ParseError;
 
 /// Parses one control line (words separated by whitespace; a trailing newline is ignored).
 ///
 /// # Errors
-/// [`ParseError`] naming the bad token and what was expected.
+/// [`ParseError`] naming the bad token and what was expected; [`ParseError::Empty`] for a blank
+/// line.
+///
+/// # Examples
+/// ```
+/// use pen_core::control::{parse_line, Command};
+/// assert_eq!(parse_line("blacklist 20\r\n"), Ok(Command::Blacklist(Some(20))));
+/// assert!(parse_line("blacklist soon").is_err());
+/// ```
 pub fn parse_line(line: &str) -> Result<Command, ParseError> {
-    let first = line.split_whitespace().next().ok_or(ParseError::Empty)?;
-    Err(ParseError::UnknownCommand(first.to_string()))
+    let mut words = Words::new(line);
+    let name = words.next().ok_or(ParseError::Empty)?;
+    let cmd = parse_command(name, &mut words)?;
+    words.finish()?;
+    Ok(cmd)
 }
+
+/// The words of a line, with the command name kept for "missing argument" messages.
+struct Words<'a> {
+    iter: std::str::SplitAsciiWhitespace<'a>,
+    command: &'a str,
+}
+
+impl<'a> Words<'a> {
+    fn new(line: &'a str) -> Self {
+        Words {
+            iter: line.split_ascii_whitespace(),
+            command: "",
+        }
+    }
+
+    fn next(&mut self) -> Option<&'a str> {
+        self.iter.next()
+    }
+
+    /// The next word, or an error saying the command needs `expected`.
+    fn require(&mut self, expected: &'static str) -> Result<&'a str, ParseError> {
+        self.iter.next().ok_or_else(|| ParseError::MissingArgument {
+            command: self.command.to_string(),
+            expected,
+        })
+    }
+
+    /// Fails if any word is left over.
+    fn finish(&mut self) -> Result<(), ParseError> {
+        match self.iter.next() {
+            Some(extra) => Err(ParseError::TrailingArgument(extra.to_string())),
+            None => Ok(()),
+        }
+    }
+}
+
+const SECONDS: &str = "a number of seconds";
+const ACL_LIST: &str = "an ACL list number 0-9";
+
+fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseError> {
+    w.command = name;
+    let cmd = match name {
+        "acl" => parse_acl(w)?,
+        "no" => parse_no(w)?,
+        "abort_on_error" => Command::Switch(Switch::AbortOnError, true),
+        "ascii" => Command::Switch(Switch::Ascii, true),
+        "dummy" => Command::Switch(Switch::Dummy, true),
+        "http" => Command::Switch(Switch::Http, true),
+        "tcp_nodelay" => Command::Switch(Switch::TcpNodelay, true),
+        "transparent" => Command::Switch(Switch::Transparent, true),
+        "hash" => Command::Mode(ModeFlag::Hash, true),
+        "roundrobin" => Command::Mode(ModeFlag::RoundRobin, true),
+        "stubborn" => Command::Mode(ModeFlag::Stubborn, true),
+        "weight" => Command::Mode(ModeFlag::Weight, true),
+        "prio" => Command::Mode(ModeFlag::Prio, true),
+        "blacklist" => Command::Blacklist(opt_num(w, SECONDS)?),
+        "client_acl" => Command::ClientAcl(w.next().map(acl_list).transpose()?),
+        "control_acl" => Command::ControlAcl(w.next().map(acl_list).transpose()?),
+        "clients_max" => Command::ClientsMax(opt_num(w, "a number of client slots")?),
+        "close" => Command::Close(num(
+            w.require("a connection number")?,
+            "a connection number",
+        )?),
+        "connection" => Command::Connection(num(
+            w.require("a connection number")?,
+            "a connection number",
+        )?),
+        "conn_max" => Command::ConnMax(opt_num(w, "a number of connections")?),
+        "control" => Command::Control,
+        "debug" => Command::Debug(opt_num(w, "a debug level")?),
+        "epoll" => Command::EventMechanism(EventMechanism::Epoll),
+        "kqueue" => Command::EventMechanism(EventMechanism::Kqueue),
+        "poll" => Command::EventMechanism(EventMechanism::Poll),
+        "select" => Command::EventMechanism(EventMechanism::Select),
+        "exit" => Command::Exit,
+        "idle_timeout" => Command::IdleTimeout(opt_num(w, SECONDS)?),
+        "include" => Command::Include(w.require("a file name")?.to_string()),
+        "listen" => Command::Listen(w.next().map(str::to_string)),
+        "log" => Command::Log(w.next().map(str::to_string)),
+        "mode" => Command::ShowMode,
+        "pending_max" => Command::PendingMax(opt_num(w, "a number of pending connects")?),
+        "pid" => Command::Pid,
+        "recent" => Command::Recent(opt_num(w, SECONDS)?),
+        "server" => parse_server(w)?,
+        "servers" => Command::Servers,
+        "socket" => Command::Socket(num(w.require("a socket number")?, "a socket number")?),
+        "source" => Command::Source(ip(w.require("an IP address")?)?),
+        "status" => Command::Status,
+        "tcp_fastclose" => Command::TcpFastclose(w.next().map(fastclose).transpose()?),
+        "timeout" => Command::Timeout(opt_num(w, SECONDS)?),
+        "tracking" => Command::Tracking(opt_num(w, SECONDS)?),
+        "web_stats" => Command::WebStats(w.next().map(str::to_string)),
+        "write" => Command::Write(w.next().map(str::to_string)),
+        "ssl_ciphers" => ssl(SslCommand::Ciphers, w),
+        "ssl_option" => ssl(SslCommand::Option, w),
+        "ssl_sni_path" => ssl(SslCommand::SniPath, w),
+        "ssl_ocsp_response" => ssl(SslCommand::OcspResponse, w),
+        "ssl_client_renegotiation_interval" => ssl(SslCommand::ClientRenegotiationInterval, w),
+        other => return Err(ParseError::UnknownCommand(other.to_string())),
+    };
+    Ok(cmd)
+}
+
+/// `no X`: the negated switches and modes, and `no acl N`, `no log`, `no web_stats`.
+fn parse_no(w: &mut Words<'_>) -> Result<Command, ParseError> {
+    let what = w.require("a command to turn off")?;
+    let cmd = match what {
+        "acl" => {
+            w.command = "no acl";
+            Command::NoAcl(acl_list(w.require(ACL_LIST)?)?)
+        }
+        "log" => Command::NoLog,
+        "web_stats" => Command::NoWebStats,
+        "abort_on_error" => Command::Switch(Switch::AbortOnError, false),
+        "ascii" => Command::Switch(Switch::Ascii, false),
+        "dummy" => Command::Switch(Switch::Dummy, false),
+        "http" => Command::Switch(Switch::Http, false),
+        "tcp_nodelay" => Command::Switch(Switch::TcpNodelay, false),
+        "transparent" => Command::Switch(Switch::Transparent, false),
+        "hash" => Command::Mode(ModeFlag::Hash, false),
+        "roundrobin" => Command::Mode(ModeFlag::RoundRobin, false),
+        "stubborn" => Command::Mode(ModeFlag::Stubborn, false),
+        "weight" => Command::Mode(ModeFlag::Weight, false),
+        "prio" => Command::Mode(ModeFlag::Prio, false),
+        other => {
+            return Err(ParseError::BadArgument {
+                token: other.to_string(),
+                expected: "a command with a 'no' form (acl, ascii, abort_on_error, dummy, hash, \
+                           http, log, prio, roundrobin, stubborn, tcp_nodelay, transparent, \
+                           web_stats, weight)",
+            })
+        }
+    };
+    Ok(cmd)
+}
+
+/// `acl N permit|deny IPV4 [MASK]`, `acl N permit|deny IPV6[/LEN]`, `acl N permit|deny country CC`.
+fn parse_acl(w: &mut Words<'_>) -> Result<Command, ParseError> {
+    let list = acl_list(w.require(ACL_LIST)?)?;
+    let action = match w.require("'permit' or 'deny'")? {
+        "permit" => AclAction::Permit,
+        "deny" => AclAction::Deny,
+        other => {
+            return Err(ParseError::BadArgument {
+                token: other.to_string(),
+                expected: "'permit' or 'deny'",
+            })
+        }
+    };
+    let target = w.require("an IPv4 address [mask] or an IPv6 address[/len]")?;
+    let pattern = if target == "country" {
+        return Err(ParseError::CountryAcl(
+            w.require("a country code")?.to_string(),
+        ));
+    } else if target.contains(':') {
+        v6_pattern(target)?
+    } else {
+        let addr = ipv4(target, "an IPv4 address [mask] or an IPv6 address[/len]")?;
+        let mask = match w.next() {
+            Some(m) => ipv4(m, "a dotted netmask such as 255.255.255.0")?,
+            None => Ipv4Addr::BROADCAST,
+        };
+        AclPattern::V4 { addr, mask }
+    };
+    Ok(Command::Acl {
+        list,
+        entry: AclEntry { action, pattern },
+    })
+}
+
+/// `ADDR` or `ADDR/LEN` for an IPv6 ACL entry.
+fn v6_pattern(token: &str) -> Result<AclPattern, ParseError> {
+    const EXPECTED: &str = "an IPv6 address with an optional /LEN (0-128)";
+    let bad = || ParseError::BadArgument {
+        token: token.to_string(),
+        expected: EXPECTED,
+    };
+    let (addr, len) = match token.split_once('/') {
+        Some((a, l)) => {
+            let len = if is_decimal(l) {
+                l.parse::<u8>().ok()
+            } else {
+                None
+            };
+            match len {
+                Some(len) if len <= 128 => (a, len),
+                _ => return Err(bad()),
+            }
+        }
+        None => (token, 128),
+    };
+    let addr = Ipv6Addr::from_str(addr).map_err(|_| bad())?;
+    Ok(AclPattern::V6 { addr, len })
+}
+
+/// `server N [acl A] [address H] [port P] [max M] [hard H] [blacklist T] [weight W] [prio P]`.
+fn parse_server(w: &mut Words<'_>) -> Result<Command, ParseError> {
+    const FIELD: &str = "a server field: acl, address, port, max, hard, blacklist, weight or prio";
+    let id = num(w.require("a server number")?, "a server number")?;
+    let mut fields = Vec::new();
+    while let Some(key) = w.next() {
+        let field = match key {
+            "acl" => ServerField::Acl(acl_list(w.require(ACL_LIST)?)?),
+            "address" => ServerField::Address(host(w.require("a host name or address")?)?),
+            "port" => ServerField::Port(num(w.require("a port number")?, "a port number 0-65535")?),
+            "max" => ServerField::Max(num(w.require("a connection limit")?, "a connection limit")?),
+            "hard" => {
+                ServerField::Hard(num(w.require("a connection limit")?, "a connection limit")?)
+            }
+            "blacklist" => ServerField::Blacklist(num(w.require(SECONDS)?, SECONDS)?),
+            "weight" => ServerField::Weight(num(w.require("a weight")?, "a weight")?),
+            "prio" => ServerField::Prio(num(w.require("a priority")?, "a priority")?),
+            other => {
+                return Err(ParseError::BadArgument {
+                    token: other.to_string(),
+                    expected: FIELD,
+                })
+            }
+        };
+        fields.push(field);
+    }
+    Ok(Command::Server { id, fields })
+}
+
+fn ssl(which: SslCommand, w: &mut Words<'_>) -> Command {
+    let mut args = Vec::new();
+    while let Some(a) = w.next() {
+        args.push(a.to_string());
+    }
+    Command::Ssl(which, args)
+}
+
+fn fastclose(token: &str) -> Result<Fastclose, ParseError> {
+    match token {
+        "up" => Ok(Fastclose::Up),
+        "down" => Ok(Fastclose::Down),
+        "both" => Ok(Fastclose::Both),
+        "off" => Ok(Fastclose::Off),
+        other => Err(ParseError::BadArgument {
+            token: other.to_string(),
+            expected: "'up', 'down', 'both' or 'off'",
+        }),
+    }
+}
+
+fn is_decimal(token: &str) -> bool {
+    !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A plain decimal number; a value that does not fit `T` is [`ParseError::OutOfRange`].
+fn num<T: FromStr>(token: &str, expected: &'static str) -> Result<T, ParseError> {
+    if !is_decimal(token) {
+        // `str::parse` would accept a leading '+'; we take digits only.
+        return Err(ParseError::BadArgument {
+            token: token.to_string(),
+            expected,
+        });
+    }
+    // Only digits remain, so the one way parsing can fail is overflow.
+    token.parse().map_err(|_| ParseError::OutOfRange {
+        token: token.to_string(),
+        expected,
+    })
+}
+
+/// An optional trailing number (absent = query).
+fn opt_num<T: FromStr>(w: &mut Words<'_>, expected: &'static str) -> Result<Option<T>, ParseError> {
+    w.next().map(|t| num(t, expected)).transpose()
+}
+
+fn acl_list(token: &str) -> Result<u8, ParseError> {
+    match num::<u8>(token, ACL_LIST) {
+        Ok(n) if usize::from(n) < crate::acl::ACL_LISTS => Ok(n),
+        // Too large, overflowing or not a number: one message for all.
+        _ => Err(ParseError::BadArgument {
+            token: token.to_string(),
+            expected: ACL_LIST,
+        }),
+    }
+}
+
+fn ipv4(token: &str, expected: &'static str) -> Result<Ipv4Addr, ParseError> {
+    Ipv4Addr::from_str(token).map_err(|_| ParseError::BadArgument {
+        token: token.to_string(),
+        expected,
+    })
+}
+
+/// An IPv4 or IPv6 address; `[v6]` brackets are accepted.
+fn ip(token: &str) -> Result<IpAddr, ParseError> {
+    let inner = token.strip_prefix('[').and_then(|t| t.strip_suffix(']'));
+    let parsed = match inner {
+        Some(v6) => Ipv6Addr::from_str(v6).map(IpAddr::V6),
+        None => IpAddr::from_str(token),
+    };
+    parsed.map_err(|_| ParseError::BadArgument {
+        token: token.to_string(),
+        expected: "an IPv4 or IPv6 address",
+    })
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')
+}
+
+/// Longest host name DNS allows, plus room for an IPv6 scope suffix.
+const MAX_HOST_LEN: usize = 255;
+
+/// A syntactically plausible host: a name of letters, digits, `.-_`, an IPv4 address, or an IPv6
+/// address (bare or in brackets, optionally with a `%scope`). Brackets are stripped. Resolution
+/// happens when the command is applied.
+fn host(token: &str) -> Result<String, ParseError> {
+    let bad = || ParseError::BadArgument {
+        token: token.to_string(),
+        expected: "a host name or IP address ([v6] allowed)",
+    };
+    let bracketed = token.strip_prefix('[').and_then(|t| t.strip_suffix(']'));
+    let h = bracketed.unwrap_or(token);
+    if h.is_empty() || h.len() > MAX_HOST_LEN {
+        return Err(bad());
+    }
+    if h.contains(':') {
+        // IPv6 literal, perhaps with a zone id (`fe80::1%eth0`).
+        let (addr, scope) = match h.split_once('%') {
+            Some((a, s)) => (a, Some(s)),
+            None => (h, None),
+        };
+        let scope_ok = match scope {
+            None => true,
+            Some(s) => !s.is_empty() && s.bytes().all(is_name_byte),
+        };
+        if Ipv6Addr::from_str(addr).is_err() || !scope_ok {
+            return Err(bad());
+        }
+    } else {
+        if bracketed.is_some() {
+            // Brackets are only for IPv6 literals.
+            return Err(bad());
+        }
+        if !h.bytes().all(is_name_byte) {
+            return Err(bad());
+        }
+    }
+    Ok(h.to_string())
+}
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;

@@ -1,0 +1,466 @@
+//! The command line, parsed C-pen style (getopt: bundled short options, `-C8888` or `-C 8888`,
+//! options and operands in any order until `--`) into a [`pen_core::Config`].
+//!
+//! Parsing is a pure function of the arguments (plus `PEN_WORKERS`, passed in) so every option,
+//! refusal and error line is unit-tested without starting anything.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use pen_core::addr::{self, ListenAddr};
+use pen_core::{AddrError, Config};
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub(crate) enum Cli {
+    /// Print the usage text and exit 0.
+    Help,
+    /// Print the version and exit 0.
+    Version,
+    /// Run the balancer.
+    Run(Box<Run>),
+}
+
+/// A balancer to run, plus what only the binary handles.
+#[derive(Debug)]
+pub(crate) struct Run {
+    /// Everything the library needs.
+    pub(crate) config: Config,
+    /// `-u USER`: drop to this user after binding.
+    pub(crate) user: Option<String>,
+    /// `-f`: stay in the foreground (we always do for now; daemon mode is a later issue).
+    pub(crate) foreground: bool,
+}
+
+/// A usage error: printed as one line, exit status 2.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CliError {
+    /// An option pen does not know.
+    UnknownOption(String),
+    /// An option that needs an argument came last.
+    MissingArgument {
+        /// The option letter or name.
+        opt: String,
+        /// What the argument is.
+        what: &'static str,
+    },
+    /// An option argument is malformed.
+    BadValue {
+        /// The option letter or name.
+        opt: String,
+        /// The bad text.
+        token: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// A bad address or server spec; `context` names where it appeared (may be empty).
+    Addr {
+        /// E.g. `option -C`; empty for the operands, whose error already names the token.
+        context: String,
+        /// The address error.
+        source: AddrError,
+    },
+    /// A C pen option we recognise but do not implement yet.
+    NotSupported(char),
+    /// No listen address operand.
+    NoListen,
+    /// A listen address but no server.
+    NoServers,
+    /// A server without a port behind a Unix-socket listener (there is no port to default to).
+    NoPort(String),
+    /// Root with `-C` but without `-u` (C pen refuses this too).
+    RootControl,
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::UnknownOption(o) => {
+                write!(f, "unknown option '{o}': expected one listed by 'pen --help'")
+            }
+            CliError::MissingArgument { opt, what } => {
+                write!(f, "option {opt}: expected an argument ({what})")
+            }
+            CliError::BadValue { opt, token, expected } => {
+                write!(f, "option {opt}: '{token}': expected {expected}")
+            }
+            CliError::Addr { context, source } if context.is_empty() => write!(f, "{source}"),
+            CliError::Addr { context, source } => write!(f, "{context}: {source}"),
+            CliError::NotSupported(c) => write!(f, "option -{c} is not supported yet"),
+            CliError::NoListen => {
+                write!(f, "no listen address: expected [host:]port|/path server [server ...]")
+            }
+            CliError::NoServers => {
+                write!(f, "no server: expected at least one server after the listen address")
+            }
+            CliError::NoPort(s) => write!(
+                f,
+                "'{s}': expected host:port (the listen address is a Unix socket, so no default port)"
+            ),
+            CliError::RootControl => write!(
+                f,
+                "refusing to open the control socket (-C) as root: expected -u USER (-u root to insist)"
+            ),
+        }
+    }
+}
+
+/// The usage text for `--help`.
+pub(crate) const USAGE: &str = "\
+usage: pen [options] [host:]port|/path/to/socket server [server ...]
+
+  listen address: port (all IPv4 addresses), host:port, [v6addr]:port,
+                  :::port (all IPv6 addresses), ::1:port, or a Unix socket path
+  server:         host[:port[:max[:hard[:weight[:prio]]]]] or [v6addr]:port:...
+                  missing port = the listen port; ports may be service names (smtp)
+
+options:
+  -C addr     control socket ([host:]port or path) for penctl; as root also needs -u
+  -O cmd      run a penctl command at start (repeatable, in order); -o is the same
+  -X          enable the 'exit' control command
+  -b sec      blacklist time for a failed server [30]
+  -T sec      client tracking time, 0 = forever [0]
+  -c N        client table slots [2048]
+  -x N        max simultaneous connections [500]
+  -e server   emergency server, used when no other server is available
+  -t sec      connect timeout [3]
+  -h          hash the client address for the initial choice
+  -r          round robin, no client tracking
+  -s          stubborn: if the first choice fails, close instead of failing over
+  -W          weight-based selection
+  -m N        accept up to N connections per readiness event [100]
+  -q N        listen backlog [500]
+  -d          more debug output (repeat: -dd)
+  -a          ASCII rather than hex in traffic dumps
+  -p file     write the process id to file (removed at exit)
+  -u user     run as this user after binding
+  -f          stay in the foreground (pen always does for now: daemon mode is not
+              implemented yet)
+  --workers N worker threads, 0 = one per CPU [0]; also env PEN_WORKERS
+  --splice M  zero-copy relay (Linux splice): auto (only towards non-loopback
+              servers, where it pays), always, never [auto]
+  -V          print the version
+  -?, --help  print this text
+
+  Accepted and ignored: -P -Q -D -n -S N.
+  Not supported yet (refused): -B -F -H -U -N -l -w -j -E -K -G -A -R -L -Z.
+
+exit status: 0 after a clean exit, 1 on a runtime failure (e.g. cannot bind),
+2 on a usage error (bad option, number, address or server spec).
+
+example: pen -C 127.0.0.1:10080 80 www1:8000:10 www2:80:10 www3
+";
+
+/// What a short option does, and whether it takes an argument.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A flag we act on.
+    Flag,
+    /// An option with an argument we act on; the text names the argument for errors.
+    Value(&'static str),
+    /// Accepted for compatibility and ignored (`true` if it takes an argument).
+    Ignored(bool),
+    /// Refused with "not supported yet" (before any argument it takes is looked at).
+    Refused,
+}
+
+fn kind(c: char) -> Option<Kind> {
+    use Kind::*;
+    Some(match c {
+        'f' | 'h' | 'r' | 's' | 'W' | 'X' | 'a' | 'd' | 'V' | '?' => Flag,
+        'b' => Value("blacklist seconds"),
+        'c' => Value("client table slots"),
+        'C' => Value("control address"),
+        'e' => Value("emergency server"),
+        'm' => Value("connections per accept"),
+        'O' | 'o' => Value("penctl command"),
+        'p' => Value("pid file"),
+        'q' => Value("listen backlog"),
+        't' => Value("connect timeout seconds"),
+        'T' => Value("tracking seconds"),
+        'u' => Value("user name"),
+        'x' => Value("max connections"),
+        'P' | 'Q' | 'D' | 'n' => Ignored(false),
+        'S' => Ignored(true),
+        // Of these, B F l w j E K G A L take an argument in C pen.
+        'H' | 'U' | 'N' | 'R' | 'Z' | 'B' | 'F' | 'l' | 'w' | 'j' | 'E' | 'K' | 'G' | 'A' | 'L' => {
+            Refused
+        }
+        _ => return None,
+    })
+}
+
+/// Settings collected from the options before the operands are known.
+#[derive(Default)]
+struct Opts {
+    flags: Vec<char>,
+    debug: u32,
+    values: Vec<(char, String)>,
+    workers: Option<String>,
+    splice: Option<String>,
+    operands: Vec<String>,
+}
+
+/// Parses the arguments after the program name, with no `PEN_WORKERS` in the environment.
+///
+/// # Errors
+/// [`CliError`] for the first problem found.
+#[cfg(test)]
+pub(crate) fn parse_args(args: &[String]) -> Result<Cli, CliError> {
+    parse_args_env(args, None)
+}
+
+/// Parses the arguments after the program name; `env_workers` is `PEN_WORKERS` if set.
+///
+/// # Errors
+/// [`CliError`] for the first problem found.
+pub(crate) fn parse_args_env(args: &[String], env_workers: Option<&str>) -> Result<Cli, CliError> {
+    let mut o = Opts::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            o.operands.extend(it.by_ref().cloned());
+            break;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (long, None),
+            };
+            match name {
+                "help" => return Ok(Cli::Help),
+                "version" => return Ok(Cli::Version),
+                "workers" => {
+                    let v = inline.or_else(|| it.next().cloned()).ok_or_else(|| {
+                        CliError::MissingArgument {
+                            opt: arg.clone(),
+                            what: "worker threads",
+                        }
+                    })?;
+                    o.workers = Some(v);
+                }
+                "splice" => {
+                    let v = inline.or_else(|| it.next().cloned()).ok_or_else(|| {
+                        CliError::MissingArgument {
+                            opt: arg.clone(),
+                            what: "auto, always or never",
+                        }
+                    })?;
+                    o.splice = Some(v);
+                }
+                _ => return Err(CliError::UnknownOption(format!("--{name}"))),
+            }
+            continue;
+        }
+        let Some(bundle) = arg.strip_prefix('-').filter(|b| !b.is_empty()) else {
+            // GNU getopt (which C pen uses) permutes: operands may come between options.
+            o.operands.push(arg.clone());
+            continue;
+        };
+        for (i, c) in bundle.char_indices() {
+            let Some(k) = kind(c) else {
+                return Err(CliError::UnknownOption(format!("-{c}")));
+            };
+            if matches!(k, Kind::Refused) {
+                // Refused before its argument is even looked at: nothing runs either way.
+                return Err(CliError::NotSupported(c));
+            }
+            let takes_arg = matches!(k, Kind::Value(_) | Kind::Ignored(true));
+            let value = if takes_arg {
+                let rest = &bundle[i + c.len_utf8()..];
+                let what = match k {
+                    Kind::Value(w) => w,
+                    _ => "ignored value",
+                };
+                let v = if rest.is_empty() {
+                    it.next().cloned()
+                } else {
+                    Some(rest.to_string())
+                };
+                Some(v.ok_or(CliError::MissingArgument {
+                    opt: format!("-{c}"),
+                    what,
+                })?)
+            } else {
+                None
+            };
+            match (k, value) {
+                (Kind::Refused | Kind::Ignored(_), _) => {}
+                (Kind::Flag, _) if c == '?' => return Ok(Cli::Help),
+                (Kind::Flag, _) if c == 'V' => return Ok(Cli::Version),
+                (Kind::Flag, _) if c == 'd' => o.debug = o.debug.saturating_add(1),
+                (Kind::Flag, _) => o.flags.push(c),
+                (Kind::Value(_), Some(v)) => o.values.push((c, v)),
+                (Kind::Value(_), None) => {}
+            }
+            if takes_arg {
+                break; // the rest of the bundle was the argument
+            }
+        }
+    }
+    build(o, env_workers)
+}
+
+/// Parses an unsigned decimal number (digits only: no sign, no spaces).
+fn number<T: std::str::FromStr>(
+    opt: &str,
+    token: &str,
+    expected: &'static str,
+) -> Result<T, CliError> {
+    let bad = || CliError::BadValue {
+        opt: opt.to_string(),
+        token: token.to_string(),
+        expected,
+    };
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    token.parse().map_err(|_| bad())
+}
+
+/// Like [`number`], but zero is refused too (a zero table or backlog would stall pen).
+fn positive<T: std::str::FromStr + PartialEq + Default>(
+    opt: &str,
+    token: &str,
+    expected: &'static str,
+) -> Result<T, CliError> {
+    let n: T = number(opt, token, expected)?;
+    if n == T::default() {
+        return Err(CliError::BadValue {
+            opt: opt.to_string(),
+            token: token.to_string(),
+            expected,
+        });
+    }
+    Ok(n)
+}
+
+fn server(
+    spec: &str,
+    listen: &ListenAddr,
+    context: &str,
+) -> Result<pen_core::addr::ServerSpec, CliError> {
+    let addr_err = |source| CliError::Addr {
+        context: context.to_string(),
+        source,
+    };
+    let default_port = match listen {
+        ListenAddr::Inet(a) => a.port(),
+        ListenAddr::Unix(_) => {
+            if addr::split_server_spec(spec)
+                .map_err(addr_err)?
+                .port
+                .is_none()
+            {
+                return Err(CliError::NoPort(spec.to_string()));
+            }
+            0
+        }
+    };
+    addr::parse_server(spec, default_port).map_err(addr_err)
+}
+
+fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
+    let mut operands = o.operands.iter();
+    let listen_text = operands.next().ok_or(CliError::NoListen)?;
+    let listen = addr::parse_listen(listen_text).map_err(|source| CliError::Addr {
+        context: String::new(),
+        source,
+    })?;
+    let servers = operands
+        .map(|s| server(s, &listen, ""))
+        .collect::<Result<Vec<_>, _>>()?;
+    if servers.is_empty() {
+        return Err(CliError::NoServers);
+    }
+    let mut config = Config::new(listen, servers);
+    let mut user = None;
+    for (c, v) in &o.values {
+        let opt = format!("-{c}");
+        let st = &mut config.settings;
+        match c {
+            'b' => st.blacklist_secs = number(&opt, v, "a number of seconds")?,
+            'T' => st.tracking_secs = number(&opt, v, "a number of seconds")?,
+            't' => st.connect_timeout_secs = positive(&opt, v, "a positive number of seconds")?,
+            'c' => {
+                config.clients_max = positive(&opt, v, "a positive number (client table slots)")?
+            }
+            'x' => config.conn_max = positive(&opt, v, "a positive number (max connections)")?,
+            'm' => {
+                config.accept_batch =
+                    positive(&opt, v, "a positive number (connections per accept)")?
+            }
+            'q' => config.backlog = positive(&opt, v, "a positive number (listen backlog)")?,
+            'C' => {
+                let ctl = addr::parse_listen(v).map_err(|source| CliError::Addr {
+                    context: "option -C".into(),
+                    source,
+                })?;
+                config.control = Some(ctl);
+            }
+            'e' => config.emergency = Some(server(v, &config.listen, "option -e")?),
+            'O' | 'o' => config.commands.push(v.clone()),
+            'p' => config.pid_file = Some(PathBuf::from(v)),
+            'u' => user = Some(v.clone()),
+            _ => {}
+        }
+    }
+    let st = &mut config.settings;
+    st.debug = o.debug;
+    for c in &o.flags {
+        match c {
+            'h' => st.hash = true,
+            'r' => st.roundrobin = true,
+            's' => st.stubborn = true,
+            'W' => st.weight = true,
+            'a' => st.ascii = true,
+            'X' => config.exit_enabled = true,
+            _ => {}
+        }
+    }
+    // The command line wins over the environment.
+    if let Some(w) = &o.workers {
+        config.workers = number("--workers", w, "a number (worker threads, 0 = one per CPU)")?;
+    } else if let Some(w) = env_workers {
+        config.workers = number(
+            "PEN_WORKERS",
+            w,
+            "a number (worker threads, 0 = one per CPU)",
+        )?;
+    }
+    if let Some(v) = &o.splice {
+        config.splice = match v.as_str() {
+            "auto" => pen_core::Splice::Auto,
+            "always" => pen_core::Splice::Always,
+            "never" => pen_core::Splice::Never,
+            _ => {
+                return Err(CliError::BadValue {
+                    opt: "--splice".to_string(),
+                    token: v.clone(),
+                    expected: "auto, always or never",
+                })
+            }
+        };
+    }
+    let foreground = o.flags.contains(&'f');
+    Ok(Cli::Run(Box::new(Run {
+        config,
+        user,
+        foreground,
+    })))
+}
+
+/// C pen's rule: as root, open a control socket only if `-u` names a user (even `root`).
+///
+/// # Errors
+/// [`CliError::RootControl`] when `euid` is 0, `-C` is given and `-u` is not.
+pub(crate) fn check_root(run: &Run, euid: u32) -> Result<(), CliError> {
+    if euid == 0 && run.config.control.is_some() && run.user.is_none() {
+        return Err(CliError::RootControl);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "cli_tests.rs"]
+mod tests;

@@ -1,0 +1,261 @@
+//! Unit tests for the command line: every option, each refusal and each error line.
+
+use super::*;
+use proptest::prelude::*;
+
+fn args(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
+
+fn run(s: &str) -> Run {
+    match parse_args(&args(s)) {
+        Ok(Cli::Run(r)) => *r,
+        other => panic!("{s}: {other:?}"),
+    }
+}
+
+fn error(s: &str) -> String {
+    match parse_args(&args(s)) {
+        Err(e) => e.to_string(),
+        Ok(other) => panic!("{s}: parsed as {other:?}"),
+    }
+}
+
+fn inet(s: &str) -> ListenAddr {
+    ListenAddr::Inet(s.parse().unwrap())
+}
+
+#[test]
+fn minimal_and_defaults() {
+    let r = run("8080 127.0.0.1:81 127.0.0.1");
+    let c = &r.config;
+    assert_eq!(c.listen, inet("0.0.0.0:8080"));
+    assert_eq!(c.servers.len(), 2);
+    assert_eq!(c.servers[0].addr, "127.0.0.1:81".parse().unwrap());
+    assert_eq!(
+        c.servers[1].addr,
+        "127.0.0.1:8080".parse().unwrap(),
+        "missing port = listen port"
+    );
+    assert_eq!(c.settings, pen_core::Settings::default());
+    assert_eq!(
+        (
+            c.clients_max,
+            c.conn_max,
+            c.backlog,
+            c.accept_batch,
+            c.workers
+        ),
+        (2048, 500, 500, 100, 0)
+    );
+    assert!(c.control.is_none() && c.emergency.is_none() && c.pid_file.is_none());
+    assert!(!c.exit_enabled && r.user.is_none() && !r.foreground);
+}
+
+#[test]
+fn every_value_option() {
+    let r = run(
+        "-b 7 -c 9 -C 127.0.0.1:10080 -e 127.0.0.1:99 -m 5 -O prio -o hash -p /tmp/p.pid -q 64 \
+         -t 4 -T 60 -u nobody -x 33 --workers 3 127.0.0.1:8080 127.0.0.1:81",
+    );
+    let c = &r.config;
+    assert_eq!(c.settings.blacklist_secs, 7);
+    assert_eq!(c.clients_max, 9);
+    assert_eq!(c.control, Some(inet("127.0.0.1:10080")));
+    assert_eq!(
+        c.emergency.as_ref().unwrap().addr,
+        "127.0.0.1:99".parse().unwrap()
+    );
+    assert_eq!(c.accept_batch, 5);
+    assert_eq!(c.commands, vec!["prio".to_string(), "hash".to_string()]);
+    assert_eq!(c.pid_file, Some(PathBuf::from("/tmp/p.pid")));
+    assert_eq!(c.backlog, 64);
+    assert_eq!(c.settings.connect_timeout_secs, 4);
+    assert_eq!(c.settings.tracking_secs, 60);
+    assert_eq!(r.user.as_deref(), Some("nobody"));
+    assert_eq!(c.conn_max, 33);
+    assert_eq!(c.workers, 3);
+}
+
+#[test]
+fn every_flag_and_bundling() {
+    let r = run("-fhrsWXa -dd -d 8080 127.0.0.1");
+    let s = &r.config.settings;
+    assert!(r.foreground && s.hash && s.roundrobin && s.stubborn && s.weight && s.ascii);
+    assert!(r.config.exit_enabled);
+    assert_eq!(s.debug, 3);
+    let r = run("-fC8888 -x12 8080 127.0.0.1");
+    assert_eq!(r.config.control, Some(inet("0.0.0.0:8888")));
+    assert_eq!(r.config.conn_max, 12);
+    assert!(r.foreground);
+}
+
+#[test]
+fn commands_keep_order_and_spaces() {
+    let a: Vec<String> = [
+        "-O",
+        "acl 1 permit 10.0.0.0 255.0.0.0",
+        "-oprio",
+        "80",
+        "127.0.0.1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let Ok(Cli::Run(r)) = parse_args(&a) else {
+        panic!()
+    };
+    assert_eq!(
+        r.config.commands,
+        vec!["acl 1 permit 10.0.0.0 255.0.0.0".to_string(), "prio".into()]
+    );
+}
+
+#[test]
+fn options_after_operands_and_double_dash() {
+    let r = run("8080 -f 127.0.0.1 -x 7");
+    assert!(r.foreground);
+    assert_eq!(r.config.conn_max, 7);
+    assert_eq!(r.config.servers.len(), 1);
+    let r = run("-- 8080 127.0.0.1");
+    assert_eq!(r.config.listen, inet("0.0.0.0:8080"));
+}
+
+#[test]
+fn ignored_options() {
+    let r = run("-P -Q -D -n -S 10 -PQDn -S5 8080 127.0.0.1");
+    assert_eq!(r.config.servers.len(), 1);
+}
+
+#[test]
+fn refused_options() {
+    for o in [
+        "-B h:1", "-F f", "-H", "-U", "-N", "-l f", "-w f", "-j /", "-E c", "-K k", "-G g", "-A a",
+        "-R", "-L tls1", "-Z",
+    ] {
+        let c = o.chars().nth(1).unwrap();
+        assert_eq!(
+            error(&format!("{o} 8080 127.0.0.1")),
+            format!("option -{c} is not supported yet")
+        );
+    }
+    assert_eq!(
+        error("-fH 8080 127.0.0.1"),
+        "option -H is not supported yet"
+    );
+    assert_eq!(error("-F"), "option -F is not supported yet");
+}
+
+#[test]
+fn help_and_version() {
+    assert!(matches!(parse_args(&args("--help")), Ok(Cli::Help)));
+    assert!(matches!(parse_args(&args("-?")), Ok(Cli::Help)));
+    assert!(matches!(parse_args(&args("-f? 80")), Ok(Cli::Help)));
+    assert!(matches!(parse_args(&args("-V")), Ok(Cli::Version)));
+    assert!(matches!(parse_args(&args("--version")), Ok(Cli::Version)));
+    for word in [
+        "--workers",
+        "PEN_WORKERS",
+        "-f",
+        "daemon",
+        "exit status",
+        "-u user",
+        "-C addr",
+    ] {
+        assert!(USAGE.contains(word), "usage lacks {word}");
+    }
+}
+
+#[test]
+fn workers_from_env_and_flag() {
+    let a = args("80 127.0.0.1");
+    let Ok(Cli::Run(r)) = parse_args_env(&a, Some("4")) else {
+        panic!()
+    };
+    assert_eq!(r.config.workers, 4);
+    let a = args("--workers=2 80 127.0.0.1");
+    let Ok(Cli::Run(r)) = parse_args_env(&a, Some("4")) else {
+        panic!()
+    };
+    assert_eq!(r.config.workers, 2, "the flag wins over the environment");
+    let e = parse_args_env(&args("80 127.0.0.1"), Some("many")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "option PEN_WORKERS: 'many': expected a number (worker threads, 0 = one per CPU)"
+    );
+}
+
+#[test]
+fn error_lines() {
+    let cases = [
+        ("-k 80 127.0.0.1", "unknown option '-k': expected one listed by 'pen --help'"),
+        ("--bogus 80 127.0.0.1", "unknown option '--bogus': expected one listed by 'pen --help'"),
+        ("80 127.0.0.1 -C", "option -C: expected an argument (control address)"),
+        ("--workers", "option --workers: expected an argument (worker threads)"),
+        ("80 127.0.0.1 -x", "option -x: expected an argument (max connections)"),
+        ("-x abc 80 127.0.0.1", "option -x: 'abc': expected a positive number (max connections)"),
+        ("-x 0 80 127.0.0.1", "option -x: '0': expected a positive number (max connections)"),
+        ("-b -1 80 127.0.0.1", "option -b: '-1': expected a number of seconds"),
+        ("-T 1s 80 127.0.0.1", "option -T: '1s': expected a number of seconds"),
+        ("-t 0 80 127.0.0.1", "option -t: '0': expected a positive number of seconds"),
+        ("-c 99999999999999999999999 80 127.0.0.1", "option -c: '99999999999999999999999': expected a positive number (client table slots)"),
+        ("-q 3000000000 80 127.0.0.1", "option -q: '3000000000': expected a positive number (listen backlog)"),
+        ("-m +5 80 127.0.0.1", "option -m: '+5': expected a positive number (connections per accept)"),
+        ("--workers x 80 127.0.0.1", "option --workers: 'x': expected a number (worker threads, 0 = one per CPU)"),
+        ("-C 70000 80 127.0.0.1", "option -C: '70000': expected a port number or service name"),
+        ("-e 127.0.0.1:80:x 80 127.0.0.1", "option -e: 'x' in '127.0.0.1:80:x': expected a number (max connections)"),
+        ("70000 127.0.0.1", "'70000': expected a port number or service name"),
+        ("80 127.0.0.1:80:x", "'x' in '127.0.0.1:80:x': expected a number (max connections)"),
+        ("", "no listen address: expected [host:]port|/path server [server ...]"),
+        ("-f", "no listen address: expected [host:]port|/path server [server ...]"),
+        ("80", "no server: expected at least one server after the listen address"),
+        ("/tmp/pen.sock 127.0.0.1", "'127.0.0.1': expected host:port (the listen address is a Unix socket, so no default port)"),
+    ];
+    for (line, msg) in cases {
+        assert_eq!(error(line), msg, "{line}");
+    }
+}
+
+#[test]
+fn unix_listen_with_ported_server() {
+    let r = run("/tmp/pen.sock 127.0.0.1:80 -C /tmp/ctl.sock");
+    assert_eq!(r.config.listen, ListenAddr::Unix("/tmp/pen.sock".into()));
+    assert_eq!(
+        r.config.control,
+        Some(ListenAddr::Unix("/tmp/ctl.sock".into()))
+    );
+}
+
+#[test]
+fn root_needs_user_for_control() {
+    let r = run("-C 9000 80 127.0.0.1");
+    assert_eq!(
+        check_root(&r, 0).unwrap_err().to_string(),
+        "refusing to open the control socket (-C) as root: expected -u USER (-u root to insist)"
+    );
+    assert!(check_root(&r, 1000).is_ok());
+    assert!(check_root(&run("-u root -C 9000 80 127.0.0.1"), 0).is_ok());
+    assert!(check_root(&run("80 127.0.0.1"), 0).is_ok());
+}
+
+proptest! {
+    #[test]
+    // Letters only inside option bundles, never `-e`: operands and values stay numeric, so no
+    // host name ever reaches the resolver.
+    fn arbitrary_arguments_never_panic(
+        a in proptest::collection::vec("-[a-df-zA-Z?]{1,3}[0-9]{0,3}|-?-?[0-9.:=\\[\\]/]{0,8}", 0..6)
+    ) {
+        let _ = parse_args(&a);
+    }
+}
+
+#[test]
+fn splice_modes() {
+    let run = |extra: &str| match parse_args(&args(&format!("{extra} always 8080 127.0.0.1:80"))) {
+        Ok(Cli::Run(r)) => r.config.splice,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(run("--splice"), pen_core::Splice::Always);
+    let err = parse_args(&args("--splice sometimes 8080 127.0.0.1:80")).unwrap_err();
+    assert!(err.to_string().contains("'sometimes'"), "{err}");
+}

@@ -1,0 +1,731 @@
+//! The worker event loop: the only user of `polling`. One `Poller` per worker thread, a slab of
+//! connections, accept, dispatch, and timers (connect timeout, idle timeout).
+//!
+//! Every socket is registered once, edge-triggered, for both directions; readiness is cached in
+//! the connection and cleared on `WouldBlock`, so interest never changes and nothing is
+//! re-armed. Keys carry the slot, a generation (so a stale event for a reused slot is ignored)
+//! and the side (client or server).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use polling::{Events, Poller};
+
+use crate::clock::now_ms;
+use crate::net::{Listener, Peer, Stream};
+use crate::policy::Selector;
+use crate::relay::{BufPool, Pipe, READS_PER_TURN};
+use crate::server::{ServerId, Target};
+use crate::state::Shared;
+use crate::sys;
+
+const LISTENER_KEY: usize = usize::MAX - 1;
+const GEN_BITS: u32 = 24;
+
+fn key(slot: usize, gen: u32, server_side: bool) -> usize {
+    (slot << (GEN_BITS + 1))
+        | ((gen as usize & ((1 << GEN_BITS) - 1)) << 1)
+        | usize::from(server_side)
+}
+
+fn unkey(k: usize) -> (usize, u32, bool) {
+    (
+        k >> (GEN_BITS + 1),
+        ((k >> 1) & ((1 << GEN_BITS) - 1)) as u32,
+        k & 1 == 1,
+    )
+}
+
+/// One direction's turn: zero-copy `splice` between TCP sockets where the OS offers it (unless
+/// this direction could not get a kernel pipe), copying through a pooled buffer otherwise.
+#[allow(clippy::too_many_arguments)]
+fn pump(
+    pipe: &mut Pipe,
+    splice: bool,
+    src: &Stream,
+    dst: &Stream,
+    src_ready: &mut bool,
+    dst_ready: &mut bool,
+    pool: &mut BufPool,
+    budget: &mut u32,
+) -> io::Result<u64> {
+    #[cfg(target_os = "linux")]
+    if splice && !pipe.no_splice {
+        let moved = pipe.pump_splice(src, dst, src_ready, dst_ready, pool, budget)?;
+        if !pipe.no_splice {
+            return Ok(moved);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = splice;
+    pipe.pump(src, dst, src_ready, dst_ready, pool, budget)
+}
+
+/// Requests from the control plane to one worker.
+pub(crate) enum WorkerMsg {
+    /// Replace the listener (`None`: this worker has none, e.g. for a Unix socket).
+    Listen(Option<Listener>),
+    /// Close connection in this slot.
+    Close(usize),
+    /// Describe the connection in this slot.
+    Describe(usize, mpsc::Sender<Option<String>>),
+    /// Which connection (slot) owns this file descriptor?
+    FindSocket(RawFd, mpsc::Sender<Option<usize>>),
+}
+
+/// One relayed connection.
+struct Conn {
+    client: Stream,
+    peer: Peer,
+    server: Option<Stream>,
+    target: Target,
+    /// The first choice, where the failover round ends.
+    first: Option<ServerId>,
+    connecting: bool,
+    /// Relay with `splice` (decided when the server connection is up).
+    splice: bool,
+    deadline: u64,
+    up: Pipe,
+    down: Pipe,
+    cr: bool,
+    cw: bool,
+    sr: bool,
+    sw: bool,
+    last_active: u64,
+}
+
+struct Slot {
+    gen: u32,
+    conn: Option<Conn>,
+}
+
+/// A worker: one thread, one poller, its own listener, its own connections.
+pub(crate) struct Worker {
+    index: usize,
+    shared: Arc<Shared>,
+    poller: Arc<Poller>,
+    rx: mpsc::Receiver<WorkerMsg>,
+    listener: Option<Listener>,
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    pool: BufPool,
+    timers: BinaryHeap<Reverse<(u64, usize, u32)>>,
+    /// Connections with readiness left over after their turn's budget.
+    runq: Vec<(usize, u32)>,
+    /// Stopped accepting at the `-x` limit; resumes when a slot frees (the closing worker
+    /// wakes every worker).
+    at_limit: bool,
+    /// More connections may be waiting in the listener's queue (the edge will not fire again).
+    accept_more: bool,
+    /// Out of descriptors or memory: retry accepting at this time (0 = not backing off).
+    accept_retry: u64,
+    next_sweep: u64,
+    /// When to use `splice` between TCP sockets.
+    splice: crate::config::Splice,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        poller: Arc<Poller>,
+        rx: mpsc::Receiver<WorkerMsg>,
+        listener: Option<Listener>,
+    ) -> io::Result<Worker> {
+        if let Some(l) = &listener {
+            sys::register(&poller, l, LISTENER_KEY)?;
+        }
+        let shared_splice = shared.splice;
+        Ok(Worker {
+            index,
+            shared,
+            poller,
+            rx,
+            listener,
+            slots: Vec::new(),
+            free: Vec::new(),
+            pool: BufPool::new(64),
+            timers: BinaryHeap::new(),
+            runq: Vec::new(),
+            at_limit: false,
+            accept_more: true,
+            accept_retry: 0,
+            next_sweep: 0,
+            splice: shared_splice,
+        })
+    }
+
+    /// Runs until the balancer stops.
+    pub(crate) fn run(mut self) {
+        let mut events = Events::new();
+        let mut runq = Vec::new();
+        while !self.shared.stopping.load(Relaxed) {
+            let timeout = self.poll_timeout();
+            events.clear();
+            if let Err(e) = self.poller.wait(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    eprintln!("pen: worker {}: poll failed: {e}", self.index);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            self.handle_messages();
+            for ev in events.iter() {
+                if ev.key == LISTENER_KEY {
+                    self.accept_more = true;
+                    continue;
+                }
+                let (slot, gen, server_side) = unkey(ev.key);
+                self.on_event(slot, gen, server_side, ev.readable, ev.writable);
+            }
+            std::mem::swap(&mut runq, &mut self.runq);
+            for (slot, gen) in runq.drain(..) {
+                if self.slots.get(slot).is_some_and(|s| s.gen == gen) {
+                    self.drive(slot);
+                }
+            }
+            let now = now_ms();
+            let slot_free = self.at_limit
+                && self.shared.active.load(Relaxed) < self.shared.conn_max.load(Relaxed);
+            let retry = self.accept_retry != 0 && now >= self.accept_retry;
+            if self.accept_more || slot_free || retry {
+                self.accept(now);
+            }
+            self.expire_timers(now);
+        }
+        self.close_all();
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.runq.is_empty() || (self.accept_more && self.listener.is_some()) {
+            return Some(Duration::ZERO);
+        }
+        let now = now_ms();
+        let mut until: Option<u64> = self.timers.peek().map(|Reverse((t, _, _))| *t);
+        if self.shared.settings.read().idle_timeout_secs > 0 {
+            until = Some(until.map_or(self.next_sweep, |u| u.min(self.next_sweep)));
+        }
+        if self.accept_retry != 0 {
+            until = Some(until.map_or(self.accept_retry, |u| u.min(self.accept_retry)));
+        }
+        until.map(|t| Duration::from_millis(t.saturating_sub(now)))
+    }
+
+    fn handle_messages(&mut self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                WorkerMsg::Listen(l) => {
+                    if let Some(old) = self.listener.take() {
+                        sys::deregister(&self.poller, &old);
+                    }
+                    if let Some(l) = l {
+                        match sys::register(&self.poller, &l, LISTENER_KEY) {
+                            Ok(()) => self.listener = Some(l),
+                            Err(e) => {
+                                eprintln!("pen: worker {}: cannot watch listener: {e}", self.index)
+                            }
+                        }
+                    }
+                    self.accept_more = true;
+                }
+                WorkerMsg::Close(slot) => {
+                    if self.slots.get(slot).is_some_and(|s| s.conn.is_some()) {
+                        self.close(slot);
+                    }
+                }
+                WorkerMsg::Describe(slot, reply) => {
+                    let _ = reply.send(self.describe(slot));
+                }
+                WorkerMsg::FindSocket(fd, reply) => {
+                    let found = self.slots.iter().position(|s| {
+                        s.conn.as_ref().is_some_and(|c| {
+                            c.client.as_raw_fd() == fd
+                                || c.server.as_ref().is_some_and(|s| s.as_raw_fd() == fd)
+                        })
+                    });
+                    let _ = reply.send(found);
+                }
+            }
+        }
+    }
+
+    fn describe(&self, slot: usize) -> Option<String> {
+        let c = self.slots.get(slot)?.conn.as_ref()?;
+        let state = if c.connecting {
+            "connecting"
+        } else {
+            "established"
+        };
+        let target = match c.target {
+            Target::Server(id) => id.to_string(),
+            Target::Emergency => "emergency".to_string(),
+        };
+        Some(format!(
+            "state = {state}\ndownfd = {}, upfd = {}\nclient = {}:{}, server = {target}\npend = {} up, {} down\nsx = {}, rx = {}\n",
+            c.client.as_raw_fd(),
+            c.server.as_ref().map_or(-1, |s| s.as_raw_fd()),
+            c.peer.ip,
+            c.peer.port,
+            c.up.pending(),
+            c.down.pending(),
+            c.up.bytes,
+            c.down.bytes,
+        ))
+    }
+
+    // ---- accepting ------------------------------------------------------------------------
+
+    fn accept(&mut self, now: u64) {
+        self.accept_more = false;
+        self.at_limit = false;
+        self.accept_retry = 0;
+        if self.listener.is_none() {
+            return;
+        }
+        for _ in 0..self.shared.accept_batch.max(1) {
+            let max = self.shared.conn_max.load(Relaxed);
+            if self.shared.active.fetch_add(1, Relaxed) >= max {
+                // At the -x limit: leave new connections in the kernel's queue until a slot frees
+                // (the closing worker wakes everyone).
+                self.shared.active.fetch_sub(1, Relaxed);
+                self.shared.counters.accept_pauses.fetch_add(1, Relaxed);
+                self.at_limit = true;
+                return;
+            }
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    self.shared.counters.accepted.fetch_add(1, Relaxed);
+                    self.start(stream, peer, now);
+                }
+                Err(e) => {
+                    self.shared.active.fetch_sub(1, Relaxed);
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => {}
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => {
+                            self.accept_more = true;
+                        }
+                        _ => {
+                            // Out of descriptors or memory: retry in 100 ms rather than spin.
+                            self.accept_retry = now + 100;
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+        self.accept_more = true; // batch spent; the edge will not fire again for these
+    }
+
+    fn start(&mut self, client: Stream, peer: Peer, now: u64) {
+        let shared = Arc::clone(&self.shared);
+        let (nodelay, client_acl, roundrobin, tracking) = {
+            let s = shared.settings.read();
+            (s.tcp_nodelay, s.client_acl, s.roundrobin, s.tracking_secs)
+        };
+        if !shared.acls.read().permits(client_acl, peer.ip) {
+            shared.counters.refused_acl.fetch_add(1, Relaxed);
+            self.release_active();
+            return;
+        }
+        if nodelay {
+            let _ = client.set_nodelay(true);
+        }
+        let tracked = if roundrobin {
+            None
+        } else {
+            shared.clients.lock().lookup(peer.ip, now, tracking)
+        };
+        let (first, emergency) = {
+            let settings = shared.settings.read();
+            let servers = shared.servers.read();
+            let acls = shared.acls.read();
+            let sel = Selector {
+                table: &servers,
+                acls: &acls,
+                now,
+                modes: Shared::modes(&settings),
+            };
+            (
+                sel.first_choice(peer.ip, peer.port, tracked, &shared.rr),
+                sel.emergency_available(),
+            )
+        };
+        let target = match (first, emergency) {
+            (Some(id), _) => Target::Server(id),
+            (None, true) => Target::Emergency,
+            (None, false) => {
+                shared.counters.no_server.fetch_add(1, Relaxed);
+                self.release_active();
+                return;
+            }
+        };
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(Slot { gen: 0, conn: None });
+                self.slots.len() - 1
+            }
+        };
+        let gen = self.slots[slot].gen;
+        if let Err(e) = sys::register(&self.poller, &client, key(slot, gen, false)) {
+            eprintln!("pen: cannot watch client socket: {e}");
+            self.free.push(slot);
+            self.release_active();
+            return;
+        }
+        self.slots[slot].conn = Some(Conn {
+            client,
+            peer,
+            server: None,
+            target,
+            first,
+            connecting: true,
+            splice: false,
+            deadline: 0,
+            up: Pipe::default(),
+            down: Pipe::default(),
+            cr: false,
+            cw: false,
+            sr: false,
+            sw: false,
+            last_active: now,
+        });
+        self.connect(slot, now);
+    }
+
+    fn release_active(&self) {
+        let prev = self.shared.active.fetch_sub(1, Relaxed);
+        if prev >= self.shared.conn_max.load(Relaxed) {
+            self.shared.wake_all();
+        }
+    }
+
+    // ---- connecting and failover ----------------------------------------------------------
+
+    /// Starts connecting slot's connection to its current target; on an immediate failure,
+    /// fails over at once.
+    fn connect(&mut self, slot: usize, now: u64) {
+        loop {
+            let shared = Arc::clone(&self.shared);
+            let (source, nodelay, timeout) = {
+                let s = shared.settings.read();
+                (s.source, s.tcp_nodelay, s.connect_timeout_secs)
+            };
+            let Some(conn) = self.slots[slot].conn.as_mut() else {
+                return;
+            };
+            let addr = {
+                let servers = shared.servers.read();
+                let srv = servers.target(conn.target);
+                if let Some(s) = srv {
+                    s.conns.fetch_add(1, Relaxed);
+                }
+                srv.and_then(|s| s.addr)
+            };
+            let started = addr
+                .ok_or_else(|| io::Error::from(io::ErrorKind::AddrNotAvailable))
+                .and_then(|a| sys::connect_start(a, source, nodelay));
+            match started {
+                Ok(stream) => {
+                    let gen = self.slots[slot].gen;
+                    let stream = Stream::Tcp(stream);
+                    if let Err(e) = sys::register(&self.poller, &stream, key(slot, gen, true)) {
+                        eprintln!("pen: cannot watch server socket: {e}");
+                        self.close(slot);
+                        return;
+                    }
+                    let deadline = now + timeout.max(1).saturating_mul(1000);
+                    if let Some(conn) = self.slots[slot].conn.as_mut() {
+                        conn.server = Some(stream);
+                        conn.connecting = true;
+                        conn.deadline = deadline;
+                    }
+                    self.timers.push(Reverse((deadline, slot, gen)));
+                    return;
+                }
+                Err(e) if sys::is_local_exhaustion(&e) => {
+                    // Our shortage, not the server's fault: drop this client, blacklist nobody.
+                    self.close(slot);
+                    return;
+                }
+                Err(_) => {
+                    if !self.fail_over(slot, now) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The current target failed: blacklist it and pick the next one. Returns whether there is
+    /// a next target to connect to (the caller connects); otherwise the connection is closed.
+    fn fail_over(&mut self, slot: usize, now: u64) -> bool {
+        let shared = Arc::clone(&self.shared);
+        let Some(conn) = self.slots[slot].conn.as_mut() else {
+            return false;
+        };
+        if let Some(s) = conn.server.take() {
+            sys::deregister(&self.poller, &s);
+        }
+        let settings = shared.settings.read();
+        let servers = shared.servers.read();
+        if let Some(s) = servers.target(conn.target) {
+            s.conns.fetch_sub(1, Relaxed);
+            s.blacklist(now, settings.blacklist_secs);
+            shared.counters.blacklistings.fetch_add(1, Relaxed);
+        }
+        let next = match (conn.target, conn.first) {
+            (Target::Emergency, _) => None,
+            _ if settings.stubborn => None,
+            (Target::Server(cur), first) => {
+                let acls = shared.acls.read();
+                let sel = Selector {
+                    table: &servers,
+                    acls: &acls,
+                    now,
+                    modes: Shared::modes(&settings),
+                };
+                let first = first.unwrap_or(cur);
+                match sel.next_after(first, cur, conn.peer.ip) {
+                    Some(id) => Some(Target::Server(id)),
+                    None if sel.emergency_available() => Some(Target::Emergency),
+                    None => None,
+                }
+            }
+        };
+        drop(servers);
+        drop(settings);
+        match next {
+            Some(t) => {
+                conn.target = t;
+                shared.counters.failovers.fetch_add(1, Relaxed);
+                true
+            }
+            None => {
+                // The failed target's count was released above.
+                self.close_uncounted(slot);
+                false
+            }
+        }
+    }
+
+    fn on_connected(&mut self, slot: usize, now: u64) {
+        let Some(conn) = self.slots[slot].conn.as_mut() else {
+            return;
+        };
+        conn.connecting = false;
+        conn.sw = true;
+        let server_loopback = match conn.server.as_ref() {
+            Some(Stream::Tcp(s)) => s.peer_addr().map(|a| a.ip().is_loopback()).unwrap_or(true),
+            _ => true,
+        };
+        conn.splice = cfg!(target_os = "linux")
+            && matches!(conn.client, Stream::Tcp(_))
+            && match self.splice {
+                crate::config::Splice::Always => true,
+                crate::config::Splice::Never => false,
+                crate::config::Splice::Auto => !server_loopback,
+            };
+        conn.last_active = now;
+        if let Target::Server(id) = conn.target {
+            self.shared.clients.lock().record(conn.peer.ip, id, now);
+        }
+        self.drive(slot);
+    }
+
+    // ---- events and relaying --------------------------------------------------------------
+
+    fn on_event(
+        &mut self,
+        slot: usize,
+        gen: u32,
+        server_side: bool,
+        readable: bool,
+        writable: bool,
+    ) {
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
+        if s.gen != gen & ((1 << GEN_BITS) - 1) {
+            return;
+        }
+        let Some(conn) = s.conn.as_mut() else { return };
+        if server_side {
+            conn.sr |= readable;
+            conn.sw |= writable;
+            if conn.connecting {
+                let Some(Stream::Tcp(tcp)) = conn.server.as_ref() else {
+                    return;
+                };
+                let now = now_ms();
+                match sys::connect_result(tcp) {
+                    Ok(true) => self.on_connected(slot, now),
+                    Ok(false) => {}
+                    Err(_) => {
+                        if self.fail_over(slot, now) {
+                            self.connect(slot, now);
+                        }
+                    }
+                }
+                return;
+            }
+        } else {
+            conn.cr |= readable;
+            conn.cw |= writable;
+            if conn.connecting {
+                return; // client data waits until the server side is up
+            }
+        }
+        self.drive(slot);
+    }
+
+    /// Moves bytes both ways as far as readiness allows; closes when both directions are done
+    /// (or one is, under `tcp_fastclose`), or on an error.
+    fn drive(&mut self, slot: usize) {
+        let Some(conn) = self.slots.get_mut(slot).and_then(|s| s.conn.as_mut()) else {
+            return;
+        };
+        let Some(server) = conn.server.as_ref() else {
+            return;
+        };
+        let mut budget = READS_PER_TURN;
+        let splice = conn.splice;
+        let (client, pool) = (&conn.client, &mut self.pool);
+        let (cr, cw, sr, sw) = (&mut conn.cr, &mut conn.cw, &mut conn.sr, &mut conn.sw);
+        let up = pump(
+            &mut conn.up,
+            splice,
+            client,
+            server,
+            cr,
+            sw,
+            pool,
+            &mut budget,
+        );
+        let down = pump(
+            &mut conn.down,
+            splice,
+            server,
+            client,
+            sr,
+            cw,
+            pool,
+            &mut budget,
+        );
+        let (sent, received) = (*up.as_ref().unwrap_or(&0), *down.as_ref().unwrap_or(&0));
+        if sent + received > 0 {
+            conn.last_active = now_ms();
+            if let Some(s) = self.shared.servers.read().target(conn.target) {
+                s.sent.fetch_add(sent, Relaxed);
+                s.received.fetch_add(received, Relaxed);
+            }
+        }
+        let fastclose = self.shared.settings.read().tcp_fastclose;
+        use crate::control::command::Fastclose;
+        let fast = match fastclose {
+            Fastclose::Off => false,
+            Fastclose::Up => conn.up.eof,
+            Fastclose::Down => conn.down.eof,
+            Fastclose::Both => conn.up.eof || conn.down.eof,
+        };
+        if up.is_err() || down.is_err() || fast || (conn.up.done() && conn.down.done()) {
+            self.close(slot);
+            return;
+        }
+        if budget == 0 && ((conn.cr && conn.sw) || (conn.sr && conn.cw)) {
+            self.runq.push((slot, self.slots[slot].gen));
+        }
+    }
+
+    // ---- timers ---------------------------------------------------------------------------
+
+    fn expire_timers(&mut self, now: u64) {
+        while let Some(&Reverse((t, slot, gen))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let live = self.slots.get(slot).is_some_and(|s| {
+                s.gen == gen
+                    && s.conn
+                        .as_ref()
+                        .is_some_and(|c| c.connecting && c.deadline == t)
+            });
+            if live {
+                self.shared.counters.connect_timeouts.fetch_add(1, Relaxed);
+                if self.fail_over(slot, now) {
+                    self.connect(slot, now);
+                }
+            }
+        }
+        let idle = self.shared.settings.read().idle_timeout_secs;
+        if idle > 0 && now >= self.next_sweep {
+            self.next_sweep = now + 1000;
+            let limit = idle.saturating_mul(1000);
+            let stale: Vec<usize> = (0..self.slots.len())
+                .filter(|&i| {
+                    self.slots[i].conn.as_ref().is_some_and(|c| {
+                        !c.connecting && now.saturating_sub(c.last_active) >= limit
+                    })
+                })
+                .collect();
+            for i in stale {
+                self.close(i);
+            }
+        }
+    }
+
+    // ---- closing --------------------------------------------------------------------------
+
+    fn close(&mut self, slot: usize) {
+        let Some(conn) = self.slots.get(slot).and_then(|s| s.conn.as_ref()) else {
+            return;
+        };
+        if let Some(s) = self.shared.servers.read().target(conn.target) {
+            s.conns.fetch_sub(1, Relaxed);
+        }
+        self.close_uncounted(slot);
+    }
+
+    /// Closes without touching the target's connection count (already released).
+    fn close_uncounted(&mut self, slot: usize) {
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
+        let Some(mut conn) = s.conn.take() else {
+            return;
+        };
+        s.gen = (s.gen + 1) & ((1 << GEN_BITS) - 1);
+        self.free.push(slot);
+        sys::deregister(&self.poller, &conn.client);
+        if let Some(srv) = conn.server.as_ref() {
+            sys::deregister(&self.poller, srv);
+        }
+        conn.up.release(&mut self.pool);
+        conn.down.release(&mut self.pool);
+        if conn.up.bytes + conn.down.bytes > 0 {
+            self.shared
+                .clients
+                .lock()
+                .add_bytes(conn.peer.ip, conn.up.bytes, conn.down.bytes);
+        }
+        drop(conn);
+        self.release_active();
+    }
+
+    fn close_all(&mut self) {
+        for slot in 0..self.slots.len() {
+            self.close(slot);
+        }
+        if let Some(l) = self.listener.take() {
+            sys::deregister(&self.poller, &l);
+        }
+    }
+}
