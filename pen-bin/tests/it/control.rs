@@ -5,6 +5,7 @@ use super::backends::Backend;
 use super::harness::{connect, is_c_pen, peek, read_to_eof, wait_for, Peek, Pen, PenBuilder, WAIT};
 use std::io::Write;
 use std::net::{Shutdown, TcpListener};
+use std::time::Duration;
 
 fn two_server_pen(a: &Backend, b: &Backend, opts: &[&str]) -> Pen {
     PenBuilder::new()
@@ -312,4 +313,143 @@ fn listen_to_a_bad_address_keeps_the_old_listener() {
     expect(&pen, "listen", &format!("{}\n", pen.addr()));
     assert_eq!(pen.fetch(), "A", "old listener still serves");
     drop(taken);
+}
+
+#[test]
+fn close_forcibly_closes_a_live_connection() {
+    let echo = Backend::echo();
+    let pen = PenBuilder::new().server(echo.spec()).start();
+    let mut c = pen.connect();
+    c.write_all(b"abc").expect("write");
+    assert_eq!(peek(&mut c, WAIT), Peek::Data(b"abc".to_vec()));
+    // Connection numbers are pen's own (ours interleaves worker threads): find the live one.
+    let n = (0..16)
+        .find(|n| {
+            let r = pen.ctl(&format!("connection {n}"));
+            r.contains("downfd = ") && !r.contains("downfd = -1")
+        })
+        .expect("a live connection among `connection 0..16`");
+    expect(
+        &pen,
+        &format!("close {n}"),
+        &format!("Forcibly closing connection {n}\n"),
+    );
+    assert_eq!(peek(&mut c, WAIT), Peek::Closed, "client sees the close");
+}
+
+#[test]
+fn server_address_changes_apply_to_new_connections() {
+    let (a, b) = (Backend::name("A"), Backend::name("B"));
+    let pen = PenBuilder::new().server(a.spec()).start();
+    assert_eq!(pen.fetch(), "A");
+    expect(
+        &pen,
+        &format!("server 0 address 127.0.0.1 port {}", b.addr.port()),
+        "",
+    );
+    assert_eq!(pen.fetch(), "B", "server 0 now points at B");
+    let line = &pen.servers()[0];
+    let want = format!("0 addr 127.0.0.1 port {} ", b.addr.port());
+    assert!(line.starts_with(&want), "{line:?}");
+}
+
+#[test]
+fn conn_max_grows_the_limit_live() {
+    let echo = Backend::echo();
+    let pen = PenBuilder::new()
+        .opts(&["-x", "2"])
+        .server(echo.spec())
+        .start();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = pen.connect();
+        c.write_all(b"p").expect("write");
+        assert_eq!(peek(&mut c, WAIT), Peek::Data(b"p".to_vec()));
+        held.push(c);
+    }
+    let mut c3 = pen.connect();
+    c3.write_all(b"third").expect("write");
+    assert_eq!(
+        peek(&mut c3, Duration::from_millis(300)),
+        Peek::Quiet,
+        "waits at -x 2"
+    );
+    expect(&pen, "conn_max 3", "3\n");
+    assert_eq!(
+        peek(&mut c3, WAIT),
+        Peek::Data(b"third".to_vec()),
+        "served after conn_max 3"
+    );
+}
+
+#[test]
+fn idle_timeout_set_live() {
+    let echo = Backend::echo();
+    let pen = PenBuilder::new().server(echo.spec()).start();
+    expect_penctl(&pen, "idle_timeout 1", "Idle timeout: 1 seconds\n");
+    let mut c = pen.connect();
+    c.write_all(b"hi").expect("write");
+    assert_eq!(peek(&mut c, WAIT), Peek::Data(b"hi".to_vec()));
+    assert_eq!(peek(&mut c, WAIT), Peek::Closed, "closed after 1 s idle");
+}
+
+#[test]
+fn server_blacklist_command_takes_a_server_out() {
+    let (a, b) = (Backend::name("A"), Backend::name("B"));
+    let pen = PenBuilder::new()
+        .opts(&["-r"])
+        .server(a.spec())
+        .server(b.spec())
+        .start();
+    expect(&pen, "server 1 blacklist 30", "");
+    for _ in 0..4 {
+        assert_eq!(pen.fetch(), "A", "server 1 blacklisted");
+    }
+    if !is_c_pen() {
+        let l = &pen.servers()[1];
+        let secs: u64 = l
+            .split_once(" blacklisted ")
+            .and_then(|(_, s)| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no blacklist in {l:?}"));
+        assert!((28..=30).contains(&secs), "{l:?}");
+    }
+    expect(&pen, "server 1 blacklist 0", "");
+    let got: Vec<String> = (0..4).map(|_| pen.fetch()).collect();
+    assert!(got.contains(&"B".to_string()), "server 1 back: {got:?}");
+}
+
+#[test]
+fn recent_lists_each_client() {
+    let a = Backend::name("A");
+    let pen = PenBuilder::new().server(a.spec()).start();
+    pen.fetch_from(2);
+    pen.fetch_from(3);
+    pen.fetch_from(3);
+    wait_for(WAIT, "two recent lines", || {
+        let mut lines: Vec<String> = pen.ctl("recent").lines().map(str::to_string).collect();
+        lines.sort();
+        // As in C pen: sx counts bytes sent to that client, rx bytes received from it (the
+        // same point of view as `servers`: sx = bytes pen sent to that server).
+        (lines
+            == [
+                "127.0.0.2 connects 1 sx 1 rx 0",
+                "127.0.0.3 connects 2 sx 2 rx 0",
+            ])
+        .then_some(())
+    });
+}
+
+/// [ours] `status` works without `-w`.
+#[test]
+fn status_returns_html() {
+    if is_c_pen() {
+        return;
+    }
+    let a = Backend::name("A");
+    let pen = PenBuilder::new().server(a.spec()).start();
+    let page = pen.ctl("status");
+    assert!(
+        page.to_ascii_lowercase().contains("<html"),
+        "status -> {page:?}"
+    );
 }

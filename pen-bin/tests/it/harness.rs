@@ -103,6 +103,8 @@ impl Drop for ScratchDir {
 pub(crate) enum ListenKind {
     V4,
     V6,
+    /// `:::PORT`: all IPv6 addresses, dual-stack (clients connect to 127.0.0.1:PORT).
+    AnyV6,
     Unix,
 }
 
@@ -111,6 +113,8 @@ pub(crate) struct PenBuilder {
     opts: Vec<String>,
     servers: Vec<String>,
     listen: ListenKind,
+    unix_control: bool,
+    pid_file: bool,
 }
 
 impl PenBuilder {
@@ -119,12 +123,26 @@ impl PenBuilder {
             opts: Vec::new(),
             servers: Vec::new(),
             listen: ListenKind::V4,
+            unix_control: false,
+            pid_file: false,
         }
     }
 
     /// Adds options (each string one argv word).
     pub(crate) fn opts(mut self, words: &[&str]) -> Self {
         self.opts.extend(words.iter().map(|w| w.to_string()));
+        self
+    }
+
+    /// Uses a Unix-domain control socket in the scratch directory.
+    pub(crate) fn control_unix(mut self) -> Self {
+        self.unix_control = true;
+        self
+    }
+
+    /// Passes `-p DIR/pen.pid` (see [`Pen::pid_path`]).
+    pub(crate) fn pid_file(mut self) -> Self {
+        self.pid_file = true;
         self
     }
 
@@ -174,12 +192,20 @@ impl PenBuilder {
                     };
                     (arg, Target::Tcp(format!("[::1]:{p}")))
                 }
+                ListenKind::AnyV6 => {
+                    let p = free_port();
+                    (format!(":::{p}"), Target::Tcp(format!("127.0.0.1:{p}")))
+                }
                 ListenKind::Unix => {
                     let path = dir.0.join("pen.sock");
                     (path.display().to_string(), Target::Unix(path))
                 }
             };
-            let control = format!("127.0.0.1:{cport}");
+            let control = if self.unix_control {
+                dir.0.join("ctl.sock").display().to_string()
+            } else {
+                format!("127.0.0.1:{cport}")
+            };
             let mut args: Vec<String> = vec!["-f".into()];
             if is_c_pen() {
                 // C pen 0.34's epoll backend treats EPOLLERR/EPOLLHUP as fatal: a refused
@@ -193,6 +219,10 @@ impl PenBuilder {
             }
             args.push("-C".into());
             args.push(control.clone());
+            if self.pid_file {
+                args.push("-p".into());
+                args.push(dir.0.join("pen.pid").display().to_string());
+            }
             args.extend(self.opts.iter().cloned());
             args.push(listen_arg);
             args.extend(self.servers.iter().cloned());
@@ -238,12 +268,11 @@ pub(crate) struct Pen {
     pub(crate) pid: u32,
     /// pen's listener.
     pub(crate) listen: Target,
-    /// `127.0.0.1:PORT` of the control socket.
+    /// `127.0.0.1:PORT` (or the path) of the control socket.
     pub(crate) control: String,
     /// The argv given to pen (without the program).
     pub(crate) args: Vec<String>,
     log: PathBuf,
-    #[allow(dead_code)]
     dir: ScratchDir,
 }
 
@@ -261,6 +290,20 @@ impl Pen {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The scratch directory's `pen.pid` (written when started with [`PenBuilder::pid_file`]).
+    pub(crate) fn pid_path(&self) -> PathBuf {
+        self.dir.0.join("pen.pid")
+    }
+
+    /// Sends a signal to pen by PID with kill(1), e.g. `"TERM"`.
+    pub(crate) fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args(["-s", sig, &self.pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -s {sig} {}", self.pid);
+    }
+
     fn wait_ready(&mut self) -> Result<(), String> {
         let cport: u16 = self
             .control
@@ -275,8 +318,14 @@ impl Pen {
             }
             // Cheap probe first (the system may hold tens of thousands of TIME_WAIT sockets,
             // which makes /proc/net/tcp slow): is anything accepting on the control port?
+            let unix_ctl = self.control.starts_with('/');
             let probe = SocketAddr::from(([127, 0, 0, 1], cport));
-            if TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok() {
+            let up = if unix_ctl {
+                UnixStream::connect(&self.control).is_ok()
+            } else {
+                TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok()
+            };
+            if up {
                 // Then make sure both listeners belong to this pen (not to a port thief).
                 let inodes = socket_inodes(self.pid);
                 let listening = match &self.listen {
@@ -290,7 +339,12 @@ impl Pen {
                     }
                     Target::Unix(p) => unix_listening(p, &inodes),
                 };
-                if listening && tcp_listening(cport, &inodes) {
+                let ctl_listening = if unix_ctl {
+                    unix_listening(Path::new(&self.control), &inodes)
+                } else {
+                    tcp_listening(cport, &inodes)
+                };
+                if listening && ctl_listening {
                     return Ok(());
                 }
             }
@@ -429,7 +483,21 @@ fn slow(what: &str, t0: Instant) {
 }
 
 fn control_inner(addr: &str, line: &str) -> String {
-    let mut s = connect(addr);
+    if addr.starts_with('/') {
+        let mut s = connect_unix(Path::new(addr));
+        s.write_all(format!("{line}\n").as_bytes())
+            .expect("send control line");
+        return read_to_eof(&mut s);
+    }
+    control_over(connect(addr), line)
+}
+
+/// Speaks the control protocol from client address 127.0.0.`n`.
+pub(crate) fn control_from(n: u8, addr: &str, line: &str) -> String {
+    control_over(connect_from(Ipv4Addr::new(127, 0, 0, n), addr), line)
+}
+
+fn control_over(mut s: TcpStream, line: &str) -> String {
     s.write_all(format!("{line}\n").as_bytes())
         .expect("send control line");
     let mut buf = Vec::new();

@@ -3,8 +3,10 @@
 pub(crate) mod backends;
 pub(crate) mod harness;
 
+mod acl;
 mod cli;
 mod control;
 mod failover;
+mod process;
 mod relay;
 mod selection;
