@@ -138,6 +138,23 @@ impl Backend {
         )
     }
 
+    /// Sends `greeting`, half-closes (shutdown write), then reads to EOF and records the
+    /// checksum and length of what it received in `results`.
+    pub(crate) fn greet_then_count(greeting: &str, results: Arc<Mutex<Vec<(Fnv, usize)>>>) -> Self {
+        let greeting = greeting.to_string();
+        Self::with(
+            "127.0.0.1:0",
+            Arc::new(move |mut s: TcpStream| {
+                s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+                let _ = s.write_all(greeting.as_bytes());
+                let _ = s.shutdown(Shutdown::Write);
+                if let Ok(r) = read_sum(&mut s) {
+                    results.lock().expect("lock").push(r);
+                }
+            }),
+        )
+    }
+
     /// How many connections it has accepted.
     pub(crate) fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)

@@ -291,6 +291,15 @@ fn listen_moves_the_listener() {
     expect(&pen, "listen", &format!("{new_addr}\n"));
     let mut c = connect(&new_addr);
     assert_eq!(read_to_eof(&mut c), "A");
+    // The old address no longer accepts (every listener moved, not just one).
+    for i in 0..8 {
+        let old: std::net::SocketAddr = pen.addr().parse().expect("addr");
+        let r = std::net::TcpStream::connect_timeout(&old, WAIT);
+        assert!(
+            r.is_err(),
+            "connect {i} to the old address {old} still accepted"
+        );
+    }
 }
 
 /// [ours] a bad `listen` address is an error and the old listener keeps serving.

@@ -3,13 +3,14 @@
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use super::backends::{parse_sink_reply, Backend};
 use super::harness::{
-    connect, connect_unix, ipv6_available, peek, read_sum, read_to_eof, stream_sum, write_stream,
-    ListenKind, Peek, PenBuilder, Prng, Target, WAIT,
+    connect, connect_unix, ipv6_available, peek, read_sum, read_to_eof, stream_sum, wait_for,
+    write_stream, ListenKind, Peek, PenBuilder, Prng, Target, WAIT,
 };
 
 const BIG: usize = 32 * 1024 * 1024;
@@ -167,5 +168,26 @@ fn tcp_fastclose_both_closes_on_client_half_close() {
         peek(&mut c, Duration::from_secs(3)),
         Peek::Closed,
         "fastclose both"
+    );
+}
+
+#[test]
+fn server_half_close_keeps_the_client_direction_open() {
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let server = Backend::greet_then_count("bye", results.clone());
+    let pen = PenBuilder::new().server(server.spec()).start();
+    let mut c = pen.connect();
+    long_timeouts(&c);
+    // The server said its piece and half-closed: we see EOF but may still send.
+    assert_eq!(read_to_eof(&mut c), "bye");
+    let sent = write_stream(&mut c, 7, 1024 * 1024).expect("write after the server's half-close");
+    c.shutdown(Shutdown::Write).expect("shutdown");
+    let got = wait_for(WAIT, "the server to count our bytes", || {
+        results.lock().expect("lock").first().copied()
+    });
+    assert_eq!(
+        got,
+        (sent, 1024 * 1024),
+        "bytes sent after the server's half-close"
     );
 }
