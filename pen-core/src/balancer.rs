@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
+use crate::poll::Poller;
 use parking_lot::{Condvar, Mutex, RwLock};
-use polling::Poller;
 
 use crate::acl::AclSet;
 use crate::addr::ListenAddr;

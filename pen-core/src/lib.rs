@@ -35,6 +35,7 @@ pub mod control;
 pub mod error;
 mod net;
 pub mod policy;
+mod poll;
 mod reactor;
 mod relay;
 pub mod server;

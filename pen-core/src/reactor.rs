@@ -1,4 +1,4 @@
-//! The worker event loop: the only user of `polling`. One `Poller` per worker thread, a slab of
+//! The worker event loop: the only user of the poller ([`crate::poll`]). One poller per worker thread, a slab of
 //! connections, accept, dispatch, and timers (connect timeout, idle timeout).
 //!
 //! Every socket is registered once, edge-triggered, for both directions; readiness is cached in
@@ -14,12 +14,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use polling::{Events, Poller};
+use crate::poll::{Event, Events, Poller};
 
 use crate::clock::now_ms;
 use crate::net::{Listener, Peer, Stream};
 use crate::policy::Selector;
-use crate::relay::{BufPool, Pipe, READS_PER_TURN};
+use crate::relay::{BufPool, Pipe, Readiness, READS_PER_TURN};
 use crate::server::{ServerId, Target};
 use crate::state::Shared;
 use crate::sys;
@@ -47,23 +47,23 @@ fn unkey(k: usize) -> (usize, u32, bool) {
 fn pump(
     pipe: &mut Pipe,
     splice: bool,
-    src: &Stream,
-    dst: &Stream,
-    src_ready: &mut bool,
-    dst_ready: &mut bool,
+    (src, dst): (&Stream, &Stream),
+    ready: (&mut Readiness, &mut Readiness),
+    other_done: bool,
     pool: &mut BufPool,
     budget: &mut u32,
 ) -> io::Result<u64> {
     #[cfg(target_os = "linux")]
     if splice && !pipe.no_splice {
-        let moved = pipe.pump_splice(src, dst, src_ready, dst_ready, pool, budget)?;
+        let (r, w) = (&mut *ready.0, &mut *ready.1);
+        let moved = pipe.pump_splice(src, dst, (r, w), other_done, pool, budget)?;
         if !pipe.no_splice {
             return Ok(moved);
         }
     }
     #[cfg(not(target_os = "linux"))]
     let _ = splice;
-    pipe.pump(src, dst, src_ready, dst_ready, pool, budget)
+    pipe.pump(src, dst, ready, other_done, pool, budget)
 }
 
 /// Requests from the control plane to one worker.
@@ -89,13 +89,14 @@ struct Conn {
     connecting: bool,
     /// Relay with `splice` (decided when the server connection is up).
     splice: bool,
+    /// The address being connected to (the current target's).
+    server_addr: Option<std::net::SocketAddr>,
     deadline: u64,
     up: Pipe,
     down: Pipe,
-    cr: bool,
-    cw: bool,
-    sr: bool,
-    sw: bool,
+    /// Cached readiness of the client and server sockets.
+    c: Readiness,
+    s: Readiness,
     last_active: u64,
 }
 
@@ -138,7 +139,7 @@ impl Worker {
         listener: Option<Listener>,
     ) -> io::Result<Worker> {
         if let Some(l) = &listener {
-            sys::register(&poller, l, LISTENER_KEY)?;
+            poller.add(l, LISTENER_KEY)?;
         }
         let shared_splice = shared.splice;
         Ok(Worker {
@@ -166,7 +167,6 @@ impl Worker {
         let mut runq = Vec::new();
         while !self.shared.stopping.load(Relaxed) {
             let timeout = self.poll_timeout();
-            events.clear();
             if let Err(e) = self.poller.wait(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     eprintln!("pen: worker {}: poll failed: {e}", self.index);
@@ -180,7 +180,7 @@ impl Worker {
                     continue;
                 }
                 let (slot, gen, server_side) = unkey(ev.key);
-                self.on_event(slot, gen, server_side, ev.readable, ev.writable);
+                self.on_event(slot, gen, server_side, &ev);
             }
             std::mem::swap(&mut runq, &mut self.runq);
             for (slot, gen) in runq.drain(..) {
@@ -220,10 +220,10 @@ impl Worker {
             match msg {
                 WorkerMsg::Listen(l) => {
                     if let Some(old) = self.listener.take() {
-                        sys::deregister(&self.poller, &old);
+                        self.poller.delete(&old);
                     }
                     if let Some(l) = l {
-                        match sys::register(&self.poller, &l, LISTENER_KEY) {
+                        match self.poller.add(&l, LISTENER_KEY) {
                             Ok(()) => self.listener = Some(l),
                             Err(e) => {
                                 eprintln!("pen: worker {}: cannot watch listener: {e}", self.index)
@@ -374,7 +374,7 @@ impl Worker {
             }
         };
         let gen = self.slots[slot].gen;
-        if let Err(e) = sys::register(&self.poller, &client, key(slot, gen, false)) {
+        if let Err(e) = self.poller.add(&client, key(slot, gen, false)) {
             eprintln!("pen: cannot watch client socket: {e}");
             self.free.push(slot);
             self.release_active();
@@ -388,13 +388,12 @@ impl Worker {
             first,
             connecting: true,
             splice: false,
+            server_addr: None,
             deadline: 0,
             up: Pipe::default(),
             down: Pipe::default(),
-            cr: false,
-            cw: false,
-            sr: false,
-            sw: false,
+            c: Readiness::default(),
+            s: Readiness::default(),
             last_active: now,
         });
         self.connect(slot, now);
@@ -436,7 +435,7 @@ impl Worker {
                 Ok(stream) => {
                     let gen = self.slots[slot].gen;
                     let stream = Stream::Tcp(stream);
-                    if let Err(e) = sys::register(&self.poller, &stream, key(slot, gen, true)) {
+                    if let Err(e) = self.poller.add(&stream, key(slot, gen, true)) {
                         eprintln!("pen: cannot watch server socket: {e}");
                         self.close(slot);
                         return;
@@ -444,6 +443,7 @@ impl Worker {
                     let deadline = now + timeout.max(1).saturating_mul(1000);
                     if let Some(conn) = self.slots[slot].conn.as_mut() {
                         conn.server = Some(stream);
+                        conn.server_addr = addr;
                         conn.connecting = true;
                         conn.deadline = deadline;
                     }
@@ -472,8 +472,9 @@ impl Worker {
             return false;
         };
         if let Some(s) = conn.server.take() {
-            sys::deregister(&self.poller, &s);
+            self.poller.delete(&s);
         }
+        conn.s = Readiness::default(); // the next server's socket starts afresh
         let settings = shared.settings.read();
         let servers = shared.servers.read();
         if let Some(s) = servers.target(conn.target) {
@@ -521,11 +522,8 @@ impl Worker {
             return;
         };
         conn.connecting = false;
-        conn.sw = true;
-        let server_loopback = match conn.server.as_ref() {
-            Some(Stream::Tcp(s)) => s.peer_addr().map(|a| a.ip().is_loopback()).unwrap_or(true),
-            _ => true,
-        };
+        conn.s.write = true;
+        let server_loopback = conn.server_addr.is_none_or(|a| a.ip().is_loopback());
         conn.splice = cfg!(target_os = "linux")
             && matches!(conn.client, Stream::Tcp(_))
             && match self.splice {
@@ -542,14 +540,7 @@ impl Worker {
 
     // ---- events and relaying --------------------------------------------------------------
 
-    fn on_event(
-        &mut self,
-        slot: usize,
-        gen: u32,
-        server_side: bool,
-        readable: bool,
-        writable: bool,
-    ) {
+    fn on_event(&mut self, slot: usize, gen: u32, server_side: bool, ev: &Event) {
         let Some(s) = self.slots.get_mut(slot) else {
             return;
         };
@@ -558,14 +549,13 @@ impl Worker {
         }
         let Some(conn) = s.conn.as_mut() else { return };
         if server_side {
-            conn.sr |= readable;
-            conn.sw |= writable;
+            conn.s.update(ev);
             if conn.connecting {
                 let Some(Stream::Tcp(tcp)) = conn.server.as_ref() else {
                     return;
                 };
                 let now = now_ms();
-                match sys::connect_result(tcp) {
+                match sys::connect_result(tcp, ev.writable) {
                     Ok(true) => self.on_connected(slot, now),
                     Ok(false) => {}
                     Err(_) => {
@@ -577,8 +567,7 @@ impl Worker {
                 return;
             }
         } else {
-            conn.cr |= readable;
-            conn.cw |= writable;
+            conn.c.update(ev);
             if conn.connecting {
                 return; // client data waits until the server side is up
             }
@@ -596,26 +585,28 @@ impl Worker {
             return;
         };
         let mut budget = READS_PER_TURN;
-        let splice = conn.splice;
-        let (client, pool) = (&conn.client, &mut self.pool);
-        let (cr, cw, sr, sw) = (&mut conn.cr, &mut conn.cw, &mut conn.sr, &mut conn.sw);
+        let (splice, pool) = (conn.splice, &mut self.pool);
+        let sockets = (&conn.client, server);
+        let ready = (&mut conn.c, &mut conn.s);
+        let done = conn.down.done();
         let up = pump(
             &mut conn.up,
             splice,
-            client,
-            server,
-            cr,
-            sw,
+            sockets,
+            ready,
+            done,
             pool,
             &mut budget,
         );
+        let sockets = (server, &conn.client);
+        let ready = (&mut conn.s, &mut conn.c);
+        let done = conn.up.done();
         let down = pump(
             &mut conn.down,
             splice,
-            server,
-            client,
-            sr,
-            cw,
+            sockets,
+            ready,
+            done,
             pool,
             &mut budget,
         );
@@ -639,7 +630,7 @@ impl Worker {
             self.close(slot);
             return;
         }
-        if budget == 0 && ((conn.cr && conn.sw) || (conn.sr && conn.cw)) {
+        if budget == 0 && ((conn.c.read && conn.s.write) || (conn.s.read && conn.c.write)) {
             self.runq.push((slot, self.slots[slot].gen));
         }
     }
@@ -704,9 +695,9 @@ impl Worker {
         };
         s.gen = (s.gen + 1) & ((1 << GEN_BITS) - 1);
         self.free.push(slot);
-        sys::deregister(&self.poller, &conn.client);
+        self.poller.delete(&conn.client);
         if let Some(srv) = conn.server.as_ref() {
-            sys::deregister(&self.poller, srv);
+            self.poller.delete(srv);
         }
         conn.up.release(&mut self.pool);
         conn.down.release(&mut self.pool);
@@ -725,7 +716,7 @@ impl Worker {
             self.close(slot);
         }
         if let Some(l) = self.listener.take() {
-            sys::deregister(&self.poller, &l);
+            self.poller.delete(&l);
         }
     }
 }

@@ -82,6 +82,45 @@ impl HalfClose for &crate::net::Stream {
     }
 }
 
+/// Cached readiness of one socket, as reported by the edge-triggered poller and cleared when
+/// the socket says (or shows) it has nothing more for now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Readiness {
+    /// A read may return data, EOF or an error.
+    pub(crate) read: bool,
+    /// A write may make progress.
+    pub(crate) write: bool,
+    /// The peer's FIN (or a hang-up/error) has been seen: reads must continue to EOF even
+    /// after a short read.
+    pub(crate) hup: bool,
+}
+
+impl Readiness {
+    /// Adds what an event reported.
+    pub(crate) fn update(&mut self, ev: &crate::poll::Event) {
+        self.read |= ev.readable;
+        self.write |= ev.writable;
+        self.hup |= ev.hup;
+    }
+
+    /// A read returned `got` of `asked` bytes. A short read from a stream socket means it is
+    /// drained, unless the FIN is already in: then only a read returning 0 says so. Trusting
+    /// this saves a read that would fail with `WouldBlock` on most events.
+    fn after_read(&mut self, got: usize, asked: usize) {
+        if crate::poll::REPORTS_HUP && got < asked && !self.hup {
+            self.read = false;
+        }
+    }
+
+    /// A write took `put` of `offered` bytes: a short write means the send buffer is full, and
+    /// the poller reports when space frees.
+    fn after_write(&mut self, put: usize, offered: usize) {
+        if put < offered {
+            self.write = false;
+        }
+    }
+}
+
 /// One direction's state.
 #[derive(Debug, Default)]
 pub(crate) struct Pipe {
@@ -118,9 +157,26 @@ impl Pipe {
         self.shut && self.pending() == 0
     }
 
+    /// Passes the EOF on: `shutdown(SHUT_WR)` on the destination, unless the other direction is
+    /// already finished (`other_done`), in which case the connection closes next and the close
+    /// sends the FIN: one system call saved per connection.
+    fn pass_eof<D: HalfClose>(&mut self, dst: &mut D, other_done: bool) -> io::Result<()> {
+        if self.shut {
+            return Ok(());
+        }
+        self.shut = true;
+        if other_done {
+            return Ok(());
+        }
+        match dst.shutdown_write() {
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Moves bytes until the source or the destination would block, the read budget is spent,
-    /// or the EOF has been passed on. `src_ready`/`dst_ready` are the cached readiness flags;
-    /// they are cleared on `WouldBlock`. Returns the bytes written by this call.
+    /// or the EOF has been passed on. `src`/`dst` readiness is the cached state of the two
+    /// sockets; it is cleared when they would block. Returns the bytes written by this call.
     ///
     /// # Errors
     /// The first I/O error other than `WouldBlock`/`Interrupted` (the caller closes both sides).
@@ -128,20 +184,22 @@ impl Pipe {
         &mut self,
         mut src: S,
         mut dst: D,
-        src_ready: &mut bool,
-        dst_ready: &mut bool,
+        ready: (&mut Readiness, &mut Readiness),
+        other_done: bool,
         pool: &mut BufPool,
         budget: &mut u32,
     ) -> io::Result<u64> {
+        let (src_ready, dst_ready) = ready;
         let mut moved = 0u64;
         let result = loop {
             if let Some(buf) = self.buf.as_ref().filter(|_| self.start < self.end) {
-                if !*dst_ready {
+                if !dst_ready.write {
                     break Ok(());
                 }
                 match dst.write(&buf[self.start..self.end]) {
                     Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
                     Ok(n) => {
+                        dst_ready.after_write(n, self.end - self.start);
                         self.start += n;
                         moved += n as u64;
                         if self.start == self.end {
@@ -150,7 +208,7 @@ impl Pipe {
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        *dst_ready = false;
+                        dst_ready.write = false;
                         break Ok(());
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -159,26 +217,21 @@ impl Pipe {
                 continue;
             }
             if self.eof {
-                if !self.shut {
-                    self.shut = true;
-                    if let Err(e) = dst.shutdown_write() {
-                        if e.kind() != io::ErrorKind::NotConnected {
-                            break Err(e);
-                        }
-                    }
-                }
-                break Ok(());
+                break self.pass_eof(&mut dst, other_done);
             }
-            if !*src_ready || *budget == 0 {
+            if !src_ready.read || *budget == 0 {
                 break Ok(());
             }
             *budget -= 1;
             let buf = self.buf.get_or_insert_with(|| pool.get());
             match src.read(buf) {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.end = n,
+                Ok(n) => {
+                    src_ready.after_read(n, buf.len());
+                    self.end = n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    *src_ready = false;
+                    src_ready.read = false;
                     break Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -205,27 +258,27 @@ impl Pipe {
         &mut self,
         src: &crate::net::Stream,
         mut dst: &crate::net::Stream,
-        src_ready: &mut bool,
-        dst_ready: &mut bool,
+        ready: (&mut Readiness, &mut Readiness),
+        other_done: bool,
         pool: &mut BufPool,
         budget: &mut u32,
     ) -> io::Result<u64> {
-        /// Bytes asked of one splice: the pipe's capacity.
-        const CHUNK: usize = crate::sys::PIPE_SIZE;
+        let (src_ready, dst_ready) = ready;
         let mut moved = 0u64;
         let result = loop {
             if let Some(kp) = self.kpipe.as_ref().filter(|_| self.in_kernel > 0) {
-                if !*dst_ready {
+                if !dst_ready.write {
                     break Ok(());
                 }
                 match kp.drain(dst, self.in_kernel) {
                     Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
                     Ok(n) => {
+                        dst_ready.after_write(n, self.in_kernel);
                         self.in_kernel -= n;
                         moved += n as u64;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        *dst_ready = false;
+                        dst_ready.write = false;
                         break Ok(());
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -234,17 +287,9 @@ impl Pipe {
                 continue;
             }
             if self.eof {
-                if !self.shut {
-                    self.shut = true;
-                    if let Err(e) = HalfClose::shutdown_write(&mut dst) {
-                        if e.kind() != io::ErrorKind::NotConnected {
-                            break Err(e);
-                        }
-                    }
-                }
-                break Ok(());
+                break self.pass_eof(&mut dst, other_done);
             }
-            if !*src_ready || *budget == 0 {
+            if !src_ready.read || *budget == 0 {
                 break Ok(());
             }
             if self.kpipe.is_none() {
@@ -261,11 +306,14 @@ impl Pipe {
             };
             *budget -= 1;
             // The pipe is empty here, so WouldBlock can only mean the socket has no data.
-            match kp.fill(src, CHUNK) {
+            match kp.fill(src, kp.capacity()) {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.in_kernel = n,
+                Ok(n) => {
+                    src_ready.after_read(n, kp.capacity());
+                    self.in_kernel = n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    *src_ready = false;
+                    src_ready.read = false;
                     break Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -379,9 +427,10 @@ mod tests {
             for _ in 0..1_000_000 {
                 if pipe.done() { break; }
                 // Readiness comes back each turn, as an edge-triggered poller would report it.
-                let (mut r, mut w) = (true, true);
+                let mut r = Readiness { read: true, write: true, hup: false };
+                let mut w = r;
                 let mut budget = READS_PER_TURN;
-                pipe.pump(&mut src, &mut dst, &mut r, &mut w, &mut pool, &mut budget).unwrap();
+                pipe.pump(&mut src, &mut dst, (&mut r, &mut w), false, &mut pool, &mut budget).unwrap();
             }
             prop_assert!(pipe.done());
             prop_assert_eq!(&dst.out, &data);
@@ -407,14 +456,26 @@ mod tests {
         };
         let mut pool = BufPool::new(4);
         let mut pipe = Pipe::default();
-        let (mut r, mut w) = (true, true);
+        let mut r = Readiness {
+            read: true,
+            write: true,
+            hup: false,
+        };
+        let mut w = r;
         let mut budget = READS_PER_TURN;
-        pipe.pump(&mut src, &mut dst, &mut r, &mut w, &mut pool, &mut budget)
-            .unwrap();
+        pipe.pump(
+            &mut src,
+            &mut dst,
+            (&mut r, &mut w),
+            false,
+            &mut pool,
+            &mut budget,
+        )
+        .unwrap();
         // One buffer read, nothing written, reading stopped: memory stays at one buffer.
         assert_eq!(src.pos, BUF_SIZE);
-        assert!(!w);
-        assert!(r, "source readiness stays cached for later");
+        assert!(!w.write);
+        assert!(r.read, "source readiness stays cached for later");
         assert_eq!(pool.out, 1);
     }
 }

@@ -8,13 +8,15 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
+#[cfg(not(target_os = "linux"))]
 use polling::{Event, PollMode, Poller};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-/// Registers `fd` with `poller` once, for both read and write readiness, in edge mode where the
+/// Registers `fd` with a `polling` poller once, for both read and write readiness, in edge mode where the
 /// poller supports it (level otherwise). Sockets are never re-armed per event.
 ///
 /// Callers must call [`deregister`] before closing the socket.
+#[cfg(not(target_os = "linux"))]
 pub(crate) fn register(poller: &Poller, fd: &impl AsRawFd, key: usize) -> io::Result<()> {
     let mode = if poller.supports_edge() {
         PollMode::Edge
@@ -26,7 +28,8 @@ pub(crate) fn register(poller: &Poller, fd: &impl AsRawFd, key: usize) -> io::Re
     unsafe { poller.add_with_mode(fd.as_raw_fd(), Event::all(key), mode) }
 }
 
-/// Removes `fd` from `poller` (errors are ignored: the socket is about to be closed anyway).
+/// Removes `fd` from a `polling` poller (errors are ignored: the socket is about to be closed anyway).
+#[cfg(not(target_os = "linux"))]
 pub(crate) fn deregister(poller: &Poller, fd: &impl std::os::fd::AsFd) {
     let _ = poller.delete(fd.as_fd());
 }
@@ -72,6 +75,24 @@ pub(crate) fn unix_listener(path: &Path, backlog: i32) -> io::Result<UnixListene
     Ok(UnixListener::from(std::os::fd::OwnedFd::from(sock)))
 }
 
+/// Accepts a connection as a non-blocking socket: `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`
+/// where available, else accept and set the flag.
+pub(crate) fn accept_nonblocking(
+    listener: &impl std::os::fd::AsFd,
+) -> io::Result<(Socket, SockAddr)> {
+    let l = socket2::SockRef::from(listener);
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    {
+        l.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    {
+        let (s, a) = l.accept()?;
+        s.set_nonblocking(true)?;
+        Ok((s, a))
+    }
+}
+
 /// Starts a non-blocking connect to `addr` from `source` (if given). The result is known when
 /// the socket becomes writable: see [`connect_result`].
 pub(crate) fn connect_start(
@@ -79,8 +100,19 @@ pub(crate) fn connect_start(
     source: Option<IpAddr>,
     nodelay: bool,
 ) -> io::Result<TcpStream> {
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    sock.set_nonblocking(true)?;
+    // Created non-blocking: no fcntl pair per connection.
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    let sock = {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        s.set_nonblocking(true)?;
+        s
+    };
     if nodelay {
         sock.set_tcp_nodelay(true)?;
     }
@@ -100,15 +132,13 @@ pub(crate) fn connect_start(
 
 /// The outcome of a non-blocking connect once its socket reported readiness: `Ok(true)` when
 /// connected, `Ok(false)` when still in progress, `Err` when it failed (refused, unreachable).
-pub(crate) fn connect_result(stream: &TcpStream) -> io::Result<bool> {
+/// `writable` is the event's write readiness: with edge-triggered registration a connecting
+/// socket reports writable only once the handshake is done, so no `getpeername` is needed.
+pub(crate) fn connect_result(stream: &TcpStream, writable: bool) -> io::Result<bool> {
     if let Some(e) = stream.take_error()? {
         return Err(e);
     }
-    match stream.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) => Err(e),
-    }
+    Ok(writable)
 }
 
 /// Whether `e` means this process or host ran out of something (descriptors, buffers,
@@ -138,6 +168,7 @@ pub(crate) const PIPE_SIZE: usize = 256 * 1024;
 pub(crate) struct KernelPipe {
     read: std::os::fd::OwnedFd,
     write: std::os::fd::OwnedFd,
+    capacity: usize,
 }
 
 #[cfg(target_os = "linux")]
@@ -154,7 +185,7 @@ impl KernelPipe {
         // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // A bigger pipe moves more per splice call (fewer system calls per byte). The kernel
-        // may refuse (pipe-max-size, per-user limits): then the default 64 KiB stays.
+        // may refuse (pipe-max-size, per-user limits): then the capacity stays as it is.
         // SAFETY: fcntl on a descriptor we own; F_SETPIPE_SZ takes an int argument.
         let _ = unsafe {
             libc::fcntl(
@@ -163,7 +194,19 @@ impl KernelPipe {
                 PIPE_SIZE as libc::c_int,
             )
         };
-        Ok(KernelPipe { read, write })
+        // SAFETY: fcntl on a descriptor we own; F_GETPIPE_SZ takes no argument.
+        let cap = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        let capacity = usize::try_from(cap).ok().filter(|&c| c > 0).unwrap_or(4096);
+        Ok(KernelPipe {
+            read,
+            write,
+            capacity,
+        })
+    }
+
+    /// How many bytes the pipe holds (what one `fill` asks for).
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Moves up to `len` bytes from socket `from` into the pipe.
@@ -193,4 +236,158 @@ fn splice(from: std::os::fd::RawFd, to: std::os::fd::RawFd, len: usize) -> io::R
         )
     };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// The Linux epoll backend of [`crate::poll`]: each socket registered once, edge-triggered, for
+/// read, write and peer half-close; a non-blocking eventfd (also edge-triggered, never re-armed)
+/// to wake a waiting worker.
+#[cfg(target_os = "linux")]
+pub(crate) mod epoll {
+    use std::io;
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+    use std::time::Duration;
+
+    use crate::poll::Event;
+
+    /// Key reserved for the waker.
+    const WAKER_KEY: u64 = u64::MAX;
+    /// Events fetched per wait.
+    const CAPACITY: usize = 256;
+
+    /// An epoll instance and its waker.
+    #[derive(Debug)]
+    pub(crate) struct Poller {
+        epfd: OwnedFd,
+        waker: OwnedFd,
+    }
+
+    /// Reported events (a reusable buffer: nothing allocates per wait).
+    pub(crate) struct Events {
+        raw: Vec<libc::epoll_event>,
+        len: usize,
+    }
+
+    impl Events {
+        /// An empty buffer with room for a batch of events.
+        pub(crate) fn new() -> Self {
+            Events {
+                raw: vec![libc::epoll_event { events: 0, u64: 0 }; CAPACITY],
+                len: 0,
+            }
+        }
+
+        /// The events of the last wait (the waker's are filtered out).
+        pub(crate) fn iter(&self) -> impl Iterator<Item = Event> + '_ {
+            self.raw[..self.len].iter().filter_map(|e| {
+                let (bits, key) = (e.events, e.u64);
+                (key != WAKER_KEY).then(|| {
+                    let has = |f: libc::c_int| bits & (f as u32) != 0;
+                    Event {
+                        key: key as usize,
+                        readable: has(libc::EPOLLIN
+                            | libc::EPOLLRDHUP
+                            | libc::EPOLLHUP
+                            | libc::EPOLLERR),
+                        writable: has(libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR),
+                        hup: has(libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR),
+                    }
+                })
+            })
+        }
+    }
+
+    fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc)
+        }
+    }
+
+    impl Poller {
+        /// A new epoll instance with its waker registered.
+        pub(crate) fn new() -> io::Result<Poller> {
+            // SAFETY: plain system calls; on success the descriptors are fresh and ours alone.
+            let epfd =
+                unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
+            // SAFETY: as above.
+            let waker = unsafe {
+                OwnedFd::from_raw_fd(cvt(libc::eventfd(
+                    0,
+                    libc::EFD_NONBLOCK | libc::EFD_CLOEXEC,
+                ))?)
+            };
+            let p = Poller { epfd, waker };
+            p.ctl(
+                libc::EPOLL_CTL_ADD,
+                p.waker.as_raw_fd(),
+                (libc::EPOLLIN | libc::EPOLLET) as u32,
+                WAKER_KEY,
+            )?;
+            Ok(p)
+        }
+
+        fn ctl(&self, op: libc::c_int, fd: libc::c_int, events: u32, key: u64) -> io::Result<()> {
+            let mut ev = libc::epoll_event { events, u64: key };
+            // SAFETY: `ev` is a valid epoll_event for the duration of the call; both descriptors
+            // are open (borrowed from their owners).
+            cvt(unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) }).map(|_| ())
+        }
+
+        /// Registers `fd` once for everything, edge-triggered.
+        pub(crate) fn add(&self, fd: &impl AsRawFd, key: usize) -> io::Result<()> {
+            let bits = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+            self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), bits as u32, key as u64)
+        }
+
+        /// Removes `fd` (errors ignored: it is about to be closed, which removes it anyway).
+        pub(crate) fn delete(&self, fd: &impl AsFd) {
+            let _ = self.ctl(libc::EPOLL_CTL_DEL, fd.as_fd().as_raw_fd(), 0, 0);
+        }
+
+        /// Waits for events (at most `timeout`, rounded up to whole milliseconds).
+        pub(crate) fn wait(
+            &self,
+            events: &mut Events,
+            timeout: Option<Duration>,
+        ) -> io::Result<usize> {
+            events.len = 0;
+            let ms = match timeout {
+                None => -1,
+                Some(t) => {
+                    let ms = t.as_nanos().div_ceil(1_000_000);
+                    libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
+                }
+            };
+            let cap = libc::c_int::try_from(events.raw.len()).unwrap_or(libc::c_int::MAX);
+            // SAFETY: `raw` has room for `cap` events; the kernel writes at most that many.
+            let n = cvt(unsafe {
+                libc::epoll_wait(self.epfd.as_raw_fd(), events.raw.as_mut_ptr(), cap, ms)
+            })?;
+            events.len = usize::try_from(n).unwrap_or(0);
+            if events.raw[..events.len].iter().any(|e| e.u64 == WAKER_KEY) {
+                // Reset the counter (it would only block writers after 2^64 wakes, but keep
+                // it small); the edge registration needs no re-arming.
+                let mut buf = [0u8; 8];
+                // SAFETY: reading 8 bytes into an 8-byte buffer from our own eventfd.
+                let _ = unsafe { libc::read(self.waker.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+            }
+            Ok(events.len)
+        }
+
+        /// Wakes the thread waiting on this poller (or its next wait).
+        pub(crate) fn notify(&self) -> io::Result<()> {
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: writing 8 bytes from an 8-byte buffer to our own eventfd.
+            let rc = unsafe { libc::write(self.waker.as_raw_fd(), one.as_ptr().cast(), 8) };
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                // Counter saturated: a wake-up is pending anyway.
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    return Err(e);
+                }
+            }
+            Ok(())
+        }
+    }
 }

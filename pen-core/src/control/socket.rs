@@ -6,12 +6,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use polling::{Events, Poller};
+use crate::poll::{Events, Poller};
 
 use crate::clock::now_ms;
 use crate::net::{Listener, Stream};
 use crate::state::Shared;
-use crate::sys;
 
 /// A control client gets this long to send its line and read the reply.
 const CLIENT_TIMEOUT_MS: u64 = 10_000;
@@ -39,7 +38,7 @@ pub(crate) fn serve(shared: Arc<Shared>, listener: Listener) {
             return;
         }
     };
-    if let Err(e) = sys::register(&poller, &listener, LISTENER_KEY) {
+    if let Err(e) = poller.add(&listener, LISTENER_KEY) {
         eprintln!("pen: control socket disabled: {e}");
         return;
     }
@@ -47,7 +46,6 @@ pub(crate) fn serve(shared: Arc<Shared>, listener: Listener) {
     let mut events = Events::new();
     let mut accept_ready = true;
     loop {
-        events.clear();
         let timeout = if accept_ready {
             Duration::ZERO
         } else {
@@ -73,16 +71,16 @@ pub(crate) fn serve(shared: Arc<Shared>, listener: Listener) {
         for (k, c) in clients.iter_mut().enumerate() {
             if c.as_ref().is_some_and(|c| now > c.deadline) {
                 if let Some(c) = c.take() {
-                    sys::deregister(&poller, &c.stream);
+                    poller.delete(&c.stream);
                 }
                 let _ = k;
             }
         }
         if stopping {
             for c in clients.iter_mut().filter_map(Option::take) {
-                sys::deregister(&poller, &c.stream);
+                poller.delete(&c.stream);
             }
-            sys::deregister(&poller, &listener);
+            poller.delete(&listener);
             return;
         }
     }
@@ -114,7 +112,7 @@ fn accept(
             clients.push(None);
             clients.len() - 1
         });
-        if sys::register(poller, &stream, idx).is_err() {
+        if poller.add(&stream, idx).is_err() {
             continue;
         }
         clients[idx] = Some(Client {
@@ -138,7 +136,7 @@ fn serve_client(shared: &Shared, poller: &Poller, clients: &mut [Option<Client>]
     let finished = step(shared, c).unwrap_or(true);
     if finished {
         if let Some(c) = slot.take() {
-            sys::deregister(poller, &c.stream);
+            poller.delete(&c.stream);
         }
     }
 }

@@ -1,0 +1,196 @@
+# Shared helpers for run.sh and profile.sh (sourced, not executed).
+#
+# Provides: log/die, a temporary directory TMP removed on exit (kept with KEEP_TMP=1), the PID
+# list PIDS whose processes are stopped by PID on exit, stop_pid, free_ports, wait_listening,
+# rss_kib, mib, raise_nofile and start_backend (nginx serving index.html and big.bin).
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+NCPU=$(nproc)
+SCRIPT=$(basename "$0")
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "$SCRIPT: $*"; exit 1; }
+
+# Requires each named command to be on PATH.
+need_tools() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || die "missing tool: $tool"
+    done
+}
+
+# Raises the open-file limit to the hard limit: 4,000 relayed connections are 8,000
+# descriptors in a proxy. Children (proxies, helpers) inherit it.
+raise_nofile() {
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 12000 ] ||
+        log "warning: open-file limit $(ulimit -n) is low for thousands of connections"
+}
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pen-load.XXXXXX")
+chmod 755 "$TMP" # nginx workers started by root run as nobody and must read www/
+PIDS=()
+
+# Stops every process we started, by PID (TERM, then KILL after a grace period).
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    PIDS=()
+    if [ -n "${KEEP_TMP:-}" ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Removes PID from PIDS (after it has been reaped, so cleanup never signals a reused PID).
+forget_pid() {
+    local keep=() p
+    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+# Stops one process we started (TERM, then KILL), reaps it and forgets it.
+stop_pid() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    forget_pid "$pid"
+}
+
+# Prints N distinct free loopback ports (all bound at once, so they differ).
+free_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+# Waits until PID listens on 127.0.0.1:PORT (up to 5 s); fails if it exits or never listens.
+wait_listening() {
+    local pid=$1 port=$2
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then return 0; fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# Sums VmRSS (KiB) over PID and its direct children (nginx workers).
+rss_kib() {
+    local total=0 p v
+    for p in "$1" $(ps -o pid= --ppid "$1" 2>/dev/null); do
+        v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null)
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+# KiB -> "12.3 MiB".
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+
+# Starts the backend nginx on 127.0.0.1:BPORT (BPORT must be set) serving TMP/www: a small
+# index.html and a BULK_MIB MiB big.bin. Sets BACKEND_PID.
+start_backend() {
+    mkdir -p "$TMP/www" "$TMP/backend"
+    cat >"$TMP/www/index.html" <<'HTML'
+<!doctype html>
+<html><head><title>pen load benchmark</title></head>
+<body><p>A small page for the keep-alive and new-connection runs.</p></body></html>
+HTML
+    fallocate -l "${BULK_MIB}M" "$TMP/www/big.bin" 2>/dev/null ||
+        head -c "$((BULK_MIB * 1024 * 1024))" /dev/zero >"$TMP/www/big.bin"
+    cat >"$TMP/backend/nginx.conf" <<CONF
+daemon off;
+master_process on;
+worker_processes auto;
+worker_rlimit_nofile 20000;
+pid $TMP/backend/nginx.pid;
+error_log $TMP/backend/error.log warn;
+events { worker_connections 12000; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 300s;
+    keepalive_requests 10000000;
+    client_header_timeout 300s;
+    client_body_temp_path $TMP/backend/tmp-body;
+    proxy_temp_path $TMP/backend/tmp-proxy;
+    fastcgi_temp_path $TMP/backend/tmp-fcgi;
+    uwsgi_temp_path $TMP/backend/tmp-uwsgi;
+    scgi_temp_path $TMP/backend/tmp-scgi;
+    server {
+        listen 127.0.0.1:$BPORT backlog=4096;
+        root $TMP/www;
+    }
+}
+CONF
+    nginx -p "$TMP/backend" -e "$TMP/backend/error.log" -c "$TMP/backend/nginx.conf" \
+        >"$TMP/backend/stdout.log" 2>&1 &
+    BACKEND_PID=$!
+    PIDS+=("$BACKEND_PID")
+    wait_listening "$BACKEND_PID" "$BPORT" ||
+        die "backend nginx did not start: $(tail -3 "$TMP/backend/error.log" 2>/dev/null)"
+}
+
+# Our pen: target/release/pen, or the binary named by PEN_BIN.
+PEN_EXE=${PEN_BIN:-$ROOT/target/release/pen}
+PEN_LABEL="pen (ours)"
+[ -n "${PEN_BIN:-}" ] && PEN_LABEL="pen (ours, $PEN_BIN)"
+# The benchmark driver benches/examples/engine.rs: the pen-core engine without the real CLI.
+ENGINE_EXE="$ROOT/target/release/examples/engine"
+ENGINE_LABEL="pen-core engine (examples/engine)"
+
+# Builds our pen (what = pen) or the engine driver (what = engine) in release mode, unless
+# SKIP_BUILD is set or PEN_BIN names the binary; fails (status 1) if the build fails.
+build_pen() {
+    local what=(-p pen-bin)
+    [ -n "${SKIP_BUILD:-}" ] && return 0
+    if [ "$1" = engine ]; then
+        what=(-p pen-benches --example engine)
+    elif [ -n "${PEN_BIN:-}" ]; then
+        return 0
+    fi
+    log "building ${what[*]} ..."
+    if ! (cd "$ROOT" && cargo build --release "${what[@]}") >"$TMP/build-$1.log" 2>&1; then
+        log "cargo build failed: $(tail -3 "$TMP/build-$1.log")"
+        return 1
+    fi
+}
+
+# Starts EXE (our pen or the engine driver) in the foreground, as a child, on 127.0.0.1:PORT
+# -> backend, with pen's command line; prints its PID. PEN_WORKERS, if set, is passed as
+# --workers N. Usage: start_pen_on PORT [EXE [LOGNAME]].
+start_pen_on() {
+    local args=(-f -x 10000) exe=${2:-$PEN_EXE} name=${3:-pen}
+    [ -n "${PEN_WORKERS:-}" ] && args+=(--workers "$PEN_WORKERS")
+    "$exe" "${args[@]}" "127.0.0.1:$1" "127.0.0.1:$BPORT" >"$TMP/$name.log" 2>&1 &
+    echo $!
+}
+
+# Starts C pen (single process, single-threaded) on 127.0.0.1:$1 -> backend; prints its PID.
+start_cpen_on() {
+    /usr/bin/pen -f -x 10000 "127.0.0.1:$1" "127.0.0.1:$BPORT" >"$TMP/cpen.log" 2>&1 &
+    echo $!
+}
