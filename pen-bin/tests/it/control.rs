@@ -434,18 +434,26 @@ fn recent_lists_each_client() {
     pen.fetch_from(2);
     pen.fetch_from(3);
     pen.fetch_from(3);
-    wait_for(WAIT, "two recent lines", || {
-        let mut lines: Vec<String> = pen.ctl("recent").lines().map(str::to_string).collect();
+    // As in C pen: sx counts bytes sent to that client, rx bytes received from it (the same
+    // point of view as `servers`, where sx = bytes pen sent to that server).
+    let want = [
+        "127.0.0.2 connects 1 sx 1 rx 0",
+        "127.0.0.3 connects 2 sx 2 rx 0",
+    ];
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut lines: Vec<String>;
+    loop {
+        lines = pen.ctl("recent").lines().map(str::to_string).collect();
         lines.sort();
-        // As in C pen: sx counts bytes sent to that client, rx bytes received from it (the
-        // same point of view as `servers`: sx = bytes pen sent to that server).
-        (lines
-            == [
-                "127.0.0.2 connects 1 sx 1 rx 0",
-                "127.0.0.3 connects 2 sx 2 rx 0",
-            ])
-        .then_some(())
-    });
+        if lines == want || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        lines, want,
+        "recent after 127.0.0.2 x1 and 127.0.0.3 x2 (1 byte from the server each)"
+    );
 }
 
 /// [ours] `status` works without `-w`.
