@@ -1,0 +1,12 @@
+//! Modules of the integration test binary.
+
+pub(crate) mod backends;
+pub(crate) mod harness;
+
+mod acl;
+mod cli;
+mod control;
+mod failover;
+mod process;
+mod relay;
+mod selection;
