@@ -121,17 +121,112 @@ impl Readiness {
     }
 }
 
-/// One direction's state.
+/// Where one direction's bytes wait between the read and the write: a user-space buffer, or
+/// (Linux, zero-copy) a kernel pipe. The relay loop ([`Pipe::run`]) is written once over this.
+trait Carrier<S, D> {
+    /// Bytes held (read, not yet written).
+    fn held(&self) -> usize;
+    /// Reads from `src` into the empty carrier; returns (got, asked).
+    fn fill(&mut self, src: &mut S, pool: &mut BufPool) -> io::Result<(usize, usize)>;
+    /// Writes held bytes to `dst`; returns (put, offered).
+    fn drain(&mut self, dst: &mut D) -> io::Result<(usize, usize)>;
+    /// Gives the storage back to the pool if nothing is held.
+    fn release_if_empty(&mut self, pool: &mut BufPool);
+}
+
+/// A user-space buffer, checked out of the pool on the first read.
 #[derive(Debug, Default)]
-pub(crate) struct Pipe {
+struct UserBuf {
     buf: Option<Box<[u8]>>,
     start: usize,
     end: usize,
-    /// Zero-copy path: a kernel pipe holding `in_kernel` bytes on their way.
+}
+
+impl<S: Read, D: Write> Carrier<S, D> for UserBuf {
+    fn held(&self) -> usize {
+        self.end - self.start
+    }
+
+    fn fill(&mut self, src: &mut S, pool: &mut BufPool) -> io::Result<(usize, usize)> {
+        let buf = self.buf.get_or_insert_with(|| pool.get());
+        let n = src.read(buf)?;
+        (self.start, self.end) = (0, n);
+        Ok((n, buf.len()))
+    }
+
+    fn drain(&mut self, dst: &mut D) -> io::Result<(usize, usize)> {
+        let Some(buf) = self.buf.as_ref() else {
+            return Ok((0, 0));
+        };
+        let offered = self.end - self.start;
+        let n = dst.write(&buf[self.start..self.end])?;
+        self.start += n;
+        Ok((n, offered))
+    }
+
+    fn release_if_empty(&mut self, pool: &mut BufPool) {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+            if let Some(b) = self.buf.take() {
+                pool.put(b);
+            }
+        }
+    }
+}
+
+/// A kernel pipe for `splice` (socket -> pipe -> socket, no copy through user space).
+#[cfg(target_os = "linux")]
+#[derive(Debug, Default)]
+struct KernelBuf {
+    pipe: Option<crate::sys::KernelPipe>,
+    held: usize,
+}
+
+#[cfg(target_os = "linux")]
+impl Carrier<&crate::net::Stream, &crate::net::Stream> for KernelBuf {
+    fn held(&self) -> usize {
+        self.held
+    }
+
+    fn fill(
+        &mut self,
+        src: &mut &crate::net::Stream,
+        _: &mut BufPool,
+    ) -> io::Result<(usize, usize)> {
+        // `Pipe::pump_splice` checks a pipe out before running, so there is one here.
+        let Some(p) = self.pipe.as_ref() else {
+            return Err(io::ErrorKind::Other.into());
+        };
+        let n = p.fill(*src, p.capacity())?;
+        self.held = n;
+        Ok((n, p.capacity()))
+    }
+
+    fn drain(&mut self, dst: &mut &crate::net::Stream) -> io::Result<(usize, usize)> {
+        let Some(p) = self.pipe.as_ref() else {
+            return Ok((0, 0));
+        };
+        let offered = self.held;
+        let n = p.drain(*dst, offered)?;
+        self.held -= n;
+        Ok((n, offered))
+    }
+
+    fn release_if_empty(&mut self, pool: &mut BufPool) {
+        if self.held == 0 {
+            if let Some(p) = self.pipe.take() {
+                pool.put_pipe(p);
+            }
+        }
+    }
+}
+
+/// One direction's state.
+#[derive(Debug, Default)]
+pub(crate) struct Pipe {
+    user: UserBuf,
     #[cfg(target_os = "linux")]
-    kpipe: Option<crate::sys::KernelPipe>,
-    #[cfg(target_os = "linux")]
-    in_kernel: usize,
+    kernel: KernelBuf,
     /// Set when no kernel pipe could be had (out of descriptors): copy through user space.
     pub(crate) no_splice: bool,
     /// The source has reached end of file.
@@ -146,15 +241,134 @@ impl Pipe {
     /// Bytes read but not yet written.
     pub(crate) fn pending(&self) -> usize {
         #[cfg(target_os = "linux")]
-        let k = self.in_kernel;
+        let k = self.kernel.held;
         #[cfg(not(target_os = "linux"))]
         let k = 0;
-        self.end - self.start + k
+        self.user.end - self.user.start + k
     }
 
     /// Whether this direction is finished: EOF seen, everything written, half-close passed on.
     pub(crate) fn done(&self) -> bool {
         self.shut && self.pending() == 0
+    }
+
+    /// Moves bytes until the source or the destination would block, the read budget is spent,
+    /// or the EOF has been passed on, copying through a pooled buffer. `ready` is the cached
+    /// readiness of (source, destination), cleared when they would block; `other_done` says
+    /// the opposite direction has finished. Returns the bytes written by this call.
+    ///
+    /// # Errors
+    /// The first I/O error other than `WouldBlock`/`Interrupted` (the caller closes both sides).
+    pub(crate) fn pump<S: Read, D: Write + HalfClose>(
+        &mut self,
+        mut src: S,
+        mut dst: D,
+        ready: (&mut Readiness, &mut Readiness),
+        other_done: bool,
+        pool: &mut BufPool,
+        budget: &mut u32,
+    ) -> io::Result<u64> {
+        let mut user = std::mem::take(&mut self.user);
+        let r = self.run(
+            &mut user, &mut src, &mut dst, ready, other_done, pool, budget,
+        );
+        self.user = user;
+        r
+    }
+
+    /// Zero-copy variant of [`Pipe::pump`] for two TCP sockets (Linux `splice`): the same
+    /// contract, with a kernel pipe checked out of the pool while bytes are in flight. If no
+    /// pipe can be had, `no_splice` is set and nothing moves: the caller copies instead.
+    ///
+    /// # Errors
+    /// As for [`Pipe::pump`].
+    #[cfg(target_os = "linux")]
+    pub(crate) fn pump_splice(
+        &mut self,
+        mut src: &crate::net::Stream,
+        mut dst: &crate::net::Stream,
+        ready: (&mut Readiness, &mut Readiness),
+        other_done: bool,
+        pool: &mut BufPool,
+        budget: &mut u32,
+    ) -> io::Result<u64> {
+        let mut kernel = std::mem::take(&mut self.kernel);
+        if kernel.pipe.is_none() && ready.0.read && !self.eof {
+            match pool.get_pipe() {
+                Ok(p) => kernel.pipe = Some(p),
+                Err(_) => {
+                    self.no_splice = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let r = self.run(
+            &mut kernel,
+            &mut src,
+            &mut dst,
+            ready,
+            other_done,
+            pool,
+            budget,
+        );
+        self.kernel = kernel;
+        r
+    }
+
+    /// The relay loop, once for both carriers: write what is held; pass an EOF on; read more.
+    #[allow(clippy::too_many_arguments)]
+    fn run<S, D: HalfClose, C: Carrier<S, D>>(
+        &mut self,
+        carrier: &mut C,
+        src: &mut S,
+        dst: &mut D,
+        (src_ready, dst_ready): (&mut Readiness, &mut Readiness),
+        other_done: bool,
+        pool: &mut BufPool,
+        budget: &mut u32,
+    ) -> io::Result<u64> {
+        let mut moved = 0u64;
+        let result = loop {
+            if carrier.held() > 0 {
+                if !dst_ready.write {
+                    break Ok(());
+                }
+                match carrier.drain(dst) {
+                    Ok((0, _)) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
+                    Ok((n, offered)) => {
+                        dst_ready.after_write(n, offered);
+                        moved += n as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        dst_ready.write = false;
+                        break Ok(());
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+                continue;
+            }
+            if self.eof {
+                break self.pass_eof(dst, other_done);
+            }
+            if !src_ready.read || *budget == 0 {
+                break Ok(());
+            }
+            *budget -= 1;
+            match carrier.fill(src, pool) {
+                Ok((0, _)) => self.eof = true,
+                Ok((n, asked)) => src_ready.after_read(n, asked),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    src_ready.read = false;
+                    break Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        carrier.release_if_empty(pool);
+        self.bytes += moved;
+        result.map(|()| moved)
     }
 
     /// Passes the EOF on: `shutdown(SHUT_WR)` on the destination, unless the other direction is
@@ -174,180 +388,24 @@ impl Pipe {
         }
     }
 
-    /// Moves bytes until the source or the destination would block, the read budget is spent,
-    /// or the EOF has been passed on. `src`/`dst` readiness is the cached state of the two
-    /// sockets; it is cleared when they would block. Returns the bytes written by this call.
-    ///
-    /// # Errors
-    /// The first I/O error other than `WouldBlock`/`Interrupted` (the caller closes both sides).
-    pub(crate) fn pump<S: Read, D: Write + HalfClose>(
-        &mut self,
-        mut src: S,
-        mut dst: D,
-        ready: (&mut Readiness, &mut Readiness),
-        other_done: bool,
-        pool: &mut BufPool,
-        budget: &mut u32,
-    ) -> io::Result<u64> {
-        let (src_ready, dst_ready) = ready;
-        let mut moved = 0u64;
-        let result = loop {
-            if let Some(buf) = self.buf.as_ref().filter(|_| self.start < self.end) {
-                if !dst_ready.write {
-                    break Ok(());
-                }
-                match dst.write(&buf[self.start..self.end]) {
-                    Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
-                    Ok(n) => {
-                        dst_ready.after_write(n, self.end - self.start);
-                        self.start += n;
-                        moved += n as u64;
-                        if self.start == self.end {
-                            self.start = 0;
-                            self.end = 0;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        dst_ready.write = false;
-                        break Ok(());
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(e),
-                }
-                continue;
-            }
-            if self.eof {
-                break self.pass_eof(&mut dst, other_done);
-            }
-            if !src_ready.read || *budget == 0 {
-                break Ok(());
-            }
-            *budget -= 1;
-            let buf = self.buf.get_or_insert_with(|| pool.get());
-            match src.read(buf) {
-                Ok(0) => self.eof = true,
-                Ok(n) => {
-                    src_ready.after_read(n, buf.len());
-                    self.end = n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    src_ready.read = false;
-                    break Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        if self.start == self.end {
-            if let Some(b) = self.buf.take() {
-                pool.put(b);
-            }
-        }
-        self.bytes += moved;
-        result.map(|()| moved)
-    }
-
-    /// Zero-copy variant of [`Pipe::pump`] for two TCP sockets (Linux `splice`): the same
-    /// contract, with a kernel pipe checked out of the pool while bytes are in flight.
-    ///
-    /// # Errors
-    /// As for [`Pipe::pump`]. If no kernel pipe can be had, `no_splice` is set and nothing
-    /// moves; the caller switches this direction to [`Pipe::pump`].
-    #[cfg(target_os = "linux")]
-    pub(crate) fn pump_splice(
-        &mut self,
-        src: &crate::net::Stream,
-        mut dst: &crate::net::Stream,
-        ready: (&mut Readiness, &mut Readiness),
-        other_done: bool,
-        pool: &mut BufPool,
-        budget: &mut u32,
-    ) -> io::Result<u64> {
-        let (src_ready, dst_ready) = ready;
-        let mut moved = 0u64;
-        let result = loop {
-            if let Some(kp) = self.kpipe.as_ref().filter(|_| self.in_kernel > 0) {
-                if !dst_ready.write {
-                    break Ok(());
-                }
-                match kp.drain(dst, self.in_kernel) {
-                    Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
-                    Ok(n) => {
-                        dst_ready.after_write(n, self.in_kernel);
-                        self.in_kernel -= n;
-                        moved += n as u64;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        dst_ready.write = false;
-                        break Ok(());
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(e),
-                }
-                continue;
-            }
-            if self.eof {
-                break self.pass_eof(&mut dst, other_done);
-            }
-            if !src_ready.read || *budget == 0 {
-                break Ok(());
-            }
-            if self.kpipe.is_none() {
-                match pool.get_pipe() {
-                    Ok(p) => self.kpipe = Some(p),
-                    Err(_) => {
-                        self.no_splice = true;
-                        break Ok(());
-                    }
-                }
-            }
-            let Some(kp) = self.kpipe.as_ref() else {
-                break Ok(());
-            };
-            *budget -= 1;
-            // The pipe is empty here, so WouldBlock can only mean the socket has no data.
-            match kp.fill(src, kp.capacity()) {
-                Ok(0) => self.eof = true,
-                Ok(n) => {
-                    src_ready.after_read(n, kp.capacity());
-                    self.in_kernel = n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    src_ready.read = false;
-                    break Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        if self.in_kernel == 0 {
-            if let Some(p) = self.kpipe.take() {
-                pool.put_pipe(p);
-            }
-        }
-        self.bytes += moved;
-        result.map(|()| moved)
-    }
-
-    /// Returns the buffer (if any) to the pool, e.g. when the connection closes.
+    /// Returns buffers and pipes to the pool when the connection closes. A kernel pipe still
+    /// holding bytes is closed rather than reused: its contents belong to nobody now.
     pub(crate) fn release(&mut self, pool: &mut BufPool) {
-        if let Some(b) = self.buf.take() {
+        if let Some(b) = self.user.buf.take() {
             pool.put(b);
         }
+        self.user = UserBuf::default();
         #[cfg(target_os = "linux")]
         {
-            // A pipe still holding bytes is closed rather than reused: its contents are garbage.
-            if let Some(p) = self.kpipe.take() {
-                if self.in_kernel == 0 {
+            if let Some(p) = self.kernel.pipe.take() {
+                if self.kernel.held == 0 {
                     pool.put_pipe(p);
                 } else {
                     pool.out = pool.out.saturating_sub(1);
                 }
             }
-            self.in_kernel = 0;
+            self.kernel.held = 0;
         }
-        self.start = 0;
-        self.end = 0;
     }
 }
 
