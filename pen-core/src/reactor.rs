@@ -66,6 +66,14 @@ fn pump(
     pipe.pump(src, dst, ready, other_done, pool, budget)
 }
 
+/// A target as debug output and `connection N` show it.
+fn target_name(t: Target) -> String {
+    match t {
+        Target::Server(id) => id.to_string(),
+        Target::Emergency => "emergency".to_string(),
+    }
+}
+
 /// Requests from the control plane to one worker.
 pub(crate) enum WorkerMsg {
     /// Replace the listener (`None`: this worker has none, e.g. for a Unix socket).
@@ -260,10 +268,7 @@ impl Worker {
         } else {
             "established"
         };
-        let target = match c.target {
-            Target::Server(id) => id.to_string(),
-            Target::Emergency => "emergency".to_string(),
-        };
+        let target = target_name(c.target);
         Some(format!(
             "state = {state}\ndownfd = {}, upfd = {}\nclient = {}:{}, server = {target}\npend = {} up, {} down\nsx = {}, rx = {}\n",
             c.client.as_raw_fd(),
@@ -325,11 +330,20 @@ impl Worker {
 
     fn start(&mut self, client: Stream, peer: Peer, now: u64) {
         let shared = Arc::clone(&self.shared);
-        let (nodelay, client_acl, roundrobin, tracking) = {
+        let (nodelay, client_acl, roundrobin, tracking, debug) = {
             let s = shared.settings.read();
-            (s.tcp_nodelay, s.client_acl, s.roundrobin, s.tracking_secs)
+            (
+                s.tcp_nodelay,
+                s.client_acl,
+                s.roundrobin,
+                s.tracking_secs,
+                s.debug,
+            )
         };
         if !shared.acls.read().permits(client_acl, peer.ip) {
+            if debug > 0 {
+                eprintln!("pen: client {} denied by ACL {client_acl}", peer.ip);
+            }
             shared.counters.refused_acl.fetch_add(1, Relaxed);
             self.release_active();
             return;
@@ -361,11 +375,18 @@ impl Worker {
             (Some(id), _) => Target::Server(id),
             (None, true) => Target::Emergency,
             (None, false) => {
+                if debug > 0 {
+                    eprintln!("pen: client {}: no server available", peer.ip);
+                }
                 shared.counters.no_server.fetch_add(1, Relaxed);
                 self.release_active();
                 return;
             }
         };
+        if debug > 1 {
+            let t = target_name(target);
+            eprintln!("pen: client {}:{} -> server {t}", peer.ip, peer.port);
+        }
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -455,8 +476,8 @@ impl Worker {
                     self.close(slot);
                     return;
                 }
-                Err(_) => {
-                    if !self.fail_over(slot, now) {
+                Err(e) => {
+                    if !self.fail_over(slot, now, &e) {
                         return;
                     }
                 }
@@ -466,7 +487,7 @@ impl Worker {
 
     /// The current target failed: blacklist it and pick the next one. Returns whether there is
     /// a next target to connect to (the caller connects); otherwise the connection is closed.
-    fn fail_over(&mut self, slot: usize, now: u64) -> bool {
+    fn fail_over(&mut self, slot: usize, now: u64, why: &dyn std::fmt::Display) -> bool {
         let shared = Arc::clone(&self.shared);
         let Some(conn) = self.slots[slot].conn.as_mut() else {
             return false;
@@ -481,6 +502,13 @@ impl Worker {
             s.conns.fetch_sub(1, Relaxed);
             s.blacklist(now, settings.blacklist_secs);
             shared.counters.blacklistings.fetch_add(1, Relaxed);
+            if settings.debug > 0 {
+                eprintln!(
+                    "pen: server {} failed ({why}): blacklisted for {} s",
+                    target_name(conn.target),
+                    settings.blacklist_secs
+                );
+            }
         }
         let next = match (conn.target, conn.first) {
             (Target::Emergency, _) => None,
@@ -558,8 +586,8 @@ impl Worker {
                 match sys::connect_result(tcp, ev.writable) {
                     Ok(true) => self.on_connected(slot, now),
                     Ok(false) => {}
-                    Err(_) => {
-                        if self.fail_over(slot, now) {
+                    Err(e) => {
+                        if self.fail_over(slot, now, &e) {
                             self.connect(slot, now);
                         }
                     }
@@ -651,7 +679,7 @@ impl Worker {
             });
             if live {
                 self.shared.counters.connect_timeouts.fetch_add(1, Relaxed);
-                if self.fail_over(slot, now) {
+                if self.fail_over(slot, now, &"connect timed out") {
                     self.connect(slot, now);
                 }
             }

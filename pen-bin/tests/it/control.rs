@@ -277,6 +277,27 @@ fn idle_control_client_does_not_stall_traffic() {
     drop(idle);
 }
 
+/// [ours] With the control socket's client table full (64 idle clients), a queued client
+/// is served as soon as one of them leaves, not only when another connection arrives.
+#[test]
+fn control_client_queued_behind_full_table_is_served() {
+    if is_c_pen() {
+        return;
+    }
+    let a = Backend::name("A");
+    let pen = PenBuilder::new().server(a.spec()).start();
+    let mut idle: Vec<_> = (0..64).map(|_| connect(&pen.control)).collect();
+    // Make sure pen has taken all 64 before the queued one arrives.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut queued = connect(&pen.control);
+    queued.write_all(b"timeout\n").expect("write");
+    drop(idle.pop());
+    queued
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    assert_eq!(read_to_eof(&mut queued), "3\n");
+}
+
 #[test]
 fn listen_moves_the_listener() {
     let a = Backend::name("A");

@@ -171,3 +171,37 @@ fn connection_limit_makes_clients_wait_not_fail() {
     c2.write_all(b"still").expect("write");
     assert_eq!(peek(&mut c2, WAIT), Peek::Data(b"still".to_vec()));
 }
+
+/// [ours] `-d` reports a failed server and its blacklisting on stderr; `-dd` each client's
+/// server as well. Without `-d` nothing is printed.
+#[test]
+fn debug_output_names_failed_server() {
+    if is_c_pen() {
+        return;
+    }
+    let dead = Dormant::new();
+    let b = Backend::name("B");
+    let pen = PenBuilder::new()
+        .opts(&["-r", "-dd"])
+        .server(dead.spec())
+        .server(b.spec())
+        .start();
+    assert_eq!(pen.fetch(), "B");
+    let log = wait_for(WAIT, "debug lines", || {
+        let log = pen.log_text();
+        log.contains("blacklisted for 30 s").then_some(log)
+    });
+    assert!(log.contains("pen: server 0 failed ("), "{log}");
+    assert!(
+        log.contains(" -> server 0"),
+        "-dd shows the first choice: {log}"
+    );
+
+    let quiet = PenBuilder::new()
+        .opts(&["-r"])
+        .server(dead.spec())
+        .server(b.spec())
+        .start();
+    assert_eq!(quiet.fetch(), "B");
+    assert_eq!(quiet.log_text(), "", "no -d, no output");
+}

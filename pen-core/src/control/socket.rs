@@ -45,6 +45,8 @@ pub(crate) fn serve(shared: Arc<Shared>, listener: Listener) {
     let mut clients: Vec<Option<Client>> = Vec::new();
     let mut events = Events::new();
     let mut accept_ready = true;
+    // At MAX_CLIENTS: stopped accepting until a client finishes.
+    let mut full = false;
     loop {
         let timeout = if accept_ready {
             Duration::ZERO
@@ -63,18 +65,23 @@ pub(crate) fn serve(shared: Arc<Shared>, listener: Listener) {
         }
         let now = now_ms();
         if accept_ready && !stopping {
-            accept_ready = accept(&shared, &poller, &listener, &mut clients, now);
+            accept_ready = false;
+            full = accept(&shared, &poller, &listener, &mut clients, now);
         }
         for k in ready {
             serve_client(&shared, &poller, &mut clients, k);
         }
-        for (k, c) in clients.iter_mut().enumerate() {
+        for c in clients.iter_mut() {
             if c.as_ref().is_some_and(|c| now > c.deadline) {
                 if let Some(c) = c.take() {
                     poller.delete(&c.stream);
                 }
-                let _ = k;
             }
+        }
+        if full && clients.iter().filter(|c| c.is_some()).count() < MAX_CLIENTS {
+            // A place freed: the clients still queued raise no new edge, so look now.
+            full = false;
+            accept_ready = true;
         }
         if stopping {
             for c in clients.iter_mut().filter_map(Option::take) {
@@ -86,7 +93,8 @@ pub(crate) fn serve(shared: Arc<Shared>, listener: Listener) {
     }
 }
 
-/// Accepts pending control clients; returns whether more may be waiting.
+/// Accepts pending control clients until the queue is empty (returns false) or the client
+/// table is full (returns true: accepting resumes when a place frees).
 fn accept(
     shared: &Shared,
     poller: &Poller,
@@ -97,7 +105,7 @@ fn accept(
     loop {
         let live = clients.iter().filter(|c| c.is_some()).count();
         if live >= MAX_CLIENTS {
-            return false; // resumes when a client finishes (its slot frees on its next event)
+            return true;
         }
         let (stream, peer) = match listener.accept() {
             Ok(x) => x,
