@@ -33,15 +33,26 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartErr
 /// Binds one listener per worker for TCP (each its own `SO_REUSEPORT` socket on Linux, so the
 /// kernel spreads connections), or a single one for a Unix socket (worker 0 serves it).
 /// Returns the listeners and the address actually bound (port 0 resolved).
+///
+/// `ours` says the address is the one this balancer already listens on (a `listen` to the same
+/// address), where the exclusivity check would only find our own sockets.
 fn bind_listeners(
     addr: &ListenAddr,
     n: usize,
     backlog: i32,
+    ours: bool,
 ) -> std::io::Result<(Vec<Option<Listener>>, ListenAddr)> {
     match addr {
         ListenAddr::Inet(a) => {
             let reuse = cfg!(target_os = "linux") && n > 1;
-            let first = sys::tcp_listener(*a, backlog, reuse)?;
+            let mut a = *a;
+            if reuse && !ours {
+                // Claim the address with a plain socket first: SO_REUSEPORT alone would let a
+                // second pen (same user) bind the same port and silently take part of the
+                // traffic instead of failing with "address in use".
+                a = sys::tcp_listener(a, 1, false)?.local_addr()?;
+            }
+            let first = sys::tcp_listener(a, backlog, reuse)?;
             let bound: SocketAddr = first.local_addr()?;
             let mut out = vec![Some(Listener::Tcp(first))];
             for _ in 1..n {
@@ -65,12 +76,11 @@ fn bind_listeners(
 /// Reopens the listener on `addr` (the `listen` command). On failure nothing changes and the
 /// old listener keeps serving.
 pub(crate) fn relisten(shared: &Shared, addr: &ListenAddr) -> Result<(), ApplyError> {
-    let (listeners, bound) =
-        bind_listeners(addr, shared.nworkers(), shared.backlog).map_err(|source| {
-            ApplyError::Io {
-                context: format!("cannot listen on '{addr}'"),
-                source,
-            }
+    let ours = *shared.listen.lock() == *addr;
+    let (listeners, bound) = bind_listeners(addr, shared.nworkers(), shared.backlog, ours)
+        .map_err(|source| ApplyError::Io {
+            context: format!("cannot listen on '{addr}'"),
+            source,
         })?;
     for (link, l) in shared.workers.iter().zip(listeners) {
         link.send(WorkerMsg::Listen(l));
@@ -90,11 +100,11 @@ impl Balancer {
         } else {
             config.workers
         };
-        let (listeners, bound) = bind_listeners(&config.listen, n, config.backlog)
+        let (listeners, bound) = bind_listeners(&config.listen, n, config.backlog, false)
             .map_err(io_err(format!("cannot listen on '{}'", config.listen)))?;
         let control = match &config.control {
             Some(c) => {
-                let (mut ls, bound) = bind_listeners(c, 1, 16)
+                let (mut ls, bound) = bind_listeners(c, 1, 16, false)
                     .map_err(io_err(format!("cannot open control socket '{c}'")))?;
                 Some((ls.remove(0), bound))
             }

@@ -253,3 +253,14 @@ fn connection_limit_queues_then_serves() {
     assert_eq!(&got, b"wait");
     b.stop();
 }
+
+#[test]
+fn second_balancer_on_the_same_port_is_refused() {
+    // SO_REUSEPORT must not let a second instance share (and split) the listening port.
+    let first = start(&[echo_backend()], |c| c.workers = 2);
+    let mut c = Config::new(first.listen_addr(), vec![]);
+    c.workers = 2;
+    let err = Balancer::start(c).err().expect("second bind must fail");
+    assert!(err.to_string().contains("cannot listen on"), "{err}");
+    first.stop();
+}
