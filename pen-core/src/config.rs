@@ -12,13 +12,13 @@ use crate::control::command::Fastclose;
 /// Live-changeable settings. Units are in the field names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
-    /// How long a failed server stays blacklisted (`-b`, `blacklist`) [30].
+    /// How long a failed server stays blacklisted (`-b`, `blacklist`) (default 30).
     pub blacklist_secs: u64,
-    /// How long a client is remembered (`-T`, `tracking`), 0 = forever [0].
+    /// How long a client is remembered (`-T`, `tracking`), 0 = forever (default 0).
     pub tracking_secs: u64,
-    /// Connect timeout towards servers (`-t`, `timeout`) [3].
+    /// Connect timeout towards servers (`-t`, `timeout`) (default 3).
     pub connect_timeout_secs: u64,
-    /// Close connections idle this long (`idle_timeout`), 0 = never [0].
+    /// Close connections idle this long (`idle_timeout`), 0 = never (default 0).
     pub idle_timeout_secs: u64,
     /// Debug level (`-d`, `debug`).
     pub debug: u32,
@@ -56,7 +56,7 @@ pub struct Settings {
     pub web_stats: Option<String>,
     /// Local address for connections to servers (`source`).
     pub source: Option<IpAddr>,
-    /// Max connects in progress (`pending_max`) [100].
+    /// Max connects in progress (`pending_max`) (default 100).
     pub pending_max: usize,
 }
 
@@ -103,13 +103,13 @@ pub struct Config {
     pub control: Option<ListenAddr>,
     /// Live-changeable settings.
     pub settings: Settings,
-    /// Client table slots (`-c`) [2048].
+    /// Client table slots (`-c`) (default 2048).
     pub clients_max: usize,
-    /// Max simultaneous connections (`-x`) [500].
+    /// Max simultaneous connections (`-x`) (default 500).
     pub conn_max: usize,
-    /// Listen backlog (`-q`) [500].
+    /// Listen backlog (`-q`) (default 500).
     pub backlog: i32,
-    /// Connections accepted per readiness event per worker (`-m`) [100].
+    /// Connections accepted per readiness event per worker (`-m`) (default 100).
     pub accept_batch: usize,
     /// Worker threads; 0 = one per CPU (`-N` is taken by C pen, so `--workers`/`PEN_WORKERS`).
     pub workers: usize,
@@ -121,7 +121,7 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// Commands run at start, in order (`-O`).
     pub commands: Vec<String>,
-    /// When to relay between TCP sockets with zero-copy `splice` (Linux) [`Splice::Auto`].
+    /// When to relay between TCP sockets with zero-copy `splice` (Linux) (default `Splice::Auto`).
     pub splice: Splice,
 }
 
