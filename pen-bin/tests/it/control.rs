@@ -298,6 +298,21 @@ fn control_client_queued_behind_full_table_is_served() {
     assert_eq!(read_to_eof(&mut queued), "3\n");
 }
 
+/// `source IP` sets the local address of connections to servers.
+#[test]
+fn source_sets_the_address_servers_see() {
+    let backend = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let spec = backend.local_addr().expect("addr").to_string();
+    let pen = PenBuilder::new().server(spec).start();
+    assert_eq!(pen.ctl("source 127.0.0.2"), "");
+    let _client = pen.connect();
+    backend.set_nonblocking(true).expect("nonblocking");
+    let (_conn, peer) = wait_for(WAIT, "pen's connection to the server", || {
+        backend.accept().ok()
+    });
+    assert_eq!(peer.ip().to_string(), "127.0.0.2");
+}
+
 #[test]
 fn listen_moves_the_listener() {
     let a = Backend::name("A");
