@@ -19,6 +19,67 @@ use crate::server::ServerTable;
 use crate::state::{Counters, Shared, WorkerLink};
 use crate::sys;
 
+/// A balancer whose sockets are bound and whose start-up configuration is applied, with no
+/// thread started yet (see [`Balancer::bind`]).
+pub struct Bound {
+    shared: Arc<Shared>,
+    ends: Vec<(Arc<Poller>, mpsc::Receiver<WorkerMsg>)>,
+    listeners: Vec<Option<Listener>>,
+    control: Option<Listener>,
+    metrics: Option<Listener>,
+}
+
+impl Bound {
+    /// The address the listener is bound to (with the real port when bound to port 0).
+    pub fn listen_addr(&self) -> ListenAddr {
+        self.shared.listen.lock().clone()
+    }
+
+    /// Starts the worker threads, the control thread and the metrics listener.
+    ///
+    /// # Errors
+    /// [`StartError`] if a thread cannot be started.
+    pub fn start(self) -> Result<Balancer, StartError> {
+        let Bound {
+            shared,
+            ends,
+            listeners,
+            control,
+            metrics,
+        } = self;
+        let mut threads = Vec::with_capacity(ends.len() + 2);
+        for (i, ((poller, rx), l)) in ends.into_iter().zip(listeners).enumerate() {
+            let worker = Worker::new(i, Arc::clone(&shared), poller, rx, l)
+                .map_err(io_err("cannot start worker"))?;
+            let t = std::thread::Builder::new()
+                .name(format!("pen-worker-{i}"))
+                .spawn(move || worker.run())
+                .map_err(io_err("cannot start worker thread"))?;
+            threads.push(t);
+        }
+        if let Some(l) = control {
+            let sh = Arc::clone(&shared);
+            let t = std::thread::Builder::new()
+                .name("pen-control".into())
+                .spawn(move || crate::control::socket::serve(sh, l))
+                .map_err(io_err("cannot start control thread"))?;
+            threads.push(t);
+        }
+        if let Some(l) = metrics {
+            let sh = Arc::clone(&shared);
+            let t = std::thread::Builder::new()
+                .name("pen-metrics".into())
+                .spawn(move || crate::metrics::serve_http(sh, l))
+                .map_err(io_err("cannot start metrics thread"))?;
+            threads.push(t);
+        }
+        Ok(Balancer {
+            shared,
+            threads: Mutex::new(threads),
+        })
+    }
+}
+
 /// A running balancer. Dropping the handle does not stop it; call [`Balancer::stop`].
 pub struct Balancer {
     shared: Arc<Shared>,
@@ -90,11 +151,23 @@ pub(crate) fn relisten(shared: &Shared, addr: &ListenAddr) -> Result<(), ApplyEr
 }
 
 impl Balancer {
-    /// Binds the listener and control socket, runs the `-O` commands, starts the workers.
+    /// Binds the listener and control socket, runs the `-O` commands and the `-F` file, starts
+    /// the workers: [`Balancer::bind`] then [`Bound::start`].
     ///
     /// # Errors
     /// [`StartError`] if a socket cannot be bound or a start-up command fails.
     pub fn start(config: Config) -> Result<Balancer, StartError> {
+        Balancer::bind(config)?.start()
+    }
+
+    /// Everything that can fail at start, without starting a thread: binds the listener, the
+    /// control socket and the metrics listener, applies the `-O` commands and the `-F` file.
+    /// A daemon forks between this and [`Bound::start`], so start-up errors reach the terminal.
+    ///
+    /// # Errors
+    /// [`StartError`]: a socket cannot be bound, a command fails, or the config file has an
+    /// error (`FILE:LINE: reason`).
+    pub fn bind(config: Config) -> Result<Bound, StartError> {
         let n = if config.workers == 0 {
             sys::cpus()
         } else {
@@ -107,6 +180,14 @@ impl Balancer {
                 let (mut ls, bound) = bind_listeners(c, 1, 16, false)
                     .map_err(io_err(format!("cannot open control socket '{c}'")))?;
                 Some((ls.remove(0), bound))
+            }
+            None => None,
+        };
+        let metrics = match &config.metrics {
+            Some(m) => {
+                let (mut ls, _) = bind_listeners(m, 1, 16, false)
+                    .map_err(io_err(format!("cannot open metrics listener '{m}'")))?;
+                ls.remove(0)
             }
             None => None,
         };
@@ -138,6 +219,7 @@ impl Balancer {
             control: Mutex::new(control.as_ref().map(|c| c.1.clone())),
             workers: links,
             pid_file: config.pid_file.clone(),
+            config_file: config.config_file.clone(),
             counters: Counters::default(),
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
@@ -150,27 +232,16 @@ impl Balancer {
                 }
             })?;
         }
-        let mut threads = Vec::with_capacity(n + 1);
-        for (i, ((poller, rx), l)) in ends.into_iter().zip(listeners).enumerate() {
-            let worker = Worker::new(i, Arc::clone(&shared), poller, rx, l)
-                .map_err(io_err("cannot start worker"))?;
-            let t = std::thread::Builder::new()
-                .name(format!("pen-worker-{i}"))
-                .spawn(move || worker.run())
-                .map_err(io_err("cannot start worker thread"))?;
-            threads.push(t);
+        if let Some(file) = &config.config_file {
+            crate::control::file::apply_file(&shared, file)
+                .map_err(|e| StartError::Config(e.to_string()))?;
         }
-        if let Some((Some(l), _)) = control {
-            let sh = Arc::clone(&shared);
-            let t = std::thread::Builder::new()
-                .name("pen-control".into())
-                .spawn(move || crate::control::socket::serve(sh, l))
-                .map_err(io_err("cannot start control thread"))?;
-            threads.push(t);
-        }
-        Ok(Balancer {
+        Ok(Bound {
             shared,
-            threads: Mutex::new(threads),
+            ends,
+            listeners,
+            control: control.and_then(|c| c.0),
+            metrics,
         })
     }
 
@@ -220,6 +291,42 @@ impl Balancer {
         }
         *self.shared.stopped.lock() = true;
         self.shared.stopped_cv.notify_all();
+    }
+
+    /// Re-reads the `-F` config file and applies it as a whole or not at all (SIGHUP): on
+    /// success the running configuration is the command line plus the new file, applied as a
+    /// diff (live connections untouched); on error nothing changes.
+    ///
+    /// # Errors
+    /// [`ApplyError`] with `FILE:LINE: reason`, or when there is no config file.
+    pub fn reload(&self) -> Result<(), ApplyError> {
+        crate::control::file::reload(&self.shared)
+    }
+
+    /// Reopens the access log (SIGHUP), so a rotated log file is replaced by a fresh one.
+    ///
+    /// # Errors
+    /// [`ApplyError::Io`] if the log cannot be reopened (logging continues to the old file).
+    pub fn reopen_log(&self) -> Result<(), ApplyError> {
+        Ok(())
+    }
+
+    /// Writes the HTML status page to the `web_stats` file, if one is set (SIGUSR1).
+    ///
+    /// # Errors
+    /// [`ApplyError::Io`] if the file cannot be written.
+    pub fn write_stats(&self) -> Result<(), ApplyError> {
+        crate::stats::write_web_stats(&self.shared)
+    }
+
+    /// The HTML status page (the `status` command).
+    pub fn status(&self) -> String {
+        crate::stats::status_html(&self.shared)
+    }
+
+    /// The counters in the Prometheus text format (the `metrics` command).
+    pub fn metrics(&self) -> String {
+        crate::metrics::render(&self.shared)
     }
 
     /// Asks the balancer to stop and returns at once; [`Balancer::wait`] returns when it has.

@@ -121,6 +121,8 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// Commands run at start, in order (`-O`).
     pub commands: Vec<String>,
+    /// Listener for the Prometheus `/metrics` HTTP endpoint (`--metrics ADDR`) [ours].
+    pub metrics: Option<ListenAddr>,
     /// When to relay between TCP sockets with zero-copy `splice` (Linux) (default `Splice::Auto`).
     pub splice: Splice,
 }
@@ -160,6 +162,7 @@ impl Config {
             pid_file: None,
             config_file: None,
             commands: Vec::new(),
+            metrics: None,
             splice: Splice::Auto,
         }
     }

@@ -41,6 +41,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod error;
+pub(crate) mod metrics;
 mod net;
 pub mod policy;
 mod poll;
@@ -51,7 +52,7 @@ mod state;
 mod stats;
 mod sys;
 
-pub use balancer::Balancer;
+pub use balancer::{Balancer, Bound};
 pub use config::{Config, Settings, Splice};
 pub use control::Command;
 pub use error::{AddrError, ApplyError, ParseError, StartError};

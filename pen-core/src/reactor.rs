@@ -560,6 +560,9 @@ impl Worker {
                 crate::config::Splice::Auto => !server_loopback,
             };
         conn.last_active = now;
+        if let Some(s) = self.shared.servers.read().target(conn.target) {
+            s.total.fetch_add(1, Relaxed);
+        }
         if let Target::Server(id) = conn.target {
             self.shared.clients.lock().record(conn.peer.ip, id, now);
         }

@@ -36,6 +36,8 @@ pub struct Server {
     pub acl: Option<u8>,
     /// Open (or opening) connections.
     pub conns: AtomicU32,
+    /// Connections established to the server, in total.
+    pub total: AtomicU64,
     /// Bytes sent to the server.
     pub sent: AtomicU64,
     /// Bytes received from the server.

@@ -29,16 +29,28 @@ impl WorkerLink {
     }
 }
 
-/// Counters for the status page and, later, metrics.
+/// Counters for the status page and the metrics (bytes and per-server figures live in the
+/// server table; open connections in `Shared::active`).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    /// Client connections accepted.
     pub(crate) accepted: AtomicU64,
+    /// Clients closed at once because the client ACL denied them.
     pub(crate) refused_acl: AtomicU64,
+    /// Clients closed because no server (nor the emergency server) was available.
     pub(crate) no_server: AtomicU64,
+    /// Connections moved to another server after a failed connect.
     pub(crate) failovers: AtomicU64,
+    /// Servers blacklisted after a failed connect.
     pub(crate) blacklistings: AtomicU64,
+    /// Connects that timed out.
     pub(crate) connect_timeouts: AtomicU64,
+    /// Times a worker stopped accepting at the `-x` limit.
     pub(crate) accept_pauses: AtomicU64,
+    /// Control-socket commands served.
+    pub(crate) control_commands: AtomicU64,
+    /// Control-socket commands answered with an error.
+    pub(crate) control_errors: AtomicU64,
 }
 
 /// Everything shared.
@@ -65,6 +77,8 @@ pub(crate) struct Shared {
     pub(crate) control: Mutex<Option<ListenAddr>>,
     pub(crate) workers: Vec<WorkerLink>,
     pub(crate) pid_file: Option<PathBuf>,
+    /// The `-F` config file (re-read on reload, default target of `write`).
+    pub(crate) config_file: Option<PathBuf>,
     pub(crate) counters: Counters,
     /// Set (with the condvar notified) once the balancer has stopped.
     pub(crate) stopped: Mutex<bool>,

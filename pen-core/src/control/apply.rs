@@ -273,6 +273,10 @@ fn apply(shared: &Shared, cmd: Command, depth: usize) -> Result<String, ApplyErr
             settings.source = Some(ip);
             String::new()
         }
+        Command::Metrics => {
+            drop(settings);
+            return Ok(crate::metrics::render(shared));
+        }
         Command::Status => {
             drop(settings);
             return Ok(crate::stats::status_html(shared));

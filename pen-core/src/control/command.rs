@@ -208,6 +208,8 @@ pub enum Command {
     Source(IpAddr),
     /// `status`.
     Status,
+    /// `metrics` [ours]: the Prometheus text exposition of the counters.
+    Metrics,
     /// `tcp_fastclose [up|down|both|off]`.
     TcpFastclose(Option<Fastclose>),
     /// `timeout [N]` (connect timeout, seconds).

@@ -148,6 +148,7 @@ impl fmt::Display for Command {
             Command::Socket(n) => write!(f, "socket {n}"),
             Command::Source(ip) => write!(f, "source {ip}"),
             Command::Status => f.write_str("status"),
+            Command::Metrics => f.write_str("metrics"),
             Command::TcpFastclose(fc) => opt(f, "tcp_fastclose", fc.as_ref()),
             Command::Timeout(n) => opt(f, "timeout", n.as_ref()),
             Command::Tracking(n) => opt(f, "tracking", n.as_ref()),
@@ -364,6 +365,7 @@ mod tests {
             any::<u64>().prop_map(Command::Socket).boxed(),
             ip.prop_map(Command::Source).boxed(),
             Just(Command::Status).boxed(),
+            Just(Command::Metrics).boxed(),
             proptest::option::of(fastclose)
                 .prop_map(Command::TcpFastclose)
                 .boxed(),

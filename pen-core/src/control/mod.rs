@@ -5,6 +5,7 @@
 pub(crate) mod apply;
 pub mod command;
 mod display;
+pub(crate) mod file;
 pub mod parse;
 pub(crate) mod socket;
 

@@ -121,6 +121,7 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
         "socket" => Command::Socket(num(w.require("a socket number")?, "a socket number")?),
         "source" => Command::Source(ip(w.require("an IP address")?)?),
         "status" => Command::Status,
+        "metrics" => Command::Metrics,
         "tcp_fastclose" => Command::TcpFastclose(w.next().map(fastclose).transpose()?),
         "timeout" => Command::Timeout(opt_num(w, SECONDS)?),
         "tracking" => Command::Tracking(opt_num(w, SECONDS)?),

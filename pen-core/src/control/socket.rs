@@ -179,9 +179,13 @@ fn step(shared: &Shared, c: &mut Client) -> io::Result<bool> {
                 return Ok(true); // connected and left without a command
             }
             let line = String::from_utf8_lossy(&c.input[..end]);
+            shared.counters.control_commands.fetch_add(1, Relaxed);
             match crate::control::apply::apply_line(shared, &line) {
                 Ok(r) => r,
-                Err(e) => format!("error: {e}\n"),
+                Err(e) => {
+                    shared.counters.control_errors.fetch_add(1, Relaxed);
+                    format!("error: {e}\n")
+                }
             }
         } else {
             return Ok(false); // wait for the rest of the line
