@@ -45,7 +45,6 @@ fn unkey(k: usize) -> (usize, u32, bool) {
 /// One direction's turn: zero-copy `splice` between TCP sockets where the OS offers it (unless
 /// this direction could not get a kernel pipe), copying through a pooled buffer otherwise.
 #[allow(clippy::too_many_arguments)]
-#[allow(clippy::too_many_arguments)]
 fn pump(
     pipe: &mut Pipe,
     splice: bool,
