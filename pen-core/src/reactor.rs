@@ -499,7 +499,7 @@ impl Worker {
         let settings = shared.settings.read();
         let servers = shared.servers.read();
         if let Some(s) = servers.target(conn.target) {
-            s.conns.fetch_sub(1, Relaxed);
+            s.release();
             s.blacklist(now, settings.blacklist_secs);
             shared.counters.blacklistings.fetch_add(1, Relaxed);
             if settings.debug > 0 {
@@ -711,7 +711,7 @@ impl Worker {
             return;
         };
         if let Some(s) = self.shared.servers.read().target(conn.target) {
-            s.conns.fetch_sub(1, Relaxed);
+            s.release();
         }
         self.close_uncounted(slot);
     }
