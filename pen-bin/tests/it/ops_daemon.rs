@@ -348,7 +348,6 @@ fn with_config(p: &Path) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "needs -F (lead)"]
 fn bad_config_line_fails_before_detaching() {
     if is_c_pen() {
         return;
@@ -358,7 +357,6 @@ fn bad_config_line_fails_before_detaching() {
 }
 
 #[test]
-#[ignore = "needs -F (lead)"]
 fn missing_config_file_fails_before_detaching() {
     if is_c_pen() {
         return;
@@ -415,4 +413,77 @@ fn daemon_survives_hup_and_usr1() {
     }
     daemon.signal("TERM");
     assert!(daemon.wait_gone(WAIT));
+}
+
+#[test]
+fn hup_reloads_the_config_file_all_or_nothing() {
+    if is_c_pen() {
+        return;
+    }
+    let a = Backend::name("A");
+    let (_dir, conf) = config_file("timeout 5\n");
+    let conf_arg = conf.display().to_string();
+    let pen = PenBuilder::new()
+        .opts(&["-F", &conf_arg])
+        .server(a.spec())
+        .start();
+    assert_eq!(pen.ctl("timeout"), "5\n", "-F applied at start");
+    std::fs::write(&conf, "timeout 7\n").expect("rewrite config");
+    pen.signal("HUP");
+    wait_for(WAIT, "the reload by SIGHUP", || {
+        (pen.ctl("timeout") == "7\n").then_some(())
+    });
+    // A bad file: an error line naming FILE:LINE, and the running configuration stays.
+    std::fs::write(&conf, "timeout 9\nbogus\n").expect("rewrite config");
+    pen.signal("HUP");
+    let log = wait_for(WAIT, "the SIGHUP error line", || {
+        let t = pen.log_text();
+        t.contains("pen: SIGHUP").then_some(t)
+    });
+    assert!(log.contains(&format!("{conf_arg}:2")), "{log:?}");
+    assert_eq!(pen.ctl("timeout"), "7\n", "nothing of a bad file applied");
+    assert_eq!(pen.fetch(), "A");
+}
+
+#[test]
+#[ignore = "needs the access log (lead)"]
+fn hup_reopens_the_access_log_for_rotation() {
+    if is_c_pen() {
+        return;
+    }
+    let b = Backend::echo();
+    let dir = ScratchDir::new("rotate");
+    let log = dir.0.join("pen.log");
+    let log_arg = log.display().to_string();
+    let pen = PenBuilder::new()
+        .opts(&["-l", &log_arg])
+        .server(b.spec())
+        .start();
+    let request = |line: &str| {
+        let mut s = pen.connect();
+        std::io::Write::write_all(&mut s, format!("{line}\r\n\r\n").as_bytes()).expect("send");
+        s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let mut out = String::new();
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        s.read_to_string(&mut out).expect("read");
+    };
+    request("GET /one HTTP/1.0");
+    wait_for(WAIT, "the first access log line", || {
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        t.contains("GET /one").then_some(())
+    });
+    let rotated = dir.0.join("pen.log.1");
+    std::fs::rename(&log, &rotated).expect("mv pen.log pen.log.1");
+    pen.signal("HUP");
+    wait_for(WAIT, "a fresh pen.log", || log.exists().then_some(()));
+    request("GET /two HTTP/1.0");
+    wait_for(WAIT, "the second line in the fresh log", || {
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        t.contains("GET /two").then_some(())
+    });
+    let old = std::fs::read_to_string(&rotated).unwrap_or_default();
+    assert!(
+        old.contains("GET /one") && !old.contains("GET /two"),
+        "{old:?}"
+    );
 }
