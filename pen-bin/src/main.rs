@@ -14,6 +14,8 @@ mod cli;
 mod daemon;
 mod privs;
 
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -126,7 +128,7 @@ fn run_balancer(run: Run) -> ExitCode {
         }
     };
     let launched = launch(bound, pid_file.as_deref(), chroot.as_deref(), user.as_ref());
-    let balancer = match launched {
+    let (balancer, pid_handle) = match launched {
         Ok(b) => b,
         Err((code, msg)) => {
             return match report {
@@ -142,17 +144,24 @@ fn run_balancer(run: Run) -> ExitCode {
         r.started();
     }
     balancer.wait();
+    // The balancer removed the pid file if it still could. If it could not (it belongs to root
+    // in /run, or lies outside the chroot), empty it through the descriptor opened before, so
+    // no stale pid is left behind; if it was removed this only touches the unlinked file.
+    if let Some(f) = pid_handle {
+        let _ = f.set_len(0);
+    }
     ExitCode::SUCCESS
 }
 
-/// After binding (and detaching): pid file, chroot, privileges, threads, signals. On error the
-/// pid file is removed again (best effort) and the balancer, if started, stopped.
+/// After binding (and detaching): pid file, chroot, privileges, threads, signals. Returns the
+/// balancer and the open pid file. On error the pid file is removed again (best effort) and the
+/// balancer, if started, stopped.
 fn launch(
     bound: Bound,
     pid_file: Option<&Path>,
     chroot: Option<&Path>,
     user: Option<&privs::User>,
-) -> Result<Arc<Balancer>, (u8, String)> {
+) -> Result<(Arc<Balancer>, Option<File>), (u8, String)> {
     // Registered before anything runs, so a TERM from now on is a clean stop; the thread that
     // acts on them starts with the balancer (signal-hook: no work inside a handler).
     let signals = Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT])
@@ -160,14 +169,15 @@ fn launch(
     // Written before chroot and dropping privileges, so it can live in /run, and after
     // detaching, so it holds the daemon's pid. The balancer removes it when it stops (best
     // effort once unprivileged or chrooted).
-    if let Some(path) = pid_file {
-        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| {
+    let pid_handle = match pid_file {
+        Some(path) => Some(write_pid_file(path).map_err(|e| {
             (
                 EXIT_RUNTIME,
                 format!("cannot write pid file {}: {e}", path.display()),
             )
-        })?;
-    }
+        })?),
+        None => None,
+    };
     let remove_pid = || {
         if let Some(p) = pid_file {
             let _ = std::fs::remove_file(p);
@@ -199,7 +209,18 @@ fn launch(
         balancer.stop();
         return Err((EXIT_RUNTIME, format!("cannot handle signals: {e}")));
     }
-    Ok(balancer)
+    Ok((balancer, pid_handle))
+}
+
+/// Writes `PID\n` to `path` and keeps the file open (see [`run_balancer`]'s exit).
+fn write_pid_file(path: &Path) -> std::io::Result<File> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    f.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+    Ok(f)
 }
 
 /// The signal thread: HUP re-reads `-F` (all or nothing) and reopens the access log, USR1

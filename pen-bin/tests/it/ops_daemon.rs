@@ -293,6 +293,9 @@ fn chroot_after_binding() {
     assert_eq!(fetch(listen), "A", "a chrooted pen relays");
     daemon.signal("TERM");
     assert!(daemon.wait_gone(WAIT), "exits on SIGTERM");
+    // Outside the chroot the pid file cannot be removed by path: pen empties it instead.
+    let left = std::fs::read_to_string(dir.0.join("pen.pid")).unwrap_or_default();
+    assert_eq!(left, "", "no stale pid left behind");
 }
 
 /// Asserts a start-up failure: status `code`, one line naming `token`, and no daemon.
