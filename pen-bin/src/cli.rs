@@ -28,8 +28,10 @@ pub(crate) struct Run {
     pub(crate) config: Config,
     /// `-u USER`: drop to this user after binding.
     pub(crate) user: Option<String>,
-    /// `-f`: stay in the foreground (we always do for now; daemon mode is a later issue).
+    /// `-f`: stay in the foreground; otherwise detach (fork, new session, log to syslog).
     pub(crate) foreground: bool,
+    /// `-j DIR`: chroot to this directory after binding, before dropping privileges.
+    pub(crate) chroot: Option<PathBuf>,
 }
 
 /// A usage error: printed as one line, exit status 2.
@@ -116,6 +118,8 @@ usage: pen [options] [host:]port|/path/to/socket server [server ...]
 
 options:
   -C addr     control socket ([host:]port or path) for penctl; as root also needs -u
+  -F file     config file (penctl commands, one per line), read after the command
+              line and again on SIGHUP
   -O cmd      run a penctl command at start (repeatable, in order); -o is the same
   -X          enable the 'exit' control command
   -b sec      blacklist time for a failed server [30]
@@ -132,10 +136,15 @@ options:
   -q N        listen backlog [500]
   -d          more debug output (repeat: -dd)
   -a          ASCII rather than hex in traffic dumps
+  -l file     access log: a file, or host:port of a remote log collector
+  -w file     HTML status file, written on SIGUSR1 and on 'status'
   -p file     write the process id to file (removed at exit)
   -u user     run as this user after binding
-  -f          stay in the foreground (pen always does for now: daemon mode is not
-              implemented yet)
+  -j dir      chroot to dir after binding (later -F and 'write' paths are inside it)
+  -f          stay in the foreground (otherwise: run as a daemon, log to syslog)
+  --metrics addr
+              Prometheus /metrics HTTP endpoint on [host:]port (e.g.
+              127.0.0.1:9410)
   --workers N worker threads, 0 = one per CPU [0]; also env PEN_WORKERS
   --splice M  zero-copy relay (Linux splice): auto (only towards non-loopback
               servers, where it pays), always, never [auto]
@@ -143,10 +152,15 @@ options:
   -?, --help  print this text
 
   Accepted and ignored: -P -Q -D -n -S N.
-  Not supported yet (refused): -B -F -H -U -N -l -w -j -E -K -G -A -R -L -Z.
+  Not supported yet (refused): -B -H -U -N -E -K -G -A -R -L -Z.
+
+signals: SIGHUP re-reads -F and reopens the log, SIGUSR1 writes the -w file,
+SIGTERM and SIGINT exit cleanly (removing the pid file).
 
 exit status: 0 after a clean exit, 1 on a runtime failure (e.g. cannot bind),
-2 on a usage error (bad option, number, address or server spec).
+2 on a usage or configuration error (bad option, number, address or server
+spec, -O command or -F file). Without -f, pen exits once the daemon has started,
+with the daemon's start-up status.
 
 example: pen -C 127.0.0.1:10080 80 www1:8000:10 www2:80:10 www3
 ";
@@ -172,6 +186,10 @@ fn kind(c: char) -> Option<Kind> {
         'c' => Value("client table slots"),
         'C' => Value("control address"),
         'e' => Value("emergency server"),
+        'F' => Value("config file"),
+        'j' => Value("chroot directory"),
+        'l' => Value("log file or host:port"),
+        'w' => Value("status file"),
         'm' => Value("connections per accept"),
         'O' | 'o' => Value("penctl command"),
         'p' => Value("pid file"),
@@ -182,10 +200,8 @@ fn kind(c: char) -> Option<Kind> {
         'x' => Value("max connections"),
         'P' | 'Q' | 'D' | 'n' => Ignored(false),
         'S' => Ignored(true),
-        // Of these, B F l w j E K G A L take an argument in C pen.
-        'H' | 'U' | 'N' | 'R' | 'Z' | 'B' | 'F' | 'l' | 'w' | 'j' | 'E' | 'K' | 'G' | 'A' | 'L' => {
-            Refused
-        }
+        // Of these, B E K G A L take an argument in C pen.
+        'H' | 'U' | 'N' | 'R' | 'Z' | 'B' | 'E' | 'K' | 'G' | 'A' | 'L' => Refused,
         _ => return None,
     })
 }
@@ -198,6 +214,7 @@ struct Opts {
     values: Vec<(char, String)>,
     workers: Option<String>,
     splice: Option<String>,
+    metrics: Option<String>,
     operands: Vec<String>,
 }
 
@@ -247,6 +264,15 @@ pub(crate) fn parse_args_env(args: &[String], env_workers: Option<&str>) -> Resu
                         }
                     })?;
                     o.splice = Some(v);
+                }
+                "metrics" => {
+                    let v = inline.or_else(|| it.next().cloned()).ok_or_else(|| {
+                        CliError::MissingArgument {
+                            opt: arg.clone(),
+                            what: "metrics listen address",
+                        }
+                    })?;
+                    o.metrics = Some(v);
                 }
                 _ => return Err(CliError::UnknownOption(format!("--{name}"))),
             }
@@ -335,6 +361,18 @@ fn positive<T: std::str::FromStr + PartialEq + Default>(
     Ok(n)
 }
 
+/// A file or directory name: anything but the empty string.
+fn non_empty<'a>(opt: &str, token: &'a str, expected: &'static str) -> Result<&'a str, CliError> {
+    if token.is_empty() {
+        return Err(CliError::BadValue {
+            opt: opt.to_string(),
+            token: String::new(),
+            expected,
+        });
+    }
+    Ok(token)
+}
+
 fn server(
     spec: &str,
     listen: &ListenAddr,
@@ -375,6 +413,7 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
     }
     let mut config = Config::new(listen, servers);
     let mut user = None;
+    let mut chroot = None;
     for (c, v) in &o.values {
         let opt = format!("-{c}");
         let st = &mut config.settings;
@@ -401,6 +440,12 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
             'e' => config.emergency = Some(server(v, &config.listen, "option -e")?),
             'O' | 'o' => config.commands.push(v.clone()),
             'p' => config.pid_file = Some(PathBuf::from(v)),
+            'F' => config.config_file = Some(PathBuf::from(non_empty(&opt, v, "a file name")?)),
+            'l' => {
+                config.settings.log = Some(non_empty(&opt, v, "a file name or host:port")?.into())
+            }
+            'w' => config.settings.web_stats = Some(non_empty(&opt, v, "a file name")?.into()),
+            'j' => chroot = Some(PathBuf::from(non_empty(&opt, v, "a directory")?)),
             'u' => user = Some(v.clone()),
             _ => {}
         }
@@ -442,11 +487,19 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
             }
         };
     }
+    if let Some(m) = &o.metrics {
+        let addr = addr::parse_listen(m).map_err(|source| CliError::Addr {
+            context: "option --metrics".into(),
+            source,
+        })?;
+        config.metrics = Some(addr);
+    }
     let foreground = o.flags.contains(&'f');
     Ok(Cli::Run(Box::new(Run {
         config,
         user,
         foreground,
+        chroot,
     })))
 }
 

@@ -130,8 +130,7 @@ fn ignored_options() {
 #[test]
 fn refused_options() {
     for o in [
-        "-B h:1", "-F f", "-H", "-U", "-N", "-l f", "-w f", "-j /", "-E c", "-K k", "-G g", "-A a",
-        "-R", "-L tls1", "-Z",
+        "-B h:1", "-H", "-U", "-N", "-E c", "-K k", "-G g", "-A a", "-R", "-L tls1", "-Z",
     ] {
         let c = o.chars().nth(1).unwrap();
         assert_eq!(
@@ -143,7 +142,129 @@ fn refused_options() {
         error("-fH 8080 127.0.0.1"),
         "option -H is not supported yet"
     );
-    assert_eq!(error("-F"), "option -F is not supported yet");
+    assert_eq!(error("-B"), "option -B is not supported yet");
+}
+
+#[test]
+fn config_file_option() {
+    let r = run("-F /etc/pen/pen.conf 8080 127.0.0.1");
+    assert_eq!(
+        r.config.config_file,
+        Some(PathBuf::from("/etc/pen/pen.conf"))
+    );
+    let r = run("-fFpen.conf 8080 127.0.0.1");
+    assert_eq!(r.config.config_file, Some(PathBuf::from("pen.conf")));
+    assert!(run("8080 127.0.0.1").config.config_file.is_none());
+    assert_eq!(
+        error("8080 127.0.0.1 -F"),
+        "option -F: expected an argument (config file)"
+    );
+}
+
+#[test]
+fn log_option_file_or_host_port() {
+    let r = run("-l /var/log/pen.log 8080 127.0.0.1");
+    assert_eq!(r.config.settings.log.as_deref(), Some("/var/log/pen.log"));
+    let r = run("-l 10.0.0.5:514 8080 127.0.0.1");
+    assert_eq!(r.config.settings.log.as_deref(), Some("10.0.0.5:514"));
+    assert_eq!(
+        error("8080 127.0.0.1 -l"),
+        "option -l: expected an argument (log file or host:port)"
+    );
+}
+
+#[test]
+fn web_stats_option() {
+    let r = run("-w /var/www/pen.html 8080 127.0.0.1");
+    assert_eq!(
+        r.config.settings.web_stats.as_deref(),
+        Some("/var/www/pen.html")
+    );
+    assert_eq!(
+        error("8080 127.0.0.1 -w"),
+        "option -w: expected an argument (status file)"
+    );
+}
+
+#[test]
+fn chroot_option() {
+    let r = run("-j /var/empty 8080 127.0.0.1");
+    assert_eq!(r.chroot, Some(PathBuf::from("/var/empty")));
+    assert!(run("8080 127.0.0.1").chroot.is_none());
+    assert_eq!(
+        error("8080 127.0.0.1 -j"),
+        "option -j: expected an argument (chroot directory)"
+    );
+}
+
+#[test]
+fn empty_file_names_are_refused() {
+    for (o, expected) in [
+        ("-F", "a file name"),
+        ("-l", "a file name or host:port"),
+        ("-w", "a file name"),
+        ("-j", "a directory"),
+    ] {
+        let a: Vec<String> = [o, "", "8080", "127.0.0.1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            parse_args(&a).unwrap_err().to_string(),
+            format!("option {o}: '': expected {expected}")
+        );
+    }
+}
+
+#[test]
+fn metrics_option() {
+    let r = run("--metrics 127.0.0.1:9410 8080 127.0.0.1");
+    assert_eq!(r.config.metrics, Some(inet("127.0.0.1:9410")));
+    let r = run("--metrics=9410 8080 127.0.0.1");
+    assert_eq!(r.config.metrics, Some(inet("0.0.0.0:9410")));
+    let r = run("--metrics [::1]:9410 8080 127.0.0.1");
+    assert_eq!(r.config.metrics, Some(inet("[::1]:9410")));
+    assert!(run("8080 127.0.0.1").config.metrics.is_none());
+    assert_eq!(
+        error("8080 127.0.0.1 --metrics"),
+        "option --metrics: expected an argument (metrics listen address)"
+    );
+    assert_eq!(
+        error("--metrics 70000 8080 127.0.0.1"),
+        "option --metrics: '70000': expected a port number or service name"
+    );
+}
+
+#[test]
+fn every_usage_option_is_in_the_man_page() {
+    let man_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../man/pen.1");
+    let man = std::fs::read_to_string(man_path).expect("read man/pen.1");
+    let mut seen = Vec::new();
+    for word in USAGE.split(|c: char| c.is_whitespace() || c == ',' || c == '.' || c == '(') {
+        let word = word.trim_end_matches(')');
+        let opt = if let Some(long) = word.strip_prefix("--") {
+            match long.split(['=', ' ']).next() {
+                Some(l) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_lowercase()) => {
+                    format!("\\-\\-{l}")
+                }
+                _ => continue,
+            }
+        } else if let Some(rest) = word.strip_prefix('-') {
+            let mut chars = rest.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) if c.is_ascii_alphabetic() || c == '?' => format!("\\-{c}"),
+                _ => continue,
+            }
+        } else {
+            continue;
+        };
+        assert!(man.contains(&opt), "man/pen.1 lacks {opt}");
+        seen.push(opt);
+    }
+    // The extraction itself works: options from each part of the usage text were found.
+    for o in ["\\-C", "\\-F", "\\-P", "\\-Z", "\\-?", "\\-\\-metrics"] {
+        assert!(seen.iter().any(|s| s == o), "{o} not extracted from USAGE");
+    }
 }
 
 #[test]
@@ -161,6 +282,12 @@ fn help_and_version() {
         "exit status",
         "-u user",
         "-C addr",
+        "-F file",
+        "-l file",
+        "-w file",
+        "-j dir",
+        "--metrics addr",
+        "SIGHUP",
     ] {
         assert!(USAGE.contains(word), "usage lacks {word}");
     }

@@ -1,20 +1,33 @@
 //! `pen`: command line -> `pen_core::Config` -> run.
 //!
+//! Start-up: parse -> root/`-C` check -> user lookup -> `Balancer::bind` (sockets, `-O`, `-F`)
+//! -> detach unless `-f` -> pid file -> chroot (`-j`) -> drop privileges (`-u`) ->
+//! `Bound::start` -> signal thread -> wait. Everything that can fail for a configuration reason
+//! happens before detaching; what fails after it is reported to the waiting parent, so the
+//! launching command still prints the error and exits nonzero.
+//!
 //! Exit status: 0 after a clean exit, 1 on a runtime failure (bind, privileges, pid file),
-//! 2 on a usage error. Every error is one line on stderr starting `pen: `.
+//! 2 on a usage or configuration error (command line, `-O` command, `-F` file). Every error is
+//! one line on stderr starting `pen: `; once detached, runtime messages go to syslog.
 
 mod cli;
+mod daemon;
 mod privs;
 
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use cli::{Cli, Run};
-use pen_core::Balancer;
+use pen_core::{Balancer, Bound, StartError};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::iterator::Signals;
 
 /// Exit status for runtime failures.
 const EXIT_RUNTIME: u8 = 1;
-/// Exit status for usage errors.
+/// Exit status for usage and configuration errors.
 const EXIT_USAGE: u8 = 2;
 
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
@@ -39,6 +52,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// The exit status for a failed `Balancer::bind`: configuration errors are usage errors.
+fn start_error_code(e: &StartError) -> u8 {
+    match e {
+        StartError::Io { .. } => EXIT_RUNTIME,
+        StartError::Command { .. } | StartError::Config(_) => EXIT_USAGE,
+    }
+}
+
+/// `path` made absolute against the current directory (the daemon's is `/`).
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => cwd.join(path),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
+/// True if the `-l` argument names a remote log collector (`host:port`) rather than a file.
+fn is_remote_log(log: &str) -> bool {
+    !log.contains('/') && log.contains(':')
+}
+
 fn run_balancer(run: Run) -> ExitCode {
     if let Err(e) = cli::check_root(&run, privs::euid()) {
         return fail(EXIT_USAGE, e);
@@ -48,50 +85,170 @@ fn run_balancer(run: Run) -> ExitCode {
         Ok(u) => u,
         Err(e) => return fail(EXIT_USAGE, e),
     };
-    // Without -f C pen detaches; until daemon mode exists we stay in the foreground either way.
-    if !run.foreground && run.config.settings.debug > 0 {
-        eprintln!("pen: daemon mode is not implemented yet; staying in the foreground");
+    let Run {
+        mut config,
+        foreground,
+        chroot,
+        ..
+    } = run;
+    if !foreground {
+        // The daemon's working directory is `/`: keep relative names meaning what they meant
+        // on the command line (the pid file, reload of -F, the -w and -l files).
+        config.pid_file = config.pid_file.as_deref().map(absolute);
+        config.config_file = config.config_file.as_deref().map(absolute);
+        let st = &mut config.settings;
+        st.web_stats = st
+            .web_stats
+            .as_deref()
+            .map(|w| absolute(Path::new(w)).display().to_string());
+        st.log = st.log.as_deref().map(|l| {
+            if is_remote_log(l) {
+                l.to_string()
+            } else {
+                absolute(Path::new(l)).display().to_string()
+            }
+        });
     }
-    let pid_file = run.config.pid_file.clone();
-    let balancer = match Balancer::start(run.config) {
-        Ok(b) => Arc::new(b),
-        Err(e) => return fail(EXIT_RUNTIME, e),
+    let pid_file = config.pid_file.clone();
+    // Everything that can fail for a reason the operator should see happens here, while the
+    // process is still attached to the terminal and has a single thread.
+    let bound = match Balancer::bind(config) {
+        Ok(b) => b,
+        Err(e) => return fail(start_error_code(&e), e),
     };
-    // The pid file is written before dropping privileges, so it can live in /run; the
-    // balancer removes it when it stops (best effort once unprivileged).
-    if let Some(path) = &pid_file {
-        if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
-            balancer.stop();
-            return fail(
-                EXIT_RUNTIME,
-                format_args!("cannot write pid file {}: {e}", path.display()),
-            );
+    let report = if foreground {
+        None
+    } else {
+        match daemon::detach() {
+            Ok(r) => {
+                daemon::open_syslog();
+                Some(r)
+            }
+            Err(e) => return fail(EXIT_RUNTIME, format_args!("cannot detach: {e}")),
         }
-    }
-    if let Some(user) = &user {
-        if let Err(e) = privs::drop_to(user) {
-            balancer.stop();
-            return fail(EXIT_RUNTIME, e);
+    };
+    let launched = launch(bound, pid_file.as_deref(), chroot.as_deref(), user.as_ref());
+    let (balancer, pid_handle) = match launched {
+        Ok(b) => b,
+        Err((code, msg)) => {
+            return match report {
+                Some(r) => {
+                    r.failed(code, &msg);
+                    ExitCode::from(code)
+                }
+                None => fail(code, msg),
+            };
         }
-    }
-    if let Err(e) = stop_on_signals(Arc::clone(&balancer)) {
-        balancer.stop();
-        return fail(EXIT_RUNTIME, format_args!("cannot handle signals: {e}"));
+    };
+    if let Some(r) = report {
+        r.started();
     }
     balancer.wait();
+    // The balancer removed the pid file if it still could. If it could not (it belongs to root
+    // in /run, or lies outside the chroot), empty it through the descriptor opened before, so
+    // no stale pid is left behind; if it was removed this only touches the unlinked file.
+    if let Some(f) = pid_handle {
+        let _ = f.set_len(0);
+    }
     ExitCode::SUCCESS
 }
 
-/// SIGTERM and SIGINT stop the balancer cleanly (connections closed, pid file removed, exit 0).
-/// signal-hook turns the signals into messages for a thread: no work inside a handler.
-fn stop_on_signals(balancer: Arc<Balancer>) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+/// After binding (and detaching): pid file, chroot, privileges, threads, signals. Returns the
+/// balancer and the open pid file. On error the pid file is removed again (best effort) and the
+/// balancer, if started, stopped.
+fn launch(
+    bound: Bound,
+    pid_file: Option<&Path>,
+    chroot: Option<&Path>,
+    user: Option<&privs::User>,
+) -> Result<(Arc<Balancer>, Option<File>), (u8, String)> {
+    // Registered before anything runs, so a TERM from now on is a clean stop; the thread that
+    // acts on them starts with the balancer (signal-hook: no work inside a handler).
+    let signals = Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT])
+        .map_err(|e| (EXIT_RUNTIME, format!("cannot handle signals: {e}")))?;
+    // Written before chroot and dropping privileges, so it can live in /run, and after
+    // detaching, so it holds the daemon's pid. The balancer removes it when it stops (best
+    // effort once unprivileged or chrooted).
+    let pid_handle = match pid_file {
+        Some(path) => Some(write_pid_file(path).map_err(|e| {
+            (
+                EXIT_RUNTIME,
+                format!("cannot write pid file {}: {e}", path.display()),
+            )
+        })?),
+        None => None,
+    };
+    let remove_pid = || {
+        if let Some(p) = pid_file {
+            let _ = std::fs::remove_file(p);
+        }
+    };
+    if let Some(dir) = chroot {
+        if let Err(e) = daemon::chroot(dir) {
+            remove_pid();
+            return Err((
+                EXIT_RUNTIME,
+                format!("cannot chroot to {}: {e}", dir.display()),
+            ));
+        }
+    }
+    if let Some(user) = user {
+        if let Err(e) = privs::drop_to(user) {
+            remove_pid();
+            return Err((EXIT_RUNTIME, e.to_string()));
+        }
+    }
+    let balancer = match bound.start() {
+        Ok(b) => Arc::new(b),
+        Err(e) => {
+            remove_pid();
+            return Err((EXIT_RUNTIME, e.to_string()));
+        }
+    };
+    if let Err(e) = handle_signals(signals, Arc::clone(&balancer)) {
+        balancer.stop();
+        return Err((EXIT_RUNTIME, format!("cannot handle signals: {e}")));
+    }
+    Ok((balancer, pid_handle))
+}
+
+/// Writes `PID\n` to `path` and keeps the file open (see [`run_balancer`]'s exit).
+fn write_pid_file(path: &Path) -> std::io::Result<File> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    f.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+    Ok(f)
+}
+
+/// The signal thread: HUP re-reads `-F` (all or nothing) and reopens the access log, USR1
+/// writes the `-w` status file, TERM and INT stop cleanly (exit 0, pid file removed). Failures
+/// are logged (stderr, or syslog once detached) and pen keeps running as it was.
+fn handle_signals(mut signals: Signals, balancer: Arc<Balancer>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("pen-signals".into())
         .spawn(move || {
-            if signals.forever().next().is_some() {
-                balancer.request_stop();
+            for sig in signals.forever() {
+                match sig {
+                    SIGHUP => {
+                        if let Err(e) = balancer.reload() {
+                            daemon::log_error(&format!(
+                                "SIGHUP: config not reloaded, the running one stays: {e}"
+                            ));
+                        }
+                        if let Err(e) = balancer.reopen_log() {
+                            daemon::log_error(&format!("SIGHUP: cannot reopen the log: {e}"));
+                        }
+                    }
+                    SIGUSR1 => {
+                        if let Err(e) = balancer.write_stats() {
+                            daemon::log_error(&format!("SIGUSR1: cannot write statistics: {e}"));
+                        }
+                    }
+                    _ => balancer.request_stop(),
+                }
             }
         })?;
     Ok(())
