@@ -7,6 +7,7 @@ mod acl;
 mod cli;
 mod control;
 mod failover;
+mod ops_config;
 mod ops_daemon;
 mod process;
 mod relay;
