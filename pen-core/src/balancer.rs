@@ -232,6 +232,7 @@ impl Balancer {
             base: Mutex::new(None),
             config_lock: Mutex::new(()),
             counters: Counters::default(),
+            log: crate::accesslog::AccessLog::default(),
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
         });
@@ -247,6 +248,8 @@ impl Balancer {
             crate::control::file::apply_file(&shared, file)
                 .map_err(|e| StartError::Config(e.to_string()))?;
         }
+        // Open the access log now (`-l`), before a daemon forks or chroots.
+        crate::accesslog::reopen(&shared).map_err(|e| StartError::Config(e.to_string()))?;
         Ok(Bound {
             shared,
             ends,
@@ -319,7 +322,7 @@ impl Balancer {
     /// # Errors
     /// [`ApplyError::Io`] if the log cannot be reopened (logging continues to the old file).
     pub fn reopen_log(&self) -> Result<(), ApplyError> {
-        Ok(())
+        crate::accesslog::reopen(&self.shared)
     }
 
     /// Writes the HTML status page to the `web_stats` file, if one is set (SIGUSR1).

@@ -85,6 +85,8 @@ pub(crate) struct Shared {
     /// Serialises configuration changes (snapshot, apply, commit).
     pub(crate) config_lock: Mutex<()>,
     pub(crate) counters: Counters,
+    /// The access log target.
+    pub(crate) log: crate::accesslog::AccessLog,
     /// Set (with the condvar notified) once the balancer has stopped.
     pub(crate) stopped: Mutex<bool>,
     pub(crate) stopped_cv: Condvar,

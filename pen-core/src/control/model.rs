@@ -38,6 +38,8 @@ pub(crate) struct Pending {
     listen: Option<(Vec<Option<Listener>>, ListenAddr)>,
     /// `server N blacklist T`: (server, seconds; 0 clears).
     blacklist: Vec<(usize, u64)>,
+    /// `log FILE` / `no log`: the target, opened (so a bad path is an error before commit).
+    log: Option<Option<crate::accesslog::Target>>,
 }
 
 fn invalid(token: impl ToString, reason: impl ToString) -> ApplyError {
@@ -169,10 +171,14 @@ impl Model {
             Command::Tracking(v) => nl(*set(&mut s.tracking_secs, v)),
             Command::PendingMax(v) => nl(*set(&mut s.pending_max, v)),
             Command::Log(v) => {
+                if let Some(f) = &v {
+                    pending.log = Some(Some(crate::accesslog::Target::open(f)?));
+                }
                 set(&mut s.log, v.map(Some));
                 s.log.as_ref().map(nl).unwrap_or_default()
             }
             Command::NoLog => {
+                pending.log = Some(None);
                 s.log = None;
                 String::new()
             }
@@ -285,8 +291,15 @@ impl Model {
             *settings = self.settings;
             changed
         };
-        if log_changed {
-            crate::accesslog::retarget(shared);
+        match pending.log {
+            Some(target) => shared.log.set(target),
+            // A reload dropped or changed the log without a `log` line of its own.
+            None if log_changed => {
+                if let Err(e) = crate::accesslog::reopen(shared) {
+                    eprintln!("pen: {e}");
+                }
+            }
+            None => {}
         }
         *shared.acls.write() = self.acls;
         if shared.conn_max.swap(self.conn_max, Relaxed) < self.conn_max {
