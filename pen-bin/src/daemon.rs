@@ -61,6 +61,12 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
 /// pipe or fork failed (the caller is then still the only process). If a later step fails in
 /// the daemon, it reports the error to the parent and exits 1.
 pub(crate) fn detach() -> io::Result<StartReport> {
+    if let Some(n) = threads().filter(|&n| n > 1) {
+        // Only the forking thread would survive in the child: refuse rather than run broken.
+        return Err(io::Error::other(format!(
+            "{n} threads already running, cannot fork safely"
+        )));
+    }
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill in.
     cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
@@ -100,6 +106,15 @@ fn new_session() -> io::Result<()> {
         cvt(unsafe { libc::dup2(null.as_raw_fd(), target) })?;
     }
     Ok(())
+}
+
+/// The number of threads of this process (Linux `/proc`), if known.
+fn threads() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
 }
 
 /// The parent's side: wait for the daemon's report, print its message, exit with its status.
@@ -168,4 +183,24 @@ pub(crate) fn chroot(dir: &Path) -> io::Result<()> {
     // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
     cvt(unsafe { libc::chroot(c.as_ptr()) })?;
     std::env::set_current_dir("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_threads() {
+        // Other tests run in parallel threads: only a lower bound is stable here.
+        if std::path::Path::new("/proc/self/status").exists() {
+            assert!(threads().expect("Threads: in /proc/self/status") >= 1);
+        }
+    }
+
+    #[test]
+    fn log_error_without_syslog_goes_to_stderr() {
+        // Not detached in tests: must not touch syslog (and must not panic on NUL).
+        log_error("test message\0with nul");
+        assert!(!SYSLOG.load(Ordering::SeqCst));
+    }
 }

@@ -253,3 +253,40 @@ fn handle_signals(mut signals: Signals, balancer: Arc<Balancer>) -> std::io::Res
         })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_log_or_file() {
+        assert!(is_remote_log("10.0.0.5:514"));
+        assert!(is_remote_log("loghost:514"));
+        assert!(!is_remote_log("pen.log"));
+        assert!(!is_remote_log("/var/log/pen.log"));
+        assert!(!is_remote_log("./a:b.log"));
+    }
+
+    #[test]
+    fn relative_paths_become_absolute() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(absolute(Path::new("pen.pid")), cwd.join("pen.pid"));
+        assert_eq!(
+            absolute(Path::new("/run/pen.pid")),
+            PathBuf::from("/run/pen.pid")
+        );
+    }
+
+    #[test]
+    fn exit_status_of_start_errors() {
+        let io = StartError::Io {
+            context: "cannot listen on '127.0.0.1:80'".into(),
+            source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        };
+        assert_eq!(start_error_code(&io), EXIT_RUNTIME);
+        assert_eq!(
+            start_error_code(&StartError::Config("f:1: bad".into())),
+            EXIT_USAGE
+        );
+    }
+}

@@ -449,7 +449,6 @@ fn hup_reloads_the_config_file_all_or_nothing() {
 }
 
 #[test]
-#[ignore = "needs the access log (lead)"]
 fn hup_reopens_the_access_log_for_rotation() {
     if is_c_pen() {
         return;
