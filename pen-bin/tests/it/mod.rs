@@ -7,6 +7,7 @@ mod acl;
 mod cli;
 mod control;
 mod failover;
+mod ops_stats;
 mod process;
 mod relay;
 mod selection;
