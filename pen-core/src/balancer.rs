@@ -134,20 +134,29 @@ fn bind_listeners(
     }
 }
 
-/// Reopens the listener on `addr` (the `listen` command). On failure nothing changes and the
-/// old listener keeps serving.
-pub(crate) fn relisten(shared: &Shared, addr: &ListenAddr) -> Result<(), ApplyError> {
+/// Binds listeners for `addr` for the `listen` command, without installing them: if a later
+/// command of the same change fails, they are simply dropped and the old listener serves on.
+pub(crate) fn bind_for(
+    shared: &Shared,
+    addr: &ListenAddr,
+) -> Result<(Vec<Option<Listener>>, ListenAddr), ApplyError> {
     let ours = *shared.listen.lock() == *addr;
-    let (listeners, bound) = bind_listeners(addr, shared.nworkers(), shared.backlog, ours)
-        .map_err(|source| ApplyError::Io {
-            context: format!("cannot listen on '{addr}'"),
-            source,
-        })?;
+    bind_listeners(addr, shared.nworkers(), shared.backlog, ours).map_err(|source| ApplyError::Io {
+        context: format!("cannot listen on '{addr}'"),
+        source,
+    })
+}
+
+/// Hands new listeners to the workers (each closes its old one).
+pub(crate) fn install_listeners(
+    shared: &Shared,
+    listeners: Vec<Option<Listener>>,
+    bound: ListenAddr,
+) {
     for (link, l) in shared.workers.iter().zip(listeners) {
         link.send(WorkerMsg::Listen(l));
     }
     *shared.listen.lock() = bound;
-    Ok(())
 }
 
 impl Balancer {
@@ -220,7 +229,10 @@ impl Balancer {
             workers: links,
             pid_file: config.pid_file.clone(),
             config_file: config.config_file.clone(),
+            base: Mutex::new(None),
+            config_lock: Mutex::new(()),
             counters: Counters::default(),
+            log: crate::accesslog::AccessLog::default(),
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
         });
@@ -236,6 +248,8 @@ impl Balancer {
             crate::control::file::apply_file(&shared, file)
                 .map_err(|e| StartError::Config(e.to_string()))?;
         }
+        // Open the access log now (`-l`), before a daemon forks or chroots.
+        crate::accesslog::reopen(&shared).map_err(|e| StartError::Config(e.to_string()))?;
         Ok(Bound {
             shared,
             ends,
@@ -308,7 +322,7 @@ impl Balancer {
     /// # Errors
     /// [`ApplyError::Io`] if the log cannot be reopened (logging continues to the old file).
     pub fn reopen_log(&self) -> Result<(), ApplyError> {
-        Ok(())
+        crate::accesslog::reopen(&self.shared)
     }
 
     /// Writes the HTML status page to the `web_stats` file, if one is set (SIGUSR1).

@@ -97,6 +97,16 @@ pub enum ApplyError {
     /// The command is recognised but not enabled or not supported.
     #[error("'{0}' is not supported yet")]
     NotSupported(String),
+    /// An error in a config file line.
+    #[error("{file}:{line}: {source}")]
+    At {
+        /// The file.
+        file: String,
+        /// The line number (from 1).
+        line: usize,
+        /// What was wrong with the line.
+        source: Box<ApplyError>,
+    },
     /// An I/O error while carrying it out (e.g. binding a new listener, reading an include).
     #[error("{context}: {source}")]
     Io {

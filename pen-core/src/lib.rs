@@ -33,6 +33,7 @@
 //! towards non-loopback servers, `splice` pipes) are checked out of a per-worker pool only
 //! while bytes are in flight.
 
+mod accesslog;
 pub mod acl;
 pub mod addr;
 pub mod balancer;

@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use crate::poll::{Event, Events, Poller};
 
+use crate::accesslog::LogBuf;
 use crate::clock::now_ms;
 use crate::net::{Listener, Peer, Stream};
 use crate::policy::Selector;
-use crate::relay::{BufPool, Pipe, Readiness, READS_PER_TURN};
+use crate::relay::{BufPool, OnRead, Pipe, Readiness, READS_PER_TURN};
 use crate::server::{ServerId, Target};
 use crate::state::Shared;
 use crate::sys;
@@ -52,9 +53,11 @@ fn pump(
     other_done: bool,
     pool: &mut BufPool,
     budget: &mut u32,
+    on_read: OnRead<'_>,
 ) -> io::Result<u64> {
+    // The access log needs to see the bytes: no splice while it is on.
     #[cfg(target_os = "linux")]
-    if splice && !pipe.no_splice {
+    if splice && on_read.is_none() && !pipe.no_splice {
         let (r, w) = (&mut *ready.0, &mut *ready.1);
         let moved = pipe.pump_splice(src, dst, (r, w), other_done, pool, budget)?;
         if !pipe.no_splice {
@@ -63,7 +66,7 @@ fn pump(
     }
     #[cfg(not(target_os = "linux"))]
     let _ = splice;
-    pipe.pump(src, dst, ready, other_done, pool, budget)
+    pipe.pump(src, dst, ready, other_done, pool, budget, on_read)
 }
 
 /// A target as debug output and `connection N` show it.
@@ -136,6 +139,8 @@ pub(crate) struct Worker {
     next_sweep: u64,
     /// When to use `splice` between TCP sockets.
     splice: crate::config::Splice,
+    /// Access-log lines not yet written.
+    log: LogBuf,
 }
 
 impl Worker {
@@ -166,6 +171,7 @@ impl Worker {
             accept_retry: 0,
             next_sweep: 0,
             splice: shared_splice,
+            log: LogBuf::default(),
         })
     }
 
@@ -204,8 +210,12 @@ impl Worker {
                 self.accept(now);
             }
             self.expire_timers(now);
+            if self.log.due(now) {
+                self.log.flush(&self.shared.log);
+            }
         }
         self.close_all();
+        self.log.flush(&self.shared.log);
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -216,6 +226,9 @@ impl Worker {
         let mut until: Option<u64> = self.timers.peek().map(|Reverse((t, _, _))| *t);
         if self.shared.settings.read().idle_timeout_secs > 0 {
             until = Some(until.map_or(self.next_sweep, |u| u.min(self.next_sweep)));
+        }
+        if let Some(d) = self.log.deadline() {
+            until = Some(until.map_or(d, |u| u.min(d)));
         }
         if self.accept_retry != 0 {
             until = Some(until.map_or(self.accept_retry, |u| u.min(self.accept_retry)));
@@ -499,7 +512,7 @@ impl Worker {
         let settings = shared.settings.read();
         let servers = shared.servers.read();
         if let Some(s) = servers.target(conn.target) {
-            s.conns.fetch_sub(1, Relaxed);
+            s.release();
             s.blacklist(now, settings.blacklist_secs);
             shared.counters.blacklistings.fetch_add(1, Relaxed);
             if settings.debug > 0 {
@@ -617,30 +630,24 @@ impl Worker {
         };
         let mut budget = READS_PER_TURN;
         let (splice, pool) = (conn.splice, &mut self.pool);
+        // Access log: one line per chunk read from the client (checked once per turn).
+        let (log, peer, server_addr) = (&mut self.log, conn.peer.ip, conn.server_addr);
+        let mut record = |chunk: &[u8]| log.record(peer, server_addr, chunk, now_ms());
+        let on_read: OnRead<'_> = if self.shared.log.enabled() {
+            Some(&mut record)
+        } else {
+            None
+        };
         let sockets = (&conn.client, server);
         let ready = (&mut conn.c, &mut conn.s);
         let done = conn.down.done();
-        let up = pump(
-            &mut conn.up,
-            splice,
-            sockets,
-            ready,
-            done,
-            pool,
-            &mut budget,
-        );
+        let b = &mut budget;
+        let up = pump(&mut conn.up, splice, sockets, ready, done, pool, b, on_read);
         let sockets = (server, &conn.client);
         let ready = (&mut conn.s, &mut conn.c);
         let done = conn.up.done();
-        let down = pump(
-            &mut conn.down,
-            splice,
-            sockets,
-            ready,
-            done,
-            pool,
-            &mut budget,
-        );
+        let b = &mut budget;
+        let down = pump(&mut conn.down, splice, sockets, ready, done, pool, b, None);
         let (sent, received) = (*up.as_ref().unwrap_or(&0), *down.as_ref().unwrap_or(&0));
         if sent + received > 0 {
             conn.last_active = now_ms();
@@ -711,7 +718,7 @@ impl Worker {
             return;
         };
         if let Some(s) = self.shared.servers.read().target(conn.target) {
-            s.conns.fetch_sub(1, Relaxed);
+            s.release();
         }
         self.close_uncounted(slot);
     }

@@ -132,7 +132,12 @@ trait Carrier<S, D> {
     fn drain(&mut self, dst: &mut D) -> io::Result<(usize, usize)>;
     /// Gives the storage back to the pool if nothing is held.
     fn release_if_empty(&mut self, pool: &mut BufPool);
+    /// The bytes held, when they are visible (user-space buffers; empty for kernel pipes).
+    fn visible(&self) -> &[u8];
 }
+
+/// Called with each chunk read (the access log); `None` on the relay's fast path.
+pub(crate) type OnRead<'a> = Option<&'a mut dyn FnMut(&[u8])>;
 
 /// A user-space buffer, checked out of the pool on the first read.
 #[derive(Debug, Default)]
@@ -171,6 +176,10 @@ impl<S: Read, D: Write> Carrier<S, D> for UserBuf {
                 pool.put(b);
             }
         }
+    }
+
+    fn visible(&self) -> &[u8] {
+        self.buf.as_ref().map_or(&[], |b| &b[self.start..self.end])
     }
 }
 
@@ -219,6 +228,10 @@ impl Carrier<&crate::net::Stream, &crate::net::Stream> for KernelBuf {
             }
         }
     }
+
+    fn visible(&self) -> &[u8] {
+        &[]
+    }
 }
 
 /// One direction's state.
@@ -259,6 +272,7 @@ impl Pipe {
     ///
     /// # Errors
     /// The first I/O error other than `WouldBlock`/`Interrupted` (the caller closes both sides).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn pump<S: Read, D: Write + HalfClose>(
         &mut self,
         mut src: S,
@@ -267,11 +281,11 @@ impl Pipe {
         other_done: bool,
         pool: &mut BufPool,
         budget: &mut u32,
+        on_read: OnRead<'_>,
     ) -> io::Result<u64> {
         let mut user = std::mem::take(&mut self.user);
-        let r = self.run(
-            &mut user, &mut src, &mut dst, ready, other_done, pool, budget,
-        );
+        let (d, p) = (other_done, pool);
+        let r = self.run(&mut user, &mut src, &mut dst, ready, d, p, budget, on_read);
         self.user = user;
         r
     }
@@ -302,15 +316,8 @@ impl Pipe {
                 }
             }
         }
-        let r = self.run(
-            &mut kernel,
-            &mut src,
-            &mut dst,
-            ready,
-            other_done,
-            pool,
-            budget,
-        );
+        let (d, p) = (other_done, pool);
+        let r = self.run(&mut kernel, &mut src, &mut dst, ready, d, p, budget, None);
         self.kernel = kernel;
         r
     }
@@ -326,6 +333,7 @@ impl Pipe {
         other_done: bool,
         pool: &mut BufPool,
         budget: &mut u32,
+        mut on_read: OnRead<'_>,
     ) -> io::Result<u64> {
         let mut moved = 0u64;
         let result = loop {
@@ -357,7 +365,12 @@ impl Pipe {
             *budget -= 1;
             match carrier.fill(src, pool) {
                 Ok((0, _)) => self.eof = true,
-                Ok((n, asked)) => src_ready.after_read(n, asked),
+                Ok((n, asked)) => {
+                    src_ready.after_read(n, asked);
+                    if let Some(f) = on_read.as_mut() {
+                        f(carrier.visible());
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     src_ready.read = false;
                     break Ok(());
@@ -488,7 +501,7 @@ mod tests {
                 let mut r = Readiness { read: true, write: true, hup: false };
                 let mut w = r;
                 let mut budget = READS_PER_TURN;
-                pipe.pump(&mut src, &mut dst, (&mut r, &mut w), false, &mut pool, &mut budget).unwrap();
+                pipe.pump(&mut src, &mut dst, (&mut r, &mut w), false, &mut pool, &mut budget, None).unwrap();
             }
             prop_assert!(pipe.done());
             prop_assert_eq!(&dst.out, &data);
@@ -528,6 +541,7 @@ mod tests {
             false,
             &mut pool,
             &mut budget,
+            None,
         )
         .unwrap();
         // One buffer read, nothing written, reading stopped: memory stays at one buffer.

@@ -9,6 +9,24 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crate::addr::ServerSpec;
 
+/// A server's configuration as a plain value (what `server N ...` sets and `write` writes),
+/// without its live counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerConf {
+    /// Address; `None` until set.
+    pub addr: Option<SocketAddr>,
+    /// Soft limit (0 = unlimited).
+    pub max: u32,
+    /// Hard limit (0 = unlimited).
+    pub hard: u32,
+    /// Weight.
+    pub weight: u32,
+    /// Priority.
+    pub prio: u32,
+    /// ACL list a client must pass.
+    pub acl: Option<u8>,
+}
+
 /// Index of a server in the table (servers are numbered from 0 in command-line order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServerId(pub usize);
@@ -57,6 +75,26 @@ impl Server {
             prio: spec.prio,
             ..Server::default()
         }
+    }
+
+    /// Its configuration.
+    pub fn conf(&self) -> ServerConf {
+        ServerConf {
+            addr: self.addr,
+            max: self.max,
+            hard: self.hard,
+            weight: self.weight,
+            prio: self.prio,
+            acl: self.acl,
+        }
+    }
+
+    /// Releases one connection (never below zero: a connection may outlive a reload that
+    /// removed and re-added its server).
+    pub fn release(&self) {
+        let _ = self
+            .conns
+            .fetch_update(Relaxed, Relaxed, |c| Some(c.saturating_sub(1)));
     }
 
     /// Whether it has an address and a nonzero port.
@@ -145,6 +183,30 @@ impl ServerTable {
             self.servers.resize_with(id.0 + 1, Server::default);
         }
         &mut self.servers[id.0]
+    }
+
+    /// Makes the table match `confs`: servers are updated in place (live counters and open
+    /// connections untouched), added, or removed from the end. Returns the servers whose
+    /// address changed (their tracked clients should choose afresh).
+    pub fn reconfigure(&mut self, confs: &[ServerConf]) -> Vec<ServerId> {
+        let mut moved = Vec::new();
+        self.servers.truncate(confs.len());
+        for (i, c) in confs.iter().enumerate() {
+            if i >= self.servers.len() {
+                self.servers.push(Server::default());
+            }
+            let s = &mut self.servers[i];
+            if s.addr != c.addr {
+                moved.push(ServerId(i));
+            }
+            s.addr = c.addr;
+            s.max = c.max;
+            s.hard = c.hard;
+            s.weight = c.weight;
+            s.prio = c.prio;
+            s.acl = c.acl;
+        }
+        moved
     }
 
     /// All regular servers with their ids.

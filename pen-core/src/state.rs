@@ -79,7 +79,14 @@ pub(crate) struct Shared {
     pub(crate) pid_file: Option<PathBuf>,
     /// The `-F` config file (re-read on reload, default target of `write`).
     pub(crate) config_file: Option<PathBuf>,
+    /// The configuration before the `-F` file was applied (command line and `-O`): a reload
+    /// starts from it.
+    pub(crate) base: Mutex<Option<crate::control::model::Model>>,
+    /// Serialises configuration changes (snapshot, apply, commit).
+    pub(crate) config_lock: Mutex<()>,
     pub(crate) counters: Counters,
+    /// The access log target.
+    pub(crate) log: crate::accesslog::AccessLog,
     /// Set (with the condvar notified) once the balancer has stopped.
     pub(crate) stopped: Mutex<bool>,
     pub(crate) stopped_cv: Condvar,

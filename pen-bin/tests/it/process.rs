@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use super::backends::Backend;
 use super::harness::{
-    connect, ipv6_available, penctl_bin, read_to_eof, run_bounded, ListenKind, PenBuilder, WAIT,
+    connect, ipv6_available, penctl_bin, read_to_eof, run_bounded, wait_for, ListenKind,
+    PenBuilder, WAIT,
 };
 
 #[test]
@@ -12,7 +13,8 @@ fn pid_file_and_sigterm() {
     let a = Backend::name("A");
     let mut pen = PenBuilder::new().pid_file().server(a.spec()).start();
     let path = pen.pid_path();
-    let text = std::fs::read_to_string(&path).expect("pid file written");
+    // The listener is up a moment before the pid file is written: wait for it.
+    let text = wait_for(WAIT, "pid file", || std::fs::read_to_string(&path).ok());
     assert_eq!(text.trim(), pen.pid.to_string(), "pid file content");
     assert_eq!(pen.fetch(), "A");
     pen.signal("TERM");
@@ -30,7 +32,7 @@ fn exit_command_removes_the_pid_file() {
         .server(a.spec())
         .start();
     let path = pen.pid_path();
-    assert!(path.exists());
+    wait_for(WAIT, "pid file", || path.exists().then_some(()));
     pen.ctl("exit");
     let st = pen.wait_exit(WAIT).expect("pen exits on `exit`");
     assert_eq!(st.code(), Some(0));

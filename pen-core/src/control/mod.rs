@@ -6,8 +6,10 @@ pub(crate) mod apply;
 pub mod command;
 mod display;
 pub(crate) mod file;
+pub(crate) mod model;
 pub mod parse;
 pub(crate) mod socket;
+pub(crate) mod write;
 
 pub use command::Command;
 pub use parse::parse_line;

@@ -1,0 +1,329 @@
+//! The configuration as a value. Every command that changes configuration is applied to a
+//! [`Model`] taken from the running balancer, and the model is committed back as a diff only if
+//! every command succeeded. So one bad command changes nothing, a config file (`-F`, `include`,
+//! reload) is applied as a whole or not at all, and live connections are never touched: servers
+//! are updated in place. `write` renders a model.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::command::{Command, ModeFlag, ServerField, Switch};
+use crate::acl::AclSet;
+use crate::addr::ListenAddr;
+use crate::clock::now_ms;
+use crate::config::Settings;
+use crate::error::ApplyError;
+use crate::net::Listener;
+use crate::server::{ServerConf, ServerId};
+use crate::state::Shared;
+
+/// Highest server number `server N` may create (a typo must not allocate millions of slots).
+pub(crate) const MAX_SERVERS: usize = 4096;
+
+/// Everything a config file can set.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Model {
+    pub(crate) settings: Settings,
+    pub(crate) acls: AclSet,
+    pub(crate) servers: Vec<ServerConf>,
+    pub(crate) conn_max: usize,
+    pub(crate) clients_max: usize,
+    pub(crate) listen: ListenAddr,
+}
+
+/// Effects that are actions rather than state, carried out at commit.
+#[derive(Default)]
+pub(crate) struct Pending {
+    /// New listeners (already bound) and their address, for `listen ADDR`.
+    listen: Option<(Vec<Option<Listener>>, ListenAddr)>,
+    /// `server N blacklist T`: (server, seconds; 0 clears).
+    blacklist: Vec<(usize, u64)>,
+    /// `log FILE` / `no log`: the target, opened (so a bad path is an error before commit).
+    log: Option<Option<crate::accesslog::Target>>,
+}
+
+fn invalid(token: impl ToString, reason: impl ToString) -> ApplyError {
+    ApplyError::Invalid {
+        token: token.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn nl(v: impl std::fmt::Display) -> String {
+    format!("{v}\n")
+}
+
+/// Sets `*field` to `v` when given; returns the (new) value.
+fn set<T>(field: &mut T, v: Option<T>) -> &T {
+    if let Some(v) = v {
+        *field = v;
+    }
+    field
+}
+
+impl Model {
+    /// The running configuration.
+    pub(crate) fn snapshot(shared: &Shared) -> Model {
+        Model {
+            settings: shared.settings.read().clone(),
+            acls: shared.acls.read().clone(),
+            servers: shared
+                .servers
+                .read()
+                .iter()
+                .map(|(_, s)| s.conf())
+                .collect(),
+            conn_max: shared.conn_max.load(Relaxed),
+            clients_max: shared.clients.lock().capacity(),
+            listen: shared.listen.lock().clone(),
+        }
+    }
+
+    /// Whether `cmd` changes configuration (and so goes through a model).
+    pub(crate) fn is_config(cmd: &Command) -> bool {
+        matches!(
+            cmd,
+            Command::Acl { .. }
+                | Command::NoAcl(_)
+                | Command::Switch(..)
+                | Command::Mode(..)
+                | Command::Blacklist(Some(_))
+                | Command::ClientAcl(Some(_))
+                | Command::ControlAcl(Some(_))
+                | Command::ClientsMax(Some(_))
+                | Command::ConnMax(Some(_))
+                | Command::Debug(Some(_))
+                | Command::IdleTimeout(Some(_))
+                | Command::Include(_)
+                | Command::Listen(Some(_))
+                | Command::Log(Some(_))
+                | Command::NoLog
+                | Command::PendingMax(Some(_))
+                | Command::Server { .. }
+                | Command::Source(_)
+                | Command::TcpFastclose(Some(_))
+                | Command::Timeout(Some(_))
+                | Command::Tracking(Some(_))
+                | Command::WebStats(Some(_))
+                | Command::NoWebStats
+        )
+    }
+
+    /// Applies a configuration command (see [`Model::is_config`]) and returns its reply.
+    /// `include` reads its file and applies every line to this same model.
+    pub(crate) fn apply(
+        &mut self,
+        shared: &Shared,
+        cmd: Command,
+        pending: &mut Pending,
+        depth: usize,
+    ) -> Result<String, ApplyError> {
+        let s = &mut self.settings;
+        Ok(match cmd {
+            Command::Acl { list, entry } => {
+                self.acls.push(list, entry);
+                String::new()
+            }
+            Command::NoAcl(list) => {
+                self.acls.clear(list);
+                String::new()
+            }
+            Command::Switch(sw, on) => {
+                *match sw {
+                    Switch::AbortOnError => &mut s.abort_on_error,
+                    Switch::Ascii => &mut s.ascii,
+                    Switch::Dummy => &mut s.dummy,
+                    Switch::Http => &mut s.http,
+                    Switch::TcpNodelay => &mut s.tcp_nodelay,
+                    Switch::Transparent => &mut s.transparent,
+                } = on;
+                String::new()
+            }
+            Command::Mode(flag, on) => {
+                *match flag {
+                    ModeFlag::Hash => &mut s.hash,
+                    ModeFlag::RoundRobin => &mut s.roundrobin,
+                    ModeFlag::Stubborn => &mut s.stubborn,
+                    ModeFlag::Weight => &mut s.weight,
+                    ModeFlag::Prio => &mut s.prio,
+                } = on;
+                String::new()
+            }
+            Command::Blacklist(v) => nl(*set(&mut s.blacklist_secs, v)),
+            Command::ClientAcl(v) => nl(*set(&mut s.client_acl, v)),
+            Command::ControlAcl(v) => nl(*set(&mut s.control_acl, v)),
+            Command::Debug(v) => nl(*set(&mut s.debug, v)),
+            Command::IdleTimeout(v) => {
+                format!(
+                    "Idle timeout: {} seconds\n",
+                    set(&mut s.idle_timeout_secs, v)
+                )
+            }
+            Command::Timeout(v) => {
+                if v == Some(0) {
+                    return Err(invalid(
+                        "0",
+                        "expected a connect timeout of at least 1 second",
+                    ));
+                }
+                nl(*set(&mut s.connect_timeout_secs, v))
+            }
+            Command::Tracking(v) => nl(*set(&mut s.tracking_secs, v)),
+            Command::PendingMax(v) => nl(*set(&mut s.pending_max, v)),
+            Command::Log(v) => {
+                if let Some(f) = &v {
+                    pending.log = Some(Some(crate::accesslog::Target::open(f)?));
+                }
+                set(&mut s.log, v.map(Some));
+                s.log.as_ref().map(nl).unwrap_or_default()
+            }
+            Command::NoLog => {
+                pending.log = Some(None);
+                s.log = None;
+                String::new()
+            }
+            Command::WebStats(v) => {
+                set(&mut s.web_stats, v.map(Some));
+                s.web_stats.as_ref().map(nl).unwrap_or_default()
+            }
+            Command::NoWebStats => {
+                s.web_stats = None;
+                String::new()
+            }
+            Command::Source(ip) => {
+                s.source = Some(ip);
+                String::new()
+            }
+            Command::TcpFastclose(v) => {
+                set(&mut s.tcp_fastclose, v);
+                String::new()
+            }
+            Command::ClientsMax(v) => {
+                if let Some(n) = v {
+                    if n == 0 {
+                        return Err(invalid(n, "expected at least 1 client slot"));
+                    }
+                    // The table grows but never shrinks while running, as in C pen.
+                    self.clients_max = self.clients_max.max(n);
+                }
+                nl(self.clients_max)
+            }
+            Command::ConnMax(v) => {
+                if let Some(n) = v {
+                    if n == 0 {
+                        return Err(invalid(n, "expected at least 1 connection"));
+                    }
+                    self.conn_max = n;
+                }
+                nl(self.conn_max)
+            }
+            Command::Listen(Some(a)) => {
+                let addr = crate::addr::parse_listen(&a)?;
+                if addr != self.listen {
+                    let (listeners, bound) = crate::balancer::bind_for(shared, &addr)?;
+                    self.listen = bound.clone();
+                    pending.listen = Some((listeners, bound));
+                }
+                nl(&self.listen)
+            }
+            Command::Server { id, fields } => {
+                self.server(id, &fields, pending)?;
+                String::new()
+            }
+            Command::Include(file) => super::file::include(shared, self, pending, &file, depth)?,
+            other => return Err(ApplyError::NotSupported(other.to_string())),
+        })
+    }
+
+    /// `server N field value ...`: resolve and check every field, then change the model.
+    fn server(
+        &mut self,
+        id: usize,
+        fields: &[ServerField],
+        pending: &mut Pending,
+    ) -> Result<(), ApplyError> {
+        if id >= MAX_SERVERS {
+            return Err(invalid(
+                id,
+                format!("expected a server number below {MAX_SERVERS}"),
+            ));
+        }
+        if id >= self.servers.len() {
+            self.servers.resize_with(id + 1, ServerConf::default);
+        }
+        for f in fields {
+            let c = &mut self.servers[id];
+            match f {
+                ServerField::Acl(a) => {
+                    if usize::from(*a) >= crate::acl::ACL_LISTS {
+                        return Err(invalid(a, "expected an ACL list number 0-9"));
+                    }
+                    c.acl = Some(*a);
+                }
+                ServerField::Address(h) => {
+                    let bare = h.trim_start_matches('[').trim_end_matches(']');
+                    let host = crate::addr::split_host(bare)?;
+                    let ip = crate::addr::resolve_host(&host, 0)?.ip();
+                    let port = c.addr.map_or(0, |a| a.port());
+                    c.addr = Some(SocketAddr::new(ip, port));
+                }
+                ServerField::Port(p) => {
+                    let ip = c
+                        .addr
+                        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+                    c.addr = Some(SocketAddr::new(ip, *p));
+                }
+                ServerField::Max(m) => c.max = *m,
+                ServerField::Hard(h) => c.hard = *h,
+                ServerField::Weight(w) => c.weight = *w,
+                ServerField::Prio(p) => c.prio = *p,
+                ServerField::Blacklist(t) => pending.blacklist.push((id, *t)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the running balancer match this model, changing only what differs.
+    pub(crate) fn commit(self, shared: &Shared, pending: Pending) {
+        let log_changed = {
+            let mut settings = shared.settings.write();
+            let changed = settings.log != self.settings.log;
+            *settings = self.settings;
+            changed
+        };
+        match pending.log {
+            Some(target) => shared.log.set(target),
+            // A reload dropped or changed the log without a `log` line of its own.
+            None if log_changed => {
+                if let Err(e) = crate::accesslog::reopen(shared) {
+                    eprintln!("pen: {e}");
+                }
+            }
+            None => {}
+        }
+        *shared.acls.write() = self.acls;
+        if shared.conn_max.swap(self.conn_max, Relaxed) < self.conn_max {
+            shared.wake_all(); // workers paused at the old limit may accept again
+        }
+        shared.clients.lock().grow(self.clients_max);
+        let moved = shared.servers.write().reconfigure(&self.servers);
+        if !moved.is_empty() {
+            let mut clients = shared.clients.lock();
+            for id in moved {
+                clients.forget_server(id);
+            }
+        }
+        let now = now_ms();
+        {
+            let servers = shared.servers.read();
+            for (id, secs) in pending.blacklist {
+                if let Some(s) = servers.get(ServerId(id)) {
+                    s.blacklist(now, secs);
+                }
+            }
+        }
+        if let Some((listeners, bound)) = pending.listen {
+            crate::balancer::install_listeners(shared, listeners, bound);
+        }
+    }
+}
