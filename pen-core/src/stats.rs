@@ -389,7 +389,7 @@ pub(crate) fn render_page(s: &Snapshot) -> String {
     let _ = write!(
         h,
         "<h2>Clients</h2>\n<table id=\"clients\">\n<caption>{} tracked, {} slots</caption>\n\
-         <thead><tr><th class=\"l\">address</th><th>age (s)</th><th>last server</th><th>connects</th><th>sent</th><th>received</th></tr></thead>\n<tbody>\n",
+         <thead><tr><th class=\"l\">address</th><th>age (s)</th><th>last server</th><th>connects</th><th>bytes sent to client</th><th>bytes received from client</th></tr></thead>\n<tbody>\n",
         s.clients_tracked, s.clients_capacity
     );
     for c in &s.clients {
