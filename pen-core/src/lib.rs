@@ -43,6 +43,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub(crate) mod metrics;
+mod metrics_http;
 mod net;
 pub mod policy;
 mod poll;

@@ -1,29 +1,306 @@
-//! The `metrics` command and the metrics HTTP listener: counters in the Prometheus text
-//! exposition format.
+//! The `metrics` command: the counters in the Prometheus text exposition format 0.0.4.
+//!
+//! Written by hand rather than with `prometheus-client` or `prometheus`: our counters already
+//! live in atomics (the server table, `state::Counters`), and those crates want to own them in
+//! a registry of their own metric types (or, for `prometheus-client`, also emit OpenMetrics
+//! rather than 0.0.4). The format is a few lines per family; what needs care is escaping,
+//! done in [`label_value`] and [`help_text`].
+//!
+//! The HTTP listener for `/metrics` is in [`crate::metrics_http`].
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering::Relaxed;
 
 use crate::state::Shared;
+use crate::stats::{ServerRow, Snapshot};
+
+pub(crate) use crate::metrics_http::serve_http;
+
+/// The content type of [`render`]'s output.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Escapes a label value: backslash, double quote and newline (format 0.0.4).
+fn label_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes a HELP text: backslash and newline.
+fn help_text(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// Writes one metric family: HELP, TYPE, then its samples (each a label set and a value).
+fn family<'a>(
+    out: &mut String,
+    name: &str,
+    kind: Kind,
+    help: &str,
+    samples: impl IntoIterator<Item = (Vec<(&'a str, String)>, u64)>,
+) {
+    let kind = match kind {
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+    };
+    let _ = writeln!(out, "# HELP {name} {}", help_text(help));
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        out.push_str(name);
+        if !labels.is_empty() {
+            out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{k}=\"{}\"", label_value(v));
+            }
+            out.push('}');
+        }
+        let _ = writeln!(out, " {value}");
+    }
+}
+
+/// A family with one unlabelled sample.
+fn single(out: &mut String, name: &str, kind: Kind, help: &str, value: u64) {
+    family(out, name, kind, help, [(Vec::new(), value)]);
+}
 
 /// Renders every counter in the Prometheus text format (version 0.0.4).
 pub(crate) fn render(shared: &Shared) -> String {
-    let mut out = String::new();
-    let c = &shared.counters;
-    let _ = writeln!(
-        out,
-        "# HELP pen_connections_accepted_total Client connections accepted."
+    render_snapshot(&Snapshot::take(shared, 0))
+}
+
+/// Renders a snapshot (pure, for tests).
+pub(crate) fn render_snapshot(s: &Snapshot) -> String {
+    let mut out = String::with_capacity(2048 + 600 * s.servers.len());
+    let c = &s.counters;
+    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    single(
+        &mut out,
+        "pen_connections_accepted_total",
+        Kind::Counter,
+        "Client connections accepted.",
+        c.accepted,
     );
-    let _ = writeln!(out, "# TYPE pen_connections_accepted_total counter");
-    let _ = writeln!(
-        out,
-        "pen_connections_accepted_total {}",
-        c.accepted.load(Relaxed)
+    single(
+        &mut out,
+        "pen_connections_active",
+        Kind::Gauge,
+        "Client connections open now.",
+        count(s.active),
+    );
+    family(
+        &mut out,
+        "pen_connections_refused_total",
+        Kind::Counter,
+        "Client connections closed at once: denied by the client ACL, or no server available.",
+        [
+            (vec![("reason", "acl".to_string())], c.refused_acl),
+            (vec![("reason", "no_server".to_string())], c.no_server),
+        ],
+    );
+    single(
+        &mut out,
+        "pen_connection_limit",
+        Kind::Gauge,
+        "Maximum simultaneous client connections (-x).",
+        count(s.conn_max),
+    );
+
+    // Per server: the regular ones by number, then the emergency server.
+    let rows: Vec<(String, &ServerRow)> = s
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i.to_string(), r))
+        .chain(s.emergency.iter().map(|r| ("emergency".to_string(), r)))
+        .collect();
+    let per_server = |out: &mut String, name, kind, help, f: &dyn Fn(&ServerRow) -> u64| {
+        family(
+            out,
+            name,
+            kind,
+            help,
+            rows.iter()
+                .map(|(id, r)| (vec![("server", id.clone()), ("address", r.address())], f(r))),
+        );
+    };
+    per_server(
+        &mut out,
+        "pen_server_connections",
+        Kind::Gauge,
+        "Connections open (or opening) to the server now.",
+        &|r| u64::from(r.conns),
+    );
+    per_server(
+        &mut out,
+        "pen_server_connections_total",
+        Kind::Counter,
+        "Connections established to the server.",
+        &|r| r.total,
+    );
+    per_server(
+        &mut out,
+        "pen_server_bytes_sent_total",
+        Kind::Counter,
+        "Bytes sent to the server.",
+        &|r| r.sent,
+    );
+    per_server(
+        &mut out,
+        "pen_server_bytes_received_total",
+        Kind::Counter,
+        "Bytes received from the server.",
+        &|r| r.received,
+    );
+    per_server(
+        &mut out,
+        "pen_server_blacklisted",
+        Kind::Gauge,
+        "1 while the server is blacklisted after a failure, else 0.",
+        &|r| u64::from(r.blacklist_left.is_some()),
+    );
+    let (to_servers, to_clients) = rows.iter().fold((0u64, 0u64), |(a, b), (_, r)| {
+        (a.saturating_add(r.sent), b.saturating_add(r.received))
+    });
+    family(
+        &mut out,
+        "pen_bytes_total",
+        Kind::Counter,
+        "Bytes relayed, all servers together.",
+        [
+            (vec![("direction", "to_servers".to_string())], to_servers),
+            (vec![("direction", "to_clients".to_string())], to_clients),
+        ],
+    );
+
+    single(
+        &mut out,
+        "pen_failovers_total",
+        Kind::Counter,
+        "Connections moved to another server after a failed connect.",
+        c.failovers,
+    );
+    single(
+        &mut out,
+        "pen_blacklistings_total",
+        Kind::Counter,
+        "Servers blacklisted after a failed connect.",
+        c.blacklistings,
+    );
+    single(
+        &mut out,
+        "pen_connect_timeouts_total",
+        Kind::Counter,
+        "Connects to servers that timed out.",
+        c.connect_timeouts,
+    );
+    single(
+        &mut out,
+        "pen_accept_pauses_total",
+        Kind::Counter,
+        "Times a worker stopped accepting at the connection limit.",
+        c.accept_pauses,
+    );
+    single(
+        &mut out,
+        "pen_control_commands_total",
+        Kind::Counter,
+        "Commands served on the control socket.",
+        c.control_commands,
+    );
+    single(
+        &mut out,
+        "pen_control_errors_total",
+        Kind::Counter,
+        "Control-socket commands answered with an error.",
+        c.control_errors,
+    );
+    single(
+        &mut out,
+        "pen_clients_tracked",
+        Kind::Gauge,
+        "Clients in the tracking table now.",
+        count(s.clients_tracked),
     );
     out
 }
 
-/// Serves `GET /metrics` over HTTP on `listener` until the balancer stops.
-pub(crate) fn serve_http(shared: std::sync::Arc<Shared>, listener: crate::net::Listener) {
-    let _ = (shared, listener);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_label_values_and_help() {
+        assert_eq!(label_value("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+        assert_eq!(help_text("x\\y\nz\"q"), "x\\\\y\\nz\"q");
+        let mut out = String::new();
+        family(
+            &mut out,
+            "m",
+            Kind::Gauge,
+            "h",
+            [(vec![("l", "\"[::1]:80\"\n".to_string())], 1)],
+        );
+        assert_eq!(
+            out,
+            "# HELP m h\n# TYPE m gauge\nm{l=\"\\\"[::1]:80\\\"\\n\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn renders_every_family_with_server_labels() {
+        let mut s = crate::stats::tests::sample();
+        s.counters.accepted = 12;
+        s.counters.refused_acl = 2;
+        let text = render_snapshot(&s);
+        for line in [
+            "pen_connections_accepted_total 12",
+            "pen_connections_active 3",
+            "pen_connections_refused_total{reason=\"acl\"} 2",
+            "pen_connections_refused_total{reason=\"no_server\"} 0",
+            "pen_connection_limit 500",
+            "pen_server_connections{server=\"0\",address=\"127.0.0.1:81\"} 2",
+            "pen_server_connections_total{server=\"0\",address=\"127.0.0.1:81\"} 10",
+            "pen_server_bytes_sent_total{server=\"0\",address=\"127.0.0.1:81\"} 100",
+            "pen_server_bytes_received_total{server=\"0\",address=\"127.0.0.1:81\"} 2000",
+            "pen_server_blacklisted{server=\"1\",address=\"127.0.0.1:82\"} 1",
+            "pen_server_blacklisted{server=\"0\",address=\"127.0.0.1:81\"} 0",
+            "pen_server_connections{server=\"2\",address=\"\"} 0",
+            "pen_server_connections{server=\"emergency\",address=\"127.0.0.1:99\"} 0",
+            "pen_bytes_total{direction=\"to_servers\"} 100",
+            "pen_bytes_total{direction=\"to_clients\"} 2000",
+            "pen_failovers_total 0",
+            "pen_blacklistings_total 0",
+            "pen_connect_timeouts_total 0",
+            "pen_accept_pauses_total 0",
+            "pen_control_commands_total 0",
+            "pen_control_errors_total 0",
+            "pen_clients_tracked 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        // Every family has exactly one HELP and one TYPE, before its samples.
+        let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
+        assert_eq!(types, 17);
+        assert_eq!(helps, types);
+        assert!(text.ends_with('\n'));
+    }
 }

@@ -1,82 +1,596 @@
-//! The status page (`status`, later `-w`): rendered from one snapshot of the tables.
+//! The status page (`status`, `-w`/`web_stats`) and the snapshot it shares with the metrics.
+//!
+//! Everything is read once into a [`Snapshot`] (each lock taken alone and briefly, never two
+//! at a time, so the page cannot deadlock against the relay or the control plane), then
+//! rendered from plain data: the renderers are pure and testable without a running balancer.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::clock::now_ms;
+use crate::config::Settings;
+use crate::error::ApplyError;
+use crate::server::Server;
 use crate::state::Shared;
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// The status page lists at most this many clients (most recently seen first): the table may
+/// hold millions, and a page that size helps nobody.
+pub(crate) const MAX_CLIENT_ROWS: usize = 1000;
+
+/// One server (or the emergency server) as seen at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ServerRow {
+    /// Address, `None` for a slot created beyond the table and never given one.
+    pub(crate) addr: Option<SocketAddr>,
+    /// Has a usable address and port.
+    pub(crate) has_address: bool,
+    /// Seconds of blacklisting left, `None` when not blacklisted.
+    pub(crate) blacklist_left: Option<u64>,
+    pub(crate) conns: u32,
+    pub(crate) max: u32,
+    pub(crate) hard: u32,
+    pub(crate) total: u64,
+    /// Bytes sent to the server.
+    pub(crate) sent: u64,
+    /// Bytes received from the server.
+    pub(crate) received: u64,
+    pub(crate) weight: u32,
+    pub(crate) prio: u32,
+    pub(crate) acl: Option<u8>,
 }
 
-/// The HTML status page: servers (state, blacklist time left, connections, bytes), clients,
-/// connection totals.
-pub(crate) fn status_html(shared: &Shared) -> String {
-    let now = now_ms();
-    let mut h = String::new();
-    let servers = shared.servers.read();
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>Pen status page</title>\n</head>\n<body>\n<h1>Pen status page</h1>\n<p>{} servers, {} current connections, limit {}</p>\n",
-        servers.len(),
-        shared.active.load(Relaxed),
-        shared.conn_max.load(Relaxed)
-    );
-    h.push_str("<table>\n<tr><th>server</th><th>address</th><th>port</th><th>status</th><th>connections</th><th>max soft</th><th>max hard</th><th>sent</th><th>received</th><th>weight</th><th>prio</th></tr>\n");
-    for (id, s) in servers.iter() {
-        let (ip, port) = s.shown_addr();
-        let status = if s.is_blacklisted(now) {
-            format!("blacklisted ({} s left)", s.blacklist_left_secs(now))
-        } else {
-            "up".to_string()
-        };
-        let _ = writeln!(
-            h,
-            "<tr><td>{id}</td><td>{}</td><td>{port}</td><td>{status}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&ip.to_string()),
-            s.conns.load(Relaxed),
-            s.max,
-            s.hard,
-            s.sent.load(Relaxed),
-            s.received.load(Relaxed),
-            s.weight,
-            s.prio
-        );
+impl ServerRow {
+    fn of(s: &Server, now: u64) -> Self {
+        ServerRow {
+            addr: s.addr,
+            has_address: s.has_address(),
+            blacklist_left: s.is_blacklisted(now).then(|| s.blacklist_left_secs(now)),
+            conns: s.conns.load(Relaxed),
+            max: s.max,
+            hard: s.hard,
+            total: s.total.load(Relaxed),
+            sent: s.sent.load(Relaxed),
+            received: s.received.load(Relaxed),
+            weight: s.weight,
+            prio: s.prio,
+            acl: s.acl,
+        }
     }
-    drop(servers);
-    h.push_str("</table>\n<h2>Active clients</h2>\n<table>\n<tr><th>address</th><th>age (s)</th><th>last server</th><th>connects</th><th>sent</th><th>received</th></tr>\n");
-    let clients = shared.clients.lock();
+
+    /// `ip:port` (`[v6]:port`), or empty when unset.
+    pub(crate) fn address(&self) -> String {
+        self.addr.map(|a| a.to_string()).unwrap_or_default()
+    }
+}
+
+/// One tracked client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ClientRow {
+    pub(crate) addr: IpAddr,
+    pub(crate) age_secs: u64,
+    pub(crate) server: usize,
+    pub(crate) connects: u64,
+    /// Bytes sent to the client.
+    pub(crate) sent: u64,
+    /// Bytes received from the client.
+    pub(crate) received: u64,
+}
+
+/// The global counters (`state::Counters`) as plain numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CounterValues {
+    pub(crate) accepted: u64,
+    pub(crate) refused_acl: u64,
+    pub(crate) no_server: u64,
+    pub(crate) failovers: u64,
+    pub(crate) blacklistings: u64,
+    pub(crate) connect_timeouts: u64,
+    pub(crate) accept_pauses: u64,
+    pub(crate) control_commands: u64,
+    pub(crate) control_errors: u64,
+}
+
+/// Everything the status page and the metrics show, read at one moment.
+#[derive(Clone, Debug)]
+pub(crate) struct Snapshot {
+    /// Wall-clock time of the snapshot.
+    pub(crate) wall: SystemTime,
+    /// Milliseconds on the process clock ([`now_ms`]), which starts when the first balancer in
+    /// the process starts working: for `pen`, its uptime.
+    pub(crate) uptime_ms: u64,
+    pub(crate) listen: String,
+    pub(crate) control: Option<String>,
+    pub(crate) settings: Settings,
+    /// Open client connections (all workers).
+    pub(crate) active: usize,
+    /// The `-x` limit.
+    pub(crate) conn_max: usize,
+    pub(crate) workers: usize,
+    pub(crate) servers: Vec<ServerRow>,
+    pub(crate) emergency: Option<ServerRow>,
+    /// The first clients (most recent first), at most the number asked for.
+    pub(crate) clients: Vec<ClientRow>,
+    /// Clients tracked in all.
+    pub(crate) clients_tracked: usize,
+    pub(crate) clients_capacity: usize,
+    pub(crate) counters: CounterValues,
+}
+
+impl Snapshot {
+    /// Reads the tables, copying at most `client_rows` clients.
+    pub(crate) fn take(shared: &Shared, client_rows: usize) -> Self {
+        let now = now_ms();
+        // One lock at a time, each released before the next is taken.
+        let settings = shared.settings.read().clone();
+        let listen = shared.listen.lock().to_string();
+        let control = shared.control.lock().as_ref().map(ToString::to_string);
+        let (servers, emergency) = {
+            let t = shared.servers.read();
+            let rows: Vec<ServerRow> = t.iter().map(|(_, s)| ServerRow::of(s, now)).collect();
+            (rows, t.emergency.as_ref().map(|s| ServerRow::of(s, now)))
+        };
+        let (clients, clients_tracked, clients_capacity) = {
+            let t = shared.clients.lock();
+            let rows = t
+                .iter()
+                .take(client_rows)
+                .map(|e| ClientRow {
+                    addr: e.addr,
+                    age_secs: now.saturating_sub(e.last_ms) / 1000,
+                    server: e.server.0,
+                    connects: e.connects,
+                    sent: e.sent,
+                    received: e.received,
+                })
+                .collect();
+            (rows, t.len(), t.capacity())
+        };
+        let c = &shared.counters;
+        Snapshot {
+            wall: SystemTime::now(),
+            uptime_ms: now,
+            listen,
+            control,
+            settings,
+            active: shared.active.load(Relaxed),
+            conn_max: shared.conn_max.load(Relaxed),
+            workers: shared.nworkers(),
+            servers,
+            emergency,
+            clients,
+            clients_tracked,
+            clients_capacity,
+            counters: CounterValues {
+                accepted: c.accepted.load(Relaxed),
+                refused_acl: c.refused_acl.load(Relaxed),
+                no_server: c.no_server.load(Relaxed),
+                failovers: c.failovers.load(Relaxed),
+                blacklistings: c.blacklistings.load(Relaxed),
+                connect_timeouts: c.connect_timeouts.load(Relaxed),
+                accept_pauses: c.accept_pauses.load(Relaxed),
+                control_commands: c.control_commands.load(Relaxed),
+                control_errors: c.control_errors.load(Relaxed),
+            },
+        }
+    }
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // Control characters other than tab/newline are parse errors in HTML5.
+            c if c.is_control() && c != '\t' && c != '\n' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` (no time zone database needed).
+fn utc(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm, proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// `3d 04:05:06` style.
+fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if d > 0 {
+        format!("{d}d {h:02}:{m:02}:{s:02}")
+    } else {
+        format!("{h:02}:{m:02}:{s:02}")
+    }
+}
+
+/// The selection and relay modes, as the `mode` command spells them, plus the other switches.
+fn modes(s: &Settings) -> String {
+    [
+        ("hash", s.hash),
+        ("roundrobin", s.roundrobin),
+        ("stubborn", s.stubborn),
+        ("weight", s.weight),
+        ("prio", s.prio),
+        ("http", s.http),
+        ("tcp_nodelay", s.tcp_nodelay),
+        ("transparent", s.transparent),
+    ]
+    .iter()
+    .map(|(name, on)| {
+        if *on {
+            (*name).to_string()
+        } else {
+            format!("no {name}")
+        }
+    })
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+const STYLE: &str =
+    "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}\
+h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}\
+table{border-collapse:collapse;margin:.4em 0}\
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}\
+th{background:#f0f0f0}td.l,th.l{text-align:left}\
+table.kv th{text-align:left}table.kv td{text-align:left}\
+tr.up td.state{color:#060}tr.bl td.state{color:#a00;font-weight:bold}tr.na td.state{color:#777}\
+caption{text-align:left;font-weight:bold;padding:.3em 0}p.note{color:#555}";
+
+const SERVER_HEAD: &str = "<thead><tr><th>#</th><th class=\"l\">address</th><th>port</th><th class=\"l\">state</th><th>connections</th><th>max soft</th><th>max hard</th><th>total connections</th><th>bytes sent</th><th>bytes received</th><th>weight</th><th>prio</th><th>acl</th></tr></thead>\n";
+
+fn server_row(h: &mut String, id: &str, r: &ServerRow) {
+    let (class, state) = match (r.has_address, r.blacklist_left) {
+        (false, _) => ("na", "no address".to_string()),
+        (true, Some(left)) => ("bl", format!("blacklisted, {left} s left")),
+        (true, None) => ("up", "up".to_string()),
+    };
+    let (ip, port) = match r.addr {
+        Some(a) => (a.ip().to_string(), a.port().to_string()),
+        None => (String::new(), String::new()),
+    };
+    let acl = r.acl.map_or_else(|| "-".to_string(), |a| a.to_string());
     let _ = writeln!(
         h,
-        "<caption>Max number of clients: {}</caption>",
-        clients.capacity()
+        "<tr class=\"{class}\"><td>{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l state\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        esc(id),
+        esc(&ip),
+        esc(&port),
+        esc(&state),
+        r.conns,
+        r.max,
+        r.hard,
+        r.total,
+        r.sent,
+        r.received,
+        r.weight,
+        r.prio,
+        esc(&acl),
     );
-    for e in clients.iter() {
+}
+
+fn kv(h: &mut String, key: &str, value: &str) {
+    let _ = writeln!(h, "<tr><th>{}</th><td>{}</td></tr>", esc(key), esc(value));
+}
+
+/// Renders the page (valid HTML5, self-contained: inline style, no scripts, no external
+/// resources). Every value from the tables is escaped.
+pub(crate) fn render_page(s: &Snapshot) -> String {
+    let mut h = String::with_capacity(4096 + 160 * (s.servers.len() + s.clients.len()));
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>pen status: {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>pen status: {}</h1>\n",
+        esc(&s.listen),
+        esc(&s.listen)
+    );
+    h.push_str("<table class=\"kv\">\n");
+    kv(&mut h, "time", &utc(s.wall));
+    kv(&mut h, "uptime", &duration(s.uptime_ms));
+    kv(
+        &mut h,
+        "version",
+        concat!("pen ", env!("CARGO_PKG_VERSION")),
+    );
+    kv(&mut h, "listening on", &s.listen);
+    kv(
+        &mut h,
+        "control socket",
+        s.control.as_deref().unwrap_or("none"),
+    );
+    kv(&mut h, "modes", &modes(&s.settings));
+    kv(
+        &mut h,
+        "connections open / limit",
+        &format!("{} / {}", s.active, s.conn_max),
+    );
+    kv(&mut h, "workers", &s.workers.to_string());
+    kv(
+        &mut h,
+        "connections accepted",
+        &s.counters.accepted.to_string(),
+    );
+    kv(
+        &mut h,
+        "refused (client acl / no server)",
+        &format!("{} / {}", s.counters.refused_acl, s.counters.no_server),
+    );
+    kv(
+        &mut h,
+        "failovers / blacklistings / connect timeouts",
+        &format!(
+            "{} / {} / {}",
+            s.counters.failovers, s.counters.blacklistings, s.counters.connect_timeouts
+        ),
+    );
+    kv(
+        &mut h,
+        "blacklist / tracking / connect timeout",
+        &format!(
+            "{} s / {} / {} s",
+            s.settings.blacklist_secs,
+            if s.settings.tracking_secs == 0 {
+                "forever".to_string()
+            } else {
+                format!("{} s", s.settings.tracking_secs)
+            },
+            s.settings.connect_timeout_secs
+        ),
+    );
+    h.push_str("</table>\n");
+
+    let _ = write!(
+        h,
+        "<h2>Servers</h2>\n<table id=\"servers\">\n<caption>{} server{}</caption>\n{SERVER_HEAD}<tbody>\n",
+        s.servers.len(),
+        if s.servers.len() == 1 { "" } else { "s" }
+    );
+    for (i, r) in s.servers.iter().enumerate() {
+        server_row(&mut h, &i.to_string(), r);
+    }
+    h.push_str("</tbody>\n</table>\n");
+    if let Some(e) = &s.emergency {
+        let _ = write!(
+            h,
+            "<h2>Emergency server</h2>\n<table id=\"emergency\">\n{SERVER_HEAD}<tbody>\n"
+        );
+        server_row(&mut h, "emergency", e);
+        h.push_str("</tbody>\n</table>\n");
+    }
+
+    let _ = write!(
+        h,
+        "<h2>Clients</h2>\n<table id=\"clients\">\n<caption>{} tracked, {} slots</caption>\n\
+         <thead><tr><th class=\"l\">address</th><th>age (s)</th><th>last server</th><th>connects</th><th>bytes sent to client</th><th>bytes received from client</th></tr></thead>\n<tbody>\n",
+        s.clients_tracked, s.clients_capacity
+    );
+    for c in &s.clients {
         let _ = writeln!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&e.addr.to_string()),
-            now.saturating_sub(e.last_ms) / 1000,
-            e.server,
-            e.connects,
-            e.sent,
-            e.received
+            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&c.addr.to_string()),
+            c.age_secs,
+            c.server,
+            c.connects,
+            c.sent,
+            c.received
         );
     }
-    drop(clients);
-    h.push_str("</table>\n</body>\n</html>\n");
+    h.push_str("</tbody>\n</table>\n");
+    if s.clients_tracked > s.clients.len() {
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">Showing the {} most recently seen of {} clients.</p>",
+            s.clients.len(),
+            s.clients_tracked
+        );
+    }
+
+    let _ = write!(
+        h,
+        "<h2>Open connections</h2>\n<p>{} open (limit {}) across {} worker{}.</p>\n</body>\n</html>\n",
+        s.active,
+        s.conn_max,
+        s.workers,
+        if s.workers == 1 { "" } else { "s" }
+    );
     h
 }
 
-/// Writes the status page to the `web_stats` file (atomically: temporary file and rename), if
-/// one is set.
-pub(crate) fn write_web_stats(shared: &Shared) -> Result<(), crate::error::ApplyError> {
+/// The HTML status page (the `status` command); also writes it to the `web_stats` file when
+/// one is set (PEN-SPEC 1: the file is written on `status`). A failed write does not fail the
+/// command: the page is still returned and the reason goes to stderr.
+pub(crate) fn status_html(shared: &Shared) -> String {
+    let page = render_page(&Snapshot::take(shared, MAX_CLIENT_ROWS));
+    let file = shared.settings.read().web_stats.clone();
+    if let Some(path) = file {
+        if let Err(e) = write_atomically(Path::new(&path), &page) {
+            eprintln!("pen: {e}");
+        }
+    }
+    page
+}
+
+/// Writes the status page to the `web_stats` file, if one is set (SIGUSR1).
+///
+/// # Errors
+/// [`ApplyError::Io`] naming the file if it cannot be written; the old file is then untouched.
+pub(crate) fn write_web_stats(shared: &Shared) -> Result<(), ApplyError> {
     let Some(path) = shared.settings.read().web_stats.clone() else {
         return Ok(());
     };
-    let _ = path;
-    Ok(())
+    let page = render_page(&Snapshot::take(shared, MAX_CLIENT_ROWS));
+    write_atomically(Path::new(&path), &page)
+}
+
+/// Writes `text` to a temporary file in `path`'s directory, then renames it over `path`, so a
+/// reader (a web server serving the file) never sees half a page.
+fn write_atomically(path: &Path, text: &str) -> Result<(), ApplyError> {
+    let io = |what: &str, source| ApplyError::Io {
+        context: format!("cannot {what} web_stats file '{}'", path.display()),
+        source,
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io("write", std::io::Error::other("not a file name")))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| io("write", e))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io("replace", e)));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    pub(crate) fn sample() -> Snapshot {
+        let addr = |p| Some(SocketAddr::from((Ipv4Addr::LOCALHOST, p)));
+        Snapshot {
+            wall: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            uptime_ms: 90_061_000,
+            listen: "127.0.0.1:8080".into(),
+            control: Some("127.0.0.1:10080".into()),
+            settings: Settings::default(),
+            active: 3,
+            conn_max: 500,
+            workers: 2,
+            servers: vec![
+                ServerRow {
+                    addr: addr(81),
+                    has_address: true,
+                    conns: 2,
+                    total: 10,
+                    sent: 100,
+                    received: 2000,
+                    ..ServerRow::default()
+                },
+                ServerRow {
+                    addr: addr(82),
+                    has_address: true,
+                    blacklist_left: Some(17),
+                    acl: Some(3),
+                    ..ServerRow::default()
+                },
+                ServerRow::default(),
+            ],
+            emergency: Some(ServerRow {
+                addr: addr(99),
+                has_address: true,
+                ..ServerRow::default()
+            }),
+            clients: vec![ClientRow {
+                addr: IpAddr::from(Ipv4Addr::new(127, 0, 0, 2)),
+                age_secs: 5,
+                server: 0,
+                connects: 4,
+                sent: 7,
+                received: 8,
+            }],
+            clients_tracked: 1,
+            clients_capacity: 2048,
+            counters: CounterValues::default(),
+        }
+    }
+
+    #[test]
+    fn time_and_duration_formats() {
+        assert_eq!(
+            utc(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            "2023-11-14 22:13:20 UTC"
+        );
+        assert_eq!(utc(UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            utc(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29 00:00:00 UTC"
+        );
+        assert_eq!(duration(90_061_000), "1d 01:01:01");
+        assert_eq!(duration(59_999), "00:00:59");
+    }
+
+    #[test]
+    fn escapes_markup_and_controls() {
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>\u{1}"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;\u{fffd}"
+        );
+    }
+
+    #[test]
+    fn page_shows_servers_states_and_emergency() {
+        let page = render_page(&sample());
+        assert!(page.starts_with("<!DOCTYPE html>\n"));
+        assert!(
+            page.contains("<td class=\"l\">127.0.0.1</td><td>81</td><td class=\"l state\">up</td>")
+        );
+        assert!(page.contains("blacklisted, 17 s left"));
+        assert!(page.contains("no address"));
+        assert!(page.contains("<td>emergency</td><td class=\"l\">127.0.0.1</td><td>99</td>"));
+        assert!(page.contains("1d 01:01:01"));
+        assert!(page.contains("3 / 500"));
+        assert!(page.contains("no hash no roundrobin"));
+        assert!(!page.contains("most recently seen"));
+    }
+
+    #[test]
+    fn long_client_list_is_capped_with_a_note() {
+        let mut s = sample();
+        s.clients = vec![s.clients[0].clone(); MAX_CLIENT_ROWS];
+        s.clients_tracked = 5000;
+        let page = render_page(&s);
+        assert!(page.contains("Showing the 1000 most recently seen of 5000 clients."));
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_file_and_leaves_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("pen-stats-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("status.html");
+        write_atomically(&p, "one").unwrap();
+        write_atomically(&p, "two").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "temporary file left behind");
+        let err = write_atomically(&dir.join("missing/x.html"), "x").unwrap_err();
+        assert!(err.to_string().contains("missing/x.html"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -9,6 +9,7 @@ mod control;
 mod failover;
 mod ops_config;
 mod ops_daemon;
+mod ops_stats;
 mod process;
 mod relay;
 mod selection;
