@@ -73,6 +73,8 @@ impl Bound {
                 .map_err(io_err("cannot start metrics thread"))?;
             threads.push(t);
         }
+        // From now on the workers answer messages: `listen` may wait for them.
+        shared.running.store(true, Relaxed);
         Ok(Balancer {
             shared,
             threads: Mutex::new(threads),
@@ -147,14 +149,25 @@ pub(crate) fn bind_for(
     })
 }
 
-/// Hands new listeners to the workers (each closes its old one).
+/// Hands new listeners to the workers and, once they run, waits (boundedly) until each has
+/// closed its old one: when `listen` replies, the old address no longer accepts.
 pub(crate) fn install_listeners(
     shared: &Shared,
     listeners: Vec<Option<Listener>>,
     bound: ListenAddr,
 ) {
+    let running = shared.running.load(Relaxed);
+    let mut acks = Vec::new();
     for (link, l) in shared.workers.iter().zip(listeners) {
-        link.send(WorkerMsg::Listen(l));
+        let (tx, rx) = mpsc::channel();
+        if link.send(WorkerMsg::Listen(l, running.then_some(tx))) {
+            acks.push(rx);
+        }
+    }
+    if running {
+        for rx in acks {
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(2));
+        }
     }
     *shared.listen.lock() = bound;
 }
@@ -194,11 +207,15 @@ impl Balancer {
         };
         let metrics = match &config.metrics {
             Some(m) => {
-                let (mut ls, _) = bind_listeners(m, 1, 16, false)
+                let (mut ls, bound) = bind_listeners(m, 1, 16, false)
                     .map_err(io_err(format!("cannot open metrics listener '{m}'")))?;
-                ls.remove(0)
+                Some((ls.remove(0), bound))
             }
             None => None,
+        };
+        let (metrics, metrics_addr) = match metrics {
+            Some((l, a)) => (l, Some(a)),
+            None => (None, None),
         };
         let mut links = Vec::with_capacity(n);
         let mut ends = Vec::with_capacity(n);
@@ -224,6 +241,7 @@ impl Balancer {
             exit_enabled: config.exit_enabled,
             splice: config.splice,
             stopping: AtomicBool::new(false),
+            running: AtomicBool::new(false),
             listen: Mutex::new(bound),
             control: Mutex::new(control.as_ref().map(|c| c.1.clone())),
             workers: links,
@@ -232,6 +250,8 @@ impl Balancer {
             base: Mutex::new(None),
             config_lock: Mutex::new(()),
             counters: Counters::default(),
+            started_ms: crate::clock::now_ms(),
+            metrics: metrics_addr,
             log: crate::accesslog::AccessLog::default(),
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
@@ -271,6 +291,11 @@ impl Balancer {
     /// The address the listener is bound to now (with the real port when started on port 0).
     pub fn listen_addr(&self) -> ListenAddr {
         self.shared.listen.lock().clone()
+    }
+
+    /// The metrics listener's address (with the real port when bound to port 0), if any.
+    pub fn metrics_addr(&self) -> Option<ListenAddr> {
+        self.shared.metrics.clone()
     }
 
     /// The control socket's address, if there is one.

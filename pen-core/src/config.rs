@@ -121,7 +121,7 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// Commands run at start, in order (`-O`).
     pub commands: Vec<String>,
-    /// Listener for the Prometheus `/metrics` HTTP endpoint (`--metrics ADDR`) [ours].
+    /// Listener for the Prometheus `/metrics` HTTP endpoint (`--metrics ADDR`) \[ours\].
     pub metrics: Option<ListenAddr>,
     /// When to relay between TCP sockets with zero-copy `splice` (Linux) (default `Splice::Auto`).
     pub splice: Splice,

@@ -210,6 +210,13 @@ pub(crate) fn render_snapshot(s: &Snapshot) -> String {
     );
     single(
         &mut out,
+        "pen_idle_timeouts_total",
+        Kind::Counter,
+        "Connections closed by idle_timeout.",
+        c.idle_timeouts,
+    );
+    single(
+        &mut out,
         "pen_accept_pauses_total",
         Kind::Counter,
         "Times a worker stopped accepting at the connection limit.",
@@ -286,6 +293,7 @@ mod tests {
             "pen_failovers_total 0",
             "pen_blacklistings_total 0",
             "pen_connect_timeouts_total 0",
+            "pen_idle_timeouts_total 0",
             "pen_accept_pauses_total 0",
             "pen_control_commands_total 0",
             "pen_control_errors_total 0",
@@ -299,7 +307,7 @@ mod tests {
         // Every family has exactly one HELP and one TYPE, before its samples.
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
-        assert_eq!(types, 17);
+        assert_eq!(types, 18);
         assert_eq!(helps, types);
         assert!(text.ends_with('\n'));
     }

@@ -79,8 +79,9 @@ fn target_name(t: Target) -> String {
 
 /// Requests from the control plane to one worker.
 pub(crate) enum WorkerMsg {
-    /// Replace the listener (`None`: this worker has none, e.g. for a Unix socket).
-    Listen(Option<Listener>),
+    /// Replace the listener (`None`: this worker has none, e.g. for a Unix socket); the
+    /// sender, if any, hears when the old one is closed.
+    Listen(Option<Listener>, Option<mpsc::Sender<()>>),
     /// Close connection in this slot.
     Close(usize),
     /// Describe the connection in this slot.
@@ -239,9 +240,12 @@ impl Worker {
     fn handle_messages(&mut self) {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
-                WorkerMsg::Listen(l) => {
+                WorkerMsg::Listen(l, done) => {
                     if let Some(old) = self.listener.take() {
                         self.poller.delete(&old);
+                    }
+                    if let Some(done) = done {
+                        let _ = done.send(());
                     }
                     if let Some(l) = l {
                         match self.poller.add(&l, LISTENER_KEY) {
@@ -706,6 +710,7 @@ impl Worker {
                 })
                 .collect();
             for i in stale {
+                self.shared.counters.idle_timeouts.fetch_add(1, Relaxed);
                 self.close(i);
             }
         }

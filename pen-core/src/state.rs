@@ -45,6 +45,8 @@ pub(crate) struct Counters {
     pub(crate) blacklistings: AtomicU64,
     /// Connects that timed out.
     pub(crate) connect_timeouts: AtomicU64,
+    /// Connections closed by `idle_timeout`.
+    pub(crate) idle_timeouts: AtomicU64,
     /// Times a worker stopped accepting at the `-x` limit.
     pub(crate) accept_pauses: AtomicU64,
     /// Control-socket commands served.
@@ -71,6 +73,8 @@ pub(crate) struct Shared {
     /// When to relay TCP-to-TCP with `splice` (Linux).
     pub(crate) splice: crate::config::Splice,
     pub(crate) stopping: AtomicBool,
+    /// The worker threads run (before that, messages to them only queue).
+    pub(crate) running: AtomicBool,
     /// The address the listener is bound to now.
     pub(crate) listen: Mutex<ListenAddr>,
     /// The control socket's address.
@@ -85,6 +89,10 @@ pub(crate) struct Shared {
     /// Serialises configuration changes (snapshot, apply, commit).
     pub(crate) config_lock: Mutex<()>,
     pub(crate) counters: Counters,
+    /// When this balancer was bound ([`crate::clock::now_ms`]), for its uptime.
+    pub(crate) started_ms: u64,
+    /// The metrics listener's address, if any.
+    pub(crate) metrics: Option<ListenAddr>,
     /// The access log target.
     pub(crate) log: crate::accesslog::AccessLog,
     /// Set (with the condvar notified) once the balancer has stopped.

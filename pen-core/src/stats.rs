@@ -89,6 +89,7 @@ pub(crate) struct CounterValues {
     pub(crate) failovers: u64,
     pub(crate) blacklistings: u64,
     pub(crate) connect_timeouts: u64,
+    pub(crate) idle_timeouts: u64,
     pub(crate) accept_pauses: u64,
     pub(crate) control_commands: u64,
     pub(crate) control_errors: u64,
@@ -99,8 +100,7 @@ pub(crate) struct CounterValues {
 pub(crate) struct Snapshot {
     /// Wall-clock time of the snapshot.
     pub(crate) wall: SystemTime,
-    /// Milliseconds on the process clock ([`now_ms`]), which starts when the first balancer in
-    /// the process starts working: for `pen`, its uptime.
+    /// Milliseconds since this balancer was bound.
     pub(crate) uptime_ms: u64,
     pub(crate) listen: String,
     pub(crate) control: Option<String>,
@@ -152,7 +152,7 @@ impl Snapshot {
         let c = &shared.counters;
         Snapshot {
             wall: SystemTime::now(),
-            uptime_ms: now,
+            uptime_ms: now.saturating_sub(shared.started_ms),
             listen,
             control,
             settings,
@@ -171,6 +171,7 @@ impl Snapshot {
                 failovers: c.failovers.load(Relaxed),
                 blacklistings: c.blacklistings.load(Relaxed),
                 connect_timeouts: c.connect_timeouts.load(Relaxed),
+                idle_timeouts: c.idle_timeouts.load(Relaxed),
                 accept_pauses: c.accept_pauses.load(Relaxed),
                 control_commands: c.control_commands.load(Relaxed),
                 control_errors: c.control_errors.load(Relaxed),

@@ -208,7 +208,7 @@ pub enum Command {
     Source(IpAddr),
     /// `status`.
     Status,
-    /// `metrics` [ours]: the Prometheus text exposition of the counters.
+    /// `metrics` \[ours\]: the Prometheus text exposition of the counters.
     Metrics,
     /// `tcp_fastclose [up|down|both|off]`.
     TcpFastclose(Option<Fastclose>),
