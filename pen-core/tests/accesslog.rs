@@ -166,3 +166,32 @@ fn rotation_under_traffic_loses_no_line() {
     assert!(seen.values().all(|&n| n == 1));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn host_port_sends_each_line_to_a_udp_collector() {
+    let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    collector
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let target = collector.local_addr().unwrap().to_string();
+    let (b, addr) = start(echo_backend(), None);
+    assert_eq!(
+        b.apply(&format!("log {target}")).unwrap(),
+        format!("{target}\n")
+    );
+    request(addr, "one\n");
+    request(addr, "two\n");
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 2048];
+    while lines.len() < 2 {
+        let n = collector.recv(&mut buf).expect("a datagram within 10 s");
+        lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    lines.sort();
+    assert!(
+        lines[0].ends_with(" one\n") && lines[0].starts_with("127.0.0.1 "),
+        "{lines:?}"
+    );
+    assert!(lines[1].ends_with(" two\n"), "{lines:?}");
+    b.stop();
+}
