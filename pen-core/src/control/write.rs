@@ -25,7 +25,7 @@ pub(crate) fn write(shared: &Shared, file: Option<&str>) -> Result<String, Apply
     };
     let model = Model::snapshot(shared);
     let control = shared.control.lock().clone();
-    let text = render(&model, control.as_ref(), &path, now_utc());
+    let text = render(&model, control.as_ref(), &path, crate::clock::now_utc());
     write_atomically(&path, text.as_bytes()).map_err(|source| ApplyError::Io {
         context: format!("cannot write '{}'", path.display()),
         source,
@@ -133,46 +133,4 @@ pub(crate) fn render(
         out.push('\n');
     }
     out
-}
-
-/// The current UTC time as `YYYY-MM-DD HH:MM:SS`.
-fn now_utc() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format_utc(secs)
-}
-
-/// Formats seconds since the epoch as a UTC date and time (proleptic Gregorian calendar).
-fn format_utc(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm, restated).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_known_dates() {
-        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
-        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00");
-        assert_eq!(format_utc(1_795_551_527), "2026-11-24 20:18:47");
-    }
 }
