@@ -45,6 +45,7 @@ pub mod error;
 pub(crate) mod metrics;
 mod metrics_http;
 mod net;
+mod oneshot;
 pub mod policy;
 mod poll;
 mod reactor;

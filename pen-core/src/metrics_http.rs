@@ -1,30 +1,16 @@
 //! The metrics HTTP listener (`--metrics ADDR`): `GET /metrics` over HTTP/1.x for Prometheus.
 //!
-//! Shaped like the control socket: non-blocking, on its own thread with its own poller, at
-//! most [`MAX_CLIENTS`] at once, each with [`CLIENT_TIMEOUT_MS`] to send its request and read
-//! the reply, so a slow or idle scraper never stalls anything. One request per connection
-//! (`Connection: close`); clients are checked against the control ACL, like the control socket.
+//! Served by [`crate::oneshot`], like the control socket: its own thread and poller, bounded
+//! clients with a timeout, the control ACL. One request per connection (`Connection: close`).
 
-use std::io::{self, Read, Write};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::clock::now_ms;
-use crate::net::{Listener, Stream};
-use crate::poll::{Events, Poller};
+use crate::net::Listener;
+use crate::oneshot::{Answer, Protocol};
 use crate::state::Shared;
 
-/// A client gets this long to send its request and read the reply.
-const CLIENT_TIMEOUT_MS: u64 = 10_000;
-/// After the reply, how long to wait for the client to close before we do (reading what it
-/// still sends, so our close does not reset the connection before it read the reply).
-const LINGER_MS: u64 = 2_000;
 /// Longest accepted request head (request line and headers).
 const MAX_HEAD: usize = 8 * 1024;
-/// At most this many clients at once; more wait in the accept queue.
-const MAX_CLIENTS: usize = 64;
-const LISTENER_KEY: usize = usize::MAX - 1;
 
 /// What a request head asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,26 +25,6 @@ enum Request {
     Malformed,
     /// An HTTP version other than 1.x.
     BadVersion,
-}
-
-/// Where a client is.
-#[derive(Debug, PartialEq, Eq)]
-enum Phase {
-    /// Reading the request head.
-    Reading,
-    /// Writing the reply.
-    Writing,
-    /// Reply written and write side shut: waiting for the client to close.
-    Lingering,
-}
-
-struct Client {
-    stream: Stream,
-    input: Vec<u8>,
-    output: Vec<u8>,
-    written: usize,
-    phase: Phase,
-    deadline: u64,
 }
 
 /// Finds the end of the request head (after the blank line), if it has arrived.
@@ -171,199 +137,32 @@ fn reply(shared: &Shared, req: Option<Request>) -> Vec<u8> {
     }
 }
 
-/// Serves `GET /metrics` over HTTP on `listener` until the balancer stops.
-pub(crate) fn serve_http(shared: Arc<Shared>, listener: Listener) {
-    let poller = match Poller::new() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("pen: metrics listener disabled: {e}");
-            return;
-        }
-    };
-    if let Err(e) = poller.add(&listener, LISTENER_KEY) {
-        eprintln!("pen: metrics listener disabled: {e}");
-        return;
-    }
-    let mut clients: Vec<Option<Client>> = Vec::new();
-    let mut events = Events::new();
-    let mut accept_ready = true;
-    // At MAX_CLIENTS: stopped accepting until a client finishes.
-    let mut full = false;
-    loop {
-        let timeout = if accept_ready {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(200)
-        };
-        let _ = poller.wait(&mut events, Some(timeout));
-        let stopping = shared.stopping.load(Relaxed);
-        let mut ready: Vec<usize> = Vec::new();
-        for ev in events.iter() {
-            if ev.key == LISTENER_KEY {
-                accept_ready = true;
-            } else {
-                ready.push(ev.key);
-            }
-        }
-        let now = now_ms();
-        if accept_ready && !stopping {
-            accept_ready = false;
-            full = accept(&shared, &poller, &listener, &mut clients, now);
-        }
-        for k in ready {
-            serve_client(&shared, &poller, &mut clients, k, now);
-        }
-        for c in clients.iter_mut() {
-            if c.as_ref().is_some_and(|c| now > c.deadline) {
-                if let Some(c) = c.take() {
-                    poller.delete(&c.stream);
-                }
-            }
-        }
-        if full && clients.iter().filter(|c| c.is_some()).count() < MAX_CLIENTS {
-            // A place freed: the clients still queued raise no new edge, so look now.
-            full = false;
-            accept_ready = true;
-        }
-        if stopping {
-            for c in clients.iter_mut().filter_map(Option::take) {
-                poller.delete(&c.stream);
-            }
-            poller.delete(&listener);
-            return;
-        }
-    }
-}
+/// The metrics HTTP protocol: one request head in, one response out.
+struct MetricsHttp;
 
-/// Accepts pending clients until the queue is empty (returns false) or the table is full
-/// (returns true: accepting resumes when a place frees).
-fn accept(
-    shared: &Shared,
-    poller: &Poller,
-    listener: &Listener,
-    clients: &mut Vec<Option<Client>>,
-    now: u64,
-) -> bool {
-    loop {
-        let live = clients.iter().filter(|c| c.is_some()).count();
-        if live >= MAX_CLIENTS {
-            return true;
-        }
-        let (stream, peer) = match listener.accept() {
-            Ok(x) => x,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-            Err(_) => return false,
-        };
-        let list = shared.settings.read().control_acl;
-        if !shared.acls.read().permits(list, peer.ip) {
-            continue; // dropped: closed at once
-        }
-        let idx = clients.iter().position(Option::is_none).unwrap_or_else(|| {
-            clients.push(None);
-            clients.len() - 1
-        });
-        if poller.add(&stream, idx).is_err() {
-            continue;
-        }
-        if let Some(slot) = clients.get_mut(idx) {
-            *slot = Some(Client {
-                stream,
-                input: Vec::new(),
-                output: Vec::new(),
-                written: 0,
-                phase: Phase::Reading,
-                deadline: now + CLIENT_TIMEOUT_MS,
-            });
-        }
-        // Data may already be there; the edge for it may have fired before registration.
-        serve_client(shared, poller, clients, idx, now);
-    }
-}
+impl Protocol for MetricsHttp {
+    const NAME: &'static str = "metrics listener";
+    const MAX_INPUT: usize = MAX_HEAD;
+    const LINGER: bool = true;
 
-fn serve_client(
-    shared: &Shared,
-    poller: &Poller,
-    clients: &mut [Option<Client>],
-    k: usize,
-    now: u64,
-) {
-    let Some(slot) = clients.get_mut(k) else {
-        return;
-    };
-    let Some(c) = slot.as_mut() else { return };
-    let finished = step(shared, c, now).unwrap_or(true);
-    if finished {
-        if let Some(c) = slot.take() {
-            poller.delete(&c.stream);
-        }
-    }
-}
-
-/// Reads the request head, replies once, lingers for the client's close. Returns whether the
-/// client is finished. Every read loop runs to `WouldBlock` or end of file: the poller is
-/// edge-triggered.
-fn step(shared: &Shared, c: &mut Client, now: u64) -> io::Result<bool> {
-    let mut buf = [0u8; 4096];
-    if c.phase == Phase::Reading {
-        let mut eof = false;
-        loop {
-            match (&c.stream).read(&mut buf) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => {
-                    c.input.extend_from_slice(buf.get(..n).unwrap_or_default());
-                    if head_end(&c.input).is_some() || c.input.len() > MAX_HEAD {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let req = match head_end(&c.input) {
+    fn answer(&self, shared: &Shared, input: &[u8], eof: bool) -> Answer {
+        let req = match head_end(input) {
             Some(end) if end <= MAX_HEAD => {
-                Some(parse_request(c.input.get(..end).unwrap_or_default()))
+                Some(parse_request(input.get(..end).unwrap_or_default()))
             }
             Some(_) => None,
-            None if c.input.len() > MAX_HEAD => None,
-            None if eof && c.input.is_empty() => return Ok(true), // connected and left
-            None if eof => Some(Request::Malformed),              // a truncated head
-            None => return Ok(false),                             // wait for the rest of the head
+            None if input.len() > MAX_HEAD => None,
+            None if eof && input.is_empty() => return Answer::Leave, // connected and left
+            None if eof => Some(Request::Malformed),                 // a truncated head
+            None => return Answer::Wait,                             // the rest of the head
         };
-        c.output = reply(shared, req);
-        c.input = Vec::new();
-        c.phase = Phase::Writing;
+        Answer::Reply(reply(shared, req))
     }
-    if c.phase == Phase::Writing {
-        while c.written < c.output.len() {
-            let rest = c.output.get(c.written..).unwrap_or_default();
-            match (&c.stream).write(rest) {
-                Ok(0) => return Ok(true),
-                Ok(n) => c.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        c.output = Vec::new();
-        c.stream.shutdown_write()?;
-        c.phase = Phase::Lingering;
-        c.deadline = c.deadline.min(now + LINGER_MS);
-    }
-    // Lingering: discard what the client still sends until it closes.
-    loop {
-        match (&c.stream).read(&mut buf) {
-            Ok(0) => return Ok(true),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+}
+
+/// Serves `GET /metrics` over HTTP on `listener` until the balancer stops.
+pub(crate) fn serve_http(shared: Arc<Shared>, listener: Listener) {
+    crate::oneshot::serve(shared, listener, MetricsHttp);
 }
 
 #[cfg(test)]
