@@ -2,33 +2,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
+mod common;
+use common::{echo_backend, wait_until};
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pen_core::addr::{ListenAddr, ServerSpec};
 use pen_core::{Balancer, Config};
-
-fn echo_backend() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    thread::spawn(move || {
-        for c in l.incoming().flatten() {
-            thread::spawn(move || {
-                let mut r = c.try_clone().unwrap();
-                let mut w = c;
-                let _ = std::io::copy(&mut r, &mut w);
-                let _ = w.shutdown(Shutdown::Write);
-            });
-        }
-    });
-    addr
-}
 
 fn scratch(tag: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!("pen-log-{tag}-{}", std::process::id()));
@@ -68,14 +55,6 @@ fn request(addr: SocketAddr, line: &str) {
     let mut got = String::new();
     s.read_to_string(&mut got).unwrap();
     assert_eq!(got, line);
-}
-
-fn wait_until(what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn read(p: &Path) -> String {

@@ -2,13 +2,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
+mod common;
+use common::addr_of;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
-use pen_core::addr::{ListenAddr, ServerSpec};
 use pen_core::{Balancer, Config, StartError};
 
 /// A scratch directory removed on drop.
@@ -50,31 +52,10 @@ fn named(name: &'static str) -> SocketAddr {
     addr
 }
 
-fn spec(addr: SocketAddr) -> ServerSpec {
-    ServerSpec {
-        addr,
-        max: 0,
-        hard: 0,
-        weight: 0,
-        prio: 0,
-    }
-}
-
 fn config(servers: &[SocketAddr], file: Option<PathBuf>) -> Config {
-    let mut c = Config::new(
-        ListenAddr::Inet(SocketAddr::from(([127, 0, 0, 1], 0))),
-        servers.iter().copied().map(spec).collect(),
-    );
-    c.workers = 2;
+    let mut c = common::config(servers);
     c.config_file = file;
     c
-}
-
-fn addr_of(b: &Balancer) -> SocketAddr {
-    match b.listen_addr() {
-        ListenAddr::Inet(a) => a,
-        ListenAddr::Unix(_) => unreachable!(),
-    }
 }
 
 /// Connects and reads the backend's one-letter greeting.

@@ -3,33 +3,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
+mod common;
+use common::{echo_backend, wait_until};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pen_core::addr::{ListenAddr, ServerSpec};
-use pen_core::{Balancer, Config};
+use pen_core::addr::ListenAddr;
+use pen_core::Balancer;
 
 const WAIT: Duration = Duration::from_secs(5);
-
-/// Echo backend: copies everything back, passes the half-close back.
-fn echo_backend() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    thread::spawn(move || {
-        for c in l.incoming().flatten() {
-            thread::spawn(move || {
-                let mut r = c.try_clone().unwrap();
-                let mut w = c;
-                let _ = std::io::copy(&mut r, &mut w);
-                let _ = w.shutdown(Shutdown::Write);
-            });
-        }
-    });
-    addr
-}
 
 /// A balancer over `servers` with a metrics listener on 127.0.0.1; returns it and the metrics
 /// address. (The listener's bound port is not exposed, so a free port is picked first;
@@ -43,19 +28,7 @@ fn start(servers: &[SocketAddr]) -> (Balancer, SocketAddr) {
             .unwrap()
             .port();
         let maddr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut c = Config::new(
-            ListenAddr::Inet("127.0.0.1:0".parse().unwrap()),
-            servers
-                .iter()
-                .map(|&addr| ServerSpec {
-                    addr,
-                    max: 0,
-                    hard: 0,
-                    weight: 0,
-                    prio: 0,
-                })
-                .collect(),
-        );
+        let mut c = common::config(servers);
         c.workers = 1;
         c.metrics = Some(ListenAddr::Inet(maddr));
         match Balancer::start(c) {
@@ -140,14 +113,6 @@ fn sample(body: &str, name: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn get_metrics_is_served_with_length_type_and_close() {
     let echo = echo_backend();
@@ -160,7 +125,7 @@ fn get_metrics_is_served_with_length_type_and_close() {
     c.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_all(&mut c), b"hello");
 
-    wait_for("the relayed bytes to be counted", || {
+    wait_until("the relayed bytes to be counted", || {
         let r = get(maddr, "/metrics");
         sample(&r.body, "pen_bytes_total{direction=\"to_clients\"}") == Some(5)
     });

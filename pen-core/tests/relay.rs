@@ -3,12 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
+mod common;
+use common::{addr_of, echo_backend};
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use pen_core::addr::{ListenAddr, ServerSpec};
 use pen_core::{Balancer, Config, Splice};
 
 /// FNV-1a over a byte stream, for end-to-end checksums.
@@ -31,23 +33,6 @@ fn payload(len: usize, seed: u64) -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-/// Echo backend: copies everything back, passes the half-close back.
-fn echo_backend() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    thread::spawn(move || {
-        for c in l.incoming().flatten() {
-            thread::spawn(move || {
-                let mut r = c.try_clone().unwrap();
-                let mut w = c;
-                let _ = std::io::copy(&mut r, &mut w);
-                let _ = w.shutdown(Shutdown::Write);
-            });
-        }
-    });
-    addr
 }
 
 /// Sink backend: reads to EOF, then replies with `reply_len` bytes of a known payload.
@@ -80,30 +65,9 @@ fn reply_after_eof_backend(reply_len: usize) -> SocketAddr {
 }
 
 fn start(servers: &[SocketAddr], tweak: impl FnOnce(&mut Config)) -> Balancer {
-    let specs = servers
-        .iter()
-        .map(|&addr| ServerSpec {
-            addr,
-            max: 0,
-            hard: 0,
-            weight: 0,
-            prio: 0,
-        })
-        .collect();
-    let mut c = Config::new(
-        ListenAddr::Inet(SocketAddr::from(([127, 0, 0, 1], 0))),
-        specs,
-    );
-    c.workers = 2;
+    let mut c = common::config(servers);
     tweak(&mut c);
     Balancer::start(c).unwrap()
-}
-
-fn addr_of(b: &Balancer) -> SocketAddr {
-    match b.listen_addr() {
-        ListenAddr::Inet(a) => a,
-        ListenAddr::Unix(_) => unreachable!(),
-    }
 }
 
 #[test]
