@@ -121,6 +121,10 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// Commands run at start, in order (`-O`).
     pub commands: Vec<String>,
+    /// UDP instead of TCP (`-U`).
+    pub udp: bool,
+    /// Abuse server (`-B`): where clients denied by the client ACL go (none: they are closed).
+    pub abuse: Option<ServerSpec>,
     /// Listener for the Prometheus `/metrics` HTTP endpoint (`--metrics ADDR`) \[ours\].
     pub metrics: Option<ListenAddr>,
     /// When to relay between TCP sockets with zero-copy `splice` (Linux) (default `Splice::Auto`).
@@ -163,6 +167,8 @@ impl Config {
             config_file: None,
             commands: Vec::new(),
             metrics: None,
+            udp: false,
+            abuse: None,
             splice: Splice::Auto,
         }
     }

@@ -103,6 +103,8 @@ struct Conn {
     splice: bool,
     /// The address being connected to (the current target's).
     server_addr: Option<std::net::SocketAddr>,
+    /// HTTP mode: the client-to-server rewriter (set when the server connection is up).
+    http: Option<Box<crate::http::HttpCarrier>>,
     deadline: u64,
     up: Pipe,
     down: Pipe,
@@ -427,6 +429,7 @@ impl Worker {
             connecting: true,
             splice: false,
             server_addr: None,
+            http: None,
             deadline: 0,
             up: Pipe::default(),
             down: Pipe::default(),
@@ -568,6 +571,9 @@ impl Worker {
         };
         conn.connecting = false;
         conn.s.write = true;
+        if self.shared.settings.read().http {
+            conn.http = Some(Box::new(crate::http::HttpCarrier::new(conn.peer.ip, false)));
+        }
         let server_loopback = conn.server_addr.is_none_or(|a| a.ip().is_loopback());
         conn.splice = cfg!(target_os = "linux")
             && matches!(conn.client, Stream::Tcp(_))
@@ -646,7 +652,15 @@ impl Worker {
         let ready = (&mut conn.c, &mut conn.s);
         let done = conn.down.done();
         let b = &mut budget;
-        let up = pump(&mut conn.up, splice, sockets, ready, done, pool, b, on_read);
+        let up = match conn.http.as_deref_mut() {
+            // HTTP mode rewrites the requests: through its own carrier, never spliced.
+            Some(h) => {
+                let (src, dst) = sockets;
+                conn.up
+                    .pump_with(h, src, dst, ready, done, pool, b, on_read)
+            }
+            None => pump(&mut conn.up, splice, sockets, ready, done, pool, b, on_read),
+        };
         let sockets = (server, &conn.client);
         let ready = (&mut conn.s, &mut conn.c);
         let done = conn.up.done();

@@ -123,7 +123,7 @@ impl Readiness {
 
 /// Where one direction's bytes wait between the read and the write: a user-space buffer, or
 /// (Linux, zero-copy) a kernel pipe. The relay loop ([`Pipe::run`]) is written once over this.
-trait Carrier<S, D> {
+pub(crate) trait Carrier<S, D> {
     /// Bytes held (read, not yet written).
     fn held(&self) -> usize;
     /// Reads from `src` into the empty carrier; returns (got, asked).
@@ -288,6 +288,24 @@ impl Pipe {
         let r = self.run(&mut user, &mut src, &mut dst, ready, d, p, budget, on_read);
         self.user = user;
         r
+    }
+
+    /// [`Pipe::pump`] through another carrier (e.g. the HTTP header rewriter, which holds its
+    /// own buffers): same contract, `on_read` sees each chunk as the carrier shows it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn pump_with<S, D: HalfClose, C: Carrier<S, D>>(
+        &mut self,
+        carrier: &mut C,
+        mut src: S,
+        mut dst: D,
+        ready: (&mut Readiness, &mut Readiness),
+        other_done: bool,
+        pool: &mut BufPool,
+        budget: &mut u32,
+        on_read: OnRead<'_>,
+    ) -> io::Result<u64> {
+        let d = other_done;
+        self.run(carrier, &mut src, &mut dst, ready, d, pool, budget, on_read)
     }
 
     /// Zero-copy variant of [`Pipe::pump`] for two TCP sockets (Linux `splice`): the same
