@@ -72,13 +72,15 @@ stop_pid() {
     forget_pid "$pid"
 }
 
-# Prints N distinct free loopback ports (all bound at once, so they differ).
+# Prints N distinct free loopback ports (all bound at once, so they differ); TCP ports, or UDP
+# ports with a second argument "udp". Usage: free_ports N [udp].
 free_ports() {
-    python3 - "$1" <<'PY'
+    python3 - "$1" "${2:-tcp}" <<'PY'
 import socket, sys
+kind = socket.SOCK_DGRAM if sys.argv[2] == "udp" else socket.SOCK_STREAM
 socks = []
 for _ in range(int(sys.argv[1])):
-    s = socket.socket()
+    s = socket.socket(socket.AF_INET, kind)
     s.bind(("127.0.0.1", 0))
     socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
@@ -91,6 +93,17 @@ wait_listening() {
     for _ in $(seq 100); do
         kill -0 "$pid" 2>/dev/null || return 1
         if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then return 0; fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# Waits until PID has a UDP socket bound to PORT (up to 5 s); fails if it exits or never binds.
+wait_udp_bound() {
+    local pid=$1 port=$2
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        if ss -Hlun "sport = :$port" 2>/dev/null | grep -q .; then return 0; fi
         sleep 0.05
     done
     return 1
@@ -143,6 +156,8 @@ http {
     server {
         listen 127.0.0.1:$BPORT backlog=4096;
         root $TMP/www;
+        # Echoes the X-Forwarded-For it received: run.sh checks that pen -H inserts it.
+        location = /xff { return 200 "\$http_x_forwarded_for\n"; }
     }
 }
 CONF
@@ -180,17 +195,23 @@ build_pen() {
 }
 
 # Starts EXE (our pen or the engine driver) in the foreground, as a child, on 127.0.0.1:PORT
-# -> backend, with pen's command line; prints its PID. PEN_WORKERS, if set, is passed as
-# --workers N. Usage: start_pen_on PORT [EXE [LOGNAME]].
+# -> backend (BACKEND, default 127.0.0.1:$BPORT), with pen's command line and any EXTRA
+# options (e.g. -H, -U); prints its PID. PEN_WORKERS, if set, is passed as --workers N.
+# Usage: start_pen_on PORT [EXE [LOGNAME [EXTRA...]]].
 start_pen_on() {
-    local args=(-f -x 10000) exe=${2:-$PEN_EXE} name=${3:-pen}
+    local args=(-f -x 10000) port=$1 exe=${2:-$PEN_EXE} name=${3:-pen}
+    shift $(($# < 3 ? $# : 3))
+    args+=("$@")
     [ -n "${PEN_WORKERS:-}" ] && args+=(--workers "$PEN_WORKERS")
-    "$exe" "${args[@]}" "127.0.0.1:$1" "127.0.0.1:$BPORT" >"$TMP/$name.log" 2>&1 &
+    "$exe" "${args[@]}" "127.0.0.1:$port" "${BACKEND:-127.0.0.1:$BPORT}" >"$TMP/$name.log" 2>&1 &
     echo $!
 }
 
-# Starts C pen (single process, single-threaded) on 127.0.0.1:$1 -> backend; prints its PID.
+# Starts C pen (single process, single-threaded) on 127.0.0.1:$1 -> backend (BACKEND, default
+# 127.0.0.1:$BPORT) with any EXTRA options; prints its PID. Usage: start_cpen_on PORT [EXTRA...].
 start_cpen_on() {
-    /usr/bin/pen -f -x 10000 "127.0.0.1:$1" "127.0.0.1:$BPORT" >"$TMP/cpen.log" 2>&1 &
+    local port=$1
+    shift
+    /usr/bin/pen "$@" -f -x 10000 "127.0.0.1:$port" "${BACKEND:-127.0.0.1:$BPORT}" >"$TMP/cpen.log" 2>&1 &
     echo $!
 }
