@@ -226,7 +226,7 @@ measure() {
         pid=$($start)
         PIDS+=("$pid")
         if ! wait_listening "$pid" "$port"; then
-            log "$label did not start; its log says: $(tail -3 "$TMP/$name.log" "$TMP/$name/error.log" 2>/dev/null | tr '\n' ' ')"
+            log "$label did not start; its log says: $(tail -qn3 "$TMP/$name.log" "$TMP/$name/error.log" 2>/dev/null | tr "\n" " ")"
             NOTES+=("$label did not start; its log says: $(tail -qn1 "$TMP/$name.log" "$TMP/$name/error.log" 2>/dev/null | head -1)")
             ROWS+=("| $label | n/a | n/a | n/a | n/a | n/a |")
             stop_pid "$pid"
@@ -305,7 +305,7 @@ udp_measure() {
         pid=$($start)
         PIDS+=("$pid")
         if ! wait_udp_bound "$pid" "$port"; then
-            log "$label (UDP) did not start; its log says: $(tail -3 "$TMP/$name.log" "$TMP/$name/error.log" 2>/dev/null | tr '\n' ' ')"
+            log "$label (UDP) did not start; its log says: $(tail -qn3 "$TMP/$name.log" "$TMP/$name/error.log" 2>/dev/null | tr "\n" " ")"
             NOTES+=("UDP, $label did not start; its log says: $(tail -qn1 "$TMP/$name.log" "$TMP/$name/error.log" 2>/dev/null | head -1)")
             UDP_ROWS+=("| $label | n/a | n/a | n/a | n/a |")
             stop_pid "$pid"
