@@ -141,6 +141,7 @@ options:
   -p file     write the process id to file (removed at exit)
   -u user     run as this user after binding
   -j dir      chroot to dir after binding (later -F and 'write' paths are inside it)
+  -H          HTTP mode: add X-Forwarded-For and X-Forwarded-Proto to every request
   -f          stay in the foreground (otherwise: run as a daemon, log to syslog)
   --metrics addr
               Prometheus /metrics HTTP endpoint on [host:]port (e.g.
@@ -152,7 +153,7 @@ options:
   -?, --help  print this text
 
   Accepted and ignored: -P -Q -D -n -S N.
-  Not supported yet (refused): -B -H -U -N -E -K -G -A -R -L -Z.
+  Not supported yet (refused): -B -U -N -E -K -G -A -R -L -Z.
 
 signals: SIGHUP re-reads -F and reopens the log, SIGUSR1 writes the -w file,
 SIGTERM and SIGINT exit cleanly (removing the pid file).
@@ -181,7 +182,7 @@ enum Kind {
 fn kind(c: char) -> Option<Kind> {
     use Kind::*;
     Some(match c {
-        'f' | 'h' | 'r' | 's' | 'W' | 'X' | 'a' | 'd' | 'V' | '?' => Flag,
+        'f' | 'h' | 'r' | 's' | 'W' | 'X' | 'a' | 'd' | 'V' | 'H' | '?' => Flag,
         'b' => Value("blacklist seconds"),
         'c' => Value("client table slots"),
         'C' => Value("control address"),
@@ -201,7 +202,7 @@ fn kind(c: char) -> Option<Kind> {
         'P' | 'Q' | 'D' | 'n' => Ignored(false),
         'S' => Ignored(true),
         // Of these, B E K G A L take an argument in C pen.
-        'H' | 'U' | 'N' | 'R' | 'Z' | 'B' | 'E' | 'K' | 'G' | 'A' | 'L' => Refused,
+        'U' | 'N' | 'R' | 'Z' | 'B' | 'E' | 'K' | 'G' | 'A' | 'L' => Refused,
         _ => return None,
     })
 }
@@ -459,6 +460,7 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
             's' => st.stubborn = true,
             'W' => st.weight = true,
             'a' => st.ascii = true,
+            'H' => st.http = true,
             'X' => config.exit_enabled = true,
             _ => {}
         }

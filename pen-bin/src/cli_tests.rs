@@ -130,7 +130,7 @@ fn ignored_options() {
 #[test]
 fn refused_options() {
     for o in [
-        "-B h:1", "-H", "-U", "-N", "-E c", "-K k", "-G g", "-A a", "-R", "-L tls1", "-Z",
+        "-B h:1", "-U", "-N", "-E c", "-K k", "-G g", "-A a", "-R", "-L tls1", "-Z",
     ] {
         let c = o.chars().nth(1).unwrap();
         assert_eq!(
@@ -139,10 +139,17 @@ fn refused_options() {
         );
     }
     assert_eq!(
-        error("-fH 8080 127.0.0.1"),
-        "option -H is not supported yet"
+        error("-fN 8080 127.0.0.1"),
+        "option -N is not supported yet"
     );
     assert_eq!(error("-B"), "option -B is not supported yet");
+}
+
+#[test]
+fn http_mode_option() {
+    assert!(run("-H 8080 127.0.0.1").config.settings.http);
+    assert!(run("-fH 8080 127.0.0.1").config.settings.http);
+    assert!(!run("8080 127.0.0.1").config.settings.http);
 }
 
 #[test]
