@@ -7,6 +7,7 @@ mod acl;
 mod cli;
 mod control;
 mod failover;
+mod http;
 mod ops_config;
 mod ops_daemon;
 mod ops_stats;
