@@ -56,7 +56,10 @@ fn check(input: &[u8], rec: &Rec) {
     let mut rebuilt = Vec::with_capacity(input.len());
     let mut at = 0;
     for (pos, text) in &rec.inserts {
-        assert!(forms.iter().any(|f| f.as_bytes() == &text[..]), "bad insertion {text:?}");
+        assert!(
+            forms.iter().any(|f| f.as_bytes() == &text[..]),
+            "bad insertion {text:?}"
+        );
         rebuilt.extend_from_slice(&rec.out[at..*pos]);
         at = pos + text.len();
     }
@@ -80,7 +83,10 @@ fuzz_target!(|data: &[u8]| {
     check(input, &whole);
     let cut = feed(input, &cuts);
     check(input, &cut);
-    assert_eq!(cut.out, whole.out, "the output depends on the cuts {cuts:?}");
+    assert_eq!(
+        cut.out, whole.out,
+        "the output depends on the cuts {cuts:?}"
+    );
     // One byte at a time too, for short inputs (the slowest pattern).
     if input.len() <= 512 {
         let ones: Vec<usize> = (1..input.len()).collect();
