@@ -130,7 +130,7 @@ fn ignored_options() {
 #[test]
 fn refused_options() {
     for o in [
-        "-B h:1", "-H", "-U", "-N", "-E c", "-K k", "-G g", "-A a", "-R", "-L tls1", "-Z",
+        "-B h:1", "-H", "-N", "-E c", "-K k", "-G g", "-A a", "-R", "-L tls1", "-Z",
     ] {
         let c = o.chars().nth(1).unwrap();
         assert_eq!(
@@ -143,6 +143,19 @@ fn refused_options() {
         "option -H is not supported yet"
     );
     assert_eq!(error("-B"), "option -B is not supported yet");
+}
+
+#[test]
+fn udp_option() {
+    let r = run("-U -r 53 127.0.0.1:5353 [::1]:5353");
+    assert!(r.config.udp);
+    assert!(r.config.settings.roundrobin);
+    assert_eq!(r.config.servers.len(), 2);
+    assert!(!run("8080 127.0.0.1").config.udp);
+    assert_eq!(
+        error("-U /tmp/pen.sock 127.0.0.1:53"),
+        "option -U: '/tmp/pen.sock': expected [host:]port to listen on (UDP cannot use a Unix socket)"
+    );
 }
 
 #[test]

@@ -13,3 +13,4 @@ mod ops_stats;
 mod process;
 mod relay;
 mod selection;
+mod udp;
