@@ -127,6 +127,7 @@ options:
   -c N        client table slots [2048]
   -x N        max simultaneous connections [500]
   -e server   emergency server, used when no other server is available
+  -B server   abuse server: where clients the client ACL denies go (else closed)
   -t sec      connect timeout [3]
   -h          hash the client address for the initial choice
   -r          round robin, no client tracking
@@ -154,7 +155,7 @@ options:
   -?, --help  print this text
 
   Accepted and ignored: -P -Q -D -n -S N.
-  Not supported yet (refused): -B -H -N -E -K -G -A -R -L -Z.
+  Not supported yet (refused): -H -N -E -K -G -A -R -L -Z.
 
 signals: SIGHUP re-reads -F and reopens the log, SIGUSR1 writes the -w file,
 SIGTERM and SIGINT exit cleanly (removing the pid file).
@@ -188,6 +189,7 @@ fn kind(c: char) -> Option<Kind> {
         'c' => Value("client table slots"),
         'C' => Value("control address"),
         'e' => Value("emergency server"),
+        'B' => Value("abuse server"),
         'F' => Value("config file"),
         'j' => Value("chroot directory"),
         'l' => Value("log file or host:port"),
@@ -203,7 +205,7 @@ fn kind(c: char) -> Option<Kind> {
         'P' | 'Q' | 'D' | 'n' => Ignored(false),
         'S' => Ignored(true),
         // Of these, B E K G A L take an argument in C pen.
-        'H' | 'N' | 'R' | 'Z' | 'B' | 'E' | 'K' | 'G' | 'A' | 'L' => Refused,
+        'H' | 'N' | 'R' | 'Z' | 'E' | 'K' | 'G' | 'A' | 'L' => Refused,
         _ => return None,
     })
 }
@@ -440,6 +442,7 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
                 config.control = Some(ctl);
             }
             'e' => config.emergency = Some(server(v, &config.listen, "option -e")?),
+            'B' => config.abuse = Some(server(v, &config.listen, "option -B")?),
             'O' | 'o' => config.commands.push(v.clone()),
             'p' => config.pid_file = Some(PathBuf::from(v)),
             'F' => config.config_file = Some(PathBuf::from(non_empty(&opt, v, "a file name")?)),

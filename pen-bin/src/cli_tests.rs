@@ -130,7 +130,7 @@ fn ignored_options() {
 #[test]
 fn refused_options() {
     for o in [
-        "-B h:1", "-H", "-N", "-E c", "-K k", "-G g", "-A a", "-R", "-L tls1", "-Z",
+        "-H", "-N", "-E c", "-K k", "-G g", "-A a", "-R", "-L tls1", "-Z",
     ] {
         let c = o.chars().nth(1).unwrap();
         assert_eq!(
@@ -142,7 +142,20 @@ fn refused_options() {
         error("-fH 8080 127.0.0.1"),
         "option -H is not supported yet"
     );
-    assert_eq!(error("-B"), "option -B is not supported yet");
+    assert_eq!(error("-E"), "option -E is not supported yet");
+}
+
+#[test]
+fn abuse_server_option() {
+    let r = run("-B 127.0.0.1:9 8080 127.0.0.1");
+    assert_eq!(
+        r.config.abuse.map(|s| s.addr.to_string()),
+        Some("127.0.0.1:9".to_string())
+    );
+    // A missing port means the listen port, as for every server spec.
+    let r = run("-B127.0.0.1 8080 127.0.0.1");
+    assert_eq!(r.config.abuse.map(|s| s.addr.port()), Some(8080));
+    assert!(error("-B nope:x 8080 127.0.0.1").contains("option -B"));
 }
 
 #[test]

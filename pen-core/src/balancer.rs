@@ -258,7 +258,11 @@ impl Balancer {
         }
         let shared = Arc::new(Shared {
             settings: RwLock::new(config.settings.clone()),
-            servers: RwLock::new(ServerTable::new(&config.servers, config.emergency.as_ref())),
+            servers: RwLock::new({
+                let mut t = ServerTable::new(&config.servers, config.emergency.as_ref());
+                t.set_abuse(config.abuse.as_ref());
+                t
+            }),
             clients: Mutex::new(ClientTable::new(config.clients_max)),
             acls: RwLock::new(AclSet::default()),
             rr: AtomicUsize::new(usize::MAX),

@@ -74,6 +74,7 @@ fn target_name(t: Target) -> String {
     match t {
         Target::Server(id) => id.to_string(),
         Target::Emergency => "emergency".to_string(),
+        Target::Abuse => "abuse".to_string(),
     }
 }
 
@@ -359,23 +360,39 @@ impl Worker {
                 s.debug,
             )
         };
-        if !shared.acls.read().permits(client_acl, peer.ip) {
-            if debug > 0 {
-                eprintln!("pen: client {} denied by ACL {client_acl}", peer.ip);
-            }
+        let denied = !shared.acls.read().permits(client_acl, peer.ip);
+        if denied {
             shared.counters.refused_acl.fetch_add(1, Relaxed);
-            self.release_active();
-            return;
+            let abuse = shared
+                .servers
+                .read()
+                .abuse
+                .as_ref()
+                .is_some_and(|a| a.has_address());
+            if debug > 0 {
+                let to = if abuse {
+                    "sent to the abuse server"
+                } else {
+                    "closed"
+                };
+                eprintln!("pen: client {} denied by ACL {client_acl}: {to}", peer.ip);
+            }
+            if !abuse {
+                self.release_active();
+                return;
+            }
         }
         if nodelay {
             let _ = client.set_nodelay(true);
         }
-        let tracked = if roundrobin {
+        let tracked = if roundrobin || denied {
             None
         } else {
             shared.clients.lock().lookup(peer.ip, now, tracking)
         };
-        let (first, emergency) = {
+        let (first, emergency) = if denied {
+            (None, false)
+        } else {
             let settings = shared.settings.read();
             let servers = shared.servers.read();
             let acls = shared.acls.read();
@@ -391,6 +408,7 @@ impl Worker {
             )
         };
         let target = match (first, emergency) {
+            _ if denied => Target::Abuse,
             (Some(id), _) => Target::Server(id),
             (None, true) => Target::Emergency,
             (None, false) => {
@@ -531,7 +549,8 @@ impl Worker {
             }
         }
         let next = match (conn.target, conn.first) {
-            (Target::Emergency, _) => None,
+            // No failover away from the emergency or the abuse server.
+            (Target::Emergency | Target::Abuse, _) => None,
             _ if settings.stubborn => None,
             (Target::Server(cur), first) => {
                 let acls = shared.acls.read();

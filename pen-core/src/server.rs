@@ -151,6 +151,8 @@ pub struct ServerTable {
     servers: Vec<Server>,
     /// The emergency server (`-e`), used only when no regular server is available.
     pub emergency: Option<Server>,
+    /// The abuse server (`-B`), where clients denied by the client ACL go.
+    pub abuse: Option<Server>,
 }
 
 impl ServerTable {
@@ -159,7 +161,13 @@ impl ServerTable {
         ServerTable {
             servers: specs.iter().map(Server::from_spec).collect(),
             emergency: emergency.map(Server::from_spec),
+            abuse: None,
         }
+    }
+
+    /// Sets the abuse server (`-B`).
+    pub fn set_abuse(&mut self, spec: Option<&ServerSpec>) {
+        self.abuse = spec.map(Server::from_spec);
     }
 
     /// Number of regular servers.
@@ -222,6 +230,7 @@ impl ServerTable {
         match t {
             Target::Server(id) => self.get(id),
             Target::Emergency => self.emergency.as_ref(),
+            Target::Abuse => self.abuse.as_ref(),
         }
     }
 }
@@ -233,4 +242,6 @@ pub enum Target {
     Server(ServerId),
     /// The emergency server.
     Emergency,
+    /// The abuse server (clients the client ACL denies).
+    Abuse,
 }

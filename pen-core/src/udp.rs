@@ -5,7 +5,9 @@
 //! A *flow* is one client address (ip:port) with a connected upstream UDP socket to the server
 //! chosen for it. Client datagrams go out through the flow's socket; the server's answers come
 //! back on that socket and leave through the listening socket with `send_to` the client.
-//! Selection is the TCP engine's ([`crate::reactor`]): client ACL, tracking, round robin, hash,
+//! Selection is the TCP engine's ([`crate::reactor`]): client ACL (a denied client's flow goes
+//! to the abuse server `-B` if one is set, else its datagrams are dropped; a flow keeps the
+//! decision made when it began, as a TCP connection does), tracking, round robin, hash,
 //! weight, prio, limits (a flow counts as one connection of its server and of `-x`), stubborn,
 //! emergency, blacklisting. The logic is copied here rather than shared, because the TCP engine
 //! works on connections that connect asynchronously and this one on flows that never do.
@@ -84,6 +86,7 @@ fn target_name(t: Target) -> String {
     match t {
         Target::Server(id) => id.to_string(),
         Target::Emergency => "emergency".to_string(),
+        Target::Abuse => "abuse".to_string(),
     }
 }
 
@@ -419,12 +422,26 @@ impl UdpWorker {
             let s = shared.settings.read();
             (s.client_acl, s.roundrobin, s.tracking_secs, s.debug)
         };
-        if !shared.acls.read().permits(client_acl, ip) {
-            if debug > 0 {
-                eprintln!("pen: UDP client {ip} denied by ACL {client_acl}");
-            }
+        let denied = !shared.acls.read().permits(client_acl, ip);
+        if denied {
             shared.counters.refused_acl.fetch_add(1, Relaxed);
-            return None;
+            let abuse = shared
+                .servers
+                .read()
+                .abuse
+                .as_ref()
+                .is_some_and(|a| a.has_address() && !a.is_blacklisted(now));
+            if debug > 0 {
+                let to = if abuse {
+                    "sent to the abuse server"
+                } else {
+                    "dropped"
+                };
+                eprintln!("pen: UDP client {client} denied by ACL {client_acl}: {to}");
+            }
+            if !abuse {
+                return None;
+            }
         }
         if !self.reserve() {
             // At the -x limit: make room by evicting this worker's stalest flow.
@@ -433,12 +450,14 @@ impl UdpWorker {
             }
         }
         shared.counters.accepted.fetch_add(1, Relaxed);
-        let tracked = if roundrobin {
+        let tracked = if roundrobin || denied {
             None
         } else {
             shared.clients.lock().lookup(ip, now, tracking)
         };
-        let (first, emergency) = {
+        let (first, emergency) = if denied {
+            (None, false)
+        } else {
             let settings = shared.settings.read();
             let servers = shared.servers.read();
             let acls = shared.acls.read();
@@ -454,6 +473,7 @@ impl UdpWorker {
             )
         };
         let target = match (first, emergency) {
+            _ if denied => Target::Abuse,
             (Some(id), _) => Target::Server(id),
             (None, true) => Target::Emergency,
             (None, false) => {
@@ -617,7 +637,8 @@ impl UdpWorker {
             }
         }
         let next = match target {
-            Target::Emergency => None,
+            // No failover away from the emergency or the abuse server.
+            Target::Emergency | Target::Abuse => None,
             _ if settings.stubborn => None,
             Target::Server(cur) => {
                 let first = first.unwrap_or(cur);

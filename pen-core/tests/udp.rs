@@ -364,3 +364,16 @@ fn a_unix_socket_listen_address_is_refused() {
     let err = Balancer::start(c).err().expect("an error");
     assert!(err.to_string().contains("Unix socket"), "{err}");
 }
+
+#[test]
+fn denied_clients_go_to_the_abuse_server() {
+    let (a, abuse) = (responder("a"), responder("abuse"));
+    let pen = start(&[a], |c| c.abuse = Some(common::spec(abuse)));
+    let at = addr_of(&pen);
+    pen.apply("acl 1 deny 127.0.0.1").unwrap();
+    pen.apply("client_acl 1").unwrap();
+    assert_eq!(ask_until_answered(&client(), at, "q"), "abuse:q");
+    pen.apply("client_acl 0").unwrap();
+    assert_eq!(ask_until_answered(&client(), at, "q"), "a:q");
+    pen.stop();
+}

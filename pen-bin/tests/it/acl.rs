@@ -75,3 +75,55 @@ fn control_acl_denies_control_clients() {
         "the control ACL does not apply to clients"
     );
 }
+
+/// [ours in detail, C pen's -B] Clients the client ACL denies go to the abuse server, exactly
+/// those; `client_acl 0` (an empty list) restores normal service.
+#[test]
+fn abuse_server_receives_exactly_the_denied_clients() {
+    if super::harness::is_c_pen() {
+        return;
+    }
+    let (a, abuse) = (Backend::name("A"), Backend::name("X"));
+    let pen = PenBuilder::new()
+        .opts(&[
+            "-B",
+            &abuse.spec(),
+            "-O",
+            "acl 1 deny 127.0.0.2",
+            "-O",
+            "client_acl 1",
+        ])
+        .server(a.spec())
+        .start();
+    for _ in 0..3 {
+        assert_eq!(pen.fetch_from(1), "A", "127.0.0.1 is permitted");
+        assert_eq!(pen.fetch_from(2), "X", "127.0.0.2 goes to the abuse server");
+    }
+    assert_eq!(
+        abuse.accepted(),
+        3,
+        "the abuse server saw exactly the denied clients"
+    );
+    assert_eq!(a.accepted(), 3);
+    assert_eq!(pen.ctl("client_acl 0"), "0\n");
+    assert_eq!(
+        pen.fetch_from(2),
+        "A",
+        "client_acl 0 restores normal service"
+    );
+    assert_eq!(abuse.accepted(), 3);
+}
+
+/// `server N acl A`: a client that no server's list admits is closed; others are unaffected.
+#[test]
+fn server_acl_drops_a_client_no_server_admits() {
+    let a = Backend::name("A");
+    let pen = PenBuilder::new()
+        .opts(&["-O", "acl 1 permit 127.0.0.1", "-O", "server 0 acl 1"])
+        .server(a.spec())
+        .start();
+    assert_eq!(pen.fetch_from(1), "A");
+    assert_eq!(pen.fetch_from(2), "", "no server admits 127.0.0.2: closed");
+    assert_eq!(pen.fetch_from(1), "A", "other clients are not affected");
+    assert_eq!(a.accepted(), 2);
+}
