@@ -61,6 +61,8 @@ const FLOW_BUDGET: u32 = 64;
 const LISTEN_BUDGET: u32 = 256;
 const GEN_BITS: u32 = 24;
 const GEN_MASK: u32 = (1 << GEN_BITS) - 1;
+/// Errors (other than "drained") after which a socket's turn ends.
+const MAX_ERRORS: u32 = 8;
 /// How often idle flows are looked for.
 const SWEEP_MS: u64 = 500;
 
@@ -79,6 +81,17 @@ pub(crate) fn idle_secs(idle_timeout_secs: u64) -> u64 {
     } else {
         idle_timeout_secs
     }
+}
+
+/// Whether a connected socket's error means the server failed: ICMP port unreachable
+/// (`ECONNREFUSED`), or host or network unreachable.
+fn is_server_failure(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    )
 }
 
 /// A target as debug output and `connection N` show it.
@@ -296,6 +309,7 @@ impl UdpWorker {
         self.listen_more = false;
         let mut buf = std::mem::take(&mut self.buf);
         let mut drained = false;
+        let mut errors = 0;
         for _ in 0..LISTEN_BUDGET {
             match self.sock.recv_from(&mut buf) {
                 Ok((n, from)) => {
@@ -306,8 +320,15 @@ impl UdpWorker {
                     drained = true;
                     break;
                 }
-                // Interrupted, or an error about an earlier datagram: the next may be fine.
-                Err(_) => {}
+                // Interrupted, or a transient error: the next datagram may be fine. Errors
+                // that keep coming end the turn (the next datagram's edge brings another).
+                Err(_) => {
+                    errors += 1;
+                    if errors >= MAX_ERRORS {
+                        drained = true;
+                        break;
+                    }
+                }
             }
         }
         self.buf = buf;
@@ -342,7 +363,7 @@ impl UdpWorker {
                     }
                     return;
                 }
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                Err(e) if is_server_failure(&e) => {
                     // An earlier datagram drew a port unreachable: the server is down.
                     let (target, first, ip) = (flow.target, flow.first, flow.ip);
                     let next = self.fail_target(target, first, ip, now, &e, true);
@@ -679,6 +700,7 @@ impl UdpWorker {
         let mut received = 0u64;
         let mut more = true;
         let mut refused = None;
+        let mut errors = 0;
         let slot_ref = self.slots.get_mut(slot);
         let gen = slot_ref.as_ref().map_or(0, |s| s.gen);
         if let Some(flow) = slot_ref.and_then(|s| s.flow.as_mut()) {
@@ -694,13 +716,19 @@ impl UdpWorker {
                         more = false;
                         break;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    Err(e) if is_server_failure(&e) => {
                         if !flow.failed {
                             flow.failed = true;
                             refused = Some((flow.target, e));
                         }
                     }
-                    Err(_) => {}
+                    Err(_) => {
+                        errors += 1;
+                        if errors >= MAX_ERRORS {
+                            more = false;
+                            break;
+                        }
+                    }
                 }
             }
             if received > 0 {
