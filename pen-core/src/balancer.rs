@@ -274,6 +274,7 @@ impl Balancer {
             splice: config.splice,
             stopping: AtomicBool::new(false),
             running: AtomicBool::new(false),
+            udp: config.udp,
             listen: Mutex::new(bound),
             control: Mutex::new(control.as_ref().map(|c| c.1.clone())),
             workers: links,

@@ -379,3 +379,13 @@ fn denied_clients_go_to_the_abuse_server() {
     assert_eq!(ask_until_answered(&client(), at, "q"), "a:q");
     pen.stop();
 }
+
+#[test]
+fn listen_to_another_address_is_refused_in_udp_mode() {
+    let b = start(&[responder("a")], |_| {});
+    let before = b.listen_addr();
+    let err = b.apply("listen 127.0.0.1:0").unwrap_err().to_string();
+    assert!(err.contains("-U"), "{err}");
+    assert_eq!(b.listen_addr(), before, "the listener did not move");
+    b.stop();
+}
