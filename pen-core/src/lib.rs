@@ -55,6 +55,7 @@ pub mod server;
 mod state;
 mod stats;
 mod sys;
+mod udp;
 
 pub use balancer::{Balancer, Bound};
 pub use config::{Config, Settings, Splice};

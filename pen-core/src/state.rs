@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     /// When to relay TCP-to-TCP with `splice` (Linux).
     pub(crate) splice: crate::config::Splice,
     pub(crate) stopping: AtomicBool,
+    /// UDP mode (`-U`).
+    pub(crate) udp: bool,
     /// The worker threads run (before that, messages to them only queue).
     pub(crate) running: AtomicBool,
     /// The address the listener is bound to now.

@@ -14,3 +14,4 @@ mod ops_stats;
 mod process;
 mod relay;
 mod selection;
+mod udp;
