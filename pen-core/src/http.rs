@@ -45,7 +45,6 @@ impl HttpCarrier {
 
     /// Whether an oversized request head ([`MAX_HEAD`]) has been seen since the last call:
     /// true at most once per connection, for a metric.
-    #[allow(dead_code)] // the metric is wired by the reactor's owner
     pub(crate) fn take_oversized(&mut self) -> bool {
         std::mem::take(&mut self.oversized_unreported)
     }

@@ -47,6 +47,8 @@ pub(crate) struct Counters {
     pub(crate) connect_timeouts: AtomicU64,
     /// Connections closed by `idle_timeout`.
     pub(crate) idle_timeouts: AtomicU64,
+    /// HTTP-mode connections that went pass-through on an oversized request head.
+    pub(crate) http_oversized: AtomicU64,
     /// Times a worker stopped accepting at the `-x` limit.
     pub(crate) accept_pauses: AtomicU64,
     /// Control-socket commands served.
