@@ -133,6 +133,8 @@ options:
   -r          round robin, no client tracking
   -s          stubborn: if the first choice fails, close instead of failing over
   -W          weight-based selection
+  -U          UDP: one flow per client address, ended after idle_timeout seconds
+              (60 when idle_timeout is 0); -x bounds the flows
   -m N        accept up to N connections per readiness event [100]
   -q N        listen backlog [500]
   -d          more debug output (repeat: -dd)
@@ -142,6 +144,7 @@ options:
   -p file     write the process id to file (removed at exit)
   -u user     run as this user after binding
   -j dir      chroot to dir after binding (later -F and 'write' paths are inside it)
+  -H          HTTP mode: add X-Forwarded-For and X-Forwarded-Proto to every request
   -f          stay in the foreground (otherwise: run as a daemon, log to syslog)
   --metrics addr
               Prometheus /metrics HTTP endpoint on [host:]port (e.g.
@@ -153,7 +156,7 @@ options:
   -?, --help  print this text
 
   Accepted and ignored: -P -Q -D -n -S N.
-  Not supported yet (refused): -H -U -N -E -K -G -A -R -L -Z.
+  Not supported yet (refused): -N -E -K -G -A -R -L -Z.
 
 signals: SIGHUP re-reads -F and reopens the log, SIGUSR1 writes the -w file,
 SIGTERM and SIGINT exit cleanly (removing the pid file).
@@ -182,7 +185,7 @@ enum Kind {
 fn kind(c: char) -> Option<Kind> {
     use Kind::*;
     Some(match c {
-        'f' | 'h' | 'r' | 's' | 'W' | 'X' | 'a' | 'd' | 'V' | '?' => Flag,
+        'f' | 'h' | 'r' | 's' | 'W' | 'X' | 'a' | 'd' | 'V' | '?' | 'U' | 'H' => Flag,
         'b' => Value("blacklist seconds"),
         'c' => Value("client table slots"),
         'C' => Value("control address"),
@@ -203,7 +206,7 @@ fn kind(c: char) -> Option<Kind> {
         'P' | 'Q' | 'D' | 'n' => Ignored(false),
         'S' => Ignored(true),
         // Of these, B E K G A L take an argument in C pen.
-        'H' | 'U' | 'N' | 'R' | 'Z' | 'E' | 'K' | 'G' | 'A' | 'L' => Refused,
+        'N' | 'R' | 'Z' | 'E' | 'K' | 'G' | 'A' | 'L' => Refused,
         _ => return None,
     })
 }
@@ -462,9 +465,18 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
             's' => st.stubborn = true,
             'W' => st.weight = true,
             'a' => st.ascii = true,
+            'H' => st.http = true,
             'X' => config.exit_enabled = true,
+            'U' => config.udp = true,
             _ => {}
         }
+    }
+    if let (true, ListenAddr::Unix(p)) = (config.udp, &config.listen) {
+        return Err(CliError::BadValue {
+            opt: "-U".into(),
+            token: p.display().to_string(),
+            expected: "[host:]port to listen on (UDP cannot use a Unix socket)",
+        });
     }
     // The command line wins over the environment.
     if let Some(w) = &o.workers {

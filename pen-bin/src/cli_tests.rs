@@ -129,9 +129,7 @@ fn ignored_options() {
 
 #[test]
 fn refused_options() {
-    for o in [
-        "-H", "-U", "-N", "-E c", "-K k", "-G g", "-A a", "-R", "-L tls1", "-Z",
-    ] {
+    for o in ["-N", "-E c", "-K k", "-G g", "-A a", "-R", "-L tls1", "-Z"] {
         let c = o.chars().nth(1).unwrap();
         assert_eq!(
             error(&format!("{o} 8080 127.0.0.1")),
@@ -139,8 +137,8 @@ fn refused_options() {
         );
     }
     assert_eq!(
-        error("-fH 8080 127.0.0.1"),
-        "option -H is not supported yet"
+        error("-fN 8080 127.0.0.1"),
+        "option -N is not supported yet"
     );
     assert_eq!(error("-E"), "option -E is not supported yet");
 }
@@ -156,6 +154,26 @@ fn abuse_server_option() {
     let r = run("-B127.0.0.1 8080 127.0.0.1");
     assert_eq!(r.config.abuse.map(|s| s.addr.port()), Some(8080));
     assert!(error("-B nope:x 8080 127.0.0.1").contains("option -B"));
+}
+
+#[test]
+fn http_mode_option() {
+    assert!(run("-H 8080 127.0.0.1").config.settings.http);
+    assert!(run("-fH 8080 127.0.0.1").config.settings.http);
+    assert!(!run("8080 127.0.0.1").config.settings.http);
+}
+
+#[test]
+fn udp_option() {
+    let r = run("-U -r 53 127.0.0.1:5353 [::1]:5353");
+    assert!(r.config.udp);
+    assert!(r.config.settings.roundrobin);
+    assert_eq!(r.config.servers.len(), 2);
+    assert!(!run("8080 127.0.0.1").config.udp);
+    assert_eq!(
+        error("-U /tmp/pen.sock 127.0.0.1:53"),
+        "option -U: '/tmp/pen.sock': expected [host:]port to listen on (UDP cannot use a Unix socket)"
+    );
 }
 
 #[test]

@@ -132,6 +132,9 @@ impl LogBuf {
         now_ms: u64,
     ) {
         use std::io::Write as _;
+        if chunk.is_empty() {
+            return; // e.g. HTTP mode holding a partial request head: nothing to log yet
+        }
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -25,6 +25,8 @@ pub struct Bound {
     shared: Arc<Shared>,
     ends: Vec<(Arc<Poller>, mpsc::Receiver<WorkerMsg>)>,
     listeners: Vec<Option<Listener>>,
+    /// UDP mode (`-U`): the workers' listening UDP sockets (instead of `listeners`).
+    udp: Vec<std::net::UdpSocket>,
     control: Option<Listener>,
     metrics: Option<Listener>,
 }
@@ -44,11 +46,26 @@ impl Bound {
             shared,
             ends,
             listeners,
+            udp,
             control,
             metrics,
         } = self;
         let mut threads = Vec::with_capacity(ends.len() + 2);
+        let mut udp = udp.into_iter();
         for (i, ((poller, rx), l)) in ends.into_iter().zip(listeners).enumerate() {
+            if let Some(sock) = udp.next() {
+                let sh = Arc::clone(&shared);
+                let worker = crate::udp::UdpWorker::new(i, sh, poller, rx, sock)
+                    .map_err(io_err("cannot start UDP worker"))?;
+                let t = std::thread::Builder::new()
+                    .name(format!("pen-udp-{i}"))
+                    .spawn(move || worker.run())
+                    .map_err(io_err("cannot start worker thread"))?;
+                threads.push(t);
+                continue;
+            }
+            // TCP, or a UDP worker's place where the platform gave it no socket of its own
+            // (it idles, like the workers without a listener behind a Unix socket).
             let worker = Worker::new(i, Arc::clone(&shared), poller, rx, l)
                 .map_err(io_err("cannot start worker"))?;
             let t = std::thread::Builder::new()
@@ -195,8 +212,19 @@ impl Balancer {
         } else {
             config.workers
         };
-        let (listeners, bound) = bind_listeners(&config.listen, n, config.backlog, false)
-            .map_err(io_err(format!("cannot listen on '{}'", config.listen)))?;
+        let listen_err = io_err(format!("cannot listen on '{}'", config.listen));
+        let (listeners, udp, bound) = if config.udp {
+            let (socks, bound) = crate::udp::bind(&config.listen, n).map_err(listen_err)?;
+            (
+                std::iter::repeat_with(|| None).take(n).collect(),
+                socks,
+                bound,
+            )
+        } else {
+            let (ls, bound) =
+                bind_listeners(&config.listen, n, config.backlog, false).map_err(listen_err)?;
+            (ls, Vec::new(), bound)
+        };
         let control = match &config.control {
             Some(c) => {
                 let (mut ls, bound) = bind_listeners(c, 1, 16, false)
@@ -246,6 +274,7 @@ impl Balancer {
             splice: config.splice,
             stopping: AtomicBool::new(false),
             running: AtomicBool::new(false),
+            udp: config.udp,
             listen: Mutex::new(bound),
             control: Mutex::new(control.as_ref().map(|c| c.1.clone())),
             workers: links,
@@ -278,6 +307,7 @@ impl Balancer {
             shared,
             ends,
             listeners,
+            udp,
             control: control.and_then(|c| c.0),
             metrics,
         })

@@ -32,7 +32,7 @@ pub struct Settings {
     pub weight: bool,
     /// `prio`.
     pub prio: bool,
-    /// `-H`, `http`: stored; the effect comes with HTTP mode.
+    /// `-H`, `http`: insert `X-Forwarded-For`/`X-Forwarded-Proto` into requests (new connections).
     pub http: bool,
     /// `tcp_nodelay`.
     pub tcp_nodelay: bool,

@@ -42,7 +42,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod error;
-mod http;
+pub mod http;
 pub(crate) mod metrics;
 mod metrics_http;
 mod net;
@@ -55,6 +55,7 @@ pub mod server;
 mod state;
 mod stats;
 mod sys;
+mod udp;
 
 pub use balancer::{Balancer, Bound};
 pub use config::{Config, Settings, Splice};

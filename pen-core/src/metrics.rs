@@ -217,6 +217,13 @@ pub(crate) fn render_snapshot(s: &Snapshot) -> String {
     );
     single(
         &mut out,
+        "pen_http_oversized_heads_total",
+        Kind::Counter,
+        "HTTP-mode connections passed through unchanged after a request head over the limit.",
+        c.http_oversized,
+    );
+    single(
+        &mut out,
         "pen_accept_pauses_total",
         Kind::Counter,
         "Times a worker stopped accepting at the connection limit.",
@@ -294,6 +301,7 @@ mod tests {
             "pen_blacklistings_total 0",
             "pen_connect_timeouts_total 0",
             "pen_idle_timeouts_total 0",
+            "pen_http_oversized_heads_total 0",
             "pen_accept_pauses_total 0",
             "pen_control_commands_total 0",
             "pen_control_errors_total 0",
@@ -307,7 +315,7 @@ mod tests {
         // Every family has exactly one HELP and one TYPE, before its samples.
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
-        assert_eq!(types, 18);
+        assert_eq!(types, 19);
         assert_eq!(helps, types);
         assert!(text.ends_with('\n'));
     }

@@ -152,8 +152,10 @@ impl Selector<'_> {
         if n == 0 {
             return None;
         }
+        // At most one round: `first` may lie beyond a table a reload has shrunk, and then it
+        // never comes round again.
         let mut i = last.0;
-        loop {
+        for _ in 0..n {
             i = (i + 1) % n;
             if i == first.0 {
                 return None;
@@ -162,6 +164,7 @@ impl Selector<'_> {
                 return Some(ServerId(i));
             }
         }
+        None
     }
 
     /// Whether the emergency server may be used now (it exists, has an address, and is not
@@ -264,6 +267,19 @@ mod tests {
         assert_eq!(s.first_choice(ip(1), 0, None, &rr), Some(ServerId(1)));
         t.get(ServerId(1)).unwrap().blacklist(1, 10);
         assert_eq!(s.first_choice(ip(1), 0, None, &rr), Some(ServerId(0)));
+    }
+
+    #[test]
+    fn failover_round_ends_even_when_first_is_beyond_the_table() {
+        // A reload shrank the table below a connection's first choice: no endless loop.
+        let t = table(&[(0, 0), (0, 0)]);
+        let acls = AclSet::default();
+        let s = sel(&t, &acls, Modes::default());
+        for i in 0..2 {
+            t.get(ServerId(i)).unwrap().blacklist(1, 10);
+        }
+        assert_eq!(s.next_after(ServerId(5), ServerId(5), ip(1)), None);
+        assert_eq!(s.next_after(ServerId(5), ServerId(0), ip(1)), None);
     }
 
     #[test]

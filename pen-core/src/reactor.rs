@@ -675,8 +675,13 @@ impl Worker {
             // HTTP mode rewrites the requests: through its own carrier, never spliced.
             Some(h) => {
                 let (src, dst) = sockets;
-                conn.up
-                    .pump_with(h, src, dst, ready, done, pool, b, on_read)
+                let r = conn
+                    .up
+                    .pump_with(h, src, dst, ready, done, pool, b, on_read);
+                if h.take_oversized() {
+                    self.shared.counters.http_oversized.fetch_add(1, Relaxed);
+                }
+                r
             }
             None => pump(&mut conn.up, splice, sockets, ready, done, pool, b, on_read),
         };

@@ -55,14 +55,16 @@ impl BufPool {
         }
     }
 
-    fn get(&mut self) -> Box<[u8]> {
+    /// Checks a buffer out (a cached one, or a new one).
+    pub(crate) fn get(&mut self) -> Box<[u8]> {
         self.out += 1;
         self.free
             .pop()
             .unwrap_or_else(|| vec![0u8; BUF_SIZE].into_boxed_slice())
     }
 
-    fn put(&mut self, b: Box<[u8]>) {
+    /// Gives a buffer back.
+    pub(crate) fn put(&mut self, b: Box<[u8]>) {
         self.out = self.out.saturating_sub(1);
         if self.free.len() < self.keep {
             self.free.push(b);

@@ -47,6 +47,8 @@ pub(crate) struct Counters {
     pub(crate) connect_timeouts: AtomicU64,
     /// Connections closed by `idle_timeout`.
     pub(crate) idle_timeouts: AtomicU64,
+    /// HTTP-mode connections that went pass-through on an oversized request head.
+    pub(crate) http_oversized: AtomicU64,
     /// Times a worker stopped accepting at the `-x` limit.
     pub(crate) accept_pauses: AtomicU64,
     /// Control-socket commands served.
@@ -73,6 +75,8 @@ pub(crate) struct Shared {
     /// When to relay TCP-to-TCP with `splice` (Linux).
     pub(crate) splice: crate::config::Splice,
     pub(crate) stopping: AtomicBool,
+    /// UDP mode (`-U`).
+    pub(crate) udp: bool,
     /// The worker threads run (before that, messages to them only queue).
     pub(crate) running: AtomicBool,
     /// The address the listener is bound to now.

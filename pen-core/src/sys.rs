@@ -3,7 +3,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
@@ -57,6 +57,46 @@ pub(crate) fn tcp_listener(
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     sock.listen(backlog)?;
+    Ok(sock.into())
+}
+
+/// Binds a non-blocking UDP socket for the `-U` listener; `reuse_port` lets every worker bind
+/// its own socket to the same address (Linux spreads datagrams over them by the sender's
+/// address, so one client's datagrams always reach the same worker).
+pub(crate) fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    if reuse_port {
+        sock.set_reuse_port(true)?;
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    let _ = reuse_port;
+    if addr.is_ipv6() {
+        // As for TCP: `:::port` also takes IPv4 clients (seen as mapped addresses).
+        sock.set_only_v6(!addr.ip().is_unspecified())?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    Ok(sock.into())
+}
+
+/// A non-blocking UDP socket connected to `server` (bound to `source` first when it is of the
+/// same family): a UDP flow's upstream socket. Being connected, it only receives the server's
+/// datagrams, and an ICMP "port unreachable" from the server shows as `ECONNREFUSED`.
+pub(crate) fn udp_connect(server: SocketAddr, source: Option<IpAddr>) -> io::Result<UdpSocket> {
+    let sock = Socket::new(
+        Domain::for_address(server),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    sock.set_nonblocking(true)?;
+    let local = match source {
+        Some(ip) if ip.is_ipv4() == server.is_ipv4() => ip,
+        _ if server.is_ipv4() => IpAddr::from([0u8; 4]),
+        _ => IpAddr::from([0u16; 8]),
+    };
+    sock.bind(&SocketAddr::new(local, 0).into())?;
+    sock.connect(&server.into())?;
     Ok(sock.into())
 }
 

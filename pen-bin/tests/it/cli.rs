@@ -74,16 +74,16 @@ fn malformed_server_limit() {
 }
 
 #[test]
-fn http_mode_is_not_supported_yet() {
+fn refused_option_is_not_supported_yet() {
     if is_c_pen() {
         return;
     }
-    let args = s(&["-f", "-H", &listen(), "127.0.0.1:9"]);
+    let args = s(&["-f", "-N", &listen(), "127.0.0.1:9"]);
     let (out, err, code) = run(&args);
-    assert_eq!(code, 2, "pen -H: stdout {out:?} stderr {err:?}");
+    assert_eq!(code, 2, "pen -N: stdout {out:?} stderr {err:?}");
     assert!(
         format!("{out}{err}").contains("not supported yet"),
-        "pen -H: {out:?} {err:?}"
+        "pen -N: {out:?} {err:?}"
     );
 }
 

@@ -14,7 +14,9 @@ use std::time::Duration;
 use scraper::{ElementRef, Html, Selector};
 
 use super::backends::{Backend, Dormant};
-use super::harness::{is_c_pen, peek, read_to_eof, wait_for, Peek, Pen, PenBuilder, ScratchDir};
+use super::harness::{
+    is_c_pen, peek, read_to_eof, wait_for, Peek, Pen, PenBuilder, ScratchDir, WAIT,
+};
 
 // ---- a strict Prometheus text format (0.0.4) parser ---------------------------------------
 
@@ -326,7 +328,11 @@ fn status_page_parses_and_lists_every_server() {
     assert_eq!(pen.ctl("server 4 max 7"), "");
     assert!(["A", "B"].contains(&pen.fetch().as_str()));
 
-    let page = pen.ctl("status");
+    // pen closes its side a moment after the client has read everything: wait for that.
+    let page = wait_for(WAIT, "the connection to close", || {
+        let p = pen.ctl("status");
+        p.contains("0 / 500").then_some(p)
+    });
     let doc = check_page(&page);
     let servers = rows(&doc, "table#servers");
     assert_eq!(servers.len(), 5, "{servers:?}");

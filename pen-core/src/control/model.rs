@@ -218,6 +218,10 @@ impl Model {
                 nl(self.conn_max)
             }
             Command::Listen(Some(a)) => {
+                if shared.udp {
+                    // Moving a UDP listener live would orphan its flows: restart pen instead.
+                    return Err(ApplyError::NotSupported("listen ADDR with -U".to_string()));
+                }
                 let addr = crate::addr::parse_listen(&a)?;
                 if addr != self.listen {
                     let (listeners, bound) = crate::balancer::bind_for(shared, &addr)?;

@@ -1,0 +1,821 @@
+//! UDP mode (`-U`, PEN-SPEC 3): one worker loop per thread, each with its own listening UDP
+//! socket (`SO_REUSEPORT` on Linux, so the kernel sends one client's datagrams always to the
+//! same worker) and its own flows.
+//!
+//! A *flow* is one client address (ip:port) with a connected upstream UDP socket to the server
+//! chosen for it. Client datagrams go out through the flow's socket; the server's answers come
+//! back on that socket and leave through the listening socket with `send_to` the client.
+//! Selection is the TCP engine's ([`crate::reactor`]): client ACL (a denied client's flow goes
+//! to the abuse server `-B` if one is set, else its datagrams are dropped; a flow keeps the
+//! decision made when it began, as a TCP connection does), tracking, round robin, hash,
+//! weight, prio, limits (a flow counts as one connection of its server and of `-x`), stubborn,
+//! emergency, blacklisting. The logic is copied here rather than shared, because the TCP engine
+//! works on connections that connect asynchronously and this one on flows that never do.
+//!
+//! Failure: an ICMP "port unreachable" from the server makes the connected socket's next
+//! `recv`/`send` fail with `ECONNREFUSED`. The server is then blacklisted for the `blacklist`
+//! time, and the flow's next datagram fails over (the next available server after the failed
+//! one, then the emergency server) on a fresh socket. A flow whose server an operator
+//! blacklisted (`server N blacklist T`) moves the same way on its next datagram, so "all
+//! blacklisted" means no datagram reaches any server. A datagram that cannot go anywhere is
+//! dropped, and its flow closed.
+//!
+//! Lifetime: a flow ends after [`idle_secs`] without a datagram in either direction (the
+//! `idle_timeout` setting when it is nonzero, else [`DEFAULT_IDLE_SECS`]), counted as an idle
+//! timeout. Flows are bounded by `-x` (`conn_max`) over all workers: at the limit, a new client
+//! evicts this worker's least recently active flow; if this worker has none, the datagram is
+//! dropped.
+//!
+//! Hot path: one 64 KiB receive buffer per worker, flows found by client address in a hash map;
+//! relaying a datagram allocates nothing.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use crate::addr::ListenAddr;
+use crate::clients::AddrHasher;
+use crate::clock::now_ms;
+use crate::net::canonical_ip;
+use crate::policy::Selector;
+use crate::poll::{Events, Poller};
+use crate::reactor::WorkerMsg;
+use crate::server::{ServerId, Target};
+use crate::state::Shared;
+use crate::sys;
+
+/// Idle time after which a flow ends when `idle_timeout` is 0 (never, for TCP): UDP has no
+/// close, so a flow needs some end. 60 s covers DNS, syslog and most request/answer protocols.
+pub(crate) const DEFAULT_IDLE_SECS: u64 = 60;
+/// The largest UDP payload (the receive buffer's size).
+const MAX_DATAGRAM: usize = 65536;
+const LISTEN_KEY: usize = usize::MAX - 1;
+/// Datagrams read from one flow socket per turn (then others get theirs).
+const FLOW_BUDGET: u32 = 64;
+/// Datagrams read from the listening socket per turn.
+const LISTEN_BUDGET: u32 = 256;
+const GEN_BITS: u32 = 24;
+const GEN_MASK: u32 = (1 << GEN_BITS) - 1;
+/// Errors (other than "drained") after which a socket's turn ends.
+const MAX_ERRORS: u32 = 8;
+/// How often idle flows are looked for.
+const SWEEP_MS: u64 = 500;
+
+fn key(slot: usize, gen: u32) -> usize {
+    (slot << GEN_BITS) | (gen & GEN_MASK) as usize
+}
+
+fn unkey(k: usize) -> (usize, u32) {
+    (k >> GEN_BITS, (k as u32) & GEN_MASK)
+}
+
+/// The idle time of a flow, in seconds, for the `idle_timeout` setting `idle_timeout_secs`.
+pub(crate) fn idle_secs(idle_timeout_secs: u64) -> u64 {
+    if idle_timeout_secs == 0 {
+        DEFAULT_IDLE_SECS
+    } else {
+        idle_timeout_secs
+    }
+}
+
+/// Whether a connected socket's error means the server failed: ICMP port unreachable
+/// (`ECONNREFUSED`), or host or network unreachable.
+fn is_server_failure(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    )
+}
+
+/// A target as debug output and `connection N` show it.
+fn target_name(t: Target) -> String {
+    match t {
+        Target::Server(id) => id.to_string(),
+        Target::Emergency => "emergency".to_string(),
+        Target::Abuse => "abuse".to_string(),
+    }
+}
+
+/// Binds one listening UDP socket per worker (`SO_REUSEPORT` on Linux), or a single one where
+/// the platform cannot share a port (the other workers then have none). Returns the sockets and
+/// the address bound (port 0 resolved).
+pub(crate) fn bind(addr: &ListenAddr, n: usize) -> io::Result<(Vec<UdpSocket>, ListenAddr)> {
+    let ListenAddr::Inet(a) = addr else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "UDP mode needs an IP address and port, not a Unix socket",
+        ));
+    };
+    let reuse = cfg!(target_os = "linux") && n > 1;
+    let mut a = *a;
+    if reuse {
+        // Claim the address with a plain socket first (as for TCP): SO_REUSEPORT alone would
+        // let a second pen of the same user share the port and silently take part of the
+        // traffic instead of failing with "address in use".
+        a = sys::udp_socket(a, false)?.local_addr()?;
+    }
+    let first = sys::udp_socket(a, reuse)?;
+    let bound = first.local_addr()?;
+    let mut out = vec![first];
+    if reuse {
+        for _ in 1..n {
+            out.push(sys::udp_socket(bound, true)?);
+        }
+    }
+    Ok((out, ListenAddr::Inet(bound)))
+}
+
+/// One client address's flow.
+struct Flow {
+    /// The client's address as seen (answers go back to it).
+    client: SocketAddr,
+    /// Its IP for tracking, hashing and ACLs (IPv4-mapped turned into IPv4).
+    ip: IpAddr,
+    /// Connected to the current target.
+    sock: UdpSocket,
+    target: Target,
+    /// The first choice, where the failover round ends.
+    first: Option<ServerId>,
+    /// The server refused a datagram (ICMP port unreachable): already blacklisted; the next
+    /// client datagram fails over.
+    failed: bool,
+    last_active: u64,
+    /// Bytes sent to the server(s).
+    sent: u64,
+    /// Bytes received from the server(s).
+    received: u64,
+}
+
+struct Slot {
+    gen: u32,
+    flow: Option<Flow>,
+}
+
+/// A UDP worker: one thread, one poller, its own listening socket, its own flows.
+pub(crate) struct UdpWorker {
+    index: usize,
+    shared: Arc<Shared>,
+    poller: Arc<Poller>,
+    rx: mpsc::Receiver<WorkerMsg>,
+    sock: UdpSocket,
+    flows: HashMap<SocketAddr, usize, BuildHasherDefault<AddrHasher>>,
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    /// The receive buffer (taken out while a datagram is handled, then put back).
+    buf: Vec<u8>,
+    /// The listening socket may hold more datagrams (the edge will not fire again).
+    listen_more: bool,
+    /// Flows whose socket may hold more datagrams after their turn's budget.
+    runq: Vec<(usize, u32)>,
+    next_sweep: u64,
+}
+
+impl UdpWorker {
+    pub(crate) fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        poller: Arc<Poller>,
+        rx: mpsc::Receiver<WorkerMsg>,
+        sock: UdpSocket,
+    ) -> io::Result<UdpWorker> {
+        poller.add(&sock, LISTEN_KEY)?;
+        Ok(UdpWorker {
+            index,
+            shared,
+            poller,
+            rx,
+            sock,
+            flows: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            buf: vec![0; MAX_DATAGRAM],
+            listen_more: true,
+            runq: Vec::new(),
+            next_sweep: 0,
+        })
+    }
+
+    /// Runs until the balancer stops, then closes every flow.
+    pub(crate) fn run(mut self) {
+        let mut events = Events::new();
+        let mut runq = Vec::new();
+        while !self.shared.stopping.load(Relaxed) {
+            let now = now_ms();
+            let timeout = if self.listen_more || !self.runq.is_empty() {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(self.next_sweep.saturating_sub(now).min(SWEEP_MS))
+            };
+            if let Err(e) = self.poller.wait(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    eprintln!("pen: UDP worker {}: poll failed: {e}", self.index);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            self.handle_messages();
+            let now = now_ms();
+            for ev in events.iter() {
+                if ev.key == LISTEN_KEY {
+                    self.listen_more = true;
+                    continue;
+                }
+                let (slot, gen) = unkey(ev.key);
+                if self.live(slot, gen) {
+                    self.relay_server(slot, now);
+                }
+            }
+            std::mem::swap(&mut runq, &mut self.runq);
+            for (slot, gen) in runq.drain(..) {
+                if self.live(slot, gen) {
+                    self.relay_server(slot, now);
+                }
+            }
+            if self.listen_more {
+                self.relay_clients(now);
+            }
+            if now >= self.next_sweep {
+                self.next_sweep = now + SWEEP_MS;
+                self.sweep(now);
+            }
+        }
+        for slot in 0..self.slots.len() {
+            self.close(slot);
+        }
+        self.poller.delete(&self.sock);
+    }
+
+    fn live(&self, slot: usize, gen: u32) -> bool {
+        self.slots
+            .get(slot)
+            .is_some_and(|s| s.gen == gen && s.flow.is_some())
+    }
+
+    fn flow_mut(&mut self, slot: usize) -> Option<&mut Flow> {
+        self.slots.get_mut(slot).and_then(|s| s.flow.as_mut())
+    }
+
+    fn handle_messages(&mut self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                WorkerMsg::Listen(l, done) => {
+                    // A TCP listener is of no use here; the UDP socket stays.
+                    drop(l);
+                    eprintln!("pen: listen: not supported in UDP mode; the UDP socket stays");
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                }
+                WorkerMsg::Close(slot) => self.close(slot),
+                WorkerMsg::Describe(slot, reply) => {
+                    let _ = reply.send(self.describe(slot));
+                }
+                WorkerMsg::FindSocket(fd, reply) => {
+                    let found = self.slots.iter().position(|s| {
+                        s.flow
+                            .as_ref()
+                            .is_some_and(|f| f.sock.as_raw_fd() == fd as RawFd)
+                    });
+                    let _ = reply.send(found);
+                }
+            }
+        }
+    }
+
+    fn describe(&self, slot: usize) -> Option<String> {
+        let f = self.slots.get(slot)?.flow.as_ref()?;
+        Some(format!(
+            "state = udp flow\ndownfd = {}, upfd = {}\nclient = {}:{}, server = {}\npend = 0 up, 0 down\nsx = {}, rx = {}\n",
+            self.sock.as_raw_fd(),
+            f.sock.as_raw_fd(),
+            f.ip,
+            f.client.port(),
+            target_name(f.target),
+            f.sent,
+            f.received,
+        ))
+    }
+
+    // ---- client to server -----------------------------------------------------------------
+
+    /// Reads datagrams from clients until the socket is drained or the turn's budget is spent.
+    fn relay_clients(&mut self, now: u64) {
+        self.listen_more = false;
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut drained = false;
+        let mut errors = 0;
+        for _ in 0..LISTEN_BUDGET {
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    let data = buf.get(..n).unwrap_or_default();
+                    self.relay_client(data, from, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
+                }
+                // Interrupted, or a transient error: the next datagram may be fine. Errors
+                // that keep coming end the turn (the next datagram's edge brings another).
+                Err(_) => {
+                    errors += 1;
+                    if errors >= MAX_ERRORS {
+                        drained = true;
+                        break;
+                    }
+                }
+            }
+        }
+        self.buf = buf;
+        self.listen_more = !drained;
+    }
+
+    /// Relays one client datagram: finds or makes its flow, moves the flow off a failed or
+    /// blacklisted server, sends (failing over when the server refuses at once).
+    fn relay_client(&mut self, data: &[u8], from: SocketAddr, now: u64) {
+        let slot = match self.flows.get(&from) {
+            Some(&s) => s,
+            None => match self.new_flow(from, now) {
+                Some(s) => s,
+                None => return,
+            },
+        };
+        if !self.check_target(slot, now) {
+            return;
+        }
+        // Each refusal blacklists a server, so this ends within the table's length.
+        loop {
+            let Some(flow) = self.flow_mut(slot) else {
+                return;
+            };
+            match flow.sock.send(data) {
+                Ok(n) => {
+                    flow.sent += n as u64;
+                    flow.last_active = now;
+                    let target = flow.target;
+                    if let Some(s) = self.shared.servers.read().target(target) {
+                        s.sent.fetch_add(n as u64, Relaxed);
+                    }
+                    return;
+                }
+                Err(e) if is_server_failure(&e) => {
+                    // An earlier datagram drew a port unreachable: the server is down.
+                    let (target, first, ip) = (flow.target, flow.first, flow.ip);
+                    let next = self.fail_target(target, first, ip, now, &e, true);
+                    if !self.reroute(slot, next, now) {
+                        return;
+                    }
+                }
+                // Full socket buffer or a local error: UDP may drop, so this datagram goes.
+                Err(e) => {
+                    if self.shared.settings.read().debug > 1 {
+                        eprintln!("pen: UDP datagram from {from} dropped: {e}");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Moves the flow in `slot` off its server if that failed or is blacklisted now. Returns
+    /// whether the flow is still there (with a usable target) for the datagram.
+    fn check_target(&mut self, slot: usize, now: u64) -> bool {
+        let Some(flow) = self.slots.get(slot).and_then(|s| s.flow.as_ref()) else {
+            return false;
+        };
+        let usable = !flow.failed
+            && self
+                .shared
+                .servers
+                .read()
+                .target(flow.target)
+                .is_some_and(|s| s.has_address() && !s.is_blacklisted(now));
+        if usable {
+            return true;
+        }
+        let (target, first, ip) = (flow.target, flow.first, flow.ip);
+        // A failed server was blacklisted when it failed; an operator blacklisted this one.
+        let next = self.fail_target(target, first, ip, now, &"blacklisted", false);
+        self.reroute(slot, next, now)
+    }
+
+    /// Gives the flow in `slot` a socket to `next` (failing over further if that cannot be
+    /// opened), or closes it when there is no next target. Returns whether it lives on.
+    fn reroute(&mut self, slot: usize, next: Option<Target>, now: u64) -> bool {
+        let Some(flow) = self.slots.get(slot).and_then(|s| s.flow.as_ref()) else {
+            return false;
+        };
+        let (first, ip) = (flow.first, flow.ip);
+        // The old target's count is released (by `fail_target`): close without releasing.
+        let opened = next.and_then(|t| self.open(t, first, ip, now));
+        let Some((target, sock)) = opened else {
+            self.close_uncounted(slot);
+            return false;
+        };
+        let gen = self.slots.get(slot).map_or(0, |s| s.gen);
+        if let Err(e) = self.poller.add(&sock, key(slot, gen)) {
+            eprintln!("pen: cannot watch UDP server socket: {e}");
+            self.close(slot);
+            return false;
+        }
+        let poller = Arc::clone(&self.poller);
+        if let Some(flow) = self.flow_mut(slot) {
+            poller.delete(&flow.sock);
+            flow.sock = sock;
+            flow.target = target;
+            flow.failed = false;
+        }
+        true
+    }
+
+    /// Makes a flow for a new client address: client ACL, the `-x` bound (evicting this
+    /// worker's least recently active flow when full), selection, the upstream socket.
+    /// `None` when the datagram is to be dropped.
+    fn new_flow(&mut self, client: SocketAddr, now: u64) -> Option<usize> {
+        let shared = Arc::clone(&self.shared);
+        let ip = canonical_ip(client.ip());
+        let (client_acl, roundrobin, tracking, debug) = {
+            let s = shared.settings.read();
+            (s.client_acl, s.roundrobin, s.tracking_secs, s.debug)
+        };
+        let denied = !shared.acls.read().permits(client_acl, ip);
+        if denied {
+            shared.counters.refused_acl.fetch_add(1, Relaxed);
+            let abuse = shared
+                .servers
+                .read()
+                .abuse
+                .as_ref()
+                .is_some_and(|a| a.has_address() && !a.is_blacklisted(now));
+            if debug > 0 {
+                let to = if abuse {
+                    "sent to the abuse server"
+                } else {
+                    "dropped"
+                };
+                eprintln!("pen: UDP client {client} denied by ACL {client_acl}: {to}");
+            }
+            if !abuse {
+                return None;
+            }
+        }
+        if !self.reserve() {
+            // At the -x limit: make room by evicting this worker's stalest flow.
+            if !self.evict_oldest() || !self.reserve() {
+                return None;
+            }
+        }
+        shared.counters.accepted.fetch_add(1, Relaxed);
+        let tracked = if roundrobin || denied {
+            None
+        } else {
+            shared.clients.lock().lookup(ip, now, tracking)
+        };
+        let (first, emergency) = if denied {
+            (None, false)
+        } else {
+            let settings = shared.settings.read();
+            let servers = shared.servers.read();
+            let acls = shared.acls.read();
+            let sel = Selector {
+                table: &servers,
+                acls: &acls,
+                now,
+                modes: Shared::modes(&settings),
+            };
+            (
+                sel.first_choice(ip, client.port(), tracked, &shared.rr),
+                sel.emergency_available(),
+            )
+        };
+        let target = match (first, emergency) {
+            _ if denied => Target::Abuse,
+            (Some(id), _) => Target::Server(id),
+            (None, true) => Target::Emergency,
+            (None, false) => {
+                if debug > 0 {
+                    eprintln!("pen: UDP client {client}: no server available");
+                }
+                shared.counters.no_server.fetch_add(1, Relaxed);
+                self.release_active();
+                return None;
+            }
+        };
+        let Some((target, sock)) = self.open(target, first, ip, now) else {
+            self.release_active();
+            return None;
+        };
+        if debug > 1 {
+            eprintln!("pen: UDP client {client} -> server {}", target_name(target));
+        }
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(Slot { gen: 0, flow: None });
+                self.slots.len() - 1
+            }
+        };
+        let gen = self.slots.get(slot).map_or(0, |s| s.gen);
+        if let Err(e) = self.poller.add(&sock, key(slot, gen)) {
+            eprintln!("pen: cannot watch UDP server socket: {e}");
+            if let Some(s) = shared.servers.read().target(target) {
+                s.release();
+            }
+            self.free.push(slot);
+            self.release_active();
+            return None;
+        }
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.flow = Some(Flow {
+                client,
+                ip,
+                sock,
+                target,
+                first,
+                failed: false,
+                last_active: now,
+                sent: 0,
+                received: 0,
+            });
+        }
+        self.flows.insert(client, slot);
+        Some(slot)
+    }
+
+    /// Counts one more flow against `-x`; false (nothing counted) at the limit.
+    fn reserve(&self) -> bool {
+        let max = self.shared.conn_max.load(Relaxed);
+        if self.shared.active.fetch_add(1, Relaxed) >= max {
+            self.shared.active.fetch_sub(1, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn release_active(&self) {
+        let _ = self
+            .shared
+            .active
+            .fetch_update(Relaxed, Relaxed, |a| Some(a.saturating_sub(1)));
+    }
+
+    /// Closes this worker's least recently active flow (a scan: it happens only at the limit).
+    /// False when this worker has no flow.
+    fn evict_oldest(&mut self) -> bool {
+        let oldest = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.flow.as_ref().map(|f| (f.last_active, i)))
+            .min();
+        match oldest {
+            Some((_, slot)) => {
+                self.close(slot);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Opens an upstream socket to `target`, failing over (blacklisting each server that
+    /// cannot be reached) as a TCP connect would. Counts the flow on the server it returns,
+    /// records tracking. `None`: nowhere to go (every count taken was released).
+    fn open(
+        &self,
+        mut target: Target,
+        first: Option<ServerId>,
+        ip: IpAddr,
+        now: u64,
+    ) -> Option<(Target, UdpSocket)> {
+        let source = self.shared.settings.read().source;
+        loop {
+            let addr = {
+                let servers = self.shared.servers.read();
+                let srv = servers.target(target);
+                if let Some(s) = srv {
+                    s.conns.fetch_add(1, Relaxed);
+                }
+                srv.and_then(|s| s.addr)
+            };
+            let opened = addr
+                .ok_or_else(|| io::Error::from(io::ErrorKind::AddrNotAvailable))
+                .and_then(|a| sys::udp_connect(a, source));
+            match opened {
+                Ok(sock) => {
+                    if let Some(s) = self.shared.servers.read().target(target) {
+                        s.total.fetch_add(1, Relaxed);
+                    }
+                    if let Target::Server(id) = target {
+                        self.shared.clients.lock().record(ip, id, now);
+                    }
+                    return Some((target, sock));
+                }
+                Err(e) if sys::is_local_exhaustion(&e) => {
+                    // Our shortage, not the server's fault: drop, blacklist nobody.
+                    if let Some(s) = self.shared.servers.read().target(target) {
+                        s.release();
+                    }
+                    return None;
+                }
+                Err(e) => target = self.fail_target(target, first, ip, now, &e, true)?,
+            }
+        }
+    }
+
+    /// `target` failed (or is blacklisted): releases the flow's count on it, blacklists it when
+    /// `blacklist`, and picks where the flow goes next: the next available server after it,
+    /// cyclically until the first choice comes round, then the emergency server; nowhere when
+    /// stubborn or from the emergency server.
+    fn fail_target(
+        &self,
+        target: Target,
+        first: Option<ServerId>,
+        ip: IpAddr,
+        now: u64,
+        why: &dyn std::fmt::Display,
+        blacklist: bool,
+    ) -> Option<Target> {
+        let shared = &self.shared;
+        let settings = shared.settings.read();
+        let servers = shared.servers.read();
+        if let Some(s) = servers.target(target) {
+            s.release();
+            if blacklist {
+                s.blacklist(now, settings.blacklist_secs);
+                shared.counters.blacklistings.fetch_add(1, Relaxed);
+                if settings.debug > 0 {
+                    eprintln!(
+                        "pen: UDP server {} failed ({why}): blacklisted for {} s",
+                        target_name(target),
+                        settings.blacklist_secs
+                    );
+                }
+            }
+        }
+        let next = match target {
+            // No failover away from the emergency or the abuse server.
+            Target::Emergency | Target::Abuse => None,
+            _ if settings.stubborn => None,
+            Target::Server(cur) => {
+                let first = first.unwrap_or(cur);
+                let n = servers.len();
+                let acls = shared.acls.read();
+                let sel = Selector {
+                    table: &servers,
+                    acls: &acls,
+                    now,
+                    modes: Shared::modes(&settings),
+                };
+                // A server removed meanwhile leaves no round to walk (and `next_after` needs
+                // both ends inside the table to stop).
+                let round = if cur.0 < n && first.0 < n {
+                    sel.next_after(first, cur, ip)
+                } else {
+                    None
+                };
+                match round {
+                    Some(id) => Some(Target::Server(id)),
+                    None if sel.emergency_available() => Some(Target::Emergency),
+                    None => None,
+                }
+            }
+        };
+        if next.is_some() {
+            shared.counters.failovers.fetch_add(1, Relaxed);
+        }
+        next
+    }
+
+    // ---- server to client -----------------------------------------------------------------
+
+    /// Relays the server's datagrams in `slot` to the client until its socket is drained or
+    /// the turn's budget is spent. A refusal marks the flow failed and blacklists the server.
+    fn relay_server(&mut self, slot: usize, now: u64) {
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut received = 0u64;
+        let mut more = true;
+        let mut refused = None;
+        let mut errors = 0;
+        let slot_ref = self.slots.get_mut(slot);
+        let gen = slot_ref.as_ref().map_or(0, |s| s.gen);
+        if let Some(flow) = slot_ref.and_then(|s| s.flow.as_mut()) {
+            for _ in 0..FLOW_BUDGET {
+                match flow.sock.recv(&mut buf) {
+                    Ok(n) => {
+                        let data = buf.get(..n).unwrap_or_default();
+                        // A full client-side buffer drops the datagram, as UDP may.
+                        let _ = self.sock.send_to(data, flow.client);
+                        received += n as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        more = false;
+                        break;
+                    }
+                    Err(e) if is_server_failure(&e) => {
+                        if !flow.failed {
+                            flow.failed = true;
+                            refused = Some((flow.target, e));
+                        }
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        if errors >= MAX_ERRORS {
+                            more = false;
+                            break;
+                        }
+                    }
+                }
+            }
+            if received > 0 {
+                flow.received += received;
+                flow.last_active = now;
+            }
+            let target = flow.target;
+            if more {
+                self.runq.push((slot, gen));
+            }
+            if received > 0 {
+                if let Some(s) = self.shared.servers.read().target(target) {
+                    s.received.fetch_add(received, Relaxed);
+                }
+            }
+        }
+        self.buf = buf;
+        if let Some((target, e)) = refused {
+            self.blacklist_failed(target, now, &e);
+        }
+    }
+
+    /// Blacklists a server that refused a flow's datagram (its flows move on their next
+    /// datagram, see [`UdpWorker::check_target`]).
+    fn blacklist_failed(&self, target: Target, now: u64, why: &dyn std::fmt::Display) {
+        let settings = self.shared.settings.read();
+        if let Some(s) = self.shared.servers.read().target(target) {
+            s.blacklist(now, settings.blacklist_secs);
+            self.shared.counters.blacklistings.fetch_add(1, Relaxed);
+            if settings.debug > 0 {
+                eprintln!(
+                    "pen: UDP server {} failed ({why}): blacklisted for {} s",
+                    target_name(target),
+                    settings.blacklist_secs
+                );
+            }
+        }
+    }
+
+    // ---- expiry and closing ---------------------------------------------------------------
+
+    /// Closes flows idle for the flow idle time.
+    fn sweep(&mut self, now: u64) {
+        let idle = idle_secs(self.shared.settings.read().idle_timeout_secs);
+        let limit = idle.saturating_mul(1000);
+        for slot in 0..self.slots.len() {
+            let stale = self
+                .slots
+                .get(slot)
+                .and_then(|s| s.flow.as_ref())
+                .is_some_and(|f| now.saturating_sub(f.last_active) >= limit);
+            if stale {
+                self.shared.counters.idle_timeouts.fetch_add(1, Relaxed);
+                self.close(slot);
+            }
+        }
+    }
+
+    fn close(&mut self, slot: usize) {
+        let Some(flow) = self.slots.get(slot).and_then(|s| s.flow.as_ref()) else {
+            return;
+        };
+        if let Some(s) = self.shared.servers.read().target(flow.target) {
+            s.release();
+        }
+        self.close_uncounted(slot);
+    }
+
+    /// Closes without touching the target's flow count (already released).
+    fn close_uncounted(&mut self, slot: usize) {
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
+        let Some(flow) = s.flow.take() else {
+            return;
+        };
+        s.gen = (s.gen + 1) & GEN_MASK;
+        self.free.push(slot);
+        self.flows.remove(&flow.client);
+        self.poller.delete(&flow.sock);
+        if flow.sent + flow.received > 0 {
+            // sx: bytes to the client (as for TCP).
+            self.shared
+                .clients
+                .lock()
+                .add_bytes(flow.ip, flow.received, flow.sent);
+        }
+        self.release_active();
+    }
+}
