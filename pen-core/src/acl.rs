@@ -12,19 +12,82 @@ pub const ACL_LISTS: usize = 10;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AclSet {
     lists: [Vec<AclEntry>; ACL_LISTS],
+    /// The same entries as integers (network and mask), so a check per accept does no
+    /// conversions: kept in step with `lists` by `push` and `clear`.
+    compiled: [Vec<Rule>; ACL_LISTS],
+}
+
+/// An entry ready for matching: `client & mask == net`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rule {
+    V4 { net: u32, mask: u32, permit: bool },
+    V6 { net: u128, mask: u128, permit: bool },
+}
+
+impl Rule {
+    fn compile(e: &AclEntry) -> Rule {
+        let permit = e.action == AclAction::Permit;
+        match e.pattern {
+            AclPattern::V4 { addr, mask } => {
+                let mask = u32::from(mask);
+                Rule::V4 {
+                    net: u32::from(addr) & mask,
+                    mask,
+                    permit,
+                }
+            }
+            AclPattern::V6 { addr, len } => {
+                // A length over 128 cannot come from the parser; treat it as 128.
+                let shift = 128 - u32::from(len.min(128));
+                // `checked_shl(128)` is None: a /0 prefix has an all-zero mask.
+                let mask = u128::MAX.checked_shl(shift).unwrap_or(0);
+                Rule::V6 {
+                    net: u128::from(addr) & mask,
+                    mask,
+                    permit,
+                }
+            }
+        }
+    }
+
+    /// `Some(permit)` if the rule covers the client; rules of the other family never do.
+    fn decide(&self, client: Client) -> Option<bool> {
+        match (*self, client) {
+            (Rule::V4 { net, mask, permit }, Client::V4(c)) => (c & mask == net).then_some(permit),
+            (Rule::V6 { net, mask, permit }, Client::V6(c)) => (c & mask == net).then_some(permit),
+            _ => None,
+        }
+    }
+
+    fn permits(&self) -> bool {
+        match *self {
+            Rule::V4 { permit, .. } | Rule::V6 { permit, .. } => permit,
+        }
+    }
+}
+
+/// A client address as an integer, converted once per check.
+#[derive(Clone, Copy)]
+enum Client {
+    V4(u32),
+    V6(u128),
 }
 
 impl AclSet {
     /// Appends an entry to list `n` (ignored if `n` >= 10; the parser rejects that earlier).
     pub fn push(&mut self, n: u8, entry: AclEntry) {
-        if let Some(l) = self.lists.get_mut(usize::from(n)) {
+        let i = usize::from(n);
+        if let (Some(l), Some(c)) = (self.lists.get_mut(i), self.compiled.get_mut(i)) {
+            c.push(Rule::compile(&entry));
             l.push(entry);
         }
     }
     /// Empties list `n`.
     pub fn clear(&mut self, n: u8) {
-        if let Some(l) = self.lists.get_mut(usize::from(n)) {
+        let i = usize::from(n);
+        if let (Some(l), Some(c)) = (self.lists.get_mut(i), self.compiled.get_mut(i)) {
             l.clear();
+            c.clear();
         }
     }
     /// The entries of list `n`.
@@ -38,34 +101,21 @@ impl AclSet {
     /// opposite of the last entry's action; an empty (or out-of-range) list permits everyone.
     /// An IPv4-mapped IPv6 client (`::ffff:a.b.c.d`) is checked as the IPv4 client it is.
     pub fn permits(&self, n: u8, ip: IpAddr) -> bool {
-        // Dual-stack listeners report IPv4 clients as mapped addresses; operators write v4 rules.
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            IpAddr::V4(_) => ip,
+        let Some(rules) = self.compiled.get(usize::from(n)) else {
+            return true;
         };
-        let list = self.list(n);
-        match list.iter().find(|e| matches(&e.pattern, ip)) {
-            Some(e) => e.action == AclAction::Permit,
-            None => list.last().is_none_or(|e| e.action == AclAction::Deny),
+        // Dual-stack listeners report IPv4 clients as mapped addresses; operators write v4 rules.
+        let client = match ip {
+            IpAddr::V4(v4) => Client::V4(u32::from(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Client::V4(u32::from(v4)),
+                None => Client::V6(u128::from(v6)),
+            },
+        };
+        match rules.iter().find_map(|r| r.decide(client)) {
+            Some(permit) => permit,
+            None => rules.last().is_none_or(|r| !r.permits()),
         }
-    }
-}
-
-/// Whether `pattern` covers `ip`; patterns of the other address family never do.
-fn matches(pattern: &AclPattern, ip: IpAddr) -> bool {
-    match (pattern, ip) {
-        (AclPattern::V4 { addr, mask }, IpAddr::V4(ip)) => {
-            let mask = u32::from(*mask);
-            u32::from(ip) & mask == u32::from(*addr) & mask
-        }
-        (AclPattern::V6 { addr, len }, IpAddr::V6(ip)) => {
-            // A length over 128 cannot come from the parser; treat it as a full match length.
-            let shift = 128 - u32::from((*len).min(128));
-            // `checked_shl(128)` is None: a /0 prefix has an all-zero mask.
-            let mask = u128::MAX.checked_shl(shift).unwrap_or(0);
-            u128::from(ip) & mask == u128::from(*addr) & mask
-        }
-        _ => false,
     }
 }
 
