@@ -51,6 +51,7 @@ pub mod policy;
 mod poll;
 mod reactor;
 mod relay;
+mod route;
 pub mod server;
 mod state;
 mod stats;

@@ -19,8 +19,8 @@ use crate::poll::{Event, Events, Poller};
 use crate::accesslog::LogBuf;
 use crate::clock::now_ms;
 use crate::net::{Listener, Peer, Stream};
-use crate::policy::Selector;
 use crate::relay::{BufPool, OnRead, Pipe, Readiness, READS_PER_TURN};
+use crate::route::{self, target_name};
 use crate::server::{ServerId, Target};
 use crate::state::Shared;
 use crate::sys;
@@ -67,15 +67,6 @@ fn pump(
     #[cfg(not(target_os = "linux"))]
     let _ = splice;
     pipe.pump(src, dst, ready, other_done, pool, budget, on_read)
-}
-
-/// A target as debug output and `connection N` show it.
-fn target_name(t: Target) -> String {
-    match t {
-        Target::Server(id) => id.to_string(),
-        Target::Emergency => "emergency".to_string(),
-        Target::Abuse => "abuse".to_string(),
-    }
 }
 
 /// Requests from the control plane to one worker.
@@ -350,79 +341,13 @@ impl Worker {
 
     fn start(&mut self, client: Stream, peer: Peer, now: u64) {
         let shared = Arc::clone(&self.shared);
-        let (nodelay, client_acl, roundrobin, tracking, debug) = {
-            let s = shared.settings.read();
-            (
-                s.tcp_nodelay,
-                s.client_acl,
-                s.roundrobin,
-                s.tracking_secs,
-                s.debug,
-            )
+        let who = format_args!("client {}:{}", peer.ip, peer.port);
+        let Some((target, first)) = route::choose(&shared, peer.ip, peer.port, now, &who) else {
+            self.release_active();
+            return;
         };
-        let denied = !shared.acls.read().permits(client_acl, peer.ip);
-        if denied {
-            shared.counters.refused_acl.fetch_add(1, Relaxed);
-            let abuse = shared
-                .servers
-                .read()
-                .abuse
-                .as_ref()
-                .is_some_and(|a| a.has_address());
-            if debug > 0 {
-                let to = if abuse {
-                    "sent to the abuse server"
-                } else {
-                    "closed"
-                };
-                eprintln!("pen: client {} denied by ACL {client_acl}: {to}", peer.ip);
-            }
-            if !abuse {
-                self.release_active();
-                return;
-            }
-        }
-        if nodelay {
+        if shared.settings.read().tcp_nodelay {
             let _ = client.set_nodelay(true);
-        }
-        let tracked = if roundrobin || denied {
-            None
-        } else {
-            shared.clients.lock().lookup(peer.ip, now, tracking)
-        };
-        let (first, emergency) = if denied {
-            (None, false)
-        } else {
-            let settings = shared.settings.read();
-            let servers = shared.servers.read();
-            let acls = shared.acls.read();
-            let sel = Selector {
-                table: &servers,
-                acls: &acls,
-                now,
-                modes: Shared::modes(&settings),
-            };
-            (
-                sel.first_choice(peer.ip, peer.port, tracked, &shared.rr),
-                sel.emergency_available(),
-            )
-        };
-        let target = match (first, emergency) {
-            _ if denied => Target::Abuse,
-            (Some(id), _) => Target::Server(id),
-            (None, true) => Target::Emergency,
-            (None, false) => {
-                if debug > 0 {
-                    eprintln!("pen: client {}: no server available", peer.ip);
-                }
-                shared.counters.no_server.fetch_add(1, Relaxed);
-                self.release_active();
-                return;
-            }
-        };
-        if debug > 1 {
-            let t = target_name(target);
-            eprintln!("pen: client {}:{} -> server {t}", peer.ip, peer.port);
         }
         let slot = match self.free.pop() {
             Some(s) => s,
@@ -534,46 +459,18 @@ impl Worker {
             self.poller.delete(&s);
         }
         conn.s = Readiness::default(); // the next server's socket starts afresh
-        let settings = shared.settings.read();
-        let servers = shared.servers.read();
-        if let Some(s) = servers.target(conn.target) {
-            s.release();
-            s.blacklist(now, settings.blacklist_secs);
-            shared.counters.blacklistings.fetch_add(1, Relaxed);
-            if settings.debug > 0 {
-                eprintln!(
-                    "pen: server {} failed ({why}): blacklisted for {} s",
-                    target_name(conn.target),
-                    settings.blacklist_secs
-                );
-            }
-        }
-        let next = match (conn.target, conn.first) {
-            // No failover away from the emergency or the abuse server.
-            (Target::Emergency | Target::Abuse, _) => None,
-            _ if settings.stubborn => None,
-            (Target::Server(cur), first) => {
-                let acls = shared.acls.read();
-                let sel = Selector {
-                    table: &servers,
-                    acls: &acls,
-                    now,
-                    modes: Shared::modes(&settings),
-                };
-                let first = first.unwrap_or(cur);
-                match sel.next_after(first, cur, conn.peer.ip) {
-                    Some(id) => Some(Target::Server(id)),
-                    None if sel.emergency_available() => Some(Target::Emergency),
-                    None => None,
-                }
-            }
-        };
-        drop(servers);
-        drop(settings);
+        let next = route::fail_over(
+            &shared,
+            conn.target,
+            conn.first,
+            conn.peer.ip,
+            now,
+            why,
+            true,
+        );
         match next {
             Some(t) => {
                 conn.target = t;
-                shared.counters.failovers.fetch_add(1, Relaxed);
                 true
             }
             None => {

@@ -42,9 +42,9 @@ use crate::addr::ListenAddr;
 use crate::clients::AddrHasher;
 use crate::clock::now_ms;
 use crate::net::canonical_ip;
-use crate::policy::Selector;
 use crate::poll::{Events, Poller};
 use crate::reactor::WorkerMsg;
+use crate::route::{self, target_name};
 use crate::server::{ServerId, Target};
 use crate::state::Shared;
 use crate::sys;
@@ -92,15 +92,6 @@ fn is_server_failure(e: &io::Error) -> bool {
             | io::ErrorKind::HostUnreachable
             | io::ErrorKind::NetworkUnreachable
     )
-}
-
-/// A target as debug output and `connection N` show it.
-fn target_name(t: Target) -> String {
-    match t {
-        Target::Server(id) => id.to_string(),
-        Target::Emergency => "emergency".to_string(),
-        Target::Abuse => "abuse".to_string(),
-    }
 }
 
 /// Binds one listening UDP socket per worker (`SO_REUSEPORT` on Linux), or a single one where
@@ -439,80 +430,22 @@ impl UdpWorker {
     fn new_flow(&mut self, client: SocketAddr, now: u64) -> Option<usize> {
         let shared = Arc::clone(&self.shared);
         let ip = canonical_ip(client.ip());
-        let (client_acl, roundrobin, tracking, debug) = {
-            let s = shared.settings.read();
-            (s.client_acl, s.roundrobin, s.tracking_secs, s.debug)
-        };
-        let denied = !shared.acls.read().permits(client_acl, ip);
-        if denied {
-            shared.counters.refused_acl.fetch_add(1, Relaxed);
-            let abuse = shared
-                .servers
-                .read()
-                .abuse
-                .as_ref()
-                .is_some_and(|a| a.has_address() && !a.is_blacklisted(now));
-            if debug > 0 {
-                let to = if abuse {
-                    "sent to the abuse server"
-                } else {
-                    "dropped"
-                };
-                eprintln!("pen: UDP client {client} denied by ACL {client_acl}: {to}");
-            }
-            if !abuse {
-                return None;
-            }
-        }
         if !self.reserve() {
             // At the -x limit: make room by evicting this worker's stalest flow.
             if !self.evict_oldest() || !self.reserve() {
                 return None;
             }
         }
+        let who = format_args!("UDP client {client}");
+        let Some((target, first)) = route::choose(&shared, ip, client.port(), now, &who) else {
+            self.release_active();
+            return None;
+        };
         shared.counters.accepted.fetch_add(1, Relaxed);
-        let tracked = if roundrobin || denied {
-            None
-        } else {
-            shared.clients.lock().lookup(ip, now, tracking)
-        };
-        let (first, emergency) = if denied {
-            (None, false)
-        } else {
-            let settings = shared.settings.read();
-            let servers = shared.servers.read();
-            let acls = shared.acls.read();
-            let sel = Selector {
-                table: &servers,
-                acls: &acls,
-                now,
-                modes: Shared::modes(&settings),
-            };
-            (
-                sel.first_choice(ip, client.port(), tracked, &shared.rr),
-                sel.emergency_available(),
-            )
-        };
-        let target = match (first, emergency) {
-            _ if denied => Target::Abuse,
-            (Some(id), _) => Target::Server(id),
-            (None, true) => Target::Emergency,
-            (None, false) => {
-                if debug > 0 {
-                    eprintln!("pen: UDP client {client}: no server available");
-                }
-                shared.counters.no_server.fetch_add(1, Relaxed);
-                self.release_active();
-                return None;
-            }
-        };
         let Some((target, sock)) = self.open(target, first, ip, now) else {
             self.release_active();
             return None;
         };
-        if debug > 1 {
-            eprintln!("pen: UDP client {client} -> server {}", target_name(target));
-        }
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -640,55 +573,7 @@ impl UdpWorker {
         why: &dyn std::fmt::Display,
         blacklist: bool,
     ) -> Option<Target> {
-        let shared = &self.shared;
-        let settings = shared.settings.read();
-        let servers = shared.servers.read();
-        if let Some(s) = servers.target(target) {
-            s.release();
-            if blacklist {
-                s.blacklist(now, settings.blacklist_secs);
-                shared.counters.blacklistings.fetch_add(1, Relaxed);
-                if settings.debug > 0 {
-                    eprintln!(
-                        "pen: UDP server {} failed ({why}): blacklisted for {} s",
-                        target_name(target),
-                        settings.blacklist_secs
-                    );
-                }
-            }
-        }
-        let next = match target {
-            // No failover away from the emergency or the abuse server.
-            Target::Emergency | Target::Abuse => None,
-            _ if settings.stubborn => None,
-            Target::Server(cur) => {
-                let first = first.unwrap_or(cur);
-                let n = servers.len();
-                let acls = shared.acls.read();
-                let sel = Selector {
-                    table: &servers,
-                    acls: &acls,
-                    now,
-                    modes: Shared::modes(&settings),
-                };
-                // A server removed meanwhile leaves no round to walk (and `next_after` needs
-                // both ends inside the table to stop).
-                let round = if cur.0 < n && first.0 < n {
-                    sel.next_after(first, cur, ip)
-                } else {
-                    None
-                };
-                match round {
-                    Some(id) => Some(Target::Server(id)),
-                    None if sel.emergency_available() => Some(Target::Emergency),
-                    None => None,
-                }
-            }
-        };
-        if next.is_some() {
-            shared.counters.failovers.fetch_add(1, Relaxed);
-        }
-        next
+        route::fail_over(&self.shared, target, first, ip, now, why, blacklist)
     }
 
     // ---- server to client -----------------------------------------------------------------

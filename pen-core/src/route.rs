@@ -1,0 +1,145 @@
+//! Routing decisions shared by the TCP engine (`reactor`) and the UDP engine (`udp`): where a new
+//! client goes (client ACL and abuse server, tracking, the selection policy, the emergency
+//! server), and where it goes next when its server fails (blacklisting and failover). Written
+//! once so the two engines cannot drift apart.
+
+use std::fmt::Display;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::policy::Selector;
+use crate::server::{ServerId, Target};
+use crate::state::Shared;
+
+/// A target as debug output and `connection N` show it.
+pub(crate) fn target_name(t: Target) -> String {
+    match t {
+        Target::Server(id) => id.to_string(),
+        Target::Emergency => "emergency".to_string(),
+        Target::Abuse => "abuse".to_string(),
+    }
+}
+
+/// Where a new client from `ip` (source `port`) goes: its target and the first choice (where
+/// a failover round ends). `None`: drop it (denied without an abuse server, or no server
+/// available); the refusal is counted. `what` names the client in debug output.
+pub(crate) fn choose(
+    shared: &Shared,
+    ip: IpAddr,
+    port: u16,
+    now: u64,
+    what: &dyn Display,
+) -> Option<(Target, Option<ServerId>)> {
+    let (client_acl, roundrobin, tracking, debug) = {
+        let s = shared.settings.read();
+        (s.client_acl, s.roundrobin, s.tracking_secs, s.debug)
+    };
+    if !shared.acls.read().permits(client_acl, ip) {
+        shared.counters.refused_acl.fetch_add(1, Relaxed);
+        let abuse = shared
+            .servers
+            .read()
+            .abuse
+            .as_ref()
+            .is_some_and(|a| a.has_address() && !a.is_blacklisted(now));
+        if debug > 0 {
+            let to = if abuse {
+                "sent to the abuse server"
+            } else {
+                "dropped"
+            };
+            eprintln!("pen: {what} denied by ACL {client_acl}: {to}");
+        }
+        // Denied clients are not tracked and never fail over: no first choice.
+        return abuse.then_some((Target::Abuse, None));
+    }
+    let tracked = if roundrobin {
+        None
+    } else {
+        shared.clients.lock().lookup(ip, now, tracking)
+    };
+    let (first, emergency) = {
+        let settings = shared.settings.read();
+        let servers = shared.servers.read();
+        let acls = shared.acls.read();
+        let sel = Selector {
+            table: &servers,
+            acls: &acls,
+            now,
+            modes: Shared::modes(&settings),
+        };
+        (
+            sel.first_choice(ip, port, tracked, &shared.rr),
+            sel.emergency_available(),
+        )
+    };
+    let target = match (first, emergency) {
+        (Some(id), _) => Target::Server(id),
+        (None, true) => Target::Emergency,
+        (None, false) => {
+            if debug > 0 {
+                eprintln!("pen: {what}: no server available");
+            }
+            shared.counters.no_server.fetch_add(1, Relaxed);
+            return None;
+        }
+    };
+    if debug > 1 {
+        eprintln!("pen: {what} -> server {}", target_name(target));
+    }
+    Some((target, first))
+}
+
+/// `target` failed for a client from `ip` whose round started at `first`: releases the
+/// target's count, blacklists it (when `blacklist`: a refused, failed or timed-out connect),
+/// and returns the next target, if any: the next available server after it (cyclically, up
+/// to the first choice), then the emergency server. No failover away from the emergency or
+/// abuse server, nor in stubborn mode.
+pub(crate) fn fail_over(
+    shared: &Shared,
+    target: Target,
+    first: Option<ServerId>,
+    ip: IpAddr,
+    now: u64,
+    why: &dyn Display,
+    blacklist: bool,
+) -> Option<Target> {
+    let settings = shared.settings.read();
+    let servers = shared.servers.read();
+    if let Some(s) = servers.target(target) {
+        s.release();
+        if blacklist {
+            s.blacklist(now, settings.blacklist_secs);
+            shared.counters.blacklistings.fetch_add(1, Relaxed);
+            if settings.debug > 0 {
+                eprintln!(
+                    "pen: server {} failed ({why}): blacklisted for {} s",
+                    target_name(target),
+                    settings.blacklist_secs
+                );
+            }
+        }
+    }
+    let next = match target {
+        Target::Emergency | Target::Abuse => None,
+        _ if settings.stubborn => None,
+        Target::Server(cur) => {
+            let acls = shared.acls.read();
+            let sel = Selector {
+                table: &servers,
+                acls: &acls,
+                now,
+                modes: Shared::modes(&settings),
+            };
+            match sel.next_after(first.unwrap_or(cur), cur, ip) {
+                Some(id) => Some(Target::Server(id)),
+                None if sel.emergency_available() => Some(Target::Emergency),
+                None => None,
+            }
+        }
+    };
+    if next.is_some() {
+        shared.counters.failovers.fetch_add(1, Relaxed);
+    }
+    next
+}
