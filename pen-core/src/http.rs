@@ -114,68 +114,16 @@ impl<S: Read, D: Write> Carrier<S, D> for HttpCarrier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::{HalfClose, Pipe, Readiness};
+    use crate::relay::mock::{Dst, Src};
+    use crate::relay::{Pipe, Readiness};
     use proptest::prelude::*;
-
-    /// A source yielding `data` in pieces of the given sizes (0 = WouldBlock), then EOF.
-    struct Src {
-        data: Vec<u8>,
-        pos: usize,
-        sizes: Vec<usize>,
-        turn: usize,
-    }
-    impl Read for &mut Src {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.pos == self.data.len() {
-                return Ok(0);
-            }
-            self.turn += 1;
-            let c = self.sizes[self.turn % self.sizes.len()];
-            if c == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let n = c.min(buf.len()).min(self.data.len() - self.pos);
-            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
-            self.pos += n;
-            Ok(n)
-        }
-    }
-    /// A destination taking writes of the given sizes (0 = WouldBlock).
-    struct Dst {
-        out: Vec<u8>,
-        sizes: Vec<usize>,
-        turn: usize,
-        shut: bool,
-    }
-    impl Write for &mut Dst {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            assert!(!self.shut, "write after shutdown");
-            self.turn += 1;
-            let c = self.sizes[self.turn % self.sizes.len()];
-            if c == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let n = c.min(buf.len());
-            self.out.extend_from_slice(&buf[..n]);
-            Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    impl HalfClose for &mut Dst {
-        fn shutdown_write(&mut self) -> io::Result<()> {
-            self.shut = true;
-            Ok(())
-        }
-    }
 
     /// Relays `data` through an HTTP carrier with the given read and write patterns.
     fn relay(data: &[u8], reads: Vec<usize>, writes: Vec<usize>) -> (Vec<u8>, bool, HttpCarrier) {
         let mut src = Src {
             data: data.to_vec(),
             pos: 0,
-            sizes: reads,
+            chunks: reads,
             turn: 0,
         };
         let mut dst = Dst {

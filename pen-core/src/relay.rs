@@ -442,17 +442,18 @@ impl Pipe {
     }
 }
 
+/// Test doubles for the relay's `Read`/`Write` sides: short reads and writes, `WouldBlock`.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
+pub(crate) mod mock {
+    use super::HalfClose;
+    use std::io::{self, Read, Write};
 
     /// A source that yields `data` in chunks of the given sizes, with WouldBlock between them.
-    struct Src {
-        data: Vec<u8>,
-        pos: usize,
-        chunks: Vec<usize>,
-        turn: usize,
+    pub(crate) struct Src {
+        pub(crate) data: Vec<u8>,
+        pub(crate) pos: usize,
+        pub(crate) chunks: Vec<usize>,
+        pub(crate) turn: usize,
     }
     impl Read for &mut Src {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -471,11 +472,11 @@ mod tests {
         }
     }
     /// A destination accepting writes of the given sizes (0 = WouldBlock).
-    struct Dst {
-        out: Vec<u8>,
-        sizes: Vec<usize>,
-        turn: usize,
-        shut: bool,
+    pub(crate) struct Dst {
+        pub(crate) out: Vec<u8>,
+        pub(crate) sizes: Vec<usize>,
+        pub(crate) turn: usize,
+        pub(crate) shut: bool,
     }
     impl Write for &mut Dst {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -499,6 +500,13 @@ mod tests {
             Ok(())
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mock::{Dst, Src};
+    use super::*;
+    use proptest::prelude::*;
 
     proptest! {
         /// Whatever the pattern of short reads, short writes and WouldBlock, the destination
