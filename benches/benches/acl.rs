@@ -9,9 +9,10 @@
 //! list and falls to the default (the opposite of the last entry). Clients: IPv4, IPv6 and
 //! IPv4-mapped IPv6 (checked as IPv4, so it matches the IPv4 entries).
 
+mod common;
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use pen_core::acl::AclSet;
@@ -149,17 +150,9 @@ fn permits(c: &mut Criterion) {
     group.finish();
 }
 
-/// Short runs, like the other benchmark files.
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = permits
 }
 criterion_main!(benches);

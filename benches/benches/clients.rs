@@ -7,9 +7,10 @@
 //! addresses) so that the large table pays its real cache misses rather than walking memory
 //! sequentially.
 
+mod common;
+
 use std::hint::black_box;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use pen_core::clients::ClientTable;
@@ -77,17 +78,9 @@ fn client_table(c: &mut Criterion) {
     group.finish();
 }
 
-/// Short runs: the whole `cargo bench -p pen-benches` should finish in a couple of minutes.
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = client_table
 }
 criterion_main!(benches);

@@ -6,10 +6,11 @@
 //! as they would be with a few dead backends. The one-server table has nothing blacklisted.
 //! Clients vary between iterations over 256 addresses so the hash lands on every server.
 
+mod common;
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use pen_core::acl::AclSet;
@@ -132,17 +133,9 @@ fn first_choice(c: &mut Criterion) {
     group.finish();
 }
 
-/// Short runs: the whole `cargo bench -p pen-benches` should finish in a couple of minutes.
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = first_choice
 }
 criterion_main!(benches);
