@@ -161,6 +161,15 @@ pub(crate) fn open_syslog() {
 
 /// Reports a runtime error: to syslog once detached, else as `pen: MSG` on stderr.
 pub(crate) fn log_error(msg: &str) {
+    log(libc::LOG_ERR, msg);
+}
+
+/// Reports something worth knowing (e.g. the SIGUSR1 summary), like [`log_error`].
+pub(crate) fn log_info(msg: &str) {
+    log(libc::LOG_INFO, msg);
+}
+
+fn log(priority: libc::c_int, msg: &str) {
     if !SYSLOG.load(Ordering::SeqCst) {
         eprintln!("pen: {msg}");
         return;
@@ -170,7 +179,7 @@ pub(crate) fn log_error(msg: &str) {
     };
     // SAFETY: the format is a static "%s" and its one argument a valid NUL-terminated string,
     // so syslog reads nothing else.
-    unsafe { libc::syslog(libc::LOG_ERR, c"%s".as_ptr(), text.as_ptr()) };
+    unsafe { libc::syslog(priority, c"%s".as_ptr(), text.as_ptr()) };
 }
 
 /// Changes the root directory to `dir` (`-j`), then the working directory to the new `/`.

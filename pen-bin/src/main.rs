@@ -243,9 +243,11 @@ fn handle_signals(mut signals: Signals, balancer: Arc<Balancer>) -> std::io::Res
                         }
                     }
                     SIGUSR1 => {
+                        // PEN-SPEC 6: the -w file, and a summary to the log (or stderr).
                         if let Err(e) = balancer.write_stats() {
                             daemon::log_error(&format!("SIGUSR1: cannot write statistics: {e}"));
                         }
+                        daemon::log_info(&balancer.summary());
                     }
                     _ => balancer.request_stop(),
                 }

@@ -392,6 +392,34 @@ impl Balancer {
         crate::stats::write_web_stats(&self.shared)
     }
 
+    /// A one-line summary of the state (logged on SIGUSR1): open connections and limit,
+    /// servers up, and the main counters.
+    pub fn summary(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let sh = &self.shared;
+        let now = crate::clock::now_ms();
+        let (up, total) = {
+            let t = sh.servers.read();
+            let up = t
+                .iter()
+                .filter(|(_, s)| s.has_address() && !s.is_blacklisted(now))
+                .count();
+            (up, t.len())
+        };
+        let c = &sh.counters;
+        format!(
+            "statistics: {} open connections (limit {}), {up} of {total} servers up, {} accepted, \
+             {} failovers, {} blacklistings, {} refused by ACL, {} with no server",
+            sh.active.load(Relaxed),
+            sh.conn_max.load(Relaxed),
+            c.accepted.load(Relaxed),
+            c.failovers.load(Relaxed),
+            c.blacklistings.load(Relaxed),
+            c.refused_acl.load(Relaxed),
+            c.no_server.load(Relaxed),
+        )
+    }
+
     /// The HTML status page (the `status` command).
     pub fn status(&self) -> String {
         crate::stats::status_html(&self.shared)

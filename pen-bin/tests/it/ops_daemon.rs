@@ -391,6 +391,12 @@ fn usr1_and_hup_do_not_kill_pen() {
         (t.matches("pen: SIGHUP").count() >= 2).then_some(t)
     });
     assert!(log.lines().all(|l| l.starts_with("pen: ")), "{log:?}");
+    // Each USR1 also logs a one-line summary (PEN-SPEC 6).
+    let log = wait_for(WAIT, "the SIGUSR1 summaries", || {
+        let t = pen.log_text();
+        (t.matches("pen: statistics: ").count() == 2).then_some(t)
+    });
+    assert!(log.contains("servers up"), "{log:?}");
     pen.signal("TERM");
     let st = pen.wait_exit(WAIT).expect("pen exits on SIGTERM");
     assert_eq!(st.code(), Some(0));
