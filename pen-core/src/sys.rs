@@ -41,8 +41,31 @@ pub(crate) fn tcp_listener(
     backlog: i32,
     reuse_port: bool,
 ) -> io::Result<TcpListener> {
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    sock.set_reuse_address(true)?;
+    let sock = bound_socket(addr, Type::STREAM, Protocol::TCP, reuse_port)?;
+    sock.listen(backlog)?;
+    Ok(sock.into())
+}
+
+/// Binds a non-blocking UDP socket for the `-U` listener; `reuse_port` lets every worker bind
+/// its own socket to the same address (Linux spreads datagrams over them by the sender's
+/// address, so one client's datagrams always reach the same worker).
+pub(crate) fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
+    Ok(bound_socket(addr, Type::DGRAM, Protocol::UDP, reuse_port)?.into())
+}
+
+/// A non-blocking socket bound to `addr`, with the options every pen listener shares:
+/// address reuse (restarts despite TIME_WAIT), `SO_REUSEPORT` when asked (one socket per
+/// worker), and the dual-stack rule for IPv6.
+fn bound_socket(
+    addr: SocketAddr,
+    ty: Type,
+    proto: Protocol,
+    reuse_port: bool,
+) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
+    if ty == Type::STREAM {
+        sock.set_reuse_address(true)?;
+    }
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     if reuse_port {
         sock.set_reuse_port(true)?;
@@ -56,28 +79,7 @@ pub(crate) fn tcp_listener(
     }
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
-    sock.listen(backlog)?;
-    Ok(sock.into())
-}
-
-/// Binds a non-blocking UDP socket for the `-U` listener; `reuse_port` lets every worker bind
-/// its own socket to the same address (Linux spreads datagrams over them by the sender's
-/// address, so one client's datagrams always reach the same worker).
-pub(crate) fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
-    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-    if reuse_port {
-        sock.set_reuse_port(true)?;
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-    let _ = reuse_port;
-    if addr.is_ipv6() {
-        // As for TCP: `:::port` also takes IPv4 clients (seen as mapped addresses).
-        sock.set_only_v6(!addr.ip().is_unspecified())?;
-    }
-    sock.set_nonblocking(true)?;
-    sock.bind(&addr.into())?;
-    Ok(sock.into())
+    Ok(sock)
 }
 
 /// A non-blocking UDP socket connected to `server` (bound to `source` first when it is of the
