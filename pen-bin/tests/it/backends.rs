@@ -155,6 +155,11 @@ impl Backend {
         )
     }
 
+    /// Runs `handler` on its own thread for each accepted connection (on 127.0.0.1).
+    pub(crate) fn custom(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Self {
+        Self::with("127.0.0.1:0", Arc::new(handler))
+    }
+
     /// How many connections it has accepted.
     pub(crate) fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)

@@ -14,4 +14,6 @@ mod ops_stats;
 mod process;
 mod relay;
 mod selection;
+mod tls;
+mod tls_util;
 mod udp;
