@@ -16,12 +16,12 @@ use rustls::ClientConfig;
 
 use super::backends::Backend;
 use super::harness::{
-    is_c_pen, run_bounded_full, stream_sum, wait_for, write_stream, Fnv, Pen, PenBuilder,
-    ScratchDir, WAIT,
+    free_port, is_c_pen, pen_bin, run_bounded_full, running_as_root, stream_sum, wait_for,
+    write_stream, Fnv, Pen, PenBuilder, ScratchDir, WAIT,
 };
 use super::tls_util::{
-    drain, duplex, half_close, handshake, http_reporter, put, read_all, tcp_closed_after, Ca,
-    ClientCfg, End, Leaf, Tls,
+    drain, duplex, half_close, handshake, http_reporter, metric, put, read_all, tcp_closed_after,
+    Ca, ClientCfg, End, Leaf, Tls,
 };
 
 const BIG: usize = 32 * 1024 * 1024;
@@ -95,6 +95,61 @@ fn echo_once(s: &mut Tls, msg: &[u8]) {
     let mut back = vec![0u8; msg.len()];
     s.read_exact(&mut back).expect("TLS read echo");
     assert_eq!(back, msg, "echoed through TLS");
+}
+
+/// Tries a TLS exchange through an echo backend: true when the echo came back, false when the
+/// handshake failed or the connection was closed (close_notify, EOF, reset or an alert) without
+/// it. Panics when pen neither answers nor closes within the socket timeout.
+fn echo_works(pen: &Pen, cfg: &Arc<ClientConfig>, name: &str) -> bool {
+    let mut s = match handshake(pen.connect(), cfg, name) {
+        Ok(s) => s,
+        Err(e) => {
+            assert!(!timed_out(&e), "handshake as {name:?} timed out: {e}");
+            return false;
+        }
+    };
+    let msg = b"are you there?";
+    if s.write_all(msg).and_then(|()| s.flush()).is_err() {
+        return false;
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < msg.len() {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => {
+                assert!(!timed_out(&e), "neither echo nor close: {e}");
+                break;
+            }
+        }
+    }
+    if got.is_empty() {
+        return false;
+    }
+    assert_eq!(got, msg, "echo");
+    true
+}
+
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// The `metrics` text (ours only).
+fn metrics(pen: &Pen) -> String {
+    pen.ctl("metrics")
+}
+
+fn failures(text: &str, reason: &str) -> f64 {
+    metric(
+        text,
+        "pen_tls_handshake_failures_total",
+        &[("reason", reason)],
+    )
+    .unwrap_or(0.0)
 }
 
 fn long_timeouts(s: &TcpStream) {
@@ -246,6 +301,202 @@ fn sni_path_picks_the_certificate_by_name() {
         assert!(leaf_of(&s) == *want, "certificate for {name}");
         echo_once(&mut s, name.as_bytes());
     }
+}
+
+// ---- 4. client certificates ---------------------------------------------------------------
+
+#[test]
+fn required_client_certificate_from_the_ca() {
+    let site = Site::new("tls-clientcert");
+    let client_ca = Ca::root("pen test client CA");
+    let client_ca_path = put(site.path(), "client-ca.pem", &client_ca.pem);
+    let other_ca = Ca::root("some other CA");
+    let good = client_ca.client("good client");
+    let stranger = other_ca.client("stranger");
+    let echo = Backend::echo();
+    let pen = site.pen(&["-R", "-G", &client_ca_path], echo.spec());
+
+    let none = site.client();
+    assert!(!echo_works(&pen, &none, "localhost"), "no client cert");
+    let with_good = ClientCfg::new(&site.ca).cert(&good).build();
+    assert!(echo_works(&pen, &with_good, "localhost"), "cert from -G CA");
+    let with_stranger = ClientCfg::new(&site.ca).cert(&stranger).build();
+    assert!(
+        !echo_works(&pen, &with_stranger, "localhost"),
+        "cert from another CA"
+    );
+    // Over TLS 1.2 as well.
+    let good12 = ClientCfg::new(&site.ca).tls12().cert(&good).build();
+    assert!(echo_works(&pen, &good12, "localhost"), "TLS 1.2 good cert");
+    let none12 = ClientCfg::new(&site.ca).tls12().build();
+    assert!(!echo_works(&pen, &none12, "localhost"), "TLS 1.2 no cert");
+    assert!(echo_works(&pen, &with_good, "localhost"), "still serving");
+
+    if is_c_pen() {
+        return; // metrics are [ours]
+    }
+    let m = wait_for(WAIT, "the failure counters", || {
+        let m = metrics(&pen);
+        (failures(&m, "no_client_cert") >= 2.0 && failures(&m, "bad_client_cert") >= 1.0)
+            .then_some(m)
+    });
+    assert_eq!(failures(&m, "no_client_cert"), 2.0, "{m}");
+    assert_eq!(failures(&m, "bad_client_cert"), 1.0, "{m}");
+}
+
+#[test]
+fn client_ca_directory_with_capital_a() {
+    if is_c_pen() {
+        return; // C pen wants OpenSSL's hashed file names in -A; ours reads every PEM file.
+    }
+    let site = Site::new("tls-cadir");
+    let cadir = site.path().join("cas");
+    std::fs::create_dir(&cadir).expect("mkdir");
+    let ca1 = Ca::root("dir CA one");
+    let ca2 = Ca::root("dir CA two");
+    put(&cadir, "one.pem", &ca1.pem);
+    put(&cadir, "two.crt", &ca2.pem);
+    let echo = Backend::echo();
+    let pen = site.pen(&["-R", "-A", &cadir.display().to_string()], echo.spec());
+    for ca in [&ca1, &ca2] {
+        let leaf = ca.client("client");
+        let cfg = ClientCfg::new(&site.ca).cert(&leaf).build();
+        assert!(echo_works(&pen, &cfg, "localhost"), "cert from a CA in -A");
+    }
+    assert!(!echo_works(&pen, &site.client(), "localhost"), "no cert");
+}
+
+// ---- 5. start-up refusals -----------------------------------------------------------------
+
+/// Runs pen (it must exit by itself within 5 s) with TLS options; returns (stderr, status).
+fn run_pen(tls_opts: &[&str]) -> (String, i32) {
+    let mut args: Vec<String> = vec!["-f".into()];
+    if running_as_root() {
+        args.extend(["-u".into(), "root".into()]);
+    }
+    args.extend(tls_opts.iter().map(|s| s.to_string()));
+    args.push(format!("127.0.0.1:{}", free_port()));
+    args.push("127.0.0.1:9".into());
+    let (out, err, code) = run_bounded_full(&pen_bin(), &args, Duration::from_secs(5));
+    eprintln!("pen {args:?} -> {code}, stdout {out:?}, stderr {err:?}");
+    (err, code)
+}
+
+/// Exit status 2 and one non-empty line on stderr containing every one of `words`.
+fn expect_refusal(tls_opts: &[&str], words: &[&str]) {
+    let (err, code) = run_pen(tls_opts);
+    if is_c_pen() {
+        assert_ne!(code, 0, "C pen {tls_opts:?} must not start: {err:?}");
+        return;
+    }
+    assert_eq!(code, 2, "pen {tls_opts:?}: status (stderr {err:?})");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "pen {tls_opts:?}: one line, got {err:?}");
+    for w in words {
+        assert!(
+            lines[0].to_lowercase().contains(&w.to_lowercase()),
+            "pen {tls_opts:?}: {:?} must contain {w:?}",
+            lines[0]
+        );
+    }
+}
+
+#[test]
+fn refuses_a_key_that_does_not_match_the_certificate() {
+    let site = Site::new("tls-mismatch");
+    let other = site.ca.server(&["localhost"]);
+    let wrong_key = put(site.path(), "other.key", other.key_pem());
+    let (err, code) = run_pen(&["-E", &site.cert, "-K", &wrong_key]);
+    if is_c_pen() {
+        assert_ne!(code, 0, "C pen must not start: {err:?}");
+        return;
+    }
+    assert_eq!(code, 2, "status (stderr {err:?})");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line, got {err:?}");
+    assert!(
+        lines[0].contains(&wrong_key) || lines[0].contains(&site.cert),
+        "{:?} names the key or the certificate",
+        lines[0]
+    );
+    assert!(lines[0].contains("does not match"), "{:?}", lines[0]);
+}
+
+#[test]
+fn refuses_an_expired_certificate() {
+    if is_c_pen() {
+        return; // C pen (OpenSSL) loads an expired certificate without complaint.
+    }
+    let site = Site::new("tls-expired");
+    let old = site.ca.server_valid(&["localhost"], 2000, 2001);
+    let cert = put(site.path(), "old.pem", &old.cert_pem);
+    let key = put(site.path(), "old.key", old.key_pem());
+    expect_refusal(&["-E", &cert, "-K", &key], &[&cert, "expired"]);
+}
+
+#[test]
+fn refuses_files_that_hold_no_certificate() {
+    let site = Site::new("tls-garbage");
+    let garbage = put(site.path(), "garbage.pem", "this is not a certificate\n");
+    expect_refusal(&["-E", &garbage, "-K", &site.key], &[&garbage]);
+    // PEM, but only a key.
+    let key_only = put(site.path(), "key-only.pem", site.leaf.key_pem());
+    expect_refusal(&["-E", &key_only, "-K", &site.key], &[&key_only]);
+    // A certificate, and a key file that holds no key.
+    expect_refusal(&["-E", &site.cert, "-K", &garbage], &[&garbage]);
+    // A file that does not exist.
+    let missing = site.path().join("missing.pem").display().to_string();
+    expect_refusal(&["-E", &missing], &[&missing]);
+}
+
+#[test]
+fn refuses_old_protocols_with_l() {
+    if is_c_pen() {
+        return; // C pen accepts these (with OpenSSL 3 they fall back to its defaults).
+    }
+    let site = Site::new("tls-oldproto");
+    for p in ["ssl2", "ssl3", "tls1", "tls1.1"] {
+        expect_refusal(&["-E", &site.cert, "-K", &site.key, "-L", p], &[p]);
+    }
+}
+
+#[test]
+fn refuses_r_without_a_ca() {
+    if is_c_pen() {
+        return; // C pen starts and falls back to the default verify paths.
+    }
+    let site = Site::new("tls-r-noca");
+    expect_refusal(&["-E", &site.cert, "-K", &site.key, "-R"], &["-R"]);
+    // The same with -G starts (see required_client_certificate_from_the_ca).
+}
+
+#[test]
+fn key_in_the_cert_file_sec1_keys_and_z() {
+    let site = Site::new("tls-keyforms");
+    let echo = Backend::echo();
+    let cfg = site.client();
+    // No -K: the key follows the chain in the -E file.
+    let both = put(
+        site.path(),
+        "both.pem",
+        format!("{}{}", site.leaf.cert_pem, site.leaf.key_pem()),
+    );
+    let pen = PenBuilder::new()
+        .opts(&["-E", &both, "-Z"])
+        .server(echo.spec())
+        .start();
+    let mut s = tls(&pen, &cfg, "localhost");
+    assert!(leaf_of(&s) == site.leaf.der);
+    echo_once(&mut s, b"key inside the -E file, and -Z");
+    drop(pen);
+    // A SEC1 (`EC PRIVATE KEY`) key.
+    let sec1 = put(site.path(), "sec1.key", site.leaf.key_sec1_pem());
+    let pen = PenBuilder::new()
+        .opts(&["-E", &site.cert, "-K", &sec1])
+        .server(echo.spec())
+        .start();
+    let mut s = tls(&pen, &cfg, "localhost");
+    echo_once(&mut s, b"SEC1 key");
 }
 
 // ---- misc ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{
     ClientConfig, ClientConnection, RootCertStore, StreamOwned, SupportedProtocolVersion,
 };
@@ -108,6 +108,13 @@ impl Ca {
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.leaf(p, names.first().copied().unwrap_or("server"))
     }
+
+    /// A client certificate with common name `cn`.
+    pub(crate) fn client(&self, cn: &str) -> Leaf {
+        let mut p = valid_params(&[]);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.leaf(p, cn)
+    }
 }
 
 /// An end-entity certificate and its key.
@@ -131,6 +138,10 @@ impl Leaf {
             "EC PRIVATE KEY",
             &pkcs8_p256_to_sec1(self.key.serialized_der()),
         )
+    }
+
+    fn key_der(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.serialize_der()))
     }
 }
 
@@ -237,6 +248,7 @@ fn ring() -> CryptoProvider {
 pub(crate) struct ClientCfg<'a> {
     ca: &'a Ca,
     versions: Vec<&'static SupportedProtocolVersion>,
+    cert: Option<&'a Leaf>,
 }
 
 impl<'a> ClientCfg<'a> {
@@ -245,7 +257,20 @@ impl<'a> ClientCfg<'a> {
         ClientCfg {
             ca,
             versions: vec![&rustls::version::TLS13, &rustls::version::TLS12],
+            cert: None,
         }
+    }
+
+    /// Offers only TLS 1.2.
+    pub(crate) fn tls12(mut self) -> Self {
+        self.versions = vec![&rustls::version::TLS12];
+        self
+    }
+
+    /// Presents this client certificate when asked.
+    pub(crate) fn cert(mut self, leaf: &'a Leaf) -> Self {
+        self.cert = Some(leaf);
+        self
     }
 
     pub(crate) fn build(self) -> Arc<ClientConfig> {
@@ -256,7 +281,14 @@ impl<'a> ClientCfg<'a> {
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&self.versions)
             .expect("protocol versions");
-        Arc::new(builder.with_root_certificates(roots).with_no_client_auth())
+        let builder = builder.with_root_certificates(roots);
+        let cfg = match self.cert {
+            None => builder.with_no_client_auth(),
+            Some(leaf) => builder
+                .with_client_auth_cert(vec![leaf.der.clone()], leaf.key_der())
+                .expect("client cert"),
+        };
+        Arc::new(cfg)
     }
 }
 
