@@ -4,7 +4,7 @@
 //! C pen is the reference where it has the feature; behaviour only ours has is skipped there.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
-use rustls::ClientConfig;
+use rustls::{ClientConfig, HandshakeKind, ProtocolVersion};
 
 use super::backends::Backend;
 use super::harness::{
@@ -20,8 +20,8 @@ use super::harness::{
     write_stream, Fnv, Pen, PenBuilder, ScratchDir, WAIT,
 };
 use super::tls_util::{
-    drain, duplex, half_close, handshake, http_reporter, metric, put, read_all, tcp_closed_after,
-    Ca, ClientCfg, End, Leaf, Tls,
+    drain, duplex, half_close, handshake, http_reporter, metric, metric_sum, put, read_all,
+    tcp_closed_after, Ca, ClientCfg, End, Leaf, Tls,
 };
 
 const BIG: usize = 32 * 1024 * 1024;
@@ -141,6 +141,15 @@ fn timed_out(e: &std::io::Error) -> bool {
 /// The `metrics` text (ours only).
 fn metrics(pen: &Pen) -> String {
     pen.ctl("metrics")
+}
+
+fn handshakes(text: &str, version: &str, kind: &str) -> f64 {
+    metric(
+        text,
+        "pen_tls_handshakes_total",
+        &[("version", version), ("kind", kind)],
+    )
+    .unwrap_or(0.0)
 }
 
 fn failures(text: &str, reason: &str) -> f64 {
@@ -497,6 +506,238 @@ fn key_in_the_cert_file_sec1_keys_and_z() {
         .start();
     let mut s = tls(&pen, &cfg, "localhost");
     echo_once(&mut s, b"SEC1 key");
+}
+
+// ---- 6. reload ----------------------------------------------------------------------------
+
+/// Starts with certificate A, swaps the files to B and reloads with `reload`; a new
+/// connection gets B, the old one still works; a reload with a broken key keeps B.
+fn reload_case(tag: &str, reload: impl Fn(&Pen) -> Option<String>) {
+    let site = Site::new(tag);
+    let echo = Backend::echo();
+    let pen = site.pen(&[], echo.spec());
+    let cfg = site.client();
+    let mut first = tls(&pen, &cfg, "localhost");
+    assert!(leaf_of(&first) == site.leaf.der, "certificate A at first");
+    echo_once(&mut first, b"before the reload");
+
+    let b = site.ca.server(&["localhost", "127.0.0.1", "unknown.test"]);
+    put(site.path(), "cert.pem", &b.cert_pem);
+    put(site.path(), "key.pem", b.key_pem());
+    if let Some(reply) = reload(&pen) {
+        assert!(!reply.starts_with("error"), "reload: {reply:?}");
+    }
+    wait_for(WAIT, "new connections to get certificate B", || {
+        let s = tls(&pen, &cfg, "localhost");
+        (leaf_of(&s) == b.der).then_some(())
+    });
+    echo_once(&mut first, b"after the reload, same connection");
+    let mut second = tls(&pen, &cfg, "localhost");
+    echo_once(&mut second, b"a new connection");
+
+    // A broken key file: the reload fails and B stays.
+    put(
+        site.path(),
+        "key.pem",
+        "-----BEGIN PRIVATE KEY-----\nbroken\n",
+    );
+    if let Some(reply) = reload(&pen) {
+        assert!(
+            reply.starts_with("error"),
+            "reload of a broken key: {reply:?}"
+        );
+    } else {
+        thread::sleep(Duration::from_millis(300));
+    }
+    let mut third = tls(&pen, &cfg, "localhost");
+    assert!(leaf_of(&third) == b.der, "still certificate B");
+    echo_once(&mut third, b"after a failed reload");
+    echo_once(&mut first, b"the first connection, still");
+    echo_once(&mut second, b"the second connection, still");
+}
+
+#[test]
+fn ssl_reload_swaps_the_certificate_for_new_connections() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    reload_case("tls-reload", |pen| Some(pen.ctl("ssl_reload")));
+}
+
+#[test]
+fn sighup_reloads_the_certificate() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    reload_case("tls-hup", |pen| {
+        pen.signal("HUP");
+        None
+    });
+}
+
+// ---- 7. HTTP mode -------------------------------------------------------------------------
+
+#[test]
+fn http_mode_behind_tls_says_https() {
+    let site = Site::new("tls-http");
+    let b = http_reporter();
+    let pen = site.pen(&["-H"], b.spec());
+    let cfg = site.client();
+    let s = handshake(pen.connect_from(3), &cfg, "localhost").expect("handshake");
+    let mut s = s;
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("send request");
+    s.flush().expect("flush");
+    let (resp, _end) = read_all(&mut s);
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    assert!(body.contains("request: GET /x HTTP/1.1\n"), "{resp:?}");
+    assert!(body.contains("xff: 127.0.0.3\n"), "{resp:?}");
+    if is_c_pen() {
+        return; // C pen inserts only X-Forwarded-For.
+    }
+    assert!(body.contains("xfp: https\n"), "{resp:?}");
+}
+
+// ---- 8. metrics ---------------------------------------------------------------------------
+
+#[test]
+fn handshake_metrics_full_resumed_and_failed() {
+    let site = Site::new("tls-metrics");
+    let echo = Backend::echo();
+    let pen = site.pen(&[], echo.spec());
+    let cfg = site.client(); // one config, one session cache
+                             // A full TLS 1.3 handshake; reading the echo means the tickets (sent right after the
+                             // handshake) have been processed before we close.
+    let mut s1 = tls(&pen, &cfg, "localhost");
+    assert_eq!(s1.conn.protocol_version(), Some(ProtocolVersion::TLSv1_3));
+    // (A server that prefers a key exchange group other than the client's first guess asks
+    // for it with a HelloRetryRequest; C pen does that. Still a full handshake.)
+    assert!(
+        matches!(
+            s1.conn.handshake_kind(),
+            Some(HandshakeKind::Full | HandshakeKind::FullWithHelloRetryRequest)
+        ),
+        "{:?}",
+        s1.conn.handshake_kind()
+    );
+    echo_once(&mut s1, b"first");
+    half_close(&mut s1).expect("half-close");
+    let (_, end) = read_all(&mut s1);
+    assert_ne!(end, End::Reset);
+    // The same config again: resumed.
+    let mut s2 = tls(&pen, &cfg, "localhost");
+    assert_eq!(
+        s2.conn.handshake_kind(),
+        Some(HandshakeKind::Resumed),
+        "the second connection resumes"
+    );
+    echo_once(&mut s2, b"second");
+    // A full TLS 1.2 handshake.
+    let mut s3 = tls(&pen, &ClientCfg::new(&site.ca).tls12().build(), "localhost");
+    assert_eq!(s3.conn.protocol_version(), Some(ProtocolVersion::TLSv1_2));
+    echo_once(&mut s3, b"third");
+
+    // Plain HTTP to the TLS port: pen closes it, and nothing reaches the client in plaintext.
+    let mut plain = pen.connect();
+    plain
+        .write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .expect("send plaintext");
+    let got = closed_within(&mut plain, WAIT);
+    assert!(
+        !String::from_utf8_lossy(&got).contains("GET /"),
+        "plaintext echoed: {got:?}"
+    );
+    // A client that sends half a ClientHello and closes.
+    let mut partial = pen.connect();
+    partial
+        .write_all(&client_hello_prefix(&cfg, 20))
+        .expect("send");
+    partial.shutdown(Shutdown::Write).expect("shutdown");
+    closed_within(&mut partial, WAIT);
+
+    // The others are unaffected.
+    echo_once(&mut s2, b"second, still");
+    echo_once(&mut s3, b"third, still");
+    assert!(echo_works(&pen, &cfg, "localhost"), "a new connection");
+
+    if is_c_pen() {
+        return; // metrics are [ours]
+    }
+    let m = wait_for(WAIT, "handshake counters", || {
+        let m = metrics(&pen);
+        (handshakes(&m, "TLSv1_3", "full") >= 1.0
+            && handshakes(&m, "TLSv1_3", "resumed") >= 1.0
+            && handshakes(&m, "TLSv1_2", "full") >= 1.0
+            && metric_sum(&m, "pen_tls_handshake_failures_total") >= 2.0)
+            .then_some(m)
+    });
+    assert!(failures(&m, "protocol") >= 1.0, "plaintext: protocol\n{m}");
+    assert!(failures(&m, "eof") >= 1.0, "half a ClientHello: eof\n{m}");
+    assert!(m.contains("# TYPE pen_tls_handshakes_total counter"), "{m}");
+    assert!(
+        m.contains("# TYPE pen_tls_handshake_failures_total counter"),
+        "{m}"
+    );
+}
+
+/// The first `n` bytes a TLS client sends (all of its ClientHello if `n` is larger).
+fn client_hello_prefix(cfg: &Arc<ClientConfig>, n: usize) -> Vec<u8> {
+    let name = "localhost".try_into().expect("name");
+    let mut c = rustls::ClientConnection::new(cfg.clone(), name).expect("client");
+    let mut hello = Vec::new();
+    c.write_tls(&mut hello).expect("ClientHello");
+    assert!(hello.len() > 40);
+    hello.truncate(n);
+    hello
+}
+
+/// Reads until the peer closes (EOF or reset) within `within`; returns what arrived. Panics if
+/// the connection is still open then.
+fn closed_within(s: &mut TcpStream, within: Duration) -> Vec<u8> {
+    s.set_read_timeout(Some(within)).expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!("connection not closed within {within:?}: {e} (got {got:?})"),
+        }
+    }
+}
+
+// ---- 9. handshakes do not block -----------------------------------------------------------
+
+#[test]
+fn stalled_handshakes_do_not_block_other_clients() {
+    let site = Site::new("tls-stall");
+    let echo = Backend::echo();
+    let pen = site.pen(&[], echo.spec());
+    let cfg = site.client();
+    // One client says nothing; one stops in the middle of its ClientHello; one sends a whole
+    // ClientHello and then never reads pen's reply nor sends its Finished.
+    let silent = pen.connect();
+    let mut halfway = pen.connect();
+    halfway
+        .write_all(&client_hello_prefix(&cfg, 40))
+        .expect("send part of a ClientHello");
+    let mut after_hello = pen.connect();
+    let hello = client_hello_prefix(&cfg, usize::MAX);
+    after_hello.write_all(&hello).expect("send a ClientHello");
+    thread::sleep(Duration::from_millis(200));
+    for i in 0..3 {
+        let mut s = tls(&pen, &cfg, "localhost");
+        echo_once(&mut s, format!("served while others stall, {i}").as_bytes());
+    }
+    // The one that got a ServerHello did get it (pen answered without waiting for others).
+    let mut buf = [0u8; 5];
+    after_hello
+        .read_exact(&mut buf)
+        .expect("pen's first flight");
+    assert_eq!(buf[0], 0x16, "a handshake record");
+    drop((silent, halfway, after_hello));
 }
 
 // ---- misc ---------------------------------------------------------------------------------
