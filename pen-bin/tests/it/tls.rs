@@ -740,6 +740,175 @@ fn stalled_handshakes_do_not_block_other_clients() {
     drop((silent, halfway, after_hello));
 }
 
+// ---- 10. ciphers and protocol versions ----------------------------------------------------
+
+#[test]
+fn ssl_ciphers_with_an_unknown_name_is_an_error() {
+    if is_c_pen() {
+        return; // C pen stores the list unchecked.
+    }
+    let site = Site::new("tls-badcipher");
+    let echo = Backend::echo();
+    let pen = site.pen(&[], echo.spec());
+    let reply = pen.ctl("ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:NO-SUCH-CIPHER");
+    assert!(reply.starts_with("error"), "{reply:?}");
+    assert!(reply.contains("NO-SUCH-CIPHER"), "{reply:?}");
+    // Still serving with the old list.
+    assert!(echo_works(&pen, &site.client(), "localhost"));
+}
+
+#[test]
+fn ssl_ciphers_limits_the_tls12_suites() {
+    use rustls::crypto::ring::cipher_suite as cs;
+    let site = Site::new("tls-ciphers");
+    let echo = Backend::echo();
+    let mut opts = vec!["-o", "ssl_ciphers ECDHE-ECDSA-CHACHA20-POLY1305"];
+    if !is_c_pen() {
+        opts.extend(["-L", "tls1.2"]);
+    }
+    let pen = site.pen(&opts, echo.spec());
+    // The client prefers the AES-GCM suites; pen allows only ChaCha20.
+    let cfg = ClientCfg::new(&site.ca)
+        .tls12()
+        .suites(&[
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ])
+        .build();
+    let mut s = tls(&pen, &cfg, "localhost");
+    assert_eq!(s.conn.protocol_version(), Some(ProtocolVersion::TLSv1_2));
+    assert_eq!(
+        s.conn.negotiated_cipher_suite().map(|c| c.suite()),
+        Some(cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256.suite())
+    );
+    echo_once(&mut s, b"chacha");
+    // A client without that suite is refused.
+    let aes_only = ClientCfg::new(&site.ca)
+        .tls12()
+        .suites(&[cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256])
+        .build();
+    assert!(!echo_works(&pen, &aes_only, "localhost"), "no common suite");
+    if is_c_pen() {
+        return; // OpenSSL takes TLS 1.3 suites from another list (SSL_CTX_set_ciphersuites).
+    }
+    // [ours] TLS 1.3 names in the same list limit the TLS 1.3 suites.
+    drop(pen);
+    let pen = site.pen(
+        &[
+            "-o",
+            "ssl_ciphers ECDHE-ECDSA-CHACHA20-POLY1305:TLS_AES_256_GCM_SHA384",
+        ],
+        echo.spec(),
+    );
+    let v13 = ClientCfg::new(&site.ca)
+        .tls13()
+        .suites(&[cs::TLS13_AES_128_GCM_SHA256, cs::TLS13_AES_256_GCM_SHA384])
+        .build();
+    let mut s = tls(&pen, &v13, "localhost");
+    assert_eq!(
+        s.conn.negotiated_cipher_suite().map(|c| c.suite()),
+        Some(cs::TLS13_AES_256_GCM_SHA384.suite())
+    );
+    echo_once(&mut s, b"aes256");
+    let reply = pen.ctl("ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:TLS_AES_256_GCM_SHA384");
+    assert!(!reply.starts_with("error"), "a valid list: {reply:?}");
+}
+
+#[test]
+fn l_selects_tls12_or_tls13_only() {
+    if is_c_pen() {
+        return; // C pen's -L knows ssl23, ssl2, ssl3 and tls1 only.
+    }
+    let site = Site::new("tls-versions");
+    let echo = Backend::echo();
+    let v12 = ClientCfg::new(&site.ca).tls12().build();
+    let v13 = ClientCfg::new(&site.ca).tls13().build();
+    let both = site.client();
+    let pen = site.pen(&["-L", "tls1.2"], echo.spec());
+    assert!(echo_works(&pen, &v12, "localhost"));
+    assert!(
+        !echo_works(&pen, &v13, "localhost"),
+        "-L tls1.2 refuses 1.3"
+    );
+    let s = tls(&pen, &both, "localhost");
+    assert_eq!(s.conn.protocol_version(), Some(ProtocolVersion::TLSv1_2));
+    drop((s, pen));
+    let pen = site.pen(&["-L", "tls1.3"], echo.spec());
+    assert!(echo_works(&pen, &v13, "localhost"));
+    assert!(
+        !echo_works(&pen, &v12, "localhost"),
+        "-L tls1.3 refuses 1.2"
+    );
+    drop(pen);
+    let pen = site.pen(&["-L", "ssl23"], echo.spec());
+    assert!(echo_works(&pen, &v12, "localhost"));
+    assert!(echo_works(&pen, &v13, "localhost"));
+}
+
+#[test]
+fn ssl_option_and_renegotiation_interval_commands() {
+    if is_c_pen() {
+        return; // no_tlsv1.3 and the replies are [ours]
+    }
+    let site = Site::new("tls-options");
+    let echo = Backend::echo();
+    let pen = site.pen(&["-o", "ssl_option no_tlsv1.3"], echo.spec());
+    let s = tls(&pen, &site.client(), "localhost");
+    assert_eq!(s.conn.protocol_version(), Some(ProtocolVersion::TLSv1_2));
+    for cmd in [
+        "ssl_option no_sslv3",
+        "ssl_option no_sslv2",
+        "ssl_option cipher_server_preference",
+        "ssl_client_renegotiation_interval 60",
+    ] {
+        let reply = pen.ctl(cmd);
+        assert!(!reply.starts_with("error"), "{cmd}: {reply:?}");
+    }
+    let moot = pen.ctl("ssl_option no_sslv3");
+    assert!(!moot.trim().is_empty(), "no_sslv3 explains itself");
+    drop(pen);
+    let pen = site.pen(&["-o", "ssl_option no_tlsv1.2"], echo.spec());
+    let s = tls(&pen, &site.client(), "localhost");
+    assert_eq!(s.conn.protocol_version(), Some(ProtocolVersion::TLSv1_3));
+    let v12 = ClientCfg::new(&site.ca).tls12().build();
+    assert!(
+        !echo_works(&pen, &v12, "localhost"),
+        "no_tlsv1.2 refuses 1.2"
+    );
+}
+
+// ---- OCSP stapling ------------------------------------------------------------------------
+
+#[test]
+fn ocsp_response_is_stapled_and_reread() {
+    let site = Site::new("tls-ocsp");
+    let echo = Backend::echo();
+    let pen = site.pen(&[], echo.spec());
+    // Minimal DER OCSPResponses: SEQUENCE { ENUMERATED status } (tryLater, then unauthorized).
+    let first: &[u8] = &[0x30, 0x03, 0x0a, 0x01, 0x03];
+    let second: &[u8] = &[0x30, 0x03, 0x0a, 0x01, 0x06];
+    let file = put(site.path(), "ocsp.der", first);
+    let reply = pen.ctl(&format!("ssl_ocsp_response {file}"));
+    assert!(!reply.starts_with("error"), "{reply:?}");
+    // A new client config (and session cache) each time: a resumed session has no certificate
+    // message, so nothing would be stapled.
+    let staple = || {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let cfg = ClientCfg::new(&site.ca).record_ocsp(seen.clone()).build();
+        let mut s = tls(&pen, &cfg, "localhost");
+        echo_once(&mut s, b"stapled?");
+        let got = seen.lock().expect("lock").clone();
+        got
+    };
+    assert_eq!(staple(), first, "the stapled response");
+    assert_eq!(staple(), first, "the same again");
+    put(site.path(), "ocsp.der", second);
+    let reply = pen.ctl(&format!("ssl_ocsp_response {file}"));
+    assert!(!reply.starts_with("error"), "{reply:?}");
+    assert_eq!(staple(), second, "re-read when repeated");
+}
+
 // ---- misc ---------------------------------------------------------------------------------
 
 #[test]

@@ -14,10 +14,13 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{
-    ClientConfig, ClientConnection, RootCertStore, StreamOwned, SupportedProtocolVersion,
+    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    StreamOwned, SupportedCipherSuite, SupportedProtocolVersion,
 };
 
 use super::backends::Backend;
@@ -248,7 +251,9 @@ fn ring() -> CryptoProvider {
 pub(crate) struct ClientCfg<'a> {
     ca: &'a Ca,
     versions: Vec<&'static SupportedProtocolVersion>,
+    suites: Option<Vec<SupportedCipherSuite>>,
     cert: Option<&'a Leaf>,
+    ocsp: Option<Arc<Mutex<Vec<u8>>>>,
 }
 
 impl<'a> ClientCfg<'a> {
@@ -257,7 +262,9 @@ impl<'a> ClientCfg<'a> {
         ClientCfg {
             ca,
             versions: vec![&rustls::version::TLS13, &rustls::version::TLS12],
+            suites: None,
             cert: None,
+            ocsp: None,
         }
     }
 
@@ -267,21 +274,53 @@ impl<'a> ClientCfg<'a> {
         self
     }
 
+    /// Offers only TLS 1.3.
+    pub(crate) fn tls13(mut self) -> Self {
+        self.versions = vec![&rustls::version::TLS13];
+        self
+    }
+
+    /// Offers only these cipher suites.
+    pub(crate) fn suites(mut self, s: &[SupportedCipherSuite]) -> Self {
+        self.suites = Some(s.to_vec());
+        self
+    }
+
     /// Presents this client certificate when asked.
     pub(crate) fn cert(mut self, leaf: &'a Leaf) -> Self {
         self.cert = Some(leaf);
         self
     }
 
+    /// Stores the stapled OCSP response of each handshake (empty when none) in `sink`.
+    pub(crate) fn record_ocsp(mut self, sink: Arc<Mutex<Vec<u8>>>) -> Self {
+        self.ocsp = Some(sink);
+        self
+    }
+
     pub(crate) fn build(self) -> Arc<ClientConfig> {
-        let provider = Arc::new(ring());
+        let mut provider = ring();
+        if let Some(s) = self.suites {
+            provider.cipher_suites = s;
+        }
+        let provider = Arc::new(provider);
         let mut roots = RootCertStore::empty();
         roots.add(self.ca.der.clone()).expect("add test CA");
         let roots = Arc::new(roots);
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&self.versions)
             .expect("protocol versions");
-        let builder = builder.with_root_certificates(roots);
+        let builder = match self.ocsp {
+            None => builder.with_root_certificates(roots),
+            Some(sink) => {
+                let inner = WebPkiServerVerifier::builder_with_provider(roots, provider)
+                    .build()
+                    .expect("verifier");
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(RecordOcsp { inner, sink }))
+            }
+        };
         let cfg = match self.cert {
             None => builder.with_no_client_auth(),
             Some(leaf) => builder
@@ -289,6 +328,50 @@ impl<'a> ClientCfg<'a> {
                 .expect("client cert"),
         };
         Arc::new(cfg)
+    }
+}
+
+/// The webpki verifier, noting the stapled OCSP response on the way.
+#[derive(Debug)]
+struct RecordOcsp {
+    inner: Arc<WebPkiServerVerifier>,
+    sink: Arc<Mutex<Vec<u8>>>,
+}
+
+impl ServerCertVerifier for RecordOcsp {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.sink.lock().expect("lock") = ocsp_response.to_vec();
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 
