@@ -724,7 +724,7 @@ impl Worker {
         s.gen = (s.gen + 1) & ((1 << GEN_BITS) - 1);
         self.free.push(slot);
         if let Some(t) = conn.tls.as_mut() {
-            t.close(&conn.client); // close_notify (or a pending alert), best effort
+            t.close(&conn.client, &mut self.pool); // close_notify (or an alert), best effort
         }
         self.poller.delete(&conn.client);
         if let Some(srv) = conn.server.as_ref() {

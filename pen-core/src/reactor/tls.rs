@@ -66,15 +66,24 @@ impl Worker {
             return;
         };
         let mut budget = READS_PER_TURN;
-        let pulled = tls.pull(&conn.client, &mut conn.c, &mut budget);
-        // Send what rustls queued (its flight, or an alert after an error).
-        let pushed = tls.push(&conn.client, &mut conn.c);
-        let failed = match (pulled, pushed) {
-            (Err(TlsFailed(why)), _) => Some(why),
-            (_, Err(_)) => Some(Failure::Other),
-            _ if tls.handshaking() && tls.eof() => Some(Failure::Eof),
-            _ => None,
-        };
+        let mut failed = None;
+        // Records in, our flight out, until neither moves (rustls reads no more while its
+        // flight is unsent).
+        for _ in 0..ROUNDS_PER_TURN {
+            let pulled = tls.pull(&conn.client, &mut conn.c, &mut budget, &mut self.pool);
+            // Send what rustls queued (its flight, or an alert after an error).
+            let pushed = tls.push(&conn.client, &mut conn.c);
+            match (pulled, pushed) {
+                (Err(TlsFailed(why)), _) => failed = Some(why),
+                (_, Err(_)) => failed = Some(Failure::Other),
+                (Ok(p), Ok(q)) if (p || q) && tls.handshaking() => continue,
+                _ => {}
+            }
+            break;
+        }
+        if failed.is_none() && tls.handshaking() && tls.eof() {
+            failed = Some(Failure::Eof);
+        }
         if let Some(why) = failed {
             self.handshake_failed(slot, why);
             return;
@@ -162,7 +171,7 @@ impl Worker {
         let (mut sent, mut received, mut oversized) = (0u64, 0u64, false);
         let mut failed = false;
         for _ in 0..ROUNDS_PER_TURN {
-            let pulled = match tls.pull(client, c, &mut budget) {
+            let pulled = match tls.pull(client, c, &mut budget, pool) {
                 Ok(p) => p,
                 Err(_) => {
                     failed = true;
