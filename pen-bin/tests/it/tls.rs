@@ -627,7 +627,6 @@ fn ssl_reload_rereads_the_client_ca_and_sni_files() {
 }
 
 #[test]
-#[ignore = "open question: sessions resumed across a reload keep a client CA the reload dropped"]
 fn a_reload_that_drops_a_client_ca_stops_its_sessions_resuming() {
     if is_c_pen() {
         return; // [ours]

@@ -46,7 +46,7 @@ pub(crate) struct Pending {
     /// repeated `ssl_ocsp_response FILE` picks up a new response) even if the options match.
     tls_touched: bool,
     /// The TLS configuration built by [`Model::prepare`], installed at commit.
-    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    tls: Option<crate::tls::Prepared>,
 }
 
 /// The error for an `ssl_*` command when pen runs without TLS.

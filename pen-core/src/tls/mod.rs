@@ -168,14 +168,21 @@ pub enum TlsError {
     Config(String),
 }
 
+/// A configuration built and checked, ready to install.
+pub(crate) struct Prepared {
+    config: Arc<rustls::ServerConfig>,
+    parts: build::SessionParts,
+}
+
 /// The TLS state of a running balancer.
 pub(crate) struct Tls {
     /// The options in force.
     pub(crate) options: Mutex<TlsOptions>,
     /// What new connections use; swapped by a reload.
     pub(crate) config: RwLock<Arc<rustls::ServerConfig>>,
-    /// Kept across reloads: resumption keeps working.
-    parts: build::SessionParts,
+    /// Kept across reloads, so resumption keeps working, unless client certificates are
+    /// verified (see [`Tls::prepare`]).
+    parts: Mutex<build::SessionParts>,
     /// Handshake counters.
     pub(crate) stats: stats::TlsStats,
 }
@@ -195,24 +202,32 @@ impl Tls {
         Ok(Tls {
             options: Mutex::new(options),
             config: RwLock::new(config),
-            parts,
+            parts: Mutex::new(parts),
             stats: stats::TlsStats::default(),
         })
     }
 
     /// Builds the configuration `options` describe (re-reading every file), without installing
     /// it: the control plane checks a change first and installs it at commit.
-    pub(crate) fn prepare(
-        &self,
-        options: &TlsOptions,
-    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        build::server_config(options, &self.parts)
+    ///
+    /// With client certificates verified (`-G`/`-A`), the build gets a fresh ticket key and
+    /// session cache: a resumed session skips certificate verification, so sessions from before
+    /// a reload (which may have dropped a CA) must not resume after it.
+    pub(crate) fn prepare(&self, options: &TlsOptions) -> Result<Prepared, TlsError> {
+        let parts = if options.ca_file.is_some() || options.ca_dir.is_some() {
+            build::SessionParts::new()?
+        } else {
+            self.parts.lock().clone()
+        };
+        let config = build::server_config(options, &parts)?;
+        Ok(Prepared { config, parts })
     }
 
-    /// Makes `config` (from [`Tls::prepare`] on `options`) the one new connections get.
-    pub(crate) fn install(&self, options: TlsOptions, config: Arc<rustls::ServerConfig>) {
+    /// Makes `prepared` (from [`Tls::prepare`] on `options`) what new connections get.
+    pub(crate) fn install(&self, options: TlsOptions, prepared: Prepared) {
         *self.options.lock() = options;
-        *self.config.write() = config;
+        *self.parts.lock() = prepared.parts;
+        *self.config.write() = prepared.config;
         self.stats
             .reloads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -221,11 +236,8 @@ impl Tls {
     /// Re-reads the certificate, key, CA, SNI and OCSP files; on any error nothing changes.
     pub(crate) fn reload(&self) -> Result<(), TlsError> {
         let options = self.options.lock().clone();
-        let config = self.prepare(&options)?;
-        *self.config.write() = config;
-        self.stats
-            .reloads
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let prepared = self.prepare(&options)?;
+        self.install(options, prepared);
         Ok(())
     }
 
