@@ -318,9 +318,14 @@ pub(crate) mod epoll {
             }
         }
 
+        /// The raw events the last wait filled in (`len` never exceeds the buffer).
+        fn ready(&self) -> &[libc::epoll_event] {
+            self.raw.get(..self.len).unwrap_or_default()
+        }
+
         /// The events of the last wait (the waker's are filtered out).
         pub(crate) fn iter(&self) -> impl Iterator<Item = Event> + '_ {
-            self.raw[..self.len].iter().filter_map(|e| {
+            self.ready().iter().filter_map(|e| {
                 let (bits, key) = (e.events, e.u64);
                 (key != WAKER_KEY).then(|| {
                     let has = |f: libc::c_int| bits & (f as u32) != 0;
@@ -407,7 +412,7 @@ pub(crate) mod epoll {
                 libc::epoll_wait(self.epfd.as_raw_fd(), events.raw.as_mut_ptr(), cap, ms)
             })?;
             events.len = usize::try_from(n).unwrap_or(0);
-            if events.raw[..events.len].iter().any(|e| e.u64 == WAKER_KEY) {
+            if events.ready().iter().any(|e| e.u64 == WAKER_KEY) {
                 // Reset the counter (it would only block writers after 2^64 wakes, but keep
                 // it small); the edge registration needs no re-arming.
                 let mut buf = [0u8; 8];
