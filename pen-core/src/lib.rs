@@ -55,6 +55,8 @@ mod route;
 pub mod server;
 mod state;
 mod stats;
+// The one module allowed to hold `unsafe` (each block with a `// SAFETY:` comment).
+#[allow(unsafe_code)]
 mod sys;
 pub mod tls;
 mod udp;
