@@ -1,10 +1,11 @@
 //! OS specifics: socket creation and options (through socket2), poller registration, splice
-//! pipes, and (in [`epoll`]) the Linux poller. The only module allowed to hold `unsafe`
-//! (`lib.rs` allows `unsafe_code` here alone), each block with a `// SAFETY:` line.
+//! pipes, the Linux poller ([`epoll`]) and the process-wide calls of start-up ([`process`]:
+//! credentials, fork, chroot, syslog). The only module allowed to hold `unsafe` (`lib.rs`
+//! allows `unsafe_code` here alone), each block with a `// SAFETY:` line.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
@@ -32,6 +33,22 @@ pub(crate) fn register(poller: &Poller, fd: &impl AsRawFd, key: usize) -> io::Re
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn deregister(poller: &Poller, fd: &impl std::os::fd::AsFd) {
     let _ = poller.delete(fd.as_fd());
+}
+
+pub(crate) mod process;
+
+/// A new pipe, both ends close-on-exec (and non-blocking if asked): `(read end, write end)`.
+pub(crate) fn pipe(nonblocking: bool) -> io::Result<(OwnedFd, OwnedFd)> {
+    let flags = libc::O_CLOEXEC | if nonblocking { libc::O_NONBLOCK } else { 0 };
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), flags) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let [read, write] = fds;
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(read), OwnedFd::from_raw_fd(write)) })
 }
 
 /// Binds a non-blocking TCP listener; `reuse_port` lets every worker bind its own socket to the
@@ -199,17 +216,17 @@ pub(crate) fn cpus() -> usize {
         .unwrap_or(1)
 }
 
-/// A kernel pipe used to move bytes between two sockets with `splice` (zero-copy on Linux):
-/// socket -> pipe -> socket, the bytes never entering user space.
 /// Requested kernel pipe capacity for `splice`.
 #[cfg(target_os = "linux")]
 pub(crate) const PIPE_SIZE: usize = 256 * 1024;
 
+/// A kernel pipe used to move bytes between two sockets with `splice` (zero-copy on Linux):
+/// socket -> pipe -> socket, the bytes never entering user space.
 #[cfg(target_os = "linux")]
 #[derive(Debug)]
 pub(crate) struct KernelPipe {
-    read: std::os::fd::OwnedFd,
-    write: std::os::fd::OwnedFd,
+    read: OwnedFd,
+    write: OwnedFd,
     capacity: usize,
 }
 
@@ -217,15 +234,7 @@ pub(crate) struct KernelPipe {
 impl KernelPipe {
     /// A new non-blocking pipe.
     pub(crate) fn new() -> io::Result<KernelPipe> {
-        use std::os::fd::{FromRawFd, OwnedFd};
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (read, write) = pipe(true)?;
         // A bigger pipe moves more per splice call (fewer system calls per byte). The kernel
         // may refuse (pipe-max-size, per-user limits): then the capacity stays as it is.
         // SAFETY: fcntl on a descriptor we own; F_SETPIPE_SZ takes an int argument.
