@@ -36,6 +36,8 @@ pub(crate) fn deregister(poller: &Poller, fd: &impl std::os::fd::AsFd) {
 }
 
 pub(crate) mod process;
+#[cfg(test)]
+mod unsafe_audit;
 
 /// A new pipe, both ends close-on-exec (and non-blocking if asked): `(read end, write end)`.
 pub(crate) fn pipe(nonblocking: bool) -> io::Result<(OwnedFd, OwnedFd)> {
