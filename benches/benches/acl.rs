@@ -100,8 +100,16 @@ impl Position {
 fn set(n: usize, client: IpAddr, pos: Position) -> AclSet {
     let mut entries: Vec<AclEntry> = (0..n).map(filler).collect();
     match pos {
-        Position::Early => entries[0] = covering(client),
-        Position::Late => entries[n - 1] = covering(client),
+        Position::Early => {
+            if let Some(e) = entries.first_mut() {
+                *e = covering(client);
+            }
+        }
+        Position::Late => {
+            if let Some(e) = entries.last_mut() {
+                *e = covering(client);
+            }
+        }
         Position::None => {}
     }
     let mut acls = AclSet::default();

@@ -56,11 +56,18 @@ fn serve(sock: UdpSocket) {
             }
         };
         if n > 8 {
-            buf[8] |= 0x80;
+            if let Some(flags) = buf.get_mut(8) {
+                *flags |= 0x80;
+            }
         }
-        buf[n..n + ANSWER.len()].copy_from_slice(&ANSWER);
+        // `n <= MAX`: the answer fits after the query.
+        let len = n + ANSWER.len();
+        let Some(answer) = buf.get_mut(n..len) else {
+            continue;
+        };
+        answer.copy_from_slice(&ANSWER);
         // A send error (e.g. the peer's port is gone) only loses this answer.
-        let _ = sock.send_to(&buf[..n + ANSWER.len()], peer);
+        let _ = sock.send_to(buf.get(..len).unwrap_or_default(), peer);
     }
 }
 

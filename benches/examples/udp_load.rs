@@ -114,7 +114,9 @@ fn client_socket(target: SocketAddr, timeout: Duration) -> std::io::Result<UdpSo
 /// Sends the query with the client's next sequence number; a send error counts as an error.
 fn send(c: &mut Client, query: &mut [u8], tally: &mut Tally) {
     c.seq += 1;
-    query[..8].copy_from_slice(&c.seq.to_le_bytes());
+    if let Some(head) = query.get_mut(..8) {
+        head.copy_from_slice(&c.seq.to_le_bytes());
+    }
     c.sent = Instant::now();
     if c.sock.send(query).is_err() {
         tally.errors += 1;
@@ -174,11 +176,15 @@ fn main() -> ExitCode {
     let mut groups: Vec<Vec<Client>> = (0..args.threads).map(|_| Vec::new()).collect();
     for i in 0..args.sockets {
         match client_socket(args.target, args.timeout) {
-            Ok(sock) => groups[i % args.threads].push(Client {
-                sock,
-                seq: 0,
-                sent: Instant::now(),
-            }),
+            Ok(sock) => {
+                if let Some(group) = groups.get_mut(i % args.threads) {
+                    group.push(Client {
+                        sock,
+                        seq: 0,
+                        sent: Instant::now(),
+                    });
+                }
+            }
             Err(e) => {
                 eprintln!("udp_load: socket: {e}");
                 return ExitCode::FAILURE;

@@ -327,7 +327,8 @@ pub(crate) fn parse_args_env(args: &[String], env_workers: Option<&str>) -> Resu
             }
             let takes_arg = matches!(k, Kind::Value(_) | Kind::Ignored(true));
             let value = if takes_arg {
-                let rest = &bundle[i + c.len_utf8()..];
+                // `i` is where `c` starts, so this is a character boundary.
+                let rest = bundle.get(i + c.len_utf8()..).unwrap_or_default();
                 let what = match k {
                     Kind::Value(w) => w,
                     _ => "ignored value",

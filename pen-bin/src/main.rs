@@ -77,7 +77,7 @@ fn is_remote_log(log: &str) -> bool {
 }
 
 fn run_balancer(run: Run) -> ExitCode {
-    if let Err(e) = cli::check_root(&run, privs::euid()) {
+    if let Err(e) = cli::check_root(&run, pen_core::os::euid()) {
         return fail(EXIT_USAGE, e);
     }
     // Look the user up before starting, so a typo fails before anything is bound.
@@ -160,7 +160,7 @@ fn launch(
     bound: Bound,
     pid_file: Option<&Path>,
     chroot: Option<&Path>,
-    user: Option<&privs::User>,
+    user: Option<&pen_core::os::User>,
 ) -> Result<(Arc<Balancer>, Option<File>), (u8, String)> {
     // Registered before anything runs, so a TERM from now on is a clean stop; the thread that
     // acts on them starts with the balancer (signal-hook: no work inside a handler).
@@ -184,7 +184,7 @@ fn launch(
         }
     };
     if let Some(dir) = chroot {
-        if let Err(e) = daemon::chroot(dir) {
+        if let Err(e) = pen_core::os::chroot(dir) {
             remove_pid();
             return Err((
                 EXIT_RUNTIME,

@@ -48,7 +48,9 @@ impl Hasher for AddrHasher {
     fn write(&mut self, bytes: &[u8]) {
         for chunk in bytes.chunks(8) {
             let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
+            for (d, &c) in b.iter_mut().zip(chunk) {
+                *d = c;
+            }
             self.0 = crate::policy::mix64(self.0 ^ u64::from_le_bytes(b));
         }
     }
@@ -103,7 +105,7 @@ impl ClientTable {
     /// (when > 0) are removed on lookup.
     pub fn lookup(&mut self, addr: IpAddr, now: u64, tracking_secs: u64) -> Option<ServerId> {
         let i = *self.index.get(&addr)?;
-        let e = &self.slots[i as usize].entry;
+        let e = &self.slot(i)?.entry;
         if tracking_secs > 0 && now.saturating_sub(e.last_ms) > tracking_secs.saturating_mul(1000) {
             self.remove_slot(i);
             return None;
@@ -115,12 +117,14 @@ impl ClientTable {
     /// client if the table is full.
     pub fn record(&mut self, addr: IpAddr, server: ServerId, now: u64) {
         if let Some(&i) = self.index.get(&addr) {
-            let e = &mut self.slots[i as usize].entry;
-            e.server = server;
-            e.last_ms = now;
-            e.connects += 1;
-            self.touch(i);
-            return;
+            if let Some(s) = self.slot_mut(i) {
+                let e = &mut s.entry;
+                e.server = server;
+                e.last_ms = now;
+                e.connects += 1;
+                self.touch(i);
+                return;
+            }
         }
         while self.slots.len() >= self.capacity && self.tail != NIL {
             self.remove_slot(self.tail);
@@ -145,17 +149,22 @@ impl ClientTable {
 
     /// Adds transferred bytes to `addr`'s counters (if still remembered).
     pub fn add_bytes(&mut self, addr: IpAddr, sent: u64, received: u64) {
-        if let Some(&i) = self.index.get(&addr) {
-            let e = &mut self.slots[i as usize].entry;
-            e.sent += sent;
-            e.received += received;
+        if let Some(s) = self
+            .index
+            .get(&addr)
+            .and_then(|&i| self.slots.get_mut(i as usize))
+        {
+            s.entry.sent += sent;
+            s.entry.received += received;
         }
     }
 
     /// Forgets every client tracked to `server` (used when a server is removed or changed).
     pub fn forget_server(&mut self, server: ServerId) {
-        let doomed: Vec<u32> = (0..self.slots.len() as u32)
-            .filter(|&i| self.slots[i as usize].entry.server == server)
+        let doomed: Vec<u32> = (0u32..)
+            .zip(&self.slots)
+            .filter(|(_, s)| s.entry.server == server)
+            .map(|(i, _)| i)
             .collect();
         // Remove from the highest slot down: removal moves the last slot into the hole.
         for i in doomed.into_iter().rev() {
@@ -177,38 +186,55 @@ impl ClientTable {
     pub fn get(&self, addr: IpAddr) -> Option<&ClientEntry> {
         self.index
             .get(&addr)
-            .map(|&i| &self.slots[i as usize].entry)
+            .and_then(|&i| self.slot(i))
+            .map(|s| &s.entry)
+    }
+
+    // Slot indices come from `index` and the links, which only ever name live slots (every
+    // removal re-points them); `get` keeps a broken invariant from panicking: the operation
+    // is then skipped.
+    fn slot(&self, i: u32) -> Option<&Slot> {
+        self.slots.get(i as usize)
+    }
+
+    fn slot_mut(&mut self, i: u32) -> Option<&mut Slot> {
+        self.slots.get_mut(i as usize)
+    }
+
+    /// Sets the `next` link of slot `i`, or the head when `i` is NIL.
+    fn set_next(&mut self, i: u32, next: u32) {
+        if i == NIL {
+            self.head = next;
+        } else if let Some(s) = self.slot_mut(i) {
+            s.next = next;
+        }
+    }
+
+    /// Sets the `prev` link of slot `i`, or the tail when `i` is NIL.
+    fn set_prev(&mut self, i: u32, prev: u32) {
+        if i == NIL {
+            self.tail = prev;
+        } else if let Some(s) = self.slot_mut(i) {
+            s.prev = prev;
+        }
     }
 
     fn unlink(&mut self, i: u32) {
-        let (prev, next) = {
-            let s = &self.slots[i as usize];
-            (s.prev, s.next)
+        let Some(&Slot { prev, next, .. }) = self.slot(i) else {
+            return;
         };
-        if prev == NIL {
-            self.head = next;
-        } else {
-            self.slots[prev as usize].next = next;
-        }
-        if next == NIL {
-            self.tail = prev;
-        } else {
-            self.slots[next as usize].prev = prev;
-        }
+        self.set_next(prev, next);
+        self.set_prev(next, prev);
     }
 
     fn link_front(&mut self, i: u32) {
         let old = self.head;
-        {
-            let s = &mut self.slots[i as usize];
-            s.prev = NIL;
-            s.next = old;
-        }
-        if old == NIL {
-            self.tail = i;
-        } else {
-            self.slots[old as usize].prev = i;
-        }
+        let Some(s) = self.slot_mut(i) else {
+            return;
+        };
+        s.prev = NIL;
+        s.next = old;
+        self.set_prev(old, i);
         self.head = i;
     }
 
@@ -221,28 +247,22 @@ impl ClientTable {
 
     /// Removes slot `i`, moving the last slot into its place to keep the vector dense.
     fn remove_slot(&mut self, i: u32) {
+        let Some(addr) = self.slot(i).map(|s| s.entry.addr) else {
+            return;
+        };
         self.unlink(i);
-        let addr = self.slots[i as usize].entry.addr;
         self.index.remove(&addr);
+        // `i` is a live slot, so the vector is not empty and `last` >= `i`.
         let last = self.slots.len() as u32 - 1;
         if i != last {
             // Re-point the neighbours of `last` at `i` before moving it.
-            let (prev, next) = {
-                let s = &self.slots[last as usize];
-                (s.prev, s.next)
-            };
-            if prev == NIL {
-                self.head = i;
-            } else {
-                self.slots[prev as usize].next = i;
+            if let Some((moved, prev, next)) =
+                self.slot(last).map(|s| (s.entry.addr, s.prev, s.next))
+            {
+                self.set_next(prev, i);
+                self.set_prev(next, i);
+                self.index.insert(moved, i);
             }
-            if next == NIL {
-                self.tail = i;
-            } else {
-                self.slots[next as usize].prev = i;
-            }
-            let moved = self.slots[last as usize].entry.addr;
-            self.index.insert(moved, i);
         }
         self.slots.swap_remove(i as usize);
     }

@@ -32,6 +32,10 @@
 //! `EPOLLRDHUP`); the per-request cost is one `recv` and one `send` per direction. Buffers (or,
 //! towards non-loopback servers, `splice` pipes) are checked out of a per-worker pool only
 //! while bytes are in flight.
+//!
+//! [`os`] has what a program running the balancer needs from the operating system at start-up
+//! (dropping privileges, daemon mode, chroot, syslog) as safe functions: all `unsafe` code of
+//! the workspace is in one private module, `sys`, each block with a `// SAFETY:` comment.
 
 mod accesslog;
 pub mod acl;
@@ -47,6 +51,7 @@ pub(crate) mod metrics;
 mod metrics_http;
 mod net;
 mod oneshot;
+pub mod os;
 pub mod policy;
 mod poll;
 mod reactor;
@@ -55,6 +60,8 @@ mod route;
 pub mod server;
 mod state;
 mod stats;
+// The one module allowed to hold `unsafe` (each block with a `// SAFETY:` comment).
+#[allow(unsafe_code)]
 mod sys;
 pub mod tls;
 mod udp;

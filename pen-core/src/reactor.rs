@@ -403,15 +403,26 @@ impl Worker {
                 self.slots.len() - 1
             }
         };
-        let gen = self.slots[slot].gen;
-        if let Err(e) = self.poller.add(&conn.client, key(slot, gen, false)) {
+        let Some(s) = self.slots.get_mut(slot) else {
+            // Not reached: `free` only holds existing slots, and a new one was just pushed.
+            self.release_active();
+            return None;
+        };
+        if let Err(e) = self.poller.add(&conn.client, key(slot, s.gen, false)) {
             eprintln!("pen: cannot watch client socket: {e}");
             self.free.push(slot);
             self.release_active();
             return None;
         }
-        self.slots[slot].conn = Some(conn);
+        s.conn = Some(conn);
         Some(slot)
+    }
+
+    /// Queues `slot` for another turn (its read budget ran out with work left).
+    fn requeue(&mut self, slot: usize) {
+        if let Some(s) = self.slots.get(slot) {
+            self.runq.push((slot, s.gen));
+        }
     }
 
     fn release_active(&self) {
@@ -432,7 +443,11 @@ impl Worker {
                 let s = shared.settings.read();
                 (s.source, s.tcp_nodelay, s.connect_timeout_secs)
             };
-            let Some(conn) = self.slots[slot].conn.as_mut() else {
+            let Some((gen, conn)) = self
+                .slots
+                .get_mut(slot)
+                .and_then(|s| Some((s.gen, s.conn.as_mut()?)))
+            else {
                 return;
             };
             let addr = {
@@ -448,7 +463,6 @@ impl Worker {
                 .and_then(|a| sys::connect_start(a, source, nodelay));
             match started {
                 Ok(stream) => {
-                    let gen = self.slots[slot].gen;
                     let stream = Stream::Tcp(stream);
                     if let Err(e) = self.poller.add(&stream, key(slot, gen, true)) {
                         eprintln!("pen: cannot watch server socket: {e}");
@@ -456,7 +470,7 @@ impl Worker {
                         return;
                     }
                     let deadline = now + timeout.max(1).saturating_mul(1000);
-                    if let Some(conn) = self.slots[slot].conn.as_mut() {
+                    if let Some(conn) = self.slots.get_mut(slot).and_then(|s| s.conn.as_mut()) {
                         conn.server = Some(stream);
                         conn.server_addr = addr;
                         conn.connecting = true;
@@ -483,7 +497,7 @@ impl Worker {
     /// a next target to connect to (the caller connects); otherwise the connection is closed.
     fn fail_over(&mut self, slot: usize, now: u64, why: &dyn std::fmt::Display) -> bool {
         let shared = Arc::clone(&self.shared);
-        let Some(conn) = self.slots[slot].conn.as_mut() else {
+        let Some(conn) = self.slots.get_mut(slot).and_then(|s| s.conn.as_mut()) else {
             return false;
         };
         if let Some(s) = conn.server.take() {
@@ -513,7 +527,7 @@ impl Worker {
     }
 
     fn on_connected(&mut self, slot: usize, now: u64) {
-        let Some(conn) = self.slots[slot].conn.as_mut() else {
+        let Some(conn) = self.slots.get_mut(slot).and_then(|s| s.conn.as_mut()) else {
             return;
         };
         conn.connecting = false;
@@ -649,7 +663,7 @@ impl Worker {
             return;
         }
         if budget == 0 && ((conn.c.read && conn.s.write) || (conn.s.read && conn.c.write)) {
-            self.runq.push((slot, self.slots[slot].gen));
+            self.requeue(slot);
         }
     }
 
@@ -684,12 +698,13 @@ impl Worker {
         if idle > 0 && now >= self.next_sweep {
             self.next_sweep = now + 1000;
             let limit = idle.saturating_mul(1000);
-            let stale: Vec<usize> = (0..self.slots.len())
-                .filter(|&i| {
-                    self.slots[i].conn.as_ref().is_some_and(|c| {
+            let stale: Vec<usize> = (self.slots.iter().enumerate())
+                .filter(|(_, s)| {
+                    s.conn.as_ref().is_some_and(|c| {
                         !c.connecting && now.saturating_sub(c.last_active) >= limit
                     })
                 })
+                .map(|(i, _)| i)
                 .collect();
             for i in stale {
                 self.shared.counters.idle_timeouts.fetch_add(1, Relaxed);

@@ -165,8 +165,11 @@ impl<S: Read, D: Write> Carrier<S, D> for UserBuf {
         let Some(buf) = self.buf.as_ref() else {
             return Ok((0, 0));
         };
-        let offered = self.end - self.start;
-        let n = dst.write(&buf[self.start..self.end])?;
+        let Some(held) = buf.get(self.start..self.end) else {
+            return Ok((0, 0));
+        };
+        let offered = held.len();
+        let n = dst.write(held)?;
         self.start += n;
         Ok((n, offered))
     }
@@ -181,7 +184,10 @@ impl<S: Read, D: Write> Carrier<S, D> for UserBuf {
     }
 
     fn visible(&self) -> &[u8] {
-        self.buf.as_ref().map_or(&[], |b| &b[self.start..self.end])
+        self.buf
+            .as_ref()
+            .and_then(|b| b.get(self.start..self.end))
+            .unwrap_or_default()
     }
 }
 

@@ -185,25 +185,13 @@ impl ServerTable {
         self.servers.get(id.0)
     }
 
-    /// Server `id` for changing, creating it and any below it if `id` is beyond the table.
-    pub fn get_or_create(&mut self, id: ServerId) -> &mut Server {
-        if id.0 >= self.servers.len() {
-            self.servers.resize_with(id.0 + 1, Server::default);
-        }
-        &mut self.servers[id.0]
-    }
-
     /// Makes the table match `confs`: servers are updated in place (live counters and open
     /// connections untouched), added, or removed from the end. Returns the servers whose
     /// address changed (their tracked clients should choose afresh).
     pub fn reconfigure(&mut self, confs: &[ServerConf]) -> Vec<ServerId> {
         let mut moved = Vec::new();
-        self.servers.truncate(confs.len());
-        for (i, c) in confs.iter().enumerate() {
-            if i >= self.servers.len() {
-                self.servers.push(Server::default());
-            }
-            let s = &mut self.servers[i];
+        self.servers.resize_with(confs.len(), Server::default);
+        for (i, (s, c)) in self.servers.iter_mut().zip(confs).enumerate() {
             if s.addr != c.addr {
                 moved.push(ServerId(i));
             }

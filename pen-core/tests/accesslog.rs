@@ -1,6 +1,14 @@
 //! The access log: line format, prompt delivery, rotation under traffic without loss.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+// Test code: a panic is a failure report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::panic,
+    clippy::unreachable
+)]
 
 mod common;
 use common::{echo_backend, wait_until};

@@ -1,6 +1,14 @@
 //! Config files, reload and `write`, against an in-process `Balancer` and loopback backends.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+// Test code: a panic is a failure report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::panic,
+    clippy::unreachable
+)]
 
 mod common;
 use common::addr_of;

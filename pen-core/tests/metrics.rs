@@ -1,7 +1,15 @@
 //! The metrics HTTP listener against real loopback sockets: a `Balancer` in-process with
 //! `Config::metrics` set. Every wait is bounded.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+// Test code: a panic is a failure report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::panic,
+    clippy::unreachable
+)]
 
 mod common;
 use common::{echo_backend, wait_until};

@@ -1,7 +1,15 @@
 //! Library-level relay tests: a `Balancer` in-process against real loopback backends.
 //! (The binary-level suite lives in `pen-bin/tests`.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+// Test code: a panic is a failure report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::panic,
+    clippy::unreachable
+)]
 
 mod common;
 use common::{addr_of, echo_backend};

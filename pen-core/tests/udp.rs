@@ -1,7 +1,15 @@
 //! Library-level UDP tests (`-U`): a `Balancer` in-process with `config.udp = true` against
 //! DNS-like responders on loopback (each answers a datagram with its name, `:`, the payload).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+// Test code: a panic is a failure report.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::panic,
+    clippy::unreachable
+)]
 
 mod common;
 use common::{addr_of, wait_until};

@@ -57,8 +57,8 @@ fn describe(e: &io::Error) -> String {
         return "timed out".to_string();
     }
     let s = e.to_string();
-    match s.rfind(" (os error ") {
-        Some(i) => s[..i].to_string(),
+    match s.rsplit_once(" (os error ") {
+        Some((text, _)) => text.to_string(),
         None => s,
     }
 }

@@ -264,17 +264,16 @@ impl Model {
         fields: &[ServerField],
         pending: &mut Pending,
     ) -> Result<(), ApplyError> {
+        let out_of_range = || invalid(id, format!("expected a server number below {MAX_SERVERS}"));
         if id >= MAX_SERVERS {
-            return Err(invalid(
-                id,
-                format!("expected a server number below {MAX_SERVERS}"),
-            ));
+            return Err(out_of_range());
         }
         if id >= self.servers.len() {
             self.servers.resize_with(id + 1, ServerConf::default);
         }
+        // Present after the resize above.
+        let c = self.servers.get_mut(id).ok_or_else(out_of_range)?;
         for f in fields {
-            let c = &mut self.servers[id];
             match f {
                 ServerField::Acl(a) => {
                     if usize::from(*a) >= crate::acl::ACL_LISTS {

@@ -45,13 +45,14 @@ impl Worker {
         conn.tls = Some(Box::new(session));
         conn.deadline = now + HANDSHAKE_TIMEOUT_MS;
         if let Some(slot) = self.install(conn) {
-            let gen = self.slots[slot].gen;
-            self.timers
-                .push(std::cmp::Reverse((now + HANDSHAKE_TIMEOUT_MS, slot, gen)));
-            // The ClientHello is often in already: the edge for it may have fired before the
-            // socket was registered.
-            if let Some(c) = self.slots[slot].conn.as_mut() {
-                c.c.read = true;
+            if let Some(s) = self.slots.get_mut(slot) {
+                self.timers
+                    .push(std::cmp::Reverse((now + HANDSHAKE_TIMEOUT_MS, slot, s.gen)));
+                // The ClientHello is often in already: the edge for it may have fired before
+                // the socket was registered.
+                if let Some(c) = s.conn.as_mut() {
+                    c.c.read = true;
+                }
             }
             self.handshake(slot, now);
         }
@@ -90,7 +91,7 @@ impl Worker {
         }
         if tls.handshaking() {
             if budget == 0 {
-                self.runq.push((slot, self.slots[slot].gen));
+                self.requeue(slot);
             }
             return;
         }
@@ -240,7 +241,7 @@ impl Worker {
             return;
         }
         if budget == 0 {
-            self.runq.push((slot, self.slots[slot].gen));
+            self.requeue(slot);
         }
     }
 }

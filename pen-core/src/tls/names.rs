@@ -263,13 +263,16 @@ pub fn parse_cipher_list(list: &str) -> Result<CipherList, TlsError> {
         for i in selected {
             match op {
                 '!' => {
-                    banned[i] = true;
+                    if let Some(b) = banned.get_mut(i) {
+                        *b = true;
+                    }
                     chosen.retain(|&c| c != i);
                 }
                 '-' => chosen.retain(|&c| c != i),
                 '+' => {}
                 _ => {
-                    if !banned[i] && !chosen.contains(&i) {
+                    // `select` returns indices into SUITES, the length of `banned`.
+                    if banned.get(i) == Some(&false) && !chosen.contains(&i) {
                         chosen.push(i);
                     }
                 }
@@ -277,8 +280,8 @@ pub fn parse_cipher_list(list: &str) -> Result<CipherList, TlsError> {
         }
     }
     if !named13 {
-        for (i, s) in SUITES.iter().enumerate() {
-            if s.tls13() && !banned[i] && !chosen.contains(&i) {
+        for (i, (s, &banned)) in SUITES.iter().zip(&banned).enumerate() {
+            if s.tls13() && !banned && !chosen.contains(&i) {
                 chosen.push(i);
             }
         }

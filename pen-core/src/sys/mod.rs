@@ -1,10 +1,11 @@
-//! OS specifics: socket creation and options (through socket2), poller registration. The only
-//! module allowed to hold `unsafe`, each block with a `// SAFETY:` line.
-#![allow(unsafe_code)]
+//! OS specifics: socket creation and options (through socket2), poller registration, splice
+//! pipes, the Linux poller ([`epoll`]) and the process-wide calls of start-up ([`process`]:
+//! credentials, fork, chroot, syslog). The only module allowed to hold `unsafe` (`lib.rs`
+//! allows `unsafe_code` here alone), each block with a `// SAFETY:` line.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
@@ -32,6 +33,24 @@ pub(crate) fn register(poller: &Poller, fd: &impl AsRawFd, key: usize) -> io::Re
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn deregister(poller: &Poller, fd: &impl std::os::fd::AsFd) {
     let _ = poller.delete(fd.as_fd());
+}
+
+pub(crate) mod process;
+#[cfg(test)]
+mod unsafe_audit;
+
+/// A new pipe, both ends close-on-exec (and non-blocking if asked): `(read end, write end)`.
+pub(crate) fn pipe(nonblocking: bool) -> io::Result<(OwnedFd, OwnedFd)> {
+    let flags = libc::O_CLOEXEC | if nonblocking { libc::O_NONBLOCK } else { 0 };
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), flags) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let [read, write] = fds;
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(read), OwnedFd::from_raw_fd(write)) })
 }
 
 /// Binds a non-blocking TCP listener; `reuse_port` lets every worker bind its own socket to the
@@ -199,17 +218,17 @@ pub(crate) fn cpus() -> usize {
         .unwrap_or(1)
 }
 
-/// A kernel pipe used to move bytes between two sockets with `splice` (zero-copy on Linux):
-/// socket -> pipe -> socket, the bytes never entering user space.
 /// Requested kernel pipe capacity for `splice`.
 #[cfg(target_os = "linux")]
 pub(crate) const PIPE_SIZE: usize = 256 * 1024;
 
+/// A kernel pipe used to move bytes between two sockets with `splice` (zero-copy on Linux):
+/// socket -> pipe -> socket, the bytes never entering user space.
 #[cfg(target_os = "linux")]
 #[derive(Debug)]
 pub(crate) struct KernelPipe {
-    read: std::os::fd::OwnedFd,
-    write: std::os::fd::OwnedFd,
+    read: OwnedFd,
+    write: OwnedFd,
     capacity: usize,
 }
 
@@ -217,15 +236,7 @@ pub(crate) struct KernelPipe {
 impl KernelPipe {
     /// A new non-blocking pipe.
     pub(crate) fn new() -> io::Result<KernelPipe> {
-        use std::os::fd::{FromRawFd, OwnedFd};
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (read, write) = pipe(true)?;
         // A bigger pipe moves more per splice call (fewer system calls per byte). The kernel
         // may refuse (pipe-max-size, per-user limits): then the capacity stays as it is.
         // SAFETY: fcntl on a descriptor we own; F_SETPIPE_SZ takes an int argument.
@@ -280,156 +291,6 @@ fn splice(from: std::os::fd::RawFd, to: std::os::fd::RawFd, len: usize) -> io::R
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-/// The Linux epoll backend of [`crate::poll`]: each socket registered once, edge-triggered, for
-/// read, write and peer half-close; a non-blocking eventfd (also edge-triggered, never re-armed)
-/// to wake a waiting worker.
+/// The Linux epoll backend of [`crate::poll`].
 #[cfg(target_os = "linux")]
-pub(crate) mod epoll {
-    use std::io;
-    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-    use std::time::Duration;
-
-    use crate::poll::Event;
-
-    /// Key reserved for the waker.
-    const WAKER_KEY: u64 = u64::MAX;
-    /// Events fetched per wait.
-    const CAPACITY: usize = 256;
-
-    /// An epoll instance and its waker.
-    #[derive(Debug)]
-    pub(crate) struct Poller {
-        epfd: OwnedFd,
-        waker: OwnedFd,
-    }
-
-    /// Reported events (a reusable buffer: nothing allocates per wait).
-    pub(crate) struct Events {
-        raw: Vec<libc::epoll_event>,
-        len: usize,
-    }
-
-    impl Events {
-        /// An empty buffer with room for a batch of events.
-        pub(crate) fn new() -> Self {
-            Events {
-                raw: vec![libc::epoll_event { events: 0, u64: 0 }; CAPACITY],
-                len: 0,
-            }
-        }
-
-        /// The events of the last wait (the waker's are filtered out).
-        pub(crate) fn iter(&self) -> impl Iterator<Item = Event> + '_ {
-            self.raw[..self.len].iter().filter_map(|e| {
-                let (bits, key) = (e.events, e.u64);
-                (key != WAKER_KEY).then(|| {
-                    let has = |f: libc::c_int| bits & (f as u32) != 0;
-                    Event {
-                        key: key as usize,
-                        readable: has(libc::EPOLLIN
-                            | libc::EPOLLRDHUP
-                            | libc::EPOLLHUP
-                            | libc::EPOLLERR),
-                        writable: has(libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR),
-                        hup: has(libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR),
-                    }
-                })
-            })
-        }
-    }
-
-    fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(rc)
-        }
-    }
-
-    impl Poller {
-        /// A new epoll instance with its waker registered.
-        pub(crate) fn new() -> io::Result<Poller> {
-            // SAFETY: plain system calls; on success the descriptors are fresh and ours alone.
-            let epfd =
-                unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
-            // SAFETY: as above.
-            let waker = unsafe {
-                OwnedFd::from_raw_fd(cvt(libc::eventfd(
-                    0,
-                    libc::EFD_NONBLOCK | libc::EFD_CLOEXEC,
-                ))?)
-            };
-            let p = Poller { epfd, waker };
-            p.ctl(
-                libc::EPOLL_CTL_ADD,
-                p.waker.as_raw_fd(),
-                (libc::EPOLLIN | libc::EPOLLET) as u32,
-                WAKER_KEY,
-            )?;
-            Ok(p)
-        }
-
-        fn ctl(&self, op: libc::c_int, fd: libc::c_int, events: u32, key: u64) -> io::Result<()> {
-            let mut ev = libc::epoll_event { events, u64: key };
-            // SAFETY: `ev` is a valid epoll_event for the duration of the call; both descriptors
-            // are open (borrowed from their owners).
-            cvt(unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) }).map(|_| ())
-        }
-
-        /// Registers `fd` once for everything, edge-triggered.
-        pub(crate) fn add(&self, fd: &impl AsRawFd, key: usize) -> io::Result<()> {
-            let bits = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
-            self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), bits as u32, key as u64)
-        }
-
-        /// Removes `fd` (errors ignored: it is about to be closed, which removes it anyway).
-        pub(crate) fn delete(&self, fd: &impl AsFd) {
-            let _ = self.ctl(libc::EPOLL_CTL_DEL, fd.as_fd().as_raw_fd(), 0, 0);
-        }
-
-        /// Waits for events (at most `timeout`, rounded up to whole milliseconds).
-        pub(crate) fn wait(
-            &self,
-            events: &mut Events,
-            timeout: Option<Duration>,
-        ) -> io::Result<usize> {
-            events.len = 0;
-            let ms = match timeout {
-                None => -1,
-                Some(t) => {
-                    let ms = t.as_nanos().div_ceil(1_000_000);
-                    libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
-                }
-            };
-            let cap = libc::c_int::try_from(events.raw.len()).unwrap_or(libc::c_int::MAX);
-            // SAFETY: `raw` has room for `cap` events; the kernel writes at most that many.
-            let n = cvt(unsafe {
-                libc::epoll_wait(self.epfd.as_raw_fd(), events.raw.as_mut_ptr(), cap, ms)
-            })?;
-            events.len = usize::try_from(n).unwrap_or(0);
-            if events.raw[..events.len].iter().any(|e| e.u64 == WAKER_KEY) {
-                // Reset the counter (it would only block writers after 2^64 wakes, but keep
-                // it small); the edge registration needs no re-arming.
-                let mut buf = [0u8; 8];
-                // SAFETY: reading 8 bytes into an 8-byte buffer from our own eventfd.
-                let _ = unsafe { libc::read(self.waker.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
-            }
-            Ok(events.len)
-        }
-
-        /// Wakes the thread waiting on this poller (or its next wait).
-        pub(crate) fn notify(&self) -> io::Result<()> {
-            let one = 1u64.to_ne_bytes();
-            // SAFETY: writing 8 bytes from an 8-byte buffer to our own eventfd.
-            let rc = unsafe { libc::write(self.waker.as_raw_fd(), one.as_ptr().cast(), 8) };
-            if rc < 0 {
-                let e = io::Error::last_os_error();
-                // Counter saturated: a wake-up is pending anyway.
-                if e.kind() != io::ErrorKind::WouldBlock {
-                    return Err(e);
-                }
-            }
-            Ok(())
-        }
-    }
-}
+pub(crate) mod epoll;
