@@ -193,7 +193,11 @@ impl PenBuilder {
                     (arg, Target::Tcp(format!("[::1]:{p}")))
                 }
                 ListenKind::AnyV6 => {
-                    let p = free_port();
+                    // Free on the dual-stack wildcard, not just on 127.0.0.1: with many
+                    // TIME_WAIT sockets around, a port free on one address may not be on [::].
+                    let p = TcpListener::bind("[::]:0")
+                        .and_then(|l| l.local_addr())
+                        .map_or_else(|_| free_port(), |a| a.port());
                     (format!(":::{p}"), Target::Tcp(format!("127.0.0.1:{p}")))
                 }
                 ListenKind::Unix => {
