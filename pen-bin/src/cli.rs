@@ -72,6 +72,15 @@ pub(crate) enum CliError {
     NoPort(String),
     /// Root with `-C` but without `-u` (C pen refuses this too).
     RootControl,
+    /// A TLS option without `-E`.
+    NeedsCert(char),
+    /// A TLS option value that cannot be honoured.
+    Tls {
+        /// The option.
+        opt: String,
+        /// Why (the [`pen_core::TlsError`]'s message).
+        reason: String,
+    },
 }
 
 impl fmt::Display for CliError {
@@ -99,6 +108,11 @@ impl fmt::Display for CliError {
                 f,
                 "'{s}': expected host:port (the listen address is a Unix socket, so no default port)"
             ),
+            CliError::NeedsCert(c) => write!(
+                f,
+                "option -{c}: TLS options need the certificate: expected -E certfile"
+            ),
+            CliError::Tls { opt, reason } => write!(f, "option {opt}: {reason}"),
             CliError::RootControl => write!(
                 f,
                 "refusing to open the control socket (-C) as root: expected -u USER (-u root to insist)"
@@ -145,6 +159,13 @@ options:
   -u user     run as this user after binding
   -j dir      chroot to dir after binding (later -F and 'write' paths are inside it)
   -H          HTTP mode: add X-Forwarded-For and X-Forwarded-Proto to every request
+  -E file     TLS: terminate TLS with this certificate chain (PEM, leaf first)
+  -K file     TLS: private key (PEM) [in the -E file]
+  -G file     TLS: CA certificates (PEM) trusted for client certificates
+  -A dir      TLS: directory of such CA files
+  -R          TLS: require a valid client certificate (needs -G or -A)
+  -L proto    TLS: ssl23 = TLS 1.2 and 1.3 [ssl23], tls1.2, tls1.3 (SSLv2/3 and
+              TLS 1.0/1.1 are refused: rustls does not speak them)
   -f          stay in the foreground (otherwise: run as a daemon, log to syslog)
   --metrics addr
               Prometheus /metrics HTTP endpoint on [host:]port (e.g.
@@ -155,10 +176,11 @@ options:
   -V          print the version
   -?, --help  print this text
 
-  Accepted and ignored: -P -Q -D -n -S N.
-  Not supported yet (refused): -N -E -K -G -A -R -L -Z.
+  Accepted and ignored: -P -Q -D -n -S N -Z.
+  Not supported yet (refused): -N.
 
-signals: SIGHUP re-reads -F and reopens the log, SIGUSR1 writes the -w file,
+signals: SIGHUP re-reads -F, reopens the log and re-reads the TLS certificates
+and keys, SIGUSR1 writes the -w file,
 SIGTERM and SIGINT exit cleanly (removing the pid file).
 
 exit status: 0 after a clean exit, 1 on a runtime failure (e.g. cannot bind),
@@ -205,8 +227,15 @@ fn kind(c: char) -> Option<Kind> {
         'x' => Value("max connections"),
         'P' | 'Q' | 'D' | 'n' => Ignored(false),
         'S' => Ignored(true),
-        // Of these, B E K G A L take an argument in C pen.
-        'N' | 'R' | 'Z' | 'E' | 'K' | 'G' | 'A' | 'L' => Refused,
+        'E' => Value("certificate file (PEM)"),
+        'K' => Value("private key file (PEM)"),
+        'G' => Value("CA certificate file (PEM)"),
+        'A' => Value("CA certificate directory"),
+        'L' => Value("TLS protocol"),
+        'R' => Flag,
+        // C pen's "SSL compatibility mode" (OpenSSL bug workarounds): nothing to do in rustls.
+        'Z' => Ignored(false),
+        'N' => Refused,
         _ => return None,
     })
 }
@@ -509,6 +538,7 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
         })?;
         config.metrics = Some(addr);
     }
+    config.tls = tls_options(&o)?;
     let foreground = o.flags.contains(&'f');
     Ok(Cli::Run(Box::new(Run {
         config,
@@ -516,6 +546,38 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
         foreground,
         chroot,
     })))
+}
+
+/// `-E -K -G -A -R -L`: TLS termination when `-E` is given; the others need it.
+fn tls_options(o: &Opts) -> Result<Option<pen_core::TlsOptions>, CliError> {
+    let value = |c: char| o.values.iter().rev().find(|(k, _)| *k == c).map(|(_, v)| v);
+    let Some(cert) = value('E') else {
+        let other = ['K', 'G', 'A', 'L']
+            .into_iter()
+            .find(|c| value(*c).is_some())
+            .or(o.flags.contains(&'R').then_some('R'));
+        return match other {
+            Some(c) => Err(CliError::NeedsCert(c)),
+            None => Ok(None),
+        };
+    };
+    let path = |c: char, what| -> Result<Option<PathBuf>, CliError> {
+        value(c)
+            .map(|v| non_empty(&format!("-{c}"), v, what).map(PathBuf::from))
+            .transpose()
+    };
+    let mut t = pen_core::TlsOptions::new(non_empty("-E", cert, "a certificate file")?, None);
+    t.key = path('K', "a key file")?;
+    t.ca_file = path('G', "a CA file")?;
+    t.ca_dir = path('A', "a CA directory")?;
+    t.require_client_cert = o.flags.contains(&'R');
+    if let Some(l) = value('L') {
+        t.versions = pen_core::tls::parse_protocol(l).map_err(|e| CliError::Tls {
+            opt: "-L".to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(Some(t))
 }
 
 /// C pen's rule: as root, open a control socket only if `-u` names a user (even `root`).

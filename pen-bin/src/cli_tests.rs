@@ -129,18 +129,46 @@ fn ignored_options() {
 
 #[test]
 fn refused_options() {
-    for o in ["-N", "-E c", "-K k", "-G g", "-A a", "-R", "-L tls1", "-Z"] {
-        let c = o.chars().nth(1).unwrap();
-        assert_eq!(
-            error(&format!("{o} 8080 127.0.0.1")),
-            format!("option -{c} is not supported yet")
-        );
-    }
+    assert_eq!(error("-N 8080 127.0.0.1"), "option -N is not supported yet");
     assert_eq!(
         error("-fN 8080 127.0.0.1"),
         "option -N is not supported yet"
     );
-    assert_eq!(error("-E"), "option -E is not supported yet");
+}
+
+#[test]
+fn tls_options() {
+    let r = run("-E c.pem -K k.pem -G ca.pem -A cadir -R -L tls1.3 -Z 8443 127.0.0.1:80");
+    let t = r.config.tls.unwrap();
+    assert_eq!(t.cert, PathBuf::from("c.pem"));
+    assert_eq!(t.key, Some(PathBuf::from("k.pem")));
+    assert_eq!(t.ca_file, Some(PathBuf::from("ca.pem")));
+    assert_eq!(t.ca_dir, Some(PathBuf::from("cadir")));
+    assert!(t.require_client_cert);
+    assert!(!t.versions.tls12 && t.versions.tls13);
+    assert!(run("-E both.pem 8443 127.0.0.1:80")
+        .config
+        .tls
+        .unwrap()
+        .key
+        .is_none());
+    assert!(run("-Z 8080 127.0.0.1").config.tls.is_none());
+    for o in ["-K k", "-G g", "-A a", "-R", "-L tls1.2"] {
+        let c = o.chars().nth(1).unwrap();
+        assert_eq!(
+            error(&format!("{o} 8080 127.0.0.1")),
+            format!("option -{c}: TLS options need the certificate: expected -E certfile")
+        );
+    }
+    let e = error("-E c.pem -L ssl3 8443 127.0.0.1:80");
+    assert!(
+        e.starts_with("option -L: 'ssl3': rustls does not speak"),
+        "{e}"
+    );
+    assert_eq!(
+        error("-E"),
+        "option -E: expected an argument (certificate file (PEM))"
+    );
 }
 
 #[test]

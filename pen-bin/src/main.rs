@@ -56,7 +56,7 @@ fn main() -> ExitCode {
 fn start_error_code(e: &StartError) -> u8 {
     match e {
         StartError::Io { .. } => EXIT_RUNTIME,
-        StartError::Command { .. } | StartError::Config(_) => EXIT_USAGE,
+        StartError::Command { .. } | StartError::Config(_) | StartError::Tls(_) => EXIT_USAGE,
     }
 }
 
@@ -223,7 +223,8 @@ fn write_pid_file(path: &Path) -> std::io::Result<File> {
     Ok(f)
 }
 
-/// The signal thread: HUP re-reads `-F` (all or nothing) and reopens the access log, USR1
+/// The signal thread: HUP re-reads `-F` (all or nothing), the TLS certificates and keys, and
+/// reopens the access log, USR1
 /// writes the `-w` status file, TERM and INT stop cleanly (exit 0, pid file removed). Failures
 /// are logged (stderr, or syslog once detached) and pen keeps running as it was.
 fn handle_signals(mut signals: Signals, balancer: Arc<Balancer>) -> std::io::Result<()> {
@@ -233,10 +234,20 @@ fn handle_signals(mut signals: Signals, balancer: Arc<Balancer>) -> std::io::Res
             for sig in signals.forever() {
                 match sig {
                     SIGHUP => {
-                        if let Err(e) = balancer.reload() {
+                        let tls = balancer.reload_tls();
+                        if let Err(e) = &tls {
                             daemon::log_error(&format!(
-                                "SIGHUP: config not reloaded, the running one stays: {e}"
+                                "SIGHUP: certificates not reloaded, the old ones stay: {e}"
                             ));
+                        }
+                        // Without -F there is nothing else to reload: say so, unless the
+                        // certificates were what HUP was for.
+                        if balancer.has_config_file() || matches!(tls, Ok(false)) {
+                            if let Err(e) = balancer.reload() {
+                                daemon::log_error(&format!(
+                                    "SIGHUP: config not reloaded, the running one stays: {e}"
+                                ));
+                            }
                         }
                         if let Err(e) = balancer.reopen_log() {
                             daemon::log_error(&format!("SIGHUP: cannot reopen the log: {e}"));

@@ -212,6 +212,13 @@ impl Balancer {
         } else {
             config.workers
         };
+        if config.udp && config.tls.is_some() {
+            return Err(StartError::Config(
+                "TLS (-E) terminates TCP connections; it cannot be used with UDP (-U)".to_string(),
+            ));
+        }
+        // Certificates first: a bad file is refused before any socket is bound.
+        let tls = config.tls.clone().map(crate::tls::Tls::new).transpose()?;
         let listen_err = io_err(format!("cannot listen on '{}'", config.listen));
         let (listeners, udp, bound) = if config.udp {
             let (socks, bound) = crate::udp::bind(&config.listen, n).map_err(listen_err)?;
@@ -286,6 +293,7 @@ impl Balancer {
             started_ms: crate::clock::now_ms(),
             metrics: metrics_addr,
             log: crate::accesslog::AccessLog::default(),
+            tls,
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
         });
@@ -374,6 +382,24 @@ impl Balancer {
     /// [`ApplyError`] with `FILE:LINE: reason`, or when there is no config file.
     pub fn reload(&self) -> Result<(), ApplyError> {
         crate::control::file::reload(&self.shared)
+    }
+
+    /// Re-reads the TLS certificates, keys, CAs, SNI and OCSP files (SIGHUP, `ssl_reload`):
+    /// new connections get the new certificate, live ones keep theirs. Returns `Ok(false)`
+    /// when TLS is off.
+    ///
+    /// # Errors
+    /// [`ApplyError::Tls`] naming the file and the problem; the old certificates stay.
+    pub fn reload_tls(&self) -> Result<bool, ApplyError> {
+        match &self.shared.tls {
+            Some(t) => t.reload().map(|()| true).map_err(ApplyError::from),
+            None => Ok(false),
+        }
+    }
+
+    /// Whether a `-F` config file is in use (what [`Balancer::reload`] re-reads).
+    pub fn has_config_file(&self) -> bool {
+        self.shared.config_file.is_some()
     }
 
     /// Reopens the access log (SIGHUP), so a rotated log file is replaced by a fresh one.

@@ -129,6 +129,8 @@ pub struct Config {
     pub metrics: Option<ListenAddr>,
     /// When to relay between TCP sockets with zero-copy `splice` (Linux) (default `Splice::Auto`).
     pub splice: Splice,
+    /// TLS termination on the listener (`-E` and friends); `None`: plain TCP.
+    pub tls: Option<crate::tls::TlsOptions>,
 }
 
 /// When the relay uses zero-copy `splice` (Linux; elsewhere it always copies).
@@ -170,6 +172,7 @@ impl Config {
             udp: false,
             abuse: None,
             splice: Splice::Auto,
+            tls: None,
         }
     }
 }

@@ -107,6 +107,9 @@ pub enum ApplyError {
         /// What was wrong with the line.
         source: Box<ApplyError>,
     },
+    /// A TLS setting, certificate or key that cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// An I/O error while carrying it out (e.g. binding a new listener, reading an include).
     #[error("{context}: {source}")]
     Io {
@@ -142,4 +145,7 @@ pub enum StartError {
     /// The configuration is inconsistent.
     #[error("{0}")]
     Config(String),
+    /// A TLS option, certificate or key that cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }

@@ -56,9 +56,11 @@ pub mod server;
 mod state;
 mod stats;
 mod sys;
+pub mod tls;
 mod udp;
 
 pub use balancer::{Balancer, Bound};
 pub use config::{Config, Settings, Splice};
 pub use control::Command;
 pub use error::{AddrError, ApplyError, ParseError, StartError};
+pub use tls::{TlsError, TlsOptions};

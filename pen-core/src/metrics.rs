@@ -250,7 +250,42 @@ pub(crate) fn render_snapshot(s: &Snapshot) -> String {
         "Clients in the tracking table now.",
         count(s.clients_tracked),
     );
+    if let Some(t) = &s.tls {
+        tls(&mut out, t);
+    }
     out
+}
+
+/// The TLS families (only when TLS is on).
+fn tls(out: &mut String, t: &crate::tls::stats::TlsValues) {
+    family(
+        out,
+        "pen_tls_handshakes_total",
+        Kind::Counter,
+        "Completed TLS handshakes, by protocol version and kind (full or resumed).",
+        t.handshakes.iter().map(|(version, kind, n)| {
+            (
+                vec![("version", version.to_string()), ("kind", kind.to_string())],
+                *n,
+            )
+        }),
+    );
+    family(
+        out,
+        "pen_tls_handshake_failures_total",
+        Kind::Counter,
+        "Failed TLS handshakes, by reason.",
+        t.failures
+            .iter()
+            .map(|(reason, n)| (vec![("reason", reason.to_string())], *n)),
+    );
+    single(
+        out,
+        "pen_tls_reloads_total",
+        Kind::Counter,
+        "Certificate and key reloads (SIGHUP, ssl_reload, ssl_* commands).",
+        t.reloads,
+    );
 }
 
 #[cfg(test)]

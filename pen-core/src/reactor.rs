@@ -25,6 +25,8 @@ use crate::server::{ServerId, Target};
 use crate::state::Shared;
 use crate::sys;
 
+mod tls;
+
 const LISTENER_KEY: usize = usize::MAX - 1;
 const GEN_BITS: u32 = 24;
 
@@ -97,6 +99,11 @@ struct Conn {
     server_addr: Option<std::net::SocketAddr>,
     /// HTTP mode: the client-to-server rewriter (set when the server connection is up).
     http: Option<Box<crate::http::HttpCarrier>>,
+    /// TLS termination: the client side's TLS session.
+    tls: Option<Box<crate::tls::session::TlsConn>>,
+    /// The TLS handshake is in progress: no target chosen yet, no server connection.
+    handshaking: bool,
+    /// When the connect (or the TLS handshake) times out.
     deadline: u64,
     up: Pipe,
     down: Pipe,
@@ -104,6 +111,31 @@ struct Conn {
     c: Readiness,
     s: Readiness,
     last_active: u64,
+}
+
+impl Conn {
+    /// A connection about to connect to `target`.
+    fn new(client: Stream, peer: Peer, target: Target, first: Option<ServerId>, now: u64) -> Conn {
+        Conn {
+            client,
+            peer,
+            server: None,
+            target,
+            first,
+            connecting: true,
+            splice: false,
+            server_addr: None,
+            http: None,
+            tls: None,
+            handshaking: false,
+            deadline: 0,
+            up: Pipe::default(),
+            down: Pipe::default(),
+            c: Readiness::default(),
+            s: Readiness::default(),
+            last_active: now,
+        }
+    }
 }
 
 struct Slot {
@@ -274,7 +306,9 @@ impl Worker {
 
     fn describe(&self, slot: usize) -> Option<String> {
         let c = self.slots.get(slot)?.conn.as_ref()?;
-        let state = if c.connecting {
+        let state = if c.handshaking {
+            "handshake"
+        } else if c.connecting {
             "connecting"
         } else {
             "established"
@@ -340,6 +374,10 @@ impl Worker {
     }
 
     fn start(&mut self, client: Stream, peer: Peer, now: u64) {
+        if self.shared.tls.is_some() {
+            self.start_tls(client, peer, now);
+            return;
+        }
         let shared = Arc::clone(&self.shared);
         let who = format_args!("client {}:{}", peer.ip, peer.port);
         let Some((target, first)) = route::choose(&shared, peer.ip, peer.port, now, &who) else {
@@ -349,6 +387,15 @@ impl Worker {
         if shared.settings.read().tcp_nodelay {
             let _ = client.set_nodelay(true);
         }
+        let conn = Conn::new(client, peer, target, first, now);
+        if let Some(slot) = self.install(conn) {
+            self.connect(slot, now);
+        }
+    }
+
+    /// Gives `conn` a slot and registers its client socket; `None` (and the connection
+    /// dropped) if the poller refuses it.
+    fn install(&mut self, conn: Conn) -> Option<usize> {
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -357,30 +404,14 @@ impl Worker {
             }
         };
         let gen = self.slots[slot].gen;
-        if let Err(e) = self.poller.add(&client, key(slot, gen, false)) {
+        if let Err(e) = self.poller.add(&conn.client, key(slot, gen, false)) {
             eprintln!("pen: cannot watch client socket: {e}");
             self.free.push(slot);
             self.release_active();
-            return;
+            return None;
         }
-        self.slots[slot].conn = Some(Conn {
-            client,
-            peer,
-            server: None,
-            target,
-            first,
-            connecting: true,
-            splice: false,
-            server_addr: None,
-            http: None,
-            deadline: 0,
-            up: Pipe::default(),
-            down: Pipe::default(),
-            c: Readiness::default(),
-            s: Readiness::default(),
-            last_active: now,
-        });
-        self.connect(slot, now);
+        self.slots[slot].conn = Some(conn);
+        Some(slot)
     }
 
     fn release_active(&self) {
@@ -488,11 +519,13 @@ impl Worker {
         conn.connecting = false;
         conn.s.write = true;
         if self.shared.settings.read().http {
-            conn.http = Some(Box::new(crate::http::HttpCarrier::new(conn.peer.ip, false)));
+            let https = conn.tls.is_some();
+            conn.http = Some(Box::new(crate::http::HttpCarrier::new(conn.peer.ip, https)));
         }
         let server_loopback = conn.server_addr.is_none_or(|a| a.ip().is_loopback());
         conn.splice = cfg!(target_os = "linux")
             && matches!(conn.client, Stream::Tcp(_))
+            && conn.tls.is_none()
             && match self.splice {
                 crate::config::Splice::Always => true,
                 crate::config::Splice::Never => false,
@@ -538,6 +571,10 @@ impl Worker {
             }
         } else {
             conn.c.update(ev);
+            if conn.handshaking {
+                self.handshake(slot, now_ms());
+                return;
+            }
             if conn.connecting {
                 return; // client data waits until the server side is up
             }
@@ -551,6 +588,10 @@ impl Worker {
         let Some(conn) = self.slots.get_mut(slot).and_then(|s| s.conn.as_mut()) else {
             return;
         };
+        if conn.tls.is_some() {
+            self.drive_tls(slot);
+            return;
+        }
         let Some(server) = conn.server.as_ref() else {
             return;
         };
@@ -620,13 +661,19 @@ impl Worker {
                 break;
             }
             self.timers.pop();
-            let live = self.slots.get(slot).is_some_and(|s| {
-                s.gen == gen
-                    && s.conn
-                        .as_ref()
-                        .is_some_and(|c| c.connecting && c.deadline == t)
-            });
-            if live {
+            let Some(conn) = self
+                .slots
+                .get(slot)
+                .filter(|s| s.gen == gen)
+                .and_then(|s| s.conn.as_ref())
+            else {
+                continue;
+            };
+            if conn.handshaking && conn.deadline == t {
+                self.handshake_failed(slot, crate::tls::stats::Failure::Timeout);
+                continue;
+            }
+            if conn.connecting && conn.deadline == t {
                 self.shared.counters.connect_timeouts.fetch_add(1, Relaxed);
                 if self.fail_over(slot, now, &"connect timed out") {
                     self.connect(slot, now);
@@ -657,8 +704,11 @@ impl Worker {
         let Some(conn) = self.slots.get(slot).and_then(|s| s.conn.as_ref()) else {
             return;
         };
-        if let Some(s) = self.shared.servers.read().target(conn.target) {
-            s.release();
+        // A connection still in its TLS handshake has no target yet.
+        if !conn.handshaking {
+            if let Some(s) = self.shared.servers.read().target(conn.target) {
+                s.release();
+            }
         }
         self.close_uncounted(slot);
     }
@@ -673,6 +723,9 @@ impl Worker {
         };
         s.gen = (s.gen + 1) & ((1 << GEN_BITS) - 1);
         self.free.push(slot);
+        if let Some(t) = conn.tls.as_mut() {
+            t.close(&conn.client, &mut self.pool); // close_notify (or an alert), best effort
+        }
         self.poller.delete(&conn.client);
         if let Some(srv) = conn.server.as_ref() {
             self.poller.delete(srv);

@@ -108,7 +108,7 @@ impl Readiness {
     /// A read returned `got` of `asked` bytes. A short read from a stream socket means it is
     /// drained, unless the FIN is already in: then only a read returning 0 says so. Trusting
     /// this saves a read that would fail with `WouldBlock` on most events.
-    fn after_read(&mut self, got: usize, asked: usize) {
+    pub(crate) fn after_read(&mut self, got: usize, asked: usize) {
         if crate::poll::REPORTS_HUP && got < asked && !self.hup {
             self.read = false;
         }

@@ -99,6 +99,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Option<ListenAddr>,
     /// The access log target.
     pub(crate) log: crate::accesslog::AccessLog,
+    /// TLS termination, when on (fixed at start; certificates and settings reload).
+    pub(crate) tls: Option<crate::tls::Tls>,
     /// Set (with the condvar notified) once the balancer has stopped.
     pub(crate) stopped: Mutex<bool>,
     pub(crate) stopped_cv: Condvar,

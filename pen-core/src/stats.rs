@@ -119,6 +119,8 @@ pub(crate) struct Snapshot {
     pub(crate) clients_tracked: usize,
     pub(crate) clients_capacity: usize,
     pub(crate) counters: CounterValues,
+    /// TLS handshake counters, when TLS is on.
+    pub(crate) tls: Option<crate::tls::stats::TlsValues>,
 }
 
 impl Snapshot {
@@ -165,6 +167,7 @@ impl Snapshot {
             clients,
             clients_tracked,
             clients_capacity,
+            tls: shared.tls.as_ref().map(|t| t.stats.values()),
             counters: CounterValues {
                 accepted: c.accepted.load(Relaxed),
                 refused_acl: c.refused_acl.load(Relaxed),
@@ -514,6 +517,7 @@ pub(crate) mod tests {
             clients_tracked: 1,
             clients_capacity: 2048,
             counters: CounterValues::default(),
+            tls: None,
         }
     }
 

@@ -10,6 +10,7 @@ use super::command::{Command, Fastclose, SslCommand};
 use super::model::{Model, Pending};
 use crate::clock::now_ms;
 use crate::error::ApplyError;
+use crate::error::ParseError;
 use crate::reactor::WorkerMsg;
 use crate::state::Shared;
 
@@ -44,6 +45,7 @@ pub(crate) fn apply(shared: &Shared, cmd: Command) -> Result<String, ApplyError>
         let mut model = Model::snapshot(shared);
         let mut pending = Pending::default();
         let reply = model.apply(shared, cmd, &mut pending, 0)?;
+        model.prepare(shared, &mut pending)?;
         model.commit(shared, pending);
         return Ok(reply);
     }
@@ -184,15 +186,14 @@ pub(crate) fn apply(shared: &Shared, cmd: Command) -> Result<String, ApplyError>
             drop(settings);
             super::write::write(shared, file.as_deref())?
         }
-        Command::Ssl(kind, _) => {
-            let name = match kind {
-                SslCommand::Ciphers => "ssl_ciphers",
-                SslCommand::Option => "ssl_option",
-                SslCommand::SniPath => "ssl_sni_path",
-                SslCommand::OcspResponse => "ssl_ocsp_response",
-                SslCommand::ClientRenegotiationInterval => "ssl_client_renegotiation_interval",
-            };
-            return Err(ApplyError::NotSupported(name.to_string()));
+        Command::Ssl(SslCommand::Reload, args) => {
+            drop(settings);
+            if let Some(extra) = args.first() {
+                return Err(ParseError::TrailingArgument(extra.clone()).into());
+            }
+            let tls = shared.tls.as_ref().ok_or_else(super::model::tls_off)?;
+            tls.reload()?;
+            String::new()
         }
         // Every configuration command was handled through the model above.
         other => return Err(ApplyError::NotSupported(other.to_string())),

@@ -109,7 +109,7 @@ pub enum ServerField {
     Prio(u32),
 }
 
-/// The TLS commands (their effect comes with TLS support).
+/// The TLS commands (arguments kept raw; the TLS layer interprets them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SslCommand {
     /// `ssl_ciphers`.
@@ -122,6 +122,8 @@ pub enum SslCommand {
     OcspResponse,
     /// `ssl_client_renegotiation_interval`.
     ClientRenegotiationInterval,
+    /// `ssl_reload` \[ours\]: re-read the certificate, key, CA, SNI and OCSP files.
+    Reload,
 }
 
 /// Event mechanism names C pen accepts (`epoll`, `kqueue`, `poll`, `select`): no effect here.

@@ -86,6 +86,7 @@ impl fmt::Display for SslCommand {
             SslCommand::SniPath => "ssl_sni_path",
             SslCommand::OcspResponse => "ssl_ocsp_response",
             SslCommand::ClientRenegotiationInterval => "ssl_client_renegotiation_interval",
+            SslCommand::Reload => "ssl_reload",
         })
     }
 }
@@ -316,6 +317,7 @@ mod tests {
             Just(SslCommand::SniPath),
             Just(SslCommand::OcspResponse),
             Just(SslCommand::ClientRenegotiationInterval),
+            Just(SslCommand::Reload),
         ];
         let ip = prop_oneof![v4().prop_map(IpAddr::V4), v6().prop_map(IpAddr::V6)];
         Union::new(vec![

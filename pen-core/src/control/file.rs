@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::command::Command;
+use super::command::{Command, SslCommand};
 use super::model::{Model, Pending};
 use crate::error::ApplyError;
 use crate::state::Shared;
@@ -44,14 +44,14 @@ pub(crate) fn include(
         let cmd = super::parse_line(line).map_err(|e| at(e.into()))?;
         match cmd {
             // Actions make no sense while loading a configuration.
-            Command::Close(_) | Command::Exit | Command::Write(_) => {
+            Command::Close(_)
+            | Command::Exit
+            | Command::Write(_)
+            | Command::Ssl(SslCommand::Reload, _) => {
                 return Err(at(ApplyError::Invalid {
                     token: line.to_string(),
                     reason: "cannot be used in a config file".to_string(),
                 }))
-            }
-            Command::Ssl(..) => {
-                return Err(at(ApplyError::NotSupported(cmd.to_string())));
             }
             c if Model::is_config(&c) => {
                 let reply = model.apply(shared, c, pending, depth + 1).map_err(at)?;
@@ -71,6 +71,7 @@ pub(crate) fn apply_file(shared: &Shared, file: &Path) -> Result<(), ApplyError>
     let mut model = base.clone();
     let mut pending = Pending::default();
     include(shared, &mut model, &mut pending, &file.to_string_lossy(), 0)?;
+    model.prepare(shared, &mut pending)?;
     model.commit(shared, pending);
     *shared.base.lock() = Some(base);
     Ok(())
@@ -92,6 +93,7 @@ pub(crate) fn reload(shared: &Shared) -> Result<(), ApplyError> {
     };
     let mut pending = Pending::default();
     include(shared, &mut model, &mut pending, &file.to_string_lossy(), 0)?;
+    model.prepare(shared, &mut pending)?;
     model.commit(shared, pending);
     Ok(())
 }

@@ -9,6 +9,7 @@ pub(crate) mod file;
 pub(crate) mod model;
 pub mod parse;
 pub(crate) mod socket;
+mod ssl;
 pub(crate) mod write;
 
 pub use command::Command;

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::command::{Command, ModeFlag, ServerField, Switch};
+use super::command::{Command, ModeFlag, ServerField, SslCommand, Switch};
 use crate::acl::AclSet;
 use crate::addr::ListenAddr;
 use crate::clock::now_ms;
@@ -29,6 +29,8 @@ pub(crate) struct Model {
     pub(crate) conn_max: usize,
     pub(crate) clients_max: usize,
     pub(crate) listen: ListenAddr,
+    /// TLS settings; `None` when pen runs without `-E`.
+    pub(crate) tls: Option<crate::tls::TlsOptions>,
 }
 
 /// Effects that are actions rather than state, carried out at commit.
@@ -40,6 +42,16 @@ pub(crate) struct Pending {
     blacklist: Vec<(usize, u64)>,
     /// `log FILE` / `no log`: the target, opened (so a bad path is an error before commit).
     log: Option<Option<crate::accesslog::Target>>,
+    /// An `ssl_*` command ran: rebuild the TLS configuration (re-reading its files, so a
+    /// repeated `ssl_ocsp_response FILE` picks up a new response) even if the options match.
+    tls_touched: bool,
+    /// The TLS configuration built by [`Model::prepare`], installed at commit.
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+}
+
+/// The error for an `ssl_*` command when pen runs without TLS.
+pub(crate) fn tls_off() -> ApplyError {
+    ApplyError::NotSupported("ssl_* commands without TLS (start pen with -E certfile)".to_string())
 }
 
 fn invalid(token: impl ToString, reason: impl ToString) -> ApplyError {
@@ -76,6 +88,7 @@ impl Model {
             conn_max: shared.conn_max.load(Relaxed),
             clients_max: shared.clients.lock().capacity(),
             listen: shared.listen.lock().clone(),
+            tls: shared.tls.as_ref().map(|t| t.options.lock().clone()),
         }
     }
 
@@ -106,7 +119,7 @@ impl Model {
                 | Command::Tracking(Some(_))
                 | Command::WebStats(Some(_))
                 | Command::NoWebStats
-        )
+        ) || matches!(cmd, Command::Ssl(which, _) if *which != SslCommand::Reload)
     }
 
     /// Applies a configuration command (see [`Model::is_config`]) and returns its reply.
@@ -235,6 +248,11 @@ impl Model {
                 String::new()
             }
             Command::Include(file) => super::file::include(shared, self, pending, &file, depth)?,
+            Command::Ssl(which, args) => {
+                let tls = self.tls.as_mut().ok_or_else(tls_off)?;
+                pending.tls_touched = true;
+                super::ssl::apply(tls, which, &args)?
+            }
             other => return Err(ApplyError::NotSupported(other.to_string())),
         })
     }
@@ -287,8 +305,26 @@ impl Model {
         Ok(())
     }
 
+    /// Checks what can only be checked as a whole, before [`Model::commit`]: builds the TLS
+    /// configuration when the TLS settings changed (or an `ssl_*` command ran), reading every
+    /// certificate and key, so a bad file fails the change and nothing is installed.
+    pub(crate) fn prepare(&self, shared: &Shared, pending: &mut Pending) -> Result<(), ApplyError> {
+        let (Some(tls), Some(options)) = (shared.tls.as_ref(), self.tls.as_ref()) else {
+            return Ok(());
+        };
+        if pending.tls_touched || *tls.options.lock() != *options {
+            pending.tls = Some(tls.prepare(options)?);
+        }
+        Ok(())
+    }
+
     /// Makes the running balancer match this model, changing only what differs.
     pub(crate) fn commit(self, shared: &Shared, pending: Pending) {
+        if let (Some(tls), Some(options), Some(config)) =
+            (shared.tls.as_ref(), self.tls.clone(), pending.tls)
+        {
+            tls.install(options, config);
+        }
         let log_changed = {
             let mut settings = shared.settings.write();
             let changed = settings.log != self.settings.log;

@@ -132,6 +132,7 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
         "ssl_sni_path" => ssl(SslCommand::SniPath, w),
         "ssl_ocsp_response" => ssl(SslCommand::OcspResponse, w),
         "ssl_client_renegotiation_interval" => ssl(SslCommand::ClientRenegotiationInterval, w),
+        "ssl_reload" => ssl(SslCommand::Reload, w),
         other => return Err(ParseError::UnknownCommand(other.to_string())),
     };
     Ok(cmd)
