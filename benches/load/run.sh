@@ -17,6 +17,7 @@
 #                             small GET each, no resumption (2 threads x TLS_CONNS connections)
 #   (b) resumed handshakes/s  the same, resuming a session (TLS 1.3 ticket) on every connection
 #                             after the first few; the share that really resumed is checked
+#       proxy CPU             the proxy's CPU time per connection during (a) and (b)
 #   (c) bulk MB/s over TLS    curl --cacert, the BULK_MIB body, median of 3
 #   (d) keep-alive req/s      wrk -t2 -c64 on https://localhost:PORT/
 #
@@ -485,6 +486,18 @@ run_tls_load() {
     grep '^handshakes_per_sec=' "$TMP/tls_load-$name.txt"
 }
 
+# The proxy's CPU time per completed connection of a tls_load line, in microseconds, given the
+# clock ticks it used during the run; "-" without connections. Usage: cpu_per_conn TICKS LINE.
+cpu_per_conn() {
+    local n
+    n=$(field connections "$2")
+    if [ "${n:-0}" -gt 0 ]; then
+        awk -v t="$1" -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }'
+    else
+        echo "-"
+    fi
+}
+
 # A handshakes/s cell from a tls_load line: "1234", "1234 (5 errors)" or "n/a".
 handshake_cell() {
     local rate errs
@@ -518,12 +531,13 @@ tls_curl_opts() {
 # tls_measure NAME LABEL PORT START_FN: one TLS table row.
 tls_measure() {
     local name=$1 label=$2 port=$3 start=$4 pid probe full resumed frac share="-" bulk ka proto="-"
+    local t0 t1 t2 cpu
     pid=$($start)
     PIDS+=("$pid")
     if ! wait_listening "$pid" "$port"; then
         log "$label did not start; its log says: $(tail -qn3 "$TMP/$name.log" "$TMP/$name/error.log" 2>/dev/null | tr "\n" " ")"
         NOTES+=("TLS, $label did not start; its log says: $(tail -qn1 "$TMP/$name.log" "$TMP/$name/error.log" 2>/dev/null | head -1)")
-        TLS_ROWS+=("| $label | n/a | n/a | - | n/a | n/a | - |")
+        TLS_ROWS+=("| $label | n/a | n/a | - | - | n/a | n/a | - |")
         stop_pid "$pid"
         return
     fi
@@ -535,15 +549,19 @@ tls_measure() {
     if [ "$probe" != 200 ]; then
         log "$label: no HTTPS answer: $probe"
         NOTES+=("TLS, $label listens but gave no HTTPS answer: $(tr '\n' ' ' <<<"$probe")")
-        TLS_ROWS+=("| $label | n/a | n/a | - | n/a | n/a | - |")
+        TLS_ROWS+=("| $label | n/a | n/a | - | - | n/a | n/a | - |")
         stop_pid "$pid"
         return
     fi
     [ "$DURATION" -ge 5 ] && run_tls_load "$port" 1 "$name-warm" >/dev/null # warm-up
     log "$label: full handshakes ..."
+    t0=$(cpu_ticks "$pid")
     full=$(run_tls_load "$port" "$DURATION" "$name-full")
+    t1=$(cpu_ticks "$pid")
     log "$label: resumed handshakes ..."
     resumed=$(run_tls_load "$port" "$DURATION" "$name-resume" --resume)
+    t2=$(cpu_ticks "$pid")
+    cpu="$(cpu_per_conn $((t1 - t0)) "$full") / $(cpu_per_conn $((t2 - t1)) "$resumed")"
     log "$label: bulk over TLS ..."
     bulk=$(BULK_URL="https://localhost:$port/big.bin" run_bulk "$port" "${TLS_CURL[@]}")
     log "$label: keep-alive over TLS ..."
@@ -566,7 +584,7 @@ tls_measure() {
     if ! kill -0 "$pid" 2>/dev/null; then
         NOTES+=("TLS, $label exited during the run.")
     fi
-    TLS_ROWS+=("| $label | $full | $resumed | $share | $bulk | $ka | $proto |")
+    TLS_ROWS+=("| $label | $full | $resumed | $share | $cpu | $bulk | $ka | $proto |")
     stop_pid "$pid"
 }
 
@@ -593,7 +611,7 @@ if [[ " $ONLY " == *" tls "* ]]; then
                     tls_measure tls-pen "$PEN_LABEL -E/-K" "$T_PEN" start_tls_pen
                 else
                     NOTES+=("TLS, $PEN_LABEL: build failed or $PEN_EXE missing.")
-                    TLS_ROWS+=("| $PEN_LABEL -E/-K | n/a | n/a | - | n/a | n/a | - |")
+                    TLS_ROWS+=("| $PEN_LABEL -E/-K | n/a | n/a | - | - | n/a | n/a | - |")
                 fi
                 ;;
             *) die "unknown row '$row' in TLS_ONLY" ;;
@@ -659,10 +677,13 @@ report() {
             "https://localhost:PORT/ (wrk's OpenSSL defaults, no certificate check)"
         echo "- workers as above: C pen 1; HAProxy nbthread $NCPU; nginx stream worker_processes auto ($NCPU);" \
             "pen (ours) ${PEN_WORKERS:-one per CPU ($NCPU)}"
+        echo "- proxy CPU: user + system time of the proxy (all threads and worker processes) during the" \
+            "full and the resumed run, divided by the connections completed (handshake + request +" \
+            "backend connection); a measure of cost that does not depend on how the shared CPUs were split"
         echo "- negotiated: protocol, cipher suite and key exchange of tls_load's full-handshake run"
         echo
-        echo "| TLS target | full handshakes/s | resumed handshakes/s | resumed share | bulk MB/s | keep-alive req/s | negotiated |"
-        echo "|---|---:|---:|---:|---:|---:|---|"
+        echo "| TLS target | full handshakes/s | resumed handshakes/s | resumed share | proxy CPU µs per conn, full / resumed | bulk MB/s | keep-alive req/s | negotiated |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---|"
         printf '%s\n' "${TLS_ROWS[@]}"
     fi
     if [ "${#NOTES[@]}" -gt 0 ]; then
