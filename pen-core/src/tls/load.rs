@@ -61,10 +61,9 @@ pub(crate) fn chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErro
     Ok(certs)
 }
 
-/// The private key in `path`.
-pub(crate) fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = read(path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+/// The private key in a PEM text (`path` names it in errors).
+fn key_in(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => bad(
             path,
             "no private key found (expected a PEM 'PRIVATE KEY', 'EC PRIVATE KEY' or \
@@ -113,13 +112,37 @@ pub(crate) fn certified_key(
     key_path: &Path,
     extra: Vec<CertificateDer<'static>>,
 ) -> Result<CertifiedKey, TlsError> {
-    let mut certs = chain(cert_path)?;
+    let cert_pem = read(cert_path)?;
+    let key_pem = read(key_path)?;
+    certified_key_in(
+        (cert_path, &cert_pem),
+        (key_path, &key_pem),
+        extra,
+        unix_now(),
+    )
+}
+
+/// [`certified_key`] over PEM texts already read (the paths name them in errors), checking
+/// dates against `now`: the whole path from bytes to a usable key, for tests and fuzzing.
+pub(crate) fn certified_key_in(
+    (cert_path, cert_pem): (&Path, &[u8]),
+    (key_path, key_pem): (&Path, &[u8]),
+    extra: Vec<CertificateDer<'static>>,
+    now: i64,
+) -> Result<CertifiedKey, TlsError> {
+    let mut certs = certs_in(cert_path, cert_pem)?;
+    if certs.is_empty() {
+        return Err(bad(
+            cert_path,
+            "no certificate found (expected a PEM '-----BEGIN CERTIFICATE-----' block)",
+        ));
+    }
     certs.extend(extra);
-    let key = key(key_path)?;
+    let key = key_in(key_path, key_pem)?;
     let signer = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| bad(key_path, format!("unusable private key: {e}")))?;
     if let Some(leaf) = certs.first() {
-        check_dates(cert_path, leaf, unix_now())?;
+        check_dates(cert_path, leaf, now)?;
     }
     let ck = CertifiedKey::new(certs, signer);
     match ck.keys_match() {
@@ -224,7 +247,7 @@ mod tests {
             e.contains("junk.pem") && e.contains("no certificate"),
             "{e}"
         );
-        let e = key(&junk).unwrap_err().to_string();
+        let e = key_in(&junk, b"hello\n").unwrap_err().to_string();
         assert!(
             e.contains("junk.pem") && e.contains("no private key"),
             "{e}"

@@ -94,6 +94,23 @@ impl TlsOptions {
     }
 }
 
+/// Checks a certificate chain and its key given as PEM texts, as `-E`/`-K` files are checked
+/// at start (PEM of the right kinds, a usable key type, the key matching the leaf, the leaf
+/// valid at `now`, seconds since the epoch). For tests and fuzzing of the loading path.
+///
+/// # Errors
+/// [`TlsError`] saying what is wrong (errors name the texts `cert` and `key`).
+pub fn check_pem(cert_pem: &[u8], key_pem: &[u8], now: i64) -> Result<(), TlsError> {
+    use std::path::Path;
+    load::certified_key_in(
+        (Path::new("cert"), cert_pem),
+        (Path::new("key"), key_pem),
+        Vec::new(),
+        now,
+    )
+    .map(|_| ())
+}
+
 /// A TLS option, certificate or key that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
