@@ -63,6 +63,7 @@ TLS_GROUP=${TLS_GROUP-secp256r1}
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RESULTS="$ROOT/benches/results/latest.md"
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 need_tools wrk curl nginx haproxy python3 ss openssl
 [ -x /usr/bin/pen ] || die "missing /usr/bin/pen (apt-get install pen)"
@@ -638,7 +639,9 @@ report() {
     echo "- backend: nginx, worker_processes auto ($NCPU), sendfile, access_log off; one backend per proxy"
     echo "- workers: C pen 1 (single-threaded); HAProxy nbthread $NCPU; nginx stream worker_processes auto ($NCPU);" \
         "pen (ours) and the engine driver ${PEN_WORKERS:-default, one per CPU ($NCPU)}"
-    echo "- everything (wrk, curl, backend, proxy) shares the same $NCPU CPUs on loopback"
+    echo "- everything (wrk, curl, backend, proxy) shares the same $NCPU CPUs on loopback;" \
+        "load average (1, 5, 15 min) at the start $LOADAVG_START (other work on the machine), at the end" \
+        "$(cut -d' ' -f1-3 /proc/loadavg)"
     [ "${#ROWS[@]}" -gt 0 ] &&
         echo "- RSS: VmRSS summed over the proxy's processes; \"with idle\" holds $IDLE_CONNS relayed keep-alive" \
             "connections (each has done one request) on a fresh process; \"at start\" is before any traffic"
