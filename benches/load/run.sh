@@ -154,8 +154,9 @@ idle_rss() {
 # ---------------------------------------------------------------------------------------------
 # Backend: nginx serving a small page and a BULK_MIB file.
 
-read -r BPORT P_CPEN P_HAPROXY P_NGINX P_PEN P_ENGINE P_HTTP T_CPEN T_HAPROXY T_NGINX T_PEN \
-    <<<"$(free_ports 11)"
+read -r BPORT P_CPEN P_HAPROXY P_NGINX P_PEN P_ENGINE P_HTTP <<<"$(free_ports 7)"
+# The TLS table's ports are picked just before each proxy starts (tls_measure).
+T_CPEN="" T_HAPROXY="" T_NGINX="" T_PEN=""
 read -r U_BACKEND U_CPEN U_NGINX U_PEN <<<"$(free_ports 4 udp)"
 mkdir -p "$TMP/nginx-stream" "$TMP/nginx-udp" "$TMP/nginx-tls" "$TMP/tls"
 start_backend
@@ -529,17 +530,25 @@ tls_curl_opts() {
     esac
 }
 
-# tls_measure NAME LABEL PORT START_FN: one TLS table row.
+# tls_measure NAME LABEL PORT_VAR START_FN: one TLS table row. PORT_VAR names the variable
+# START_FN listens on; it gets a free port just before the start, and another for a second try
+# if the proxy does not come up (on a busy machine something else may have taken the port).
 tls_measure() {
-    local name=$1 label=$2 port=$3 start=$4 pid probe full resumed frac share="-" bulk ka proto="-"
-    local t0 t1 t2 cpu
-    pid=$($start)
-    PIDS+=("$pid")
-    if ! wait_listening "$pid" "$port"; then
-        log "$label did not start; its log says: $(tail -qn3 "$TMP/$name.log" "$TMP/$name/error.log" 2>/dev/null | tr "\n" " ")"
+    local name=$1 label=$2 port_var=$3 start=$4 port pid="" try probe full resumed frac share="-"
+    local bulk ka proto="-" t0 t1 t2 cpu
+    for try in 1 2; do
+        printf -v "$port_var" '%s' "$(free_ports 1)"
+        port=${!port_var}
+        pid=$($start)
+        PIDS+=("$pid")
+        wait_listening "$pid" "$port" && break
+        log "$label did not start on port $port (try $try); its log says: $(tail -qn3 "$TMP/$name.log" "$TMP/$name/error.log" 2>/dev/null | tr "\n" " ")"
+        stop_pid "$pid"
+        pid=""
+    done
+    if [ -z "$pid" ]; then
         NOTES+=("TLS, $label did not start; its log says: $(tail -qn1 "$TMP/$name.log" "$TMP/$name/error.log" 2>/dev/null | head -1)")
         TLS_ROWS+=("| $label | n/a | n/a | - | - | n/a | n/a | - |")
-        stop_pid "$pid"
         return
     fi
     sleep 0.3
@@ -604,12 +613,12 @@ if [[ " $ONLY " == *" tls "* ]]; then
     else
         for row in $TLS_ONLY; do
             case $row in
-            cpen) tls_measure cpen "C pen $(dpkg-query -W -f '${Version}' pen 2>/dev/null) -E/-K" "$T_CPEN" start_tls_cpen ;;
-            haproxy) tls_measure haproxy-tls "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}') ssl" "$T_HAPROXY" start_tls_haproxy ;;
-            nginx) tls_measure nginx-tls "nginx stream $(nginx -v 2>&1 | sed 's|.*/||') ssl" "$T_NGINX" start_tls_nginx ;;
+            cpen) tls_measure cpen "C pen $(dpkg-query -W -f '${Version}' pen 2>/dev/null) -E/-K" T_CPEN start_tls_cpen ;;
+            haproxy) tls_measure haproxy-tls "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}') ssl" T_HAPROXY start_tls_haproxy ;;
+            nginx) tls_measure nginx-tls "nginx stream $(nginx -v 2>&1 | sed 's|.*/||') ssl" T_NGINX start_tls_nginx ;;
             pen)
                 if [[ " $ONLY " == *" pen "* || " $ONLY " == *" http "* ]] || build_pen pen; then
-                    tls_measure tls-pen "$PEN_LABEL -E/-K" "$T_PEN" start_tls_pen
+                    tls_measure tls-pen "$PEN_LABEL -E/-K" T_PEN start_tls_pen
                 else
                     NOTES+=("TLS, $PEN_LABEL: build failed or $PEN_EXE missing.")
                     TLS_ROWS+=("| $PEN_LABEL -E/-K | n/a | n/a | - | - | n/a | n/a | - |")
