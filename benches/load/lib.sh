@@ -2,7 +2,7 @@
 #
 # Provides: log/die, a temporary directory TMP removed on exit (kept with KEEP_TMP=1), the PID
 # list PIDS whose processes are stopped by PID on exit, stop_pid, free_ports, wait_listening,
-# rss_kib, mib, raise_nofile and start_backend (nginx serving index.html and big.bin).
+# rss_kib, cpu_ticks, mib, raise_nofile and start_backend (nginx serving index.html and big.bin).
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -118,6 +118,19 @@ rss_kib() {
     done
     echo "$total"
 }
+
+# Sums the CPU time (user + system, in clock ticks, all threads) used so far by PID and its
+# direct children (nginx workers).
+cpu_ticks() {
+    local total=0 p v
+    for p in "$1" $(ps -o pid= --ppid "$1" 2>/dev/null); do
+        # Fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends the command name.
+        v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+CLK_TCK=$(getconf CLK_TCK)
 
 # KiB -> "12.3 MiB".
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }

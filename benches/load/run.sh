@@ -9,7 +9,17 @@
 #                          then with 4,000 idle relayed keep-alive connections held open
 # and a second table for UDP: DNS-like queries per second (benches/examples/udp_load, 64
 # client sockets, one query in flight each) against a UDP responder (benches/examples/udp_echo),
-# directly and through C pen -U, nginx stream (udp, proxy_responses 1) and our pen -U.
+# directly and through C pen -U, nginx stream (udp, proxy_responses 1) and our pen -U;
+# and a third table for TLS termination: the proxy terminates TLS (one ECDSA P-256 certificate,
+# generated here, for all of them) and speaks plain HTTP to the same backend; rows C pen
+# (-E/-K), HAProxy (bind ... ssl crt), nginx stream (listen ... ssl) and our pen (-E/-K):
+#   (a) full handshakes/s     benches/examples/tls_load: a new TLS connection per request, one
+#                             small GET each, no resumption (2 threads x TLS_CONNS connections)
+#   (b) resumed handshakes/s  the same, resuming a session (TLS 1.3 ticket) on every connection
+#                             after the first few; the share that really resumed is checked
+#       proxy CPU             the proxy's CPU time per connection during (a) and (b)
+#   (c) bulk MB/s over TLS    curl --cacert, the BULK_MIB body, median of 3
+#   (d) keep-alive req/s      wrk -t2 -c64 on https://localhost:PORT/
 #
 # Output: Markdown tables on stdout and in benches/results/latest.md.
 #
@@ -21,11 +31,18 @@
 #   PEN_BIN=        our pen's binary instead of target/release/pen (then not built here)
 #   SKIP_BUILD=1    do not run cargo build (use the existing target/release/pen)
 #   KEEP_TMP=1      keep the temporary directory (configs, logs, raw wrk output)
-#   ONLY="a b"      only these rows: direct cpen haproxy nginx pen http udp engine
-#                   (http: our pen with -H; udp: the UDP table; engine: the pen-core relay
-#                   engine run by benches/examples/engine.rs, not by default)
+#   ONLY="a b"      only these rows: direct cpen haproxy nginx pen http udp tls engine
+#                   (http: our pen with -H; udp: the UDP table; tls: the TLS table;
+#                   engine: the pen-core relay engine run by benches/examples/engine.rs, not by
+#                   default). ONLY=tls runs the TLS table alone.
 #   UDP_ONLY="a b"  the rows of the UDP table: direct cpen nginx pen (all by default)
 #   UDP_SOCKETS=64  client sockets of udp_load (distinct source ports)
+#   TLS_ONLY="a b"  the rows of the TLS table: cpen haproxy nginx pen (all by default)
+#   TLS_CONNS=16    connections in flight per tls_load thread (2 threads)
+#   TLS_SUITE=TLS13_AES_256_GCM_SHA384  the only cipher suite tls_load and curl offer (empty:
+#                   each client's defaults)
+#   TLS_GROUP=secp256r1  the only key exchange tls_load and curl offer (C pen has only P-256;
+#                   with X25519 first it would need a HelloRetryRequest; empty: defaults)
 #
 # Every process this script starts is stopped by its own PID on exit.
 
@@ -35,15 +52,20 @@ DURATION=${DURATION:-10}
 IDLE_CONNS=${IDLE_CONNS:-4000}
 BULK_MIB=${BULK_MIB:-256}
 PEN_WORKERS=${PEN_WORKERS:-}
-ONLY=${ONLY:-direct cpen haproxy nginx pen http udp}
+ONLY=${ONLY:-direct cpen haproxy nginx pen http udp tls}
 UDP_ONLY=${UDP_ONLY:-direct cpen nginx pen}
 UDP_SOCKETS=${UDP_SOCKETS:-64}
+TLS_ONLY=${TLS_ONLY:-cpen haproxy nginx pen}
+TLS_CONNS=${TLS_CONNS:-16}
+TLS_SUITE=${TLS_SUITE-TLS13_AES_256_GCM_SHA384}
+TLS_GROUP=${TLS_GROUP-secp256r1}
 
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RESULTS="$ROOT/benches/results/latest.md"
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-need_tools wrk curl nginx haproxy python3 ss
+need_tools wrk curl nginx haproxy python3 ss openssl
 [ -x /usr/bin/pen ] || die "missing /usr/bin/pen (apt-get install pen)"
 STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 [ -f "$STREAM_MODULE" ] || die "missing $STREAM_MODULE (apt-get install libnginx-mod-stream)"
@@ -53,8 +75,15 @@ raise_nofile
 run_wrk() {
     local port=$1 name=$2
     shift 2
+    run_wrk_url "http://127.0.0.1:$port/" "$name" "$@"
+}
+
+# The same for any URL (https://localhost:PORT/ for the TLS table). Usage: run_wrk_url URL NAME [ARGS...].
+run_wrk_url() {
+    local url=$1 name=$2
+    shift 2
     local out="$TMP/wrk-$name.txt"
-    wrk -t2 -c64 -d"${DURATION}s" "$@" "http://127.0.0.1:$port/" >"$out" 2>&1
+    wrk -t2 -c64 -d"${DURATION}s" "$@" "$url" >"$out" 2>&1
     local rps errs
     rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
     errs=$(awk '/Socket errors:/ {gsub(",", ""); s = $4 + $6 + $8 + $10; print s}
@@ -68,13 +97,15 @@ run_wrk() {
     fi
 }
 
-# Median bulk download speed in MB/s over 3 runs, or "n/a".
+# Median bulk download speed in MB/s over 3 runs, or "n/a". Extra arguments go to curl before
+# the URL, which is http://127.0.0.1:PORT/big.bin unless BULK_URL is set.
 run_bulk() {
     local port=$1 speeds=() i line code size speed
+    shift
     local want=$((BULK_MIB * 1024 * 1024))
     for i in 1 2 3; do
         line=$(curl -s -o /dev/null --max-time 60 -w '%{http_code} %{size_download} %{speed_download}' \
-            "http://127.0.0.1:$port/big.bin") || true
+            "$@" "${BULK_URL:-http://127.0.0.1:$port/big.bin}") || true
         read -r code size speed <<<"$line"
         if [ "${code:-}" = 200 ] && [ "${size%.*}" = "$want" ]; then
             speeds+=("$(awk -v s="$speed" 'BEGIN { printf "%.0f", s / 1e6 }')")
@@ -124,8 +155,10 @@ idle_rss() {
 # Backend: nginx serving a small page and a BULK_MIB file.
 
 read -r BPORT P_CPEN P_HAPROXY P_NGINX P_PEN P_ENGINE P_HTTP <<<"$(free_ports 7)"
+# The TLS table's ports are picked just before each proxy starts (tls_measure).
+T_CPEN="" T_HAPROXY="" T_NGINX="" T_PEN=""
 read -r U_BACKEND U_CPEN U_NGINX U_PEN <<<"$(free_ports 4 udp)"
-mkdir -p "$TMP/nginx-stream" "$TMP/nginx-udp"
+mkdir -p "$TMP/nginx-stream" "$TMP/nginx-udp" "$TMP/nginx-tls" "$TMP/tls"
 start_backend
 
 # ---------------------------------------------------------------------------------------------
@@ -212,6 +245,70 @@ EOF
     echo $!
 }
 
+# TLS: the same ECDSA P-256 certificate for every proxy (HAProxy wants certificate and key in
+# one file). Generated only when the TLS table is on.
+TLS_DIR=$TMP/tls
+make_tls_cert() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+        -addext basicConstraints=critical,CA:FALSE -addext keyUsage=critical,digitalSignature \
+        -addext extendedKeyUsage=serverAuth \
+        -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" >"$TLS_DIR/openssl.log" 2>&1 &&
+        cat "$TLS_DIR/cert.pem" "$TLS_DIR/key.pem" >"$TLS_DIR/haproxy.pem"
+}
+start_tls_cpen() { start_cpen_on "$T_CPEN" -E "$TLS_DIR/cert.pem" -K "$TLS_DIR/key.pem"; }
+start_tls_pen() {
+    start_pen_on "$T_PEN" "$PEN_EXE" tls-pen -E "$TLS_DIR/cert.pem" -K "$TLS_DIR/key.pem"
+}
+start_tls_haproxy() {
+    cat >"$TMP/haproxy-tls.cfg" <<EOF
+global
+    maxconn 9000
+    nbthread $NCPU
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    maxconn 9000
+frontend fe
+    bind 127.0.0.1:$T_HAPROXY ssl crt $TLS_DIR/haproxy.pem
+    default_backend be
+backend be
+    server s1 127.0.0.1:$BPORT maxconn 9000
+EOF
+    haproxy -db -f "$TMP/haproxy-tls.cfg" >"$TMP/haproxy-tls.log" 2>&1 &
+    echo $!
+}
+start_tls_nginx() {
+    cat >"$TMP/nginx-tls/nginx.conf" <<EOF
+load_module $STREAM_MODULE;
+daemon off;
+master_process on;
+worker_processes auto;
+worker_rlimit_nofile 20000;
+pid $TMP/nginx-tls/nginx.pid;
+error_log $TMP/nginx-tls/error.log warn;
+events { worker_connections 12000; }
+stream {
+    upstream be { server 127.0.0.1:$BPORT; }
+    server {
+        listen 127.0.0.1:$T_NGINX ssl backlog=4096;
+        ssl_protocols TLSv1.2 TLSv1.3; # 1.22's default lacks TLSv1.3
+        ssl_certificate $TLS_DIR/cert.pem;
+        ssl_certificate_key $TLS_DIR/key.pem;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_tickets on;
+        proxy_pass be;
+        proxy_timeout 300s;
+    }
+}
+EOF
+    nginx -p "$TMP/nginx-tls" -e "$TMP/nginx-tls/error.log" \
+        -c "$TMP/nginx-tls/nginx.conf" >"$TMP/nginx-tls/stdout.log" 2>&1 &
+    echo $!
+}
+
 # ---------------------------------------------------------------------------------------------
 # Measurements.
 
@@ -265,7 +362,7 @@ for row in $ONLY; do
     cpen) measure cpen "C pen $(dpkg-query -W -f '${Version}' pen 2>/dev/null)" "$P_CPEN" start_cpen ;;
     haproxy) measure haproxy "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}')" "$P_HAPROXY" start_haproxy ;;
     nginx) measure nginx-stream "nginx stream $(nginx -v 2>&1 | sed 's|.*/||')" "$P_NGINX" start_nginx_stream ;;
-    udp) ;; # the UDP table, measured below
+    udp | tls) ;; # the UDP and TLS tables, measured below
     pen | http | engine)
         if [ "$row" = pen ]; then
             exe=$PEN_EXE label=$PEN_LABEL port=$P_PEN
@@ -369,23 +466,194 @@ if [[ " $ONLY " == *" udp "* ]]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
+# TLS: the proxies terminate TLS; tls_load, curl and wrk are the clients.
+
+TLS_ROWS=()
+TLS_LOAD=$ROOT/target/release/examples/tls_load
+
+# Prints the value of KEY=VALUE in LINE. Usage: field KEY LINE.
+field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# Runs tls_load against PORT for SECS seconds (more arguments are passed on); prints its
+# result line, or nothing. Its output is kept in TMP/tls_load-NAME.txt.
+run_tls_load() {
+    local port=$1 secs=$2 name=$3
+    shift 3
+    local extra=()
+    [ -n "$TLS_SUITE" ] && extra+=(--suite "$TLS_SUITE")
+    [ -n "$TLS_GROUP" ] && extra+=(--group "$TLS_GROUP")
+    timeout $((secs + 30)) "$TLS_LOAD" --addr "127.0.0.1:$port" --seconds "$secs" --threads 2 \
+        --conns-per-thread "$TLS_CONNS" --ca "$TLS_DIR/cert.pem" "${extra[@]}" "$@" \
+        >"$TMP/tls_load-$name.txt" 2>&1
+    grep '^handshakes_per_sec=' "$TMP/tls_load-$name.txt"
+}
+
+# The proxy's CPU time per completed connection of a tls_load line, in microseconds, given the
+# clock ticks it used during the run; "-" without connections. Usage: cpu_per_conn TICKS LINE.
+cpu_per_conn() {
+    local n
+    n=$(field connections "$2")
+    if [ "${n:-0}" -gt 0 ]; then
+        awk -v t="$1" -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }'
+    else
+        echo "-"
+    fi
+}
+
+# A handshakes/s cell from a tls_load line: "1234", "1234 (5 errors)" or "n/a".
+handshake_cell() {
+    local rate errs
+    rate=$(field handshakes_per_sec "$1")
+    errs=$(field errors "$1")
+    if [ -z "$rate" ] || [ "$rate" = 0 ]; then
+        echo "n/a"
+    elif [ "${errs:-0}" -gt 0 ]; then
+        echo "$rate ($errs errors)"
+    else
+        echo "$rate"
+    fi
+}
+
+# Sets TLS_CURL, curl's options for https://localhost:PORT/: the generated certificate as the
+# only trust anchor, localhost pinned to 127.0.0.1, TLS_SUITE if it is a TLS 1.3 suite and
+# TLS_GROUP (rustls's names turned into OpenSSL's).
+tls_curl_opts() {
+    TLS_CURL=(--cacert "$TLS_DIR/cert.pem" --resolve "localhost:$1:127.0.0.1")
+    if [[ "$TLS_SUITE" == TLS13_* ]]; then
+        TLS_CURL+=(--tlsv1.3 --tls13-ciphers "TLS_${TLS_SUITE#TLS13_}")
+    fi
+    case $TLS_GROUP in
+    "") ;;
+    secp256r1) TLS_CURL+=(--curves P-256) ;;
+    secp384r1) TLS_CURL+=(--curves P-384) ;;
+    *) TLS_CURL+=(--curves "$TLS_GROUP") ;;
+    esac
+}
+
+# tls_measure NAME LABEL PORT_VAR START_FN: one TLS table row. PORT_VAR names the variable
+# START_FN listens on; it gets a free port just before the start, and another for a second try
+# if the proxy does not come up (on a busy machine something else may have taken the port).
+tls_measure() {
+    local name=$1 label=$2 port_var=$3 start=$4 port pid="" try probe full resumed frac share="-"
+    local bulk ka proto="-" t0 t1 t2 cpu
+    for try in 1 2; do
+        printf -v "$port_var" '%s' "$(free_ports 1)"
+        port=${!port_var}
+        pid=$($start)
+        PIDS+=("$pid")
+        wait_listening "$pid" "$port" && break
+        log "$label did not start on port $port (try $try); its log says: $(tail -qn3 "$TMP/$name.log" "$TMP/$name/error.log" 2>/dev/null | tr "\n" " ")"
+        stop_pid "$pid"
+        pid=""
+    done
+    if [ -z "$pid" ]; then
+        NOTES+=("TLS, $label did not start; its log says: $(tail -qn1 "$TMP/$name.log" "$TMP/$name/error.log" 2>/dev/null | head -1)")
+        TLS_ROWS+=("| $label | n/a | n/a | - | - | n/a | n/a | - |")
+        return
+    fi
+    sleep 0.3
+    tls_curl_opts "$port"
+    # One request first: a proxy that listens but does not speak TLS gets n/a, not a long run.
+    probe=$(curl -sS -o /dev/null --max-time 5 -w '%{http_code}' "${TLS_CURL[@]}" \
+        "https://localhost:$port/" 2>&1)
+    if [ "$probe" != 200 ]; then
+        log "$label: no HTTPS answer: $probe"
+        NOTES+=("TLS, $label listens but gave no HTTPS answer: $(tr '\n' ' ' <<<"$probe")")
+        TLS_ROWS+=("| $label | n/a | n/a | - | - | n/a | n/a | - |")
+        stop_pid "$pid"
+        return
+    fi
+    [ "$DURATION" -ge 5 ] && run_tls_load "$port" 1 "$name-warm" >/dev/null # warm-up
+    log "$label: full handshakes ..."
+    t0=$(cpu_ticks "$pid")
+    full=$(run_tls_load "$port" "$DURATION" "$name-full")
+    t1=$(cpu_ticks "$pid")
+    log "$label: resumed handshakes ..."
+    resumed=$(run_tls_load "$port" "$DURATION" "$name-resume" --resume)
+    t2=$(cpu_ticks "$pid")
+    cpu="$(cpu_per_conn $((t1 - t0)) "$full") / $(cpu_per_conn $((t2 - t1)) "$resumed")"
+    log "$label: bulk over TLS ..."
+    bulk=$(BULK_URL="https://localhost:$port/big.bin" run_bulk "$port" "${TLS_CURL[@]}")
+    log "$label: keep-alive over TLS ..."
+    ka=$(run_wrk_url "https://localhost:$port/" "$name-tls-keepalive")
+    if [ -n "$full" ]; then
+        proto="$(field protocol "$full" | sed 's/^TLSv1_/TLS 1./') $(field suite "$full") $(field group "$full")"
+        [ "$(field unclean_closes "$full")" -gt 0 ] &&
+            NOTES+=("TLS, $label: $(field unclean_closes "$full") of $(field connections "$full") full-handshake connections ended without a close_notify (response complete; counted).")
+    fi
+    full=$(handshake_cell "$full")
+    frac=$(field resumed_fraction "$resumed")
+    resumed=$(handshake_cell "$resumed")
+    if [ "$resumed" != n/a ]; then
+        share="$(awk -v f="$frac" 'BEGIN { printf "%.1f", f * 100 }')%"
+        if awk -v f="$frac" 'BEGIN { exit !(f < 0.9) }'; then
+            resumed="$resumed (not resumed: only $share)"
+            NOTES+=("TLS, $label: only $share of the --resume connections resumed a session.")
+        fi
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+        NOTES+=("TLS, $label exited during the run.")
+    fi
+    TLS_ROWS+=("| $label | $full | $resumed | $share | $cpu | $bulk | $ka | $proto |")
+    stop_pid "$pid"
+}
+
+if [[ " $ONLY " == *" tls "* ]]; then
+    built=1
+    if [ -z "${SKIP_BUILD:-}" ]; then
+        log "building pen-benches example tls_load ..."
+        (cd "$ROOT" && cargo build --release -p pen-benches --example tls_load) \
+            >"$TMP/build-tls.log" 2>&1 || built=0
+    fi
+    [ -x "$TLS_LOAD" ] || built=0
+    if [ "$built" = 0 ]; then
+        NOTES+=("TLS: building examples/tls_load failed; no TLS table.")
+    elif ! make_tls_cert; then
+        NOTES+=("TLS: openssl could not make the certificate: $(tail -1 "$TLS_DIR/openssl.log")")
+    else
+        for row in $TLS_ONLY; do
+            case $row in
+            cpen) tls_measure cpen "C pen $(dpkg-query -W -f '${Version}' pen 2>/dev/null) -E/-K" T_CPEN start_tls_cpen ;;
+            haproxy) tls_measure haproxy-tls "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}') ssl" T_HAPROXY start_tls_haproxy ;;
+            nginx) tls_measure nginx-tls "nginx stream $(nginx -v 2>&1 | sed 's|.*/||') ssl" T_NGINX start_tls_nginx ;;
+            pen)
+                if [[ " $ONLY " == *" pen "* || " $ONLY " == *" http "* ]] || build_pen pen; then
+                    tls_measure tls-pen "$PEN_LABEL -E/-K" T_PEN start_tls_pen
+                else
+                    NOTES+=("TLS, $PEN_LABEL: build failed or $PEN_EXE missing.")
+                    TLS_ROWS+=("| $PEN_LABEL -E/-K | n/a | n/a | - | - | n/a | n/a | - |")
+                fi
+                ;;
+            *) die "unknown row '$row' in TLS_ONLY" ;;
+            esac
+        done
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
 # Report.
 
 PEN_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+# The rustls version tls_load was built with (from Cargo.lock).
+rustls_version() { awk '/^name = "rustls"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' "$ROOT/Cargo.lock"; }
 report() {
     echo "# Load benchmark"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- machine: $NCPU CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
     echo "- pen commit: $PEN_REV"
-    echo "- load: wrk -t2 -c64 -d${DURATION}s on a $(stat -c %s "$TMP/www/index.html")-byte page;" \
-        "new-conn adds -H 'Connection: close'; bulk: curl, ${BULK_MIB} MiB body, median of 3 (MB = 10^6 B)"
+    [ "${#ROWS[@]}" -gt 0 ] &&
+        echo "- load: wrk -t2 -c64 -d${DURATION}s on a $(stat -c %s "$TMP/www/index.html")-byte page;" \
+            "new-conn adds -H 'Connection: close'; bulk: curl, ${BULK_MIB} MiB body, median of 3 (MB = 10^6 B)"
     echo "- backend: nginx, worker_processes auto ($NCPU), sendfile, access_log off; one backend per proxy"
     echo "- workers: C pen 1 (single-threaded); HAProxy nbthread $NCPU; nginx stream worker_processes auto ($NCPU);" \
         "pen (ours) and the engine driver ${PEN_WORKERS:-default, one per CPU ($NCPU)}"
-    echo "- everything (wrk, curl, backend, proxy) shares the same $NCPU CPUs on loopback"
-    echo "- RSS: VmRSS summed over the proxy's processes; \"with idle\" holds $IDLE_CONNS relayed keep-alive" \
-        "connections (each has done one request) on a fresh process; \"at start\" is before any traffic"
+    echo "- everything (wrk, curl, backend, proxy) shares the same $NCPU CPUs on loopback;" \
+        "load average (1, 5, 15 min) at the start $LOADAVG_START (other work on the machine), at the end" \
+        "$(cut -d' ' -f1-3 /proc/loadavg)"
+    [ "${#ROWS[@]}" -gt 0 ] &&
+        echo "- RSS: VmRSS summed over the proxy's processes; \"with idle\" holds $IDLE_CONNS relayed keep-alive" \
+            "connections (each has done one request) on a fresh process; \"at start\" is before any traffic"
     echo
     if [ "${#ROWS[@]}" -gt 0 ]; then
         echo "| target | keep-alive req/s | new-conn req/s | bulk MB/s | RSS with $IDLE_CONNS idle conns | RSS at start |"
@@ -400,6 +668,35 @@ report() {
         echo "| UDP target | queries/s | lost | mean round trip | RSS after the run |"
         echo "|---|---:|---:|---:|---:|"
         printf '%s\n' "${UDP_ROWS[@]}"
+    fi
+    if [ "${#TLS_ROWS[@]}" -gt 0 ]; then
+        [ "${#ROWS[@]}" -gt 0 ] || [ "${#UDP_ROWS[@]}" -gt 0 ] && echo
+        echo "## TLS termination"
+        echo
+        echo "- the proxy terminates TLS and relays plain HTTP to the nginx backend; every proxy has the same" \
+            "self-signed ECDSA P-256 certificate (SAN DNS:localhost), generated by openssl for the run"
+        echo "- full / resumed handshakes/s: examples/tls_load (rustls $(rustls_version), ring), 2 threads x" \
+            "$TLS_CONNS connections in flight, ${DURATION}s each; a connection is TCP connect, TLS handshake," \
+            "one GET of the small page with 'Connection: close', the response read to its end, close;" \
+            "the certificate is verified against the generated one; offered: cipher suite" \
+            "${TLS_SUITE:-the rustls defaults}, key exchange ${TLS_GROUP:-the rustls defaults, X25519 first}"
+        echo "- resumed: one session store per tls_load thread, so each connection after the first few" \
+            "resumes a session (TLS 1.3: a ticket from an earlier connection; still an ECDHE, no certificate" \
+            "or signature); \"resumed share\" is the share that really resumed (the cell says so below 90%)"
+        tls_curl_opts PORT
+        echo "- bulk: curl ${TLS_CURL[*]//$TLS_DIR\//}," \
+            "${BULK_MIB} MiB body, median of 3 (MB = 10^6 B); keep-alive: wrk -t2 -c64 -d${DURATION}s" \
+            "https://localhost:PORT/ (wrk's OpenSSL defaults, no certificate check)"
+        echo "- workers as above: C pen 1; HAProxy nbthread $NCPU; nginx stream worker_processes auto ($NCPU);" \
+            "pen (ours) ${PEN_WORKERS:-one per CPU ($NCPU)}"
+        echo "- proxy CPU: user + system time of the proxy (all threads and worker processes) during the" \
+            "full and the resumed run, divided by the connections completed (handshake + request +" \
+            "backend connection); a measure of cost that does not depend on how the shared CPUs were split"
+        echo "- negotiated: protocol, cipher suite and key exchange of tls_load's full-handshake run"
+        echo
+        echo "| TLS target | full handshakes/s | resumed handshakes/s | resumed share | proxy CPU µs per conn, full / resumed | bulk MB/s | keep-alive req/s | negotiated |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---|"
+        printf '%s\n' "${TLS_ROWS[@]}"
     fi
     if [ "${#NOTES[@]}" -gt 0 ]; then
         echo
