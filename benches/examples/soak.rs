@@ -77,7 +77,9 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst,
+};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -742,11 +744,12 @@ struct Ctx {
     pen_tcp: SocketAddrV4,
     pen_udp: SocketAddrV4,
     stats: Stats,
-    /// Per TCP backend: incremented (before its connections are shut down) at every stop.
+    /// Per TCP backend: incremented when a stop begins (before anything is closed) and again
+    /// when it has ended (listener closed, connections shut down): odd while stopping.
     gens: [AtomicU64; TCP_BACKENDS],
     /// UDP backends currently stopped.
     udp_down: AtomicUsize,
-    /// Milliseconds since t0 of the last UDP backend stop or start.
+    /// Milliseconds since t0 of the last UDP backend stop or start (`u64::MAX`: none yet).
     udp_event_ms: AtomicU64,
 }
 
@@ -795,14 +798,21 @@ impl Ctx {
     }
 
     fn snap(&self) -> [u64; TCP_BACKENDS] {
-        std::array::from_fn(|i| self.gens[i].load(Relaxed))
+        std::array::from_fn(|i| self.gens[i].load(SeqCst))
     }
 
-    /// Whether the backend `server` (any backend when unknown) was stopped after `snap`.
+    /// Whether the backend `server` (any backend when unknown) has been stopping or stopped
+    /// since `snap` was taken. A connection that pen makes to a backend while the backend is
+    /// being stopped (its listener not yet closed) breaks too, so a client that took its
+    /// snapshot during the stop must see it: hence the check for a stop in progress.
     fn stopped_since(&self, snap: &[u64; TCP_BACKENDS], server: Option<u32>) -> bool {
+        let hit = |i: usize| {
+            let g = self.gens[i].load(SeqCst);
+            g != snap[i] || g % 2 == 1
+        };
         match server.map(|s| s as usize) {
-            Some(i) if i < TCP_BACKENDS => self.gens[i].load(Relaxed) != snap[i],
-            _ => self.snap() != *snap,
+            Some(i) if i < TCP_BACKENDS => hit(i),
+            _ => (0..TCP_BACKENDS).any(hit),
         }
     }
 
@@ -1253,7 +1263,11 @@ fn udp_worker(ctx: &Ctx, seed: u64) {
             let blame = |ctx: &Ctx| {
                 down_at_send
                     || ctx.udp_down.load(Relaxed) > 0
-                    || ctx.udp_event_ms.load(Relaxed) + UDP_BLAME_MS >= sent_ms
+                    || ctx
+                        .udp_event_ms
+                        .load(Relaxed)
+                        .checked_add(UDP_BLAME_MS)
+                        .is_some_and(|until| until >= sent_ms)
             };
             if let Err(e) = sock.send(&q[..len]) {
                 if e.kind() == io::ErrorKind::ConnectionRefused {
@@ -1424,7 +1438,8 @@ impl TcpBackend {
         let Some(run) = self.state.lock().take() else {
             return false;
         };
-        ctx.gens[self.idx as usize].fetch_add(1, Relaxed);
+        let gen = &ctx.gens[self.idx as usize];
+        gen.fetch_add(1, SeqCst);
         run.stop.store(true, Relaxed);
         // Wake the accept thread.
         let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port()));
@@ -1437,6 +1452,7 @@ impl TcpBackend {
             }
             let _ = s.shutdown(Shutdown::Both);
         }
+        gen.fetch_add(1, SeqCst);
         true
     }
 }
@@ -2008,7 +2024,7 @@ fn run(args: Args) -> Result<bool, String> {
         stats: Stats::new(),
         gens: Default::default(),
         udp_down: AtomicUsize::new(0),
-        udp_event_ms: AtomicU64::new(0),
+        udp_event_ms: AtomicU64::new(u64::MAX),
     });
 
     let tcp: Vec<Arc<TcpBackend>> = (0..TCP_BACKENDS as u32)
@@ -2554,25 +2570,31 @@ impl Runner {
     }
 
     /// Waits for pen's connections to end and its descriptors to return to the baseline.
+    /// Waits (up to 30 s) until neither pen has an active connection or flow and both are
+    /// back to their descriptor counts before the traffic.
     fn drain(&mut self) -> String {
-        let tol = self.args.fd_tol;
         let base_tcp = self.start_tcp.map_or(0, |s| s.fds);
         let base_udp = self.start_udp.map_or(0, |s| s.fds);
         let _ = control(self.pen_udp.ctl, "idle_timeout 1");
         let t = Instant::now();
         let mut out = String::new();
         while t.elapsed() < Duration::from_secs(30) {
-            let active = control(self.pen_tcp.ctl, "metrics")
-                .ok()
-                .and_then(|m| metric(&m, "pen_connections_active"));
+            let active = |pen: &Pen| {
+                control(pen.ctl, "metrics")
+                    .ok()
+                    .and_then(|m| metric(&m, "pen_connections_active"))
+            };
+            let (ta, ua) = (active(&self.pen_tcp), active(&self.pen_udp));
             let tf = self.pen_tcp.sample().map_or(u64::MAX, |s| s.fds);
             let uf = self.pen_udp.sample().map_or(u64::MAX, |s| s.fds);
+            let show = |a: Option<u64>| a.map_or("?".into(), |a| a.to_string());
             out = format!(
-                "after {:.1} s: tcp pen active {}, fds {tf} (start {base_tcp}); udp pen fds {uf} (start {base_udp})",
+                "after {:.1} s: tcp pen active connections {}, fds {tf} (start {base_tcp}); udp pen active flows {}, fds {uf} (start {base_udp})",
                 t.elapsed().as_secs_f64(),
-                active.map_or("?".into(), |a| a.to_string())
+                show(ta),
+                show(ua)
             );
-            if active == Some(0) && tf <= base_tcp + tol && uf <= base_udp + tol {
+            if ta == Some(0) && ua == Some(0) && tf <= base_tcp && uf <= base_udp {
                 break;
             }
             thread::sleep(Duration::from_millis(250));
