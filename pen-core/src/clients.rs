@@ -297,3 +297,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "clients_props.rs"]
+mod props;
