@@ -24,7 +24,7 @@ pub(crate) const FLUSH_MS: u64 = 500;
 /// ... or when this many bytes are waiting.
 const FLUSH_BYTES: usize = 64 * 1024;
 /// The logged first line is cut at this length.
-const MAX_LINE: usize = 512;
+pub(crate) const MAX_LINE: usize = 512;
 
 /// Where lines go.
 #[derive(Debug)]
@@ -155,6 +155,12 @@ impl LogBuf {
         if self.since == 0 {
             self.since = now_ms;
         }
+    }
+
+    /// The lines recorded and not yet flushed (for the fuzzing harness).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.buf
     }
 
     /// When the pending lines must be flushed (ms), if there are any.

@@ -37,6 +37,12 @@ impl Bound {
         self.shared.listen.lock().clone()
     }
 
+    /// The shared state, for tests and the fuzzing harness (no thread runs yet).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Starts the worker threads, the control thread and the metrics listener.
     ///
     /// # Errors

@@ -317,3 +317,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "clients_props.rs"]
+mod props;

@@ -46,6 +46,9 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub(crate) mod metrics;
 mod metrics_http;

@@ -138,7 +138,7 @@ fn reply(shared: &Shared, req: Option<Request>) -> Vec<u8> {
 }
 
 /// The metrics HTTP protocol: one request head in, one response out.
-struct MetricsHttp;
+pub(crate) struct MetricsHttp;
 
 impl Protocol for MetricsHttp {
     const NAME: &'static str = "metrics listener";

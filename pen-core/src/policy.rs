@@ -386,3 +386,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "policy_props.rs"]
+mod props;

@@ -188,3 +188,7 @@ pub(crate) fn render(
     }
     out
 }
+
+#[cfg(test)]
+#[path = "write_tests.rs"]
+mod tests;

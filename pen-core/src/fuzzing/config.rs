@@ -1,0 +1,115 @@
+//! Config files through the real `-F` path, against a balancer that is bound but not started.
+//!
+//! [`Harness::load`] does what `pen -F FILE` does at start (and a reload does): read the file,
+//! apply its lines one by one to a model of the configuration (`include` included), check the
+//! whole, all without touching the running state. [`Harness::commit`] then installs the
+//! model the way a successful `-F` or reload does, [`Harness::render`] is what `write` would
+//! write for it, and [`Harness::reset`] puts the start-up configuration back for the next input.
+//!
+//! The balancer listens on 127.0.0.1 (an ephemeral port), has one worker, no server, no control
+//! socket and no TLS; no thread runs. A config file can make pen open files (`log`, `include`)
+//! and sockets (`listen`, a `log` collector) and resolve names (`server N address NAME`): the
+//! fuzz target decides which of those its inputs may use.
+
+use std::path::Path;
+
+use crate::addr::ListenAddr;
+use crate::balancer::{Balancer, Bound};
+use crate::clients::ClientTable;
+use crate::config::Config;
+use crate::control::model::{Model, Pending};
+use crate::error::ApplyError;
+
+/// A bound balancer and its start-up configuration.
+pub struct Harness {
+    bound: Bound,
+    base: Model,
+}
+
+/// A configuration: what a file loaded to, or what is running.
+pub struct Loaded {
+    model: Model,
+    pending: Pending,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.model.fmt(f)
+    }
+}
+
+/// Compares the configurations (not the pending actions such as `server N blacklist T`).
+impl PartialEq for Loaded {
+    fn eq(&self, other: &Loaded) -> bool {
+        self.model == other.model
+    }
+}
+
+impl Harness {
+    /// Binds the balancer.
+    ///
+    /// # Errors
+    /// As [`Balancer::bind`].
+    pub fn new() -> Result<Harness, crate::StartError> {
+        let listen = ListenAddr::Inet(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        let mut config = Config::new(listen, Vec::new());
+        config.workers = 1;
+        let bound = Balancer::bind(config)?;
+        let base = Model::snapshot(bound.shared());
+        Ok(Harness { bound, base })
+    }
+
+    /// The balancer's shared state.
+    pub(crate) fn shared(&self) -> &crate::state::Shared {
+        self.bound.shared()
+    }
+
+    /// Loads `file` as `-F` does, on top of the start-up configuration, without changing the
+    /// running state.
+    ///
+    /// # Errors
+    /// The file's first error, as `pen -F` reports it (`FILE:LINE: reason`).
+    pub fn load(&self, file: &Path) -> Result<Loaded, ApplyError> {
+        let shared = self.bound.shared();
+        let mut model = self.base.clone();
+        let mut pending = Pending::default();
+        let name = file.to_string_lossy();
+        crate::control::file::include(shared, &mut model, &mut pending, &name, 0)?;
+        model.prepare(shared, &mut pending)?;
+        Ok(Loaded { model, pending })
+    }
+
+    /// Installs `loaded` as the running configuration, as a successful `-F` or reload does.
+    pub fn commit(&self, loaded: Loaded) {
+        loaded.model.commit(self.bound.shared(), loaded.pending);
+    }
+
+    /// The running configuration.
+    pub fn running(&self) -> Loaded {
+        Loaded {
+            model: Model::snapshot(self.bound.shared()),
+            pending: Pending::default(),
+        }
+    }
+
+    /// The start-up configuration.
+    pub fn base(&self) -> Loaded {
+        Loaded {
+            model: self.base.clone(),
+            pending: Pending::default(),
+        }
+    }
+
+    /// What `write FILE` writes for `loaded` (with a fixed time in the comment).
+    pub fn render(&self, loaded: &Loaded, file: &Path) -> String {
+        let time = "Thu Jan  1 00:00:00 1970".to_string();
+        crate::control::write::render(&loaded.model, None, file, time)
+    }
+
+    /// Puts the start-up configuration back (the client table too: it only grows otherwise).
+    pub fn reset(&self) {
+        let shared = self.bound.shared();
+        self.base.clone().commit(shared, Pending::default());
+        *shared.clients.lock() = ClientTable::new(self.base.clients_max);
+    }
+}

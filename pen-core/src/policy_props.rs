@@ -1,0 +1,262 @@
+//! Properties of server selection, checked against references written from PEN-SPEC 2 rather
+//! than against [`Selector::available`] itself.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use proptest::prelude::*;
+
+use super::{client_hash, Modes, Selector};
+use crate::acl::AclSet;
+use crate::control::command::{AclAction, AclEntry, AclPattern};
+use crate::server::{ServerConf, ServerId, ServerTable};
+
+/// One generated server: its configuration and its live state.
+#[derive(Clone, Debug)]
+struct Srv {
+    has_addr: bool,
+    blacklisted: bool,
+    conns: u32,
+    max: u32,
+    hard: u32,
+    weight: u32,
+    prio: u32,
+    acl: Option<u8>,
+}
+
+fn srv() -> impl Strategy<Value = Srv> {
+    (
+        prop::bool::weighted(0.9),
+        prop::bool::weighted(0.3),
+        0u32..4,
+        0u32..4,
+        0u32..4,
+        0u32..3,
+        0u32..3,
+        prop::option::weighted(0.3, 0u8..3),
+    )
+        .prop_map(
+            |(has_addr, blacklisted, conns, max, hard, weight, prio, acl)| Srv {
+                has_addr,
+                blacklisted,
+                conns,
+                max,
+                hard,
+                weight,
+                prio,
+                acl,
+            },
+        )
+}
+
+fn modes() -> impl Strategy<Value = Modes> {
+    (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+        |(hash, roundrobin, weight, prio)| Modes {
+            hash,
+            roundrobin,
+            weight,
+            prio,
+        },
+    )
+}
+
+const NOW: u64 = 1_000_000;
+
+fn table(servers: &[Srv]) -> ServerTable {
+    let mut t = ServerTable::default();
+    let confs: Vec<ServerConf> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ServerConf {
+            addr: s
+                .has_addr
+                .then(|| SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16))),
+            max: s.max,
+            hard: s.hard,
+            weight: s.weight,
+            prio: s.prio,
+            acl: s.acl,
+        })
+        .collect();
+    t.reconfigure(&confs);
+    for (i, s) in servers.iter().enumerate() {
+        let Some(srv) = t.get(ServerId(i)) else {
+            continue;
+        };
+        srv.conns.store(s.conns, Relaxed);
+        if s.blacklisted {
+            srv.blacklist(NOW, 10);
+        }
+    }
+    t
+}
+
+/// ACL list 0 denies everyone, 1 permits everyone, 2 permits only 10.0.0.0/8.
+fn acls() -> AclSet {
+    let v4 = |action, addr: [u8; 4], mask: [u8; 4]| AclEntry {
+        action,
+        pattern: AclPattern::V4 {
+            addr: addr.into(),
+            mask: mask.into(),
+        },
+    };
+    let all_v6 = |action| AclEntry {
+        action,
+        pattern: AclPattern::V6 {
+            addr: std::net::Ipv6Addr::UNSPECIFIED,
+            len: 0,
+        },
+    };
+    let mut a = AclSet::default();
+    a.push(0, v4(AclAction::Deny, [0; 4], [0; 4]));
+    a.push(0, all_v6(AclAction::Deny));
+    a.push(1, v4(AclAction::Permit, [0; 4], [0; 4]));
+    a.push(1, all_v6(AclAction::Permit));
+    a.push(2, v4(AclAction::Permit, [10, 0, 0, 0], [255, 0, 0, 0]));
+    a
+}
+
+/// The reference: may server `s` take `client` now (`tracked`: it is the client's remembered
+/// server, admitted up to the hard limit only)?
+fn may_take(s: &Srv, client: IpAddr, tracked: bool, m: Modes) -> bool {
+    let acl_ok = match s.acl {
+        None | Some(1) => true,
+        Some(0) => false,
+        Some(_) => matches!(client.to_canonical(), IpAddr::V4(v) if v.octets()[0] == 10),
+    };
+    let soft_ok = tracked || s.max == 0 || s.conns < s.max;
+    let hard_ok = s.hard == 0 || s.conns < s.hard;
+    s.has_addr && !s.blacklisted && !(m.weight && s.weight == 0) && soft_ok && hard_ok && acl_ok
+}
+
+fn client() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        (0u8..2, any::<u8>()).prop_map(|(a, b)| IpAddr::V4(Ipv4Addr::new(10 + a, 0, 0, b))),
+        any::<u128>().prop_map(|n| IpAddr::from(n.to_be_bytes())),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// The first choice is never a server that lacks an address, is blacklisted, is at its
+    /// soft limit (unless it is the client's tracked server) or hard limit, has weight 0 in
+    /// weight mode, or whose ACL denies the client; and there is a first choice whenever
+    /// some server may take the client. Failover from it visits every other server that may
+    /// take the client exactly once, and nothing else.
+    #[test]
+    fn selection_respects_every_constraint(
+        servers in prop::collection::vec(srv(), 1..8),
+        m in modes(),
+        c in client(),
+        tracked in prop::option::of(0usize..10),
+        rr_start in 0usize..12,
+    ) {
+        let t = table(&servers);
+        let acls = acls();
+        let sel = Selector { table: &t, acls: &acls, now: NOW, modes: m };
+        let rr = AtomicUsize::new(rr_start);
+        let tracked_id = tracked.map(ServerId);
+        let ok = |i: usize, tr: bool| servers.get(i).is_some_and(|s| may_take(s, c, tr, m));
+        let tracked_ok = !m.roundrobin && tracked.is_some_and(|i| ok(i, true));
+        let any = (0..servers.len()).any(|i| ok(i, false)) || tracked_ok;
+        match sel.first_choice(c, 4321, tracked_id, &rr) {
+            None => prop_assert!(!any, "no choice, but some server may take the client"),
+            Some(id) => {
+                let via_tracking = Some(id) == tracked_id && !m.roundrobin;
+                prop_assert!(ok(id.0, via_tracking), "chose {} ({:?})", id.0, servers[id.0]);
+                if tracked_ok {
+                    prop_assert_eq!(Some(id), tracked_id, "tracking comes first");
+                }
+                // Failover round from the first choice.
+                let mut visited = vec![id.0];
+                let mut last = id;
+                while let Some(next) = sel.next_after(id, last, c) {
+                    prop_assert!(ok(next.0, false), "failover to {}", next.0);
+                    prop_assert!(!visited.contains(&next.0), "visited {} twice", next.0);
+                    visited.push(next.0);
+                    last = next;
+                }
+                for i in 0..servers.len() {
+                    prop_assert!(!ok(i, false) || visited.contains(&i), "failover skipped {i}");
+                }
+            }
+        }
+    }
+
+    /// Weight mode honours the weights: with every pick kept open, after N picks over k servers
+    /// of total weight W, server i has between w_i*(N-k)/W and w_i*N/W + 1 connections (it
+    /// is never more than one above its exact share, nor more than k*w_i/W below it); weight-0
+    /// servers get nothing.
+    #[test]
+    fn weights_are_honoured(weights in prop::collection::vec(0u32..10, 1..7), n in 1usize..3000) {
+        let servers: Vec<Srv> = weights
+            .iter()
+            .map(|&weight| Srv {
+                has_addr: true, blacklisted: false, conns: 0, max: 0, hard: 0,
+                weight, prio: 0, acl: None,
+            })
+            .collect();
+        let t = table(&servers);
+        let acls = AclSet::default();
+        let m = Modes { weight: true, ..Modes::default() };
+        let sel = Selector { table: &t, acls: &acls, now: NOW, modes: m };
+        let rr = AtomicUsize::new(0);
+        let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+        let mut counts = vec![0u64; weights.len()];
+        for _ in 0..n {
+            match sel.first_choice(IpAddr::from([10, 0, 0, 1]), 1, None, &rr) {
+                Some(id) => {
+                    counts[id.0] += 1;
+                    t.get(id).unwrap().conns.fetch_add(1, Relaxed);
+                }
+                None => prop_assert_eq!(total, 0, "weighted servers exist"),
+            }
+        }
+        if total > 0 {
+            let (n, k) = (n as u64, weights.len() as u64);
+            for (i, (&w, &got)) in weights.iter().zip(&counts).enumerate() {
+                let w = u64::from(w);
+                prop_assert!(got * total <= w * n + total, "server {i}: {got} of {n}, weights {weights:?}");
+                prop_assert!(got * total + w * k >= w * n, "server {i}: {got} of {n}, weights {weights:?}");
+                if w == 0 {
+                    prop_assert_eq!(got, 0);
+                }
+            }
+        }
+    }
+
+    /// Hash mode is a function of the client (and, with round robin, its port) and of which
+    /// servers are available, nothing else: the same answer from two tables built alike, any
+    /// round-robin cursor, with or without the port outside round robin; and it is the first
+    /// available server at or after `hash % n`.
+    #[test]
+    fn hash_is_deterministic(
+        servers in prop::collection::vec(srv(), 1..8),
+        roundrobin in any::<bool>(),
+        c in client(),
+        ports in (any::<u16>(), any::<u16>()),
+        cursors in (0usize..10, 0usize..10),
+    ) {
+        let m = Modes { hash: true, roundrobin, ..Modes::default() };
+        let (t1, t2) = (table(&servers), table(&servers));
+        let acls = acls();
+        let s1 = Selector { table: &t1, acls: &acls, now: NOW, modes: m };
+        let s2 = Selector { table: &t2, acls: &acls, now: NOW, modes: m };
+        let a = s1.first_choice(c, ports.0, None, &AtomicUsize::new(cursors.0));
+        let b = s2.first_choice(c, ports.0, None, &AtomicUsize::new(cursors.1));
+        prop_assert_eq!(a, b);
+        prop_assert_eq!(a, s1.first_choice(c, ports.0, None, &AtomicUsize::new(cursors.1)));
+        if !roundrobin {
+            prop_assert_eq!(a, s1.first_choice(c, ports.1, None, &AtomicUsize::new(0)));
+        }
+        prop_assert_eq!(client_hash(c, Some(ports.0)), client_hash(c, Some(ports.0)));
+        let n = servers.len();
+        let start = (client_hash(c, roundrobin.then_some(ports.0)) % n as u64) as usize;
+        let want = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| may_take(&servers[i], c, false, m))
+            .map(ServerId);
+        prop_assert_eq!(a, want);
+    }
+}
