@@ -21,6 +21,8 @@ pub(crate) const CLIENT_TIMEOUT_MS: u64 = 10_000;
 pub(crate) const MAX_CLIENTS: usize = 64;
 /// After a reply, how long a lingering protocol waits for the client to close.
 const LINGER_MS: u64 = 2_000;
+/// Out of descriptors (or memory) when accepting: how long until accepting is tried again.
+const ACCEPT_RETRY_MS: u64 = 100;
 const LISTENER_KEY: usize = usize::MAX - 1;
 
 /// What to do with the input received so far.
@@ -44,6 +46,17 @@ pub(crate) trait Protocol {
     const LINGER: bool;
     /// Decides on the input so far; `eof` says the client has finished sending.
     fn answer(&self, shared: &Shared, input: &[u8], eof: bool) -> Answer;
+}
+
+/// How an accept round ended.
+enum Accepted {
+    /// The queue is empty: the next connection raises an edge.
+    Drained,
+    /// The table is full: accepting resumes when a place frees.
+    Full,
+    /// Out of descriptors or memory: the queued clients raise no new edge, so try again
+    /// after [`ACCEPT_RETRY_MS`].
+    Starved,
 }
 
 #[derive(PartialEq, Eq)]
@@ -80,6 +93,8 @@ pub(crate) fn serve<P: Protocol>(shared: Arc<Shared>, listener: Listener, proto:
     let mut accept_ready = true;
     // At MAX_CLIENTS: stopped accepting until a client finishes.
     let mut full = false;
+    // Out of descriptors: accept again at this time (0: not waiting).
+    let mut accept_retry = 0;
     loop {
         let timeout = if accept_ready {
             Duration::ZERO
@@ -97,9 +112,17 @@ pub(crate) fn serve<P: Protocol>(shared: Arc<Shared>, listener: Listener, proto:
             }
         }
         let now = now_ms();
+        if accept_retry != 0 && now >= accept_retry {
+            accept_retry = 0;
+            accept_ready = true;
+        }
         if accept_ready && !stopping {
             accept_ready = false;
-            full = accept(&shared, &proto, &poller, &listener, &mut clients, now);
+            match accept(&shared, &proto, &poller, &listener, &mut clients, now) {
+                Accepted::Drained => {}
+                Accepted::Full => full = true,
+                Accepted::Starved => accept_retry = now + ACCEPT_RETRY_MS,
+            }
         }
         for k in ready {
             serve_client(&shared, &proto, &poller, &mut clients, k, now);
@@ -126,8 +149,7 @@ pub(crate) fn serve<P: Protocol>(shared: Arc<Shared>, listener: Listener, proto:
     }
 }
 
-/// Accepts pending clients until the queue is empty (returns false) or the table is full
-/// (returns true: accepting resumes when a place frees).
+/// Accepts pending clients until the queue is empty, the table is full, or descriptors run out.
 fn accept<P: Protocol>(
     shared: &Shared,
     proto: &P,
@@ -135,16 +157,17 @@ fn accept<P: Protocol>(
     listener: &Listener,
     clients: &mut Vec<Option<Client>>,
     now: u64,
-) -> bool {
+) -> Accepted {
     loop {
         if clients.iter().filter(|c| c.is_some()).count() >= MAX_CLIENTS {
-            return true;
+            return Accepted::Full;
         }
         let (stream, peer) = match listener.accept() {
             Ok(x) => x,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-            Err(_) => return false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Accepted::Drained,
+            Err(_) => return Accepted::Starved,
         };
         let list = shared.settings.read().control_acl;
         if !shared.acls.read().permits(list, peer.ip) {

@@ -28,6 +28,8 @@ use crate::sys;
 mod tls;
 
 const LISTENER_KEY: usize = usize::MAX - 1;
+/// Out of descriptors (or memory): how long until accepting or a connect is tried again.
+const STARVED_RETRY_MS: u64 = 100;
 const GEN_BITS: u32 = 24;
 
 fn key(slot: usize, gen: u32, server_side: bool) -> usize {
@@ -105,6 +107,8 @@ struct Conn {
     handshaking: bool,
     /// When the connect (or the TLS handshake) times out.
     deadline: u64,
+    /// Since when the connect could not even start for want of descriptors (0: it could).
+    starved: u64,
     up: Pipe,
     down: Pipe,
     /// Cached readiness of the client and server sockets.
@@ -129,6 +133,7 @@ impl Conn {
             tls: None,
             handshaking: false,
             deadline: 0,
+            starved: 0,
             up: Pipe::default(),
             down: Pipe::default(),
             c: Readiness::default(),
@@ -353,6 +358,9 @@ impl Worker {
                 Ok((stream, peer)) => {
                     self.shared.counters.accepted.fetch_add(1, Relaxed);
                     self.start(stream, peer, now);
+                    if self.accept_retry != 0 {
+                        return; // no descriptor for its server socket: the rest stay queued
+                    }
                 }
                 Err(e) => {
                     self.shared.active.fetch_sub(1, Relaxed);
@@ -363,7 +371,7 @@ impl Worker {
                         }
                         _ => {
                             // Out of descriptors or memory: retry in 100 ms rather than spin.
-                            self.accept_retry = now + 100;
+                            self.accept_retry = now + STARVED_RETRY_MS;
                         }
                     }
                     return;
@@ -475,13 +483,31 @@ impl Worker {
                         conn.server_addr = addr;
                         conn.connecting = true;
                         conn.deadline = deadline;
+                        conn.starved = 0;
                     }
                     self.timers.push(Reverse((deadline, slot, gen)));
                     return;
                 }
                 Err(e) if sys::is_local_exhaustion(&e) => {
-                    // Our shortage, not the server's fault: drop this client, blacklist nobody.
-                    self.close(slot);
+                    // Our shortage, not the server's fault: blacklist nobody. The client waits
+                    // (and accepting pauses, so the queue waits too): the connect is retried
+                    // every 100 ms, up to the connect timeout, then the client is dropped.
+                    if let Some(s) = shared.servers.read().target(conn.target) {
+                        s.release();
+                    }
+                    let since = if conn.starved == 0 { now } else { conn.starved };
+                    if now.saturating_sub(since) >= timeout.max(1).saturating_mul(1000) {
+                        self.close_uncounted(slot);
+                        return;
+                    }
+                    conn.starved = since;
+                    conn.deadline = now + STARVED_RETRY_MS;
+                    let Some(gen) = self.slots.get(slot).map(|s| s.gen) else {
+                        return;
+                    };
+                    self.timers
+                        .push(Reverse((now + STARVED_RETRY_MS, slot, gen)));
+                    self.accept_retry = now + STARVED_RETRY_MS;
                     return;
                 }
                 Err(e) => {
@@ -683,6 +709,10 @@ impl Worker {
             else {
                 continue;
             };
+            if conn.starved != 0 && conn.server.is_none() && conn.deadline == t {
+                self.connect(slot, now); // out of descriptors a moment ago: try again
+                continue;
+            }
             if conn.handshaking && conn.deadline == t {
                 self.handshake_failed(slot, crate::tls::stats::Failure::Timeout);
                 continue;

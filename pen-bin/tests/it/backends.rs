@@ -1,5 +1,6 @@
 //! Backend servers as threads in the test process, on loopback ephemeral ports.
 
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,6 +21,8 @@ pub(crate) struct Backend {
     accepted: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     held: Arc<Mutex<Vec<TcpStream>>>,
+    /// [`Backend::crowd`]: the connections being echoed, by number.
+    crowd: Arc<Mutex<HashMap<usize, TcpStream>>>,
 }
 
 impl Backend {
@@ -44,6 +47,7 @@ impl Backend {
             accepted,
             stop,
             held,
+            crowd: Arc::default(),
         }
     }
 
@@ -160,6 +164,119 @@ impl Backend {
         Self::with("127.0.0.1:0", Arc::new(handler))
     }
 
+    /// A backend for a crowd of connections: small-stack threads and a long accept queue
+    /// (4096), so thousands of connections can arrive at once. A connection whose first
+    /// message is `ping` gets `ping` back and is closed by the server; any other connection is
+    /// echoed until EOF, and [`Backend::close_all`] closes them all from the server side. (The
+    /// server closing first leaves TIME_WAIT on the listening ports, not on thousands of
+    /// ephemeral ports that other tests need.)
+    pub(crate) fn crowd() -> Self {
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+        sock.bind(&SockAddr::from(SocketAddr::from(([127, 0, 0, 1], 0))))
+            .expect("bind");
+        sock.listen(4096).expect("listen");
+        let listener: TcpListener = sock.into();
+        let addr = listener.local_addr().expect("local_addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let crowd: Arc<Mutex<HashMap<usize, TcpStream>>> = Arc::default();
+        let (acc, st, cr) = (accepted.clone(), stop.clone(), crowd.clone());
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let n = acc.fetch_add(1, Ordering::SeqCst);
+                if let Ok(c) = conn.try_clone() {
+                    cr.lock().expect("lock").insert(n, c);
+                }
+                let cr = cr.clone();
+                let spawned = thread::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn(move || crowd_conn(conn, n, &cr));
+                if spawned.is_err() {
+                    eprintln!("crowd backend: cannot start a thread; connection dropped");
+                }
+            }
+        });
+        Backend {
+            addr,
+            accepted,
+            stop,
+            held: Arc::default(),
+            crowd,
+        }
+    }
+
+    /// Shuts down (both ways) every connection a [`Backend::crowd`] server is echoing.
+    pub(crate) fn close_all(&self) {
+        for (_, s) in self.crowd.lock().expect("lock").drain() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Sends `len` bytes of the stream seeded with `seed` to each connection, records the
+    /// checksum of what it wrote in `sent` (once written), and closes. Gives up on a peer that
+    /// stops reading for 30 s.
+    pub(crate) fn send_stream(seed: u64, len: usize, sent: Arc<Mutex<Vec<Fnv>>>) -> Self {
+        Self::with(
+            "127.0.0.1:0",
+            Arc::new(move |mut s: TcpStream| {
+                s.set_write_timeout(Some(Duration::from_secs(30))).ok();
+                if let Ok(h) = write_stream(&mut s, seed, len) {
+                    sent.lock().expect("lock").push(h);
+                }
+                let _ = s.shutdown(Shutdown::Write);
+            }),
+        )
+    }
+
+    /// Sends `len` bytes of the stream seeded with `seed`, then closes with SO_LINGER 0: the
+    /// peer gets a reset (RST) instead of an orderly FIN.
+    pub(crate) fn send_then_reset(seed: u64, len: usize) -> Self {
+        Self::with(
+            "127.0.0.1:0",
+            Arc::new(move |mut s: TcpStream| {
+                s.set_write_timeout(Some(Duration::from_secs(10))).ok();
+                let _ = write_stream(&mut s, seed, len);
+                abort(s);
+            }),
+        )
+    }
+
+    /// Reads `len` bytes (or to EOF), then closes with SO_LINGER 0 (a reset), reporting the
+    /// number of bytes it read in `got`.
+    pub(crate) fn read_then_reset(len: usize, got: Arc<Mutex<Vec<usize>>>) -> Self {
+        Self::with(
+            "127.0.0.1:0",
+            Arc::new(move |mut s: TcpStream| {
+                s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut n = 0;
+                while n < len {
+                    let want = (len - n).min(buf.len());
+                    match s.read(&mut buf[..want]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k,
+                    }
+                }
+                got.lock().expect("lock").push(n);
+                abort(s);
+            }),
+        )
+    }
+
+    /// Clones of the connections a [`Backend::hold`] server holds (to watch them from the test).
+    pub(crate) fn held(&self) -> Vec<TcpStream> {
+        self.held
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|s| s.try_clone().ok())
+            .collect()
+    }
+
     /// How many connections it has accepted.
     pub(crate) fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
@@ -199,6 +316,38 @@ fn echo_conn(mut s: TcpStream) {
         }
     }
     let _ = s.shutdown(Shutdown::Write);
+}
+
+fn crowd_conn(mut s: TcpStream, n: usize, crowd: &Mutex<HashMap<usize, TcpStream>>) {
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    let mut buf = [0u8; 4096];
+    let mut first = true;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => {
+                if first && &buf[..k] == b"ping" {
+                    let _ = s.write_all(b"ping");
+                    let _ = s.shutdown(Shutdown::Both);
+                    break;
+                }
+                first = false;
+                if s.write_all(&buf[..k]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let _ = s.shutdown(Shutdown::Write);
+    crowd.lock().expect("lock").remove(&n);
+}
+
+/// Closes `s` with SO_LINGER 0: the peer gets a reset (RST), unsent data is discarded.
+pub(crate) fn abort(s: TcpStream) {
+    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+    drop(s);
 }
 
 /// A port that is bound but not listening: connects to it are refused, and nobody else can take

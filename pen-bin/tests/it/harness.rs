@@ -115,6 +115,7 @@ pub(crate) struct PenBuilder {
     listen: ListenKind,
     unix_control: bool,
     pid_file: bool,
+    nofile: Option<u64>,
 }
 
 impl PenBuilder {
@@ -125,7 +126,15 @@ impl PenBuilder {
             listen: ListenKind::V4,
             unix_control: false,
             pid_file: false,
+            nofile: None,
         }
+    }
+
+    /// Starts pen with RLIMIT_NOFILE (soft and hard) set to `n`, through `sh -c 'ulimit -n N;
+    /// exec pen ...'` (the shell execs pen: the PID is pen's).
+    pub(crate) fn nofile(mut self, n: u64) -> Self {
+        self.nofile = Some(n);
+        self
     }
 
     /// Adds options (each string one argv word).
@@ -232,7 +241,17 @@ impl PenBuilder {
             args.extend(self.servers.iter().cloned());
             let log = dir.0.join("pen.log");
             let logf = std::fs::File::create(&log).expect("create log");
-            let child = Command::new(pen_bin())
+            let mut cmd = match self.nofile {
+                None => Command::new(pen_bin()),
+                Some(n) => {
+                    let mut c = Command::new("sh");
+                    c.arg("-c")
+                        .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                        .arg(pen_bin());
+                    c
+                }
+            };
+            let child = cmd
                 .args(&args)
                 .stdin(Stdio::null())
                 .stdout(logf.try_clone().expect("dup log"))
@@ -390,6 +409,16 @@ impl Pen {
     /// `servers` via the control socket, one string per line.
     pub(crate) fn servers(&self) -> Vec<String> {
         self.ctl("servers").lines().map(str::to_string).collect()
+    }
+
+    /// The value of one series of the `metrics` exposition, e.g. `pen_connections_active` or
+    /// `pen_bytes_total{direction="to_clients"}` (exactly as printed); `None` if absent.
+    pub(crate) fn metric(&self, series: &str) -> Option<f64> {
+        self.ctl("metrics").lines().find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
     }
 
     /// Connects a client to pen's listener (from 127.0.0.1).
@@ -750,4 +779,82 @@ pub(crate) fn read_sum<R: Read>(r: &mut R) -> std::io::Result<(Fnv, usize)> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// A `/proc/PID/status` field in KiB (e.g. `"VmRSS"`), if the process exists.
+pub(crate) fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix(field)
+            .and_then(|r| r.strip_prefix(':'))
+            .and_then(|r| r.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// Clock ticks per second of `/proc/PID/stat` times (`getconf CLK_TCK`, else 100).
+fn clk_tck() -> f64 {
+    static TCK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TCK.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .filter(|&t: &f64| t > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+/// CPU time (user + system, all threads) used so far by process `pid`, in seconds.
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses: state is field 3,
+    // utime 14 and stime 15.
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / clk_tck())
+}
+
+/// How many file descriptors process `pid` has open.
+pub(crate) fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |rd| rd.count())
+}
+
+/// This process's RLIMIT_NOFILE (soft, hard) from `/proc/self/limits`.
+pub(crate) fn nofile_limits() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut it = line["Max open files".len()..].split_whitespace();
+    let parse = |w: Option<&str>| match w {
+        Some("unlimited") => Some(u64::MAX),
+        Some(v) => v.parse().ok(),
+        None => None,
+    };
+    Some((parse(it.next())?, parse(it.next())?))
+}
+
+/// Raises this process's soft RLIMIT_NOFILE to `want` (capped by the hard limit) with
+/// `prlimit(1)` if it is lower; returns the soft limit in force afterwards.
+pub(crate) fn raise_nofile(want: u64) -> u64 {
+    let Some((soft, hard)) = nofile_limits() else {
+        return 0;
+    };
+    if soft >= want {
+        return soft;
+    }
+    let to = want.min(hard);
+    let _ = Command::new("prlimit")
+        .args([
+            "--pid",
+            &std::process::id().to_string(),
+            &format!("--nofile={to}:{hard}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    nofile_limits().map_or(soft, |(s, _)| s)
 }

@@ -7,6 +7,8 @@ mod acl;
 mod cli;
 mod control;
 mod failover;
+mod faults;
+mod faults_load;
 mod http;
 mod ops_config;
 mod ops_daemon;
