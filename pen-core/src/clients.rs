@@ -11,6 +11,9 @@ use crate::server::ServerId;
 
 const NIL: u32 = u32::MAX;
 
+/// The most client slots a table can have (larger sizes are clamped to it).
+pub const MAX_CAPACITY: usize = NIL as usize - 1;
+
 /// One remembered client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientEntry {

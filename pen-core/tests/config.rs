@@ -266,3 +266,28 @@ fn a_bad_command_changes_nothing() {
     assert_eq!(bal.apply("servers").unwrap(), before);
     bal.stop();
 }
+
+#[test]
+fn clients_max_beyond_the_table_limit_is_refused() {
+    // Found by the config_file fuzz target: the reply said 99999999999 while the table stayed
+    // at its limit (u32::MAX - 1 slots), so `clients_max` and `write` disagreed with it.
+    let dir = Dir::new("clients-max");
+    let a = named("A");
+    let bal = Balancer::start(config(&[a], None)).unwrap();
+    let err = bal
+        .apply("clients_max 99999999999")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 4294967294"), "{err}");
+    assert_eq!(bal.apply("clients_max").unwrap(), "2048\n");
+    // The limit itself is fine (slots are allocated as clients come, not up front).
+    assert_eq!(bal.apply("clients_max 4294967294").unwrap(), "4294967294\n");
+    assert_eq!(bal.apply("clients_max").unwrap(), "4294967294\n");
+    bal.stop();
+    let f = dir.file("pen.cfg", "blacklist 5\nclients_max 4294967295\n");
+    let err = Balancer::start(config(&[a], Some(f.clone())))
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(err.starts_with(&format!("{}:2: ", f.display())), "{err}");
+}

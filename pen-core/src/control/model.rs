@@ -216,6 +216,11 @@ impl Model {
                     if n == 0 {
                         return Err(invalid(n, "expected at least 1 client slot"));
                     }
+                    if n > crate::clients::MAX_CAPACITY {
+                        // The table could not grow that far: the reply would not be the truth.
+                        let most = crate::clients::MAX_CAPACITY;
+                        return Err(invalid(n, format!("expected at most {most} client slots")));
+                    }
                     // The table grows but never shrinks while running, as in C pen.
                     self.clients_max = self.clients_max.max(n);
                 }
