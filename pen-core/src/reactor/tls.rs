@@ -48,10 +48,11 @@ impl Worker {
             if let Some(s) = self.slots.get_mut(slot) {
                 self.timers
                     .push(std::cmp::Reverse((now + HANDSHAKE_TIMEOUT_MS, slot, s.gen)));
-                // The ClientHello is often in already: the edge for it may have fired before
-                // the socket was registered.
+                // The ClientHello is often in already, and a new socket has room to write: try
+                // both now rather than after the registration's first event.
                 if let Some(c) = s.conn.as_mut() {
                     c.c.read = true;
+                    c.c.write = true;
                 }
             }
             self.handshake(slot, now);
