@@ -37,40 +37,27 @@
 //! (dropping privileges, daemon mode, chroot, syslog) as safe functions: all `unsafe` code of
 //! the workspace is in one private module, `sys`, each block with a `// SAFETY:` comment.
 
-mod accesslog;
-pub mod acl;
-pub mod addr;
-pub mod balancer;
-pub mod clients;
-pub mod clock;
-pub mod config;
+pub mod admin;
 pub mod control;
+pub mod domain;
+pub mod engine;
 pub mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod http;
-pub(crate) mod metrics;
-mod metrics_http;
-mod net;
-mod oneshot;
 pub mod os;
-pub mod policy;
 mod poll;
-mod reactor;
-mod relay;
-mod route;
-pub mod server;
-mod state;
-mod stats;
+pub mod runtime;
 // The one module allowed to hold `unsafe` (each block with a `// SAFETY:` comment).
 #[allow(unsafe_code)]
 mod sys;
 pub mod tls;
-mod udp;
 
-pub use balancer::{Balancer, Bound};
-pub use config::{Config, Settings, Splice};
+// The public paths embedders and the binaries use.
 pub use control::Command;
+pub use domain::{acl, addr, clients, policy, server};
+pub use engine::http;
 pub use error::{AddrError, ApplyError, ParseError, StartError};
+pub use runtime::balancer::{Balancer, Bound};
+pub use runtime::config::{Config, Settings, Splice};
 pub use tls::{TlsError, TlsOptions};

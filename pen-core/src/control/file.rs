@@ -6,8 +6,8 @@ use std::path::Path;
 
 use super::command::{Command, SslCommand};
 use super::model::{Model, Pending};
+use crate::engine::state::Shared;
 use crate::error::ApplyError;
-use crate::state::Shared;
 
 /// Deepest `include` nesting (a file including itself must not recurse forever).
 const MAX_INCLUDE_DEPTH: usize = 8;

@@ -2,13 +2,11 @@
 //! against a running balancer (`apply`). `-O` options, the control socket and config files all
 //! go through the same parse-then-apply path.
 
-pub(crate) mod apply;
 pub mod command;
 mod display;
 pub(crate) mod file;
 pub(crate) mod model;
 pub mod parse;
-pub(crate) mod socket;
 mod ssl;
 pub(crate) mod write;
 

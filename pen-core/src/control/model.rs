@@ -8,14 +8,14 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::command::{Command, ModeFlag, ServerField, SslCommand, Switch};
-use crate::acl::AclSet;
-use crate::addr::ListenAddr;
-use crate::clock::now_ms;
-use crate::config::Settings;
+use crate::domain::acl::AclSet;
+use crate::domain::addr::ListenAddr;
+use crate::domain::clock::now_ms;
+use crate::domain::server::{ServerConf, ServerId};
+use crate::engine::net::Listener;
+use crate::engine::state::Shared;
 use crate::error::ApplyError;
-use crate::net::Listener;
-use crate::server::{ServerConf, ServerId};
-use crate::state::Shared;
+use crate::runtime::config::Settings;
 
 /// Highest server number `server N` may create (a typo must not allocate millions of slots).
 pub(crate) const MAX_SERVERS: usize = 4096;
@@ -41,7 +41,7 @@ pub(crate) struct Pending {
     /// `server N blacklist T`: (server, seconds; 0 clears).
     blacklist: Vec<(usize, u64)>,
     /// `log FILE` / `no log`: the target, opened (so a bad path is an error before commit).
-    log: Option<Option<crate::accesslog::Target>>,
+    log: Option<Option<crate::engine::accesslog::Target>>,
     /// An `ssl_*` command ran: rebuild the TLS configuration (re-reading its files, so a
     /// repeated `ssl_ocsp_response FILE` picks up a new response) even if the options match.
     tls_touched: bool,
@@ -185,7 +185,7 @@ impl Model {
             Command::PendingMax(v) => nl(*set(&mut s.pending_max, v)),
             Command::Log(v) => {
                 if let Some(f) = &v {
-                    pending.log = Some(Some(crate::accesslog::Target::open(f)?));
+                    pending.log = Some(Some(crate::engine::accesslog::Target::open(f)?));
                 }
                 set(&mut s.log, v.map(Some));
                 s.log.as_ref().map(nl).unwrap_or_default()
@@ -216,9 +216,9 @@ impl Model {
                     if n == 0 {
                         return Err(invalid(n, "expected at least 1 client slot"));
                     }
-                    if n > crate::clients::MAX_CAPACITY {
+                    if n > crate::domain::clients::MAX_CAPACITY {
                         // The table could not grow that far: the reply would not be the truth.
-                        let most = crate::clients::MAX_CAPACITY;
+                        let most = crate::domain::clients::MAX_CAPACITY;
                         return Err(invalid(n, format!("expected at most {most} client slots")));
                     }
                     // The table grows but never shrinks while running, as in C pen.
@@ -240,9 +240,9 @@ impl Model {
                     // Moving a UDP listener live would orphan its flows: restart pen instead.
                     return Err(ApplyError::NotSupported("listen ADDR with -U".to_string()));
                 }
-                let addr = crate::addr::parse_listen(&a)?;
+                let addr = crate::domain::addr::parse_listen(&a)?;
                 if addr != self.listen {
-                    let (listeners, bound) = crate::balancer::bind_for(shared, &addr)?;
+                    let (listeners, bound) = crate::runtime::balancer::bind_for(shared, &addr)?;
                     self.listen = bound.clone();
                     pending.listen = Some((listeners, bound));
                 }
@@ -281,15 +281,15 @@ impl Model {
         for f in fields {
             match f {
                 ServerField::Acl(a) => {
-                    if usize::from(*a) >= crate::acl::ACL_LISTS {
+                    if usize::from(*a) >= crate::domain::acl::ACL_LISTS {
                         return Err(invalid(a, "expected an ACL list number 0-9"));
                     }
                     c.acl = Some(*a);
                 }
                 ServerField::Address(h) => {
                     let bare = h.trim_start_matches('[').trim_end_matches(']');
-                    let host = crate::addr::split_host(bare)?;
-                    let ip = crate::addr::resolve_host(&host, 0)?.ip();
+                    let host = crate::domain::addr::split_host(bare)?;
+                    let ip = crate::domain::addr::resolve_host(&host, 0)?.ip();
                     let port = c.addr.map_or(0, |a| a.port());
                     c.addr = Some(SocketAddr::new(ip, port));
                 }
@@ -339,7 +339,7 @@ impl Model {
             Some(target) => shared.log.set(target),
             // A reload dropped or changed the log without a `log` line of its own.
             None if log_changed => {
-                if let Err(e) = crate::accesslog::reopen(shared) {
+                if let Err(e) = crate::engine::accesslog::reopen(shared) {
                     eprintln!("pen: {e}");
                 }
             }
@@ -367,7 +367,7 @@ impl Model {
             }
         }
         if let Some((listeners, bound)) = pending.listen {
-            crate::balancer::install_listeners(shared, listeners, bound);
+            crate::runtime::balancer::install_listeners(shared, listeners, bound);
         }
     }
 }

@@ -307,7 +307,7 @@ fn opt_num<T: FromStr>(w: &mut Words<'_>, expected: &'static str) -> Result<Opti
 
 fn acl_list(token: &str) -> Result<u8, ParseError> {
     match num::<u8>(token, ACL_LIST) {
-        Ok(n) if usize::from(n) < crate::acl::ACL_LISTS => Ok(n),
+        Ok(n) if usize::from(n) < crate::domain::acl::ACL_LISTS => Ok(n),
         // Too large, overflowing or not a number: one message for all.
         _ => Err(ParseError::BadArgument {
             token: token.to_string(),

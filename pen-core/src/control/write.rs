@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use super::command::{Command, ModeFlag, ServerField, SslCommand, Switch};
 use super::model::Model;
-use crate::addr::ListenAddr;
+use crate::domain::addr::ListenAddr;
+use crate::engine::state::Shared;
 use crate::error::ApplyError;
-use crate::state::Shared;
 
 /// Writes the running configuration to `file`, or to the `-F` file when none is given.
 pub(crate) fn write(shared: &Shared, file: Option<&str>) -> Result<String, ApplyError> {
@@ -25,7 +25,12 @@ pub(crate) fn write(shared: &Shared, file: Option<&str>) -> Result<String, Apply
     };
     let model = Model::snapshot(shared);
     let control = shared.control.lock().clone();
-    let text = render(&model, control.as_ref(), &path, crate::clock::now_utc());
+    let text = render(
+        &model,
+        control.as_ref(),
+        &path,
+        crate::domain::clock::now_utc(),
+    );
     write_atomically(&path, text.as_bytes()).map_err(|source| ApplyError::Io {
         context: format!("cannot write '{}'", path.display()),
         source,
@@ -108,7 +113,7 @@ pub(crate) fn render(
 ) -> String {
     let s = &model.settings;
     let mut cmds: Vec<Command> = Vec::new();
-    for list in 0..crate::acl::ACL_LISTS as u8 {
+    for list in 0..crate::domain::acl::ACL_LISTS as u8 {
         cmds.push(Command::NoAcl(list));
         for entry in model.acls.list(list) {
             cmds.push(Command::Acl {

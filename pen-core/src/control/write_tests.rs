@@ -8,14 +8,14 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 
 use super::render;
-use crate::addr::ListenAddr;
-use crate::balancer::Balancer;
-use crate::config::Config;
 use crate::control::command::{
     AclAction, AclEntry, AclPattern, Command, Fastclose, ModeFlag, ServerField, Switch,
 };
 use crate::control::model::{Model, Pending};
-use crate::state::Shared;
+use crate::domain::addr::ListenAddr;
+use crate::engine::state::Shared;
+use crate::runtime::balancer::Balancer;
+use crate::runtime::config::Config;
 
 /// A scratch directory removed on drop.
 struct Dir(PathBuf);
@@ -177,7 +177,7 @@ fn write_then_load_is_the_identity() {
             let again = load(shared, &base, &written)?;
             prop_assert_eq!(&again, &model);
             base.clone().commit(shared, Pending::default());
-            *shared.clients.lock() = crate::clients::ClientTable::new(base.clients_max);
+            *shared.clients.lock() = crate::domain::clients::ClientTable::new(base.clients_max);
             Ok(())
         })
         .unwrap();

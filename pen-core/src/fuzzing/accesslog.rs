@@ -4,10 +4,10 @@ use std::net::{IpAddr, SocketAddr};
 
 /// The log text recorded for `chunk` from `client` on its way to `server`.
 pub fn record(client: IpAddr, server: Option<SocketAddr>, chunk: &[u8]) -> Vec<u8> {
-    let mut b = crate::accesslog::LogBuf::default();
+    let mut b = crate::engine::accesslog::LogBuf::default();
     b.record(client, server, chunk, 1);
     b.pending().to_vec()
 }
 
 /// The longest first line logged.
-pub const MAX_LINE: usize = crate::accesslog::MAX_LINE;
+pub const MAX_LINE: usize = crate::engine::accesslog::MAX_LINE;

@@ -13,12 +13,12 @@
 
 use std::path::Path;
 
-use crate::addr::ListenAddr;
-use crate::balancer::{Balancer, Bound};
-use crate::clients::ClientTable;
-use crate::config::Config;
 use crate::control::model::{Model, Pending};
+use crate::domain::addr::ListenAddr;
+use crate::domain::clients::ClientTable;
 use crate::error::ApplyError;
+use crate::runtime::balancer::{Balancer, Bound};
+use crate::runtime::config::Config;
 
 /// A bound balancer and its start-up configuration.
 pub struct Harness {
@@ -60,7 +60,7 @@ impl Harness {
     }
 
     /// The balancer's shared state.
-    pub(crate) fn shared(&self) -> &crate::state::Shared {
+    pub(crate) fn shared(&self) -> &crate::engine::state::Shared {
         self.bound.shared()
     }
 

@@ -1,7 +1,7 @@
 //! The metrics listener's request handling (`--metrics`): what it answers to the bytes a client
 //! has sent so far, as its server loop asks after every read.
 
-use crate::oneshot::Protocol;
+use crate::admin::oneshot::Protocol;
 
 use super::config::Harness;
 
@@ -17,13 +17,13 @@ pub enum Answer {
 }
 
 /// The longest input the server loop reads before it needs an answer.
-pub const MAX_INPUT: usize = crate::metrics_http::MetricsHttp::MAX_INPUT;
+pub const MAX_INPUT: usize = crate::admin::metrics_http::MetricsHttp::MAX_INPUT;
 
 /// What the metrics listener answers to `input` (`eof`: the client has finished sending).
 pub fn answer(h: &Harness, input: &[u8], eof: bool) -> Answer {
-    match crate::metrics_http::MetricsHttp.answer(h.shared(), input, eof) {
-        crate::oneshot::Answer::Wait => Answer::Wait,
-        crate::oneshot::Answer::Reply(r) => Answer::Reply(r),
-        crate::oneshot::Answer::Leave => Answer::Leave,
+    match crate::admin::metrics_http::MetricsHttp.answer(h.shared(), input, eof) {
+        crate::admin::oneshot::Answer::Wait => Answer::Wait,
+        crate::admin::oneshot::Answer::Reply(r) => Answer::Reply(r),
+        crate::admin::oneshot::Answer::Leave => Answer::Leave,
     }
 }

@@ -1,4 +1,4 @@
-//! One relay direction ([`crate::relay::Pipe`]) between two simulated sockets, driven step by
+//! One relay direction ([`crate::engine::relay::Pipe`]) between two simulated sockets, driven step by
 //! step: data and FIN arriving at the source, room freeing in the destination's send buffer,
 //! injected errors, and `pump` calls with the reactor's cached readiness.
 //!
@@ -12,13 +12,13 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::IpAddr;
 
-use crate::http::HttpCarrier;
-use crate::relay::{BufPool, HalfClose, Pipe, Readiness};
+use crate::engine::http::HttpCarrier;
+use crate::engine::relay::{BufPool, HalfClose, Pipe, Readiness};
 
 /// Size of one relay buffer (what one read asks for).
-pub const BUF_SIZE: usize = crate::relay::BUF_SIZE;
+pub const BUF_SIZE: usize = crate::engine::relay::BUF_SIZE;
 /// Reads per connection per turn (the budget the reactor gives `pump`).
-pub const READS_PER_TURN: u32 = crate::relay::READS_PER_TURN;
+pub const READS_PER_TURN: u32 = crate::engine::relay::READS_PER_TURN;
 
 /// The source socket: bytes queued in its receive buffer, the peer's FIN, injected failures.
 #[derive(Debug, Default)]
@@ -283,7 +283,7 @@ impl Relay {
 
     /// Bytes the relay holds (read, not yet written).
     pub fn pending(&self) -> usize {
-        use crate::relay::Carrier;
+        use crate::engine::relay::Carrier;
         match &self.http {
             Some(c) => <HttpCarrier as Carrier<&mut Source, &mut Dest>>::held(c),
             None => self.pipe.pending(),

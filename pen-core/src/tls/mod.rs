@@ -19,7 +19,6 @@
 mod build;
 mod load;
 pub(crate) mod names;
-pub(crate) mod session;
 pub(crate) mod stats;
 
 use std::path::PathBuf;

@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use crate::poll::{Event, Events, Poller};
 
-use crate::accesslog::LogBuf;
-use crate::clock::now_ms;
-use crate::net::{Listener, Peer, Stream};
-use crate::relay::{BufPool, OnRead, Pipe, Readiness, READS_PER_TURN};
-use crate::route::{self, target_name};
-use crate::server::{ServerId, Target};
-use crate::state::Shared;
+use crate::domain::clock::now_ms;
+use crate::domain::server::{ServerId, Target};
+use crate::engine::accesslog::LogBuf;
+use crate::engine::net::{Listener, Peer, Stream};
+use crate::engine::relay::{BufPool, OnRead, Pipe, Readiness, READS_PER_TURN};
+use crate::engine::route::{self, target_name};
+use crate::engine::state::Shared;
 use crate::sys;
 
 mod tls;
@@ -100,9 +100,9 @@ struct Conn {
     /// The address being connected to (the current target's).
     server_addr: Option<std::net::SocketAddr>,
     /// HTTP mode: the client-to-server rewriter (set when the server connection is up).
-    http: Option<Box<crate::http::HttpCarrier>>,
+    http: Option<Box<crate::engine::http::HttpCarrier>>,
     /// TLS termination: the client side's TLS session.
-    tls: Option<Box<crate::tls::session::TlsConn>>,
+    tls: Option<Box<crate::engine::tls_session::TlsConn>>,
     /// The TLS handshake is in progress: no target chosen yet, no server connection.
     handshaking: bool,
     /// When the connect (or the TLS handshake) times out.
@@ -170,7 +170,7 @@ pub(crate) struct Worker {
     accept_retry: u64,
     next_sweep: u64,
     /// When to use `splice` between TCP sockets.
-    splice: crate::config::Splice,
+    splice: crate::runtime::config::Splice,
     /// Access-log lines not yet written.
     log: LogBuf,
 }
@@ -560,16 +560,19 @@ impl Worker {
         conn.s.write = true;
         if self.shared.settings.read().http {
             let https = conn.tls.is_some();
-            conn.http = Some(Box::new(crate::http::HttpCarrier::new(conn.peer.ip, https)));
+            conn.http = Some(Box::new(crate::engine::http::HttpCarrier::new(
+                conn.peer.ip,
+                https,
+            )));
         }
         let server_loopback = conn.server_addr.is_none_or(|a| a.ip().is_loopback());
         conn.splice = cfg!(target_os = "linux")
             && matches!(conn.client, Stream::Tcp(_))
             && conn.tls.is_none()
             && match self.splice {
-                crate::config::Splice::Always => true,
-                crate::config::Splice::Never => false,
-                crate::config::Splice::Auto => !server_loopback,
+                crate::runtime::config::Splice::Always => true,
+                crate::runtime::config::Splice::Never => false,
+                crate::runtime::config::Splice::Auto => !server_loopback,
             };
         conn.last_active = now;
         if let Some(s) = self.shared.servers.read().target(conn.target) {

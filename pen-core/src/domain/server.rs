@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use crate::addr::ServerSpec;
+use crate::domain::addr::ServerSpec;
 
 /// A server's configuration as a plain value (what `server N ...` sets and `write` writes),
 /// without its live counters.
@@ -60,7 +60,7 @@ pub struct Server {
     pub sent: AtomicU64,
     /// Bytes received from the server.
     pub received: AtomicU64,
-    /// Blacklisted until this time ([`crate::clock::now_ms`]); 0 = not blacklisted.
+    /// Blacklisted until this time ([`crate::domain::clock::now_ms`]); 0 = not blacklisted.
     pub blacklisted_until: AtomicU64,
 }
 

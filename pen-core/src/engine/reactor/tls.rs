@@ -6,12 +6,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::{Conn, Worker};
-use crate::clock::now_ms;
-use crate::net::{Peer, Stream};
-use crate::relay::{OnRead, Readiness, READS_PER_TURN};
-use crate::route;
-use crate::server::Target;
-use crate::tls::session::{TlsConn, TlsFailed};
+use crate::domain::clock::now_ms;
+use crate::domain::server::Target;
+use crate::engine::net::{Peer, Stream};
+use crate::engine::relay::{OnRead, Readiness, READS_PER_TURN};
+use crate::engine::route;
+use crate::engine::tls_session::{TlsConn, TlsFailed};
 use crate::tls::stats::Failure;
 
 /// How long a client has to complete its TLS handshake.

@@ -7,10 +7,10 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use crate::acl::AclSet;
-use crate::server::{ServerId, ServerTable};
+use crate::domain::acl::AclSet;
+use crate::domain::server::{ServerId, ServerTable};
 
-/// The selection modes in force (from [`crate::config::Settings`]).
+/// The selection modes in force (from [`crate::runtime::config::Settings`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Modes {
     /// Hash of the client address picks the first server.
@@ -53,7 +53,7 @@ pub struct Selector<'a> {
     pub table: &'a ServerTable,
     /// The ACL lists (for `server N acl A`).
     pub acls: &'a AclSet,
-    /// The current time (ms, [`crate::clock::now_ms`]).
+    /// The current time (ms, [`crate::domain::clock::now_ms`]).
     pub now: u64,
     /// The modes in force.
     pub modes: Modes,
@@ -136,7 +136,7 @@ impl Selector<'_> {
     fn best_by(
         &self,
         client: IpAddr,
-        key: impl Fn(&crate::server::Server) -> (u64, u64),
+        key: impl Fn(&crate::domain::server::Server) -> (u64, u64),
     ) -> Option<ServerId> {
         self.table
             .iter()
@@ -180,7 +180,7 @@ impl Selector<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addr::ServerSpec;
+    use crate::domain::addr::ServerSpec;
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, SocketAddr};
 

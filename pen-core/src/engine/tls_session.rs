@@ -11,10 +11,10 @@
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use crate::net::Stream;
-use crate::relay::{BufPool, HalfClose, Readiness};
+use crate::engine::net::Stream;
+use crate::engine::relay::{BufPool, HalfClose, Readiness};
 
-use super::stats::Failure;
+use crate::tls::stats::Failure;
 
 /// Bytes of TLS records rustls may hold unsent (and plaintext before the handshake ends):
 /// back-pressure on the server-to-client direction beyond this.

@@ -6,8 +6,8 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use crate::addr::{ListenAddr, ServerSpec};
 use crate::control::command::Fastclose;
+use crate::domain::addr::{ListenAddr, ServerSpec};
 
 /// Live-changeable settings. Units are in the field names.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
-use crate::server::ServerId;
+use crate::domain::server::ServerId;
 
 const NIL: u32 = u32::MAX;
 
@@ -21,7 +21,7 @@ pub struct ClientEntry {
     pub addr: IpAddr,
     /// The server it used last.
     pub server: ServerId,
-    /// When it was last seen (ms, [`crate::clock::now_ms`]).
+    /// When it was last seen (ms, [`crate::domain::clock::now_ms`]).
     pub last_ms: u64,
     /// Connections made.
     pub connects: u64,
@@ -46,7 +46,7 @@ pub(crate) struct AddrHasher(u64);
 
 impl Hasher for AddrHasher {
     fn finish(&self) -> u64 {
-        crate::policy::mix64(self.0)
+        crate::domain::policy::mix64(self.0)
     }
     fn write(&mut self, bytes: &[u8]) {
         for chunk in bytes.chunks(8) {
@@ -54,7 +54,7 @@ impl Hasher for AddrHasher {
             for (d, &c) in b.iter_mut().zip(chunk) {
                 *d = c;
             }
-            self.0 = crate::policy::mix64(self.0 ^ u64::from_le_bytes(b));
+            self.0 = crate::domain::policy::mix64(self.0 ^ u64::from_le_bytes(b));
         }
     }
 }

@@ -1,13 +1,13 @@
 //! The metrics HTTP listener (`--metrics ADDR`): `GET /metrics` over HTTP/1.x for Prometheus.
 //!
-//! Served by [`crate::oneshot`], like the control socket: its own thread and poller, bounded
+//! Served by [`crate::admin::oneshot`], like the control socket: its own thread and poller, bounded
 //! clients with a timeout, the control ACL. One request per connection (`Connection: close`).
 
 use std::sync::Arc;
 
-use crate::net::Listener;
-use crate::oneshot::{Answer, Protocol};
-use crate::state::Shared;
+use crate::admin::oneshot::{Answer, Protocol};
+use crate::engine::net::Listener;
+use crate::engine::state::Shared;
 
 /// Longest accepted request head (request line and headers).
 const MAX_HEAD: usize = 8 * 1024;
@@ -104,9 +104,9 @@ fn reply(shared: &Shared, req: Option<Request>) -> Vec<u8> {
     match req {
         Some(Request::Metrics { head }) => response(
             "200 OK",
-            crate::metrics::CONTENT_TYPE,
+            crate::admin::metrics::CONTENT_TYPE,
             "",
-            &crate::metrics::render(shared),
+            &crate::admin::metrics::render(shared),
             head,
         ),
         Some(Request::NotFound { head }) => {
@@ -162,7 +162,7 @@ impl Protocol for MetricsHttp {
 
 /// Serves `GET /metrics` over HTTP on `listener` until the balancer stops.
 pub(crate) fn serve_http(shared: Arc<Shared>, listener: Listener) {
-    crate::oneshot::serve(shared, listener, MetricsHttp);
+    crate::admin::oneshot::serve(shared, listener, MetricsHttp);
 }
 
 #[cfg(test)]

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use proptest::prelude::*;
 
 use super::{client_hash, Modes, Selector};
-use crate::acl::AclSet;
 use crate::control::command::{AclAction, AclEntry, AclPattern};
-use crate::server::{ServerConf, ServerId, ServerTable};
+use crate::domain::acl::AclSet;
+use crate::domain::server::{ServerConf, ServerId, ServerTable};
 
 /// One generated server: its configuration and its live state.
 #[derive(Clone, Debug)]

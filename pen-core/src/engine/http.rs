@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 pub use rewrite::{Output, Rewriter, Stop, MAX_HEAD, MAX_HEADERS};
 
-use crate::relay::{BufPool, Carrier};
+use crate::engine::relay::{BufPool, Carrier};
 
 /// The client-to-server carrier of one HTTP-mode connection.
 ///
@@ -114,8 +114,8 @@ impl<S: Read, D: Write> Carrier<S, D> for HttpCarrier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::mock::{Dst, Src};
-    use crate::relay::{Pipe, Readiness};
+    use crate::engine::relay::mock::{Dst, Src};
+    use crate::engine::relay::{Pipe, Readiness};
     use proptest::prelude::*;
 
     /// Relays `data` through an HTTP carrier with the given read and write patterns.
@@ -145,7 +145,7 @@ mod tests {
                 hup: false,
             };
             let mut w = r;
-            let mut budget = crate::relay::READS_PER_TURN;
+            let mut budget = crate::engine::relay::READS_PER_TURN;
             let ready = (&mut r, &mut w);
             pipe.pump_with(
                 &mut carrier,
@@ -193,7 +193,7 @@ mod tests {
         assert_eq!(c.stopped(), Some(Stop::Oversized));
     }
 
-    const BUF_SIZE_TEST: usize = crate::relay::BUF_SIZE;
+    const BUF_SIZE_TEST: usize = crate::engine::relay::BUF_SIZE;
 
     proptest! {
         /// Through the relay loop, with any short reads, short writes and WouldBlock, the

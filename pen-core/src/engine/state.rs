@@ -8,13 +8,13 @@ use std::sync::{mpsc, Arc};
 use crate::poll::Poller;
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::acl::AclSet;
-use crate::addr::ListenAddr;
-use crate::clients::ClientTable;
-use crate::config::Settings;
-use crate::policy::Modes;
-use crate::reactor::WorkerMsg;
-use crate::server::ServerTable;
+use crate::domain::acl::AclSet;
+use crate::domain::addr::ListenAddr;
+use crate::domain::clients::ClientTable;
+use crate::domain::policy::Modes;
+use crate::domain::server::ServerTable;
+use crate::engine::reactor::WorkerMsg;
+use crate::runtime::config::Settings;
 
 /// The way into one worker: its poller (to wake it) and its message channel.
 pub(crate) struct WorkerLink {
@@ -73,7 +73,7 @@ pub(crate) struct Shared {
     pub(crate) backlog: i32,
     pub(crate) exit_enabled: bool,
     /// When to relay TCP-to-TCP with `splice` (Linux).
-    pub(crate) splice: crate::config::Splice,
+    pub(crate) splice: crate::runtime::config::Splice,
     pub(crate) stopping: AtomicBool,
     /// UDP mode (`-U`).
     pub(crate) udp: bool,
@@ -93,12 +93,12 @@ pub(crate) struct Shared {
     /// Serialises configuration changes (snapshot, apply, commit).
     pub(crate) config_lock: Mutex<()>,
     pub(crate) counters: Counters,
-    /// When this balancer was bound ([`crate::clock::now_ms`]), for its uptime.
+    /// When this balancer was bound ([`crate::domain::clock::now_ms`]), for its uptime.
     pub(crate) started_ms: u64,
     /// The metrics listener's address, if any.
     pub(crate) metrics: Option<ListenAddr>,
     /// The access log target.
-    pub(crate) log: crate::accesslog::AccessLog,
+    pub(crate) log: crate::engine::accesslog::AccessLog,
     /// TLS termination, when on (fixed at start; certificates and settings reload).
     pub(crate) tls: Option<crate::tls::Tls>,
     /// Set (with the condvar notified) once the balancer has stopped.

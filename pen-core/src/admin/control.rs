@@ -1,13 +1,13 @@
 //! The control socket: one command line per connection (only the first line counts), answered
-//! by the same apply path as `-O` and config files. Served by [`crate::oneshot`]: its own
+//! by the same apply path as `-O` and config files. Served by [`crate::admin::oneshot`]: its own
 //! thread and poller, so an idle or slow control client never stalls the relay.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use crate::net::Listener;
-use crate::oneshot::{Answer, Protocol};
-use crate::state::Shared;
+use crate::admin::oneshot::{Answer, Protocol};
+use crate::engine::net::Listener;
+use crate::engine::state::Shared;
 
 /// Longest accepted command line.
 const MAX_LINE: usize = 16 * 1024;
@@ -34,7 +34,7 @@ impl Protocol for Control {
         };
         let line = String::from_utf8_lossy(input.get(..end).unwrap_or_default());
         shared.counters.control_commands.fetch_add(1, Relaxed);
-        let reply = match crate::control::apply::apply_line(shared, &line) {
+        let reply = match crate::runtime::controller::apply_line(shared, &line) {
             Ok(r) => r,
             Err(e) => {
                 shared.counters.control_errors.fetch_add(1, Relaxed);
@@ -47,5 +47,5 @@ impl Protocol for Control {
 
 /// Serves the control socket until the balancer stops.
 pub(crate) fn serve(shared: Arc<Shared>, listener: Listener) {
-    crate::oneshot::serve(shared, listener, Control);
+    crate::admin::oneshot::serve(shared, listener, Control);
 }

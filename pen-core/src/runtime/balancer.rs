@@ -8,15 +8,15 @@ use std::thread::JoinHandle;
 use crate::poll::Poller;
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::acl::AclSet;
-use crate::addr::ListenAddr;
-use crate::clients::ClientTable;
-use crate::config::Config;
+use crate::domain::acl::AclSet;
+use crate::domain::addr::ListenAddr;
+use crate::domain::clients::ClientTable;
+use crate::domain::server::ServerTable;
+use crate::engine::net::Listener;
+use crate::engine::reactor::{Worker, WorkerMsg};
+use crate::engine::state::{Counters, Shared, WorkerLink};
 use crate::error::{ApplyError, StartError};
-use crate::net::Listener;
-use crate::reactor::{Worker, WorkerMsg};
-use crate::server::ServerTable;
-use crate::state::{Counters, Shared, WorkerLink};
+use crate::runtime::config::Config;
 use crate::sys;
 
 /// A balancer whose sockets are bound and whose start-up configuration is applied, with no
@@ -61,7 +61,7 @@ impl Bound {
         for (i, ((poller, rx), l)) in ends.into_iter().zip(listeners).enumerate() {
             if let Some(sock) = udp.next() {
                 let sh = Arc::clone(&shared);
-                let worker = crate::udp::UdpWorker::new(i, sh, poller, rx, sock)
+                let worker = crate::engine::udp::UdpWorker::new(i, sh, poller, rx, sock)
                     .map_err(io_err("cannot start UDP worker"))?;
                 let t = std::thread::Builder::new()
                     .name(format!("pen-udp-{i}"))
@@ -84,7 +84,7 @@ impl Bound {
             let sh = Arc::clone(&shared);
             let t = std::thread::Builder::new()
                 .name("pen-control".into())
-                .spawn(move || crate::control::socket::serve(sh, l))
+                .spawn(move || crate::admin::control::serve(sh, l))
                 .map_err(io_err("cannot start control thread"))?;
             threads.push(t);
         }
@@ -92,7 +92,7 @@ impl Bound {
             let sh = Arc::clone(&shared);
             let t = std::thread::Builder::new()
                 .name("pen-metrics".into())
-                .spawn(move || crate::metrics::serve_http(sh, l))
+                .spawn(move || crate::admin::metrics::serve_http(sh, l))
                 .map_err(io_err("cannot start metrics thread"))?;
             threads.push(t);
         }
@@ -227,7 +227,7 @@ impl Balancer {
         let tls = config.tls.clone().map(crate::tls::Tls::new).transpose()?;
         let listen_err = io_err(format!("cannot listen on '{}'", config.listen));
         let (listeners, udp, bound) = if config.udp {
-            let (socks, bound) = crate::udp::bind(&config.listen, n).map_err(listen_err)?;
+            let (socks, bound) = crate::engine::udp::bind(&config.listen, n).map_err(listen_err)?;
             (
                 std::iter::repeat_with(|| None).take(n).collect(),
                 socks,
@@ -296,15 +296,15 @@ impl Balancer {
             base: Mutex::new(None),
             config_lock: Mutex::new(()),
             counters: Counters::default(),
-            started_ms: crate::clock::now_ms(),
+            started_ms: crate::domain::clock::now_ms(),
             metrics: metrics_addr,
-            log: crate::accesslog::AccessLog::default(),
+            log: crate::engine::accesslog::AccessLog::default(),
             tls,
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
         });
         for cmd in &config.commands {
-            crate::control::apply::apply_line(&shared, cmd).map_err(|source| {
+            crate::runtime::controller::apply_line(&shared, cmd).map_err(|source| {
                 StartError::Command {
                     command: cmd.clone(),
                     source,
@@ -316,7 +316,7 @@ impl Balancer {
                 .map_err(|e| StartError::Config(e.to_string()))?;
         }
         // Open the access log now (`-l`), before a daemon forks or chroots.
-        crate::accesslog::reopen(&shared).map_err(|e| StartError::Config(e.to_string()))?;
+        crate::engine::accesslog::reopen(&shared).map_err(|e| StartError::Config(e.to_string()))?;
         Ok(Bound {
             shared,
             ends,
@@ -333,7 +333,7 @@ impl Balancer {
     /// # Errors
     /// [`ApplyError`] naming the bad token; nothing changes.
     pub fn apply(&self, line: &str) -> Result<String, ApplyError> {
-        crate::control::apply::apply_line(&self.shared, line)
+        crate::runtime::controller::apply_line(&self.shared, line)
     }
 
     /// The address the listener is bound to now (with the real port when started on port 0).
@@ -413,7 +413,7 @@ impl Balancer {
     /// # Errors
     /// [`ApplyError::Io`] if the log cannot be reopened (logging continues to the old file).
     pub fn reopen_log(&self) -> Result<(), ApplyError> {
-        crate::accesslog::reopen(&self.shared)
+        crate::engine::accesslog::reopen(&self.shared)
     }
 
     /// Writes the HTML status page to the `web_stats` file, if one is set (SIGUSR1).
@@ -421,7 +421,7 @@ impl Balancer {
     /// # Errors
     /// [`ApplyError::Io`] if the file cannot be written.
     pub fn write_stats(&self) -> Result<(), ApplyError> {
-        crate::stats::write_web_stats(&self.shared)
+        crate::admin::stats::write_web_stats(&self.shared)
     }
 
     /// A one-line summary of the state (logged on SIGUSR1): open connections and limit,
@@ -429,7 +429,7 @@ impl Balancer {
     pub fn summary(&self) -> String {
         use std::sync::atomic::Ordering::Relaxed;
         let sh = &self.shared;
-        let now = crate::clock::now_ms();
+        let now = crate::domain::clock::now_ms();
         let (up, total) = {
             let t = sh.servers.read();
             let up = t
@@ -454,12 +454,12 @@ impl Balancer {
 
     /// The HTML status page (the `status` command).
     pub fn status(&self) -> String {
-        crate::stats::status_html(&self.shared)
+        crate::admin::stats::status_html(&self.shared)
     }
 
     /// The counters in the Prometheus text format (the `metrics` command).
     pub fn metrics(&self) -> String {
-        crate::metrics::render(&self.shared)
+        crate::admin::metrics::render(&self.shared)
     }
 
     /// Asks the balancer to stop and returns at once; [`Balancer::wait`] returns when it has.

@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::engine::state::Shared;
 use crate::error::ApplyError;
-use crate::state::Shared;
 
 /// A worker flushes its lines at least this often.
 pub(crate) const FLUSH_MS: u64 = 500;

@@ -10,10 +10,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::now_ms;
-use crate::net::{Listener, Stream};
+use crate::domain::clock::now_ms;
+use crate::engine::net::{Listener, Stream};
+use crate::engine::state::Shared;
 use crate::poll::{Events, Poller};
-use crate::state::Shared;
 
 /// A client gets this long to send its request and read the reply.
 pub(crate) const CLIENT_TIMEOUT_MS: u64 = 10_000;

@@ -7,9 +7,9 @@ use std::fmt::Display;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::policy::Selector;
-use crate::server::{ServerId, Target};
-use crate::state::Shared;
+use crate::domain::policy::Selector;
+use crate::domain::server::{ServerId, Target};
+use crate::engine::state::Shared;
 
 /// A target as debug output and `connection N` show it.
 pub(crate) fn target_name(t: Target) -> String {

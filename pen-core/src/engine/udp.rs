@@ -5,7 +5,7 @@
 //! A *flow* is one client address (ip:port) with a connected upstream UDP socket to the server
 //! chosen for it. Client datagrams go out through the flow's socket; the server's answers come
 //! back on that socket and leave through the listening socket with `send_to` the client.
-//! Selection is the TCP engine's ([`crate::reactor`]): client ACL (a denied client's flow goes
+//! Selection is the TCP engine's ([`crate::engine::reactor`]): client ACL (a denied client's flow goes
 //! to the abuse server `-B` if one is set, else its datagrams are dropped; a flow keeps the
 //! decision made when it began, as a TCP connection does), tracking, round robin, hash,
 //! weight, prio, limits (a flow counts as one connection of its server and of `-x`), stubborn,
@@ -38,15 +38,15 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use crate::addr::ListenAddr;
-use crate::clients::AddrHasher;
-use crate::clock::now_ms;
-use crate::net::canonical_ip;
+use crate::domain::addr::ListenAddr;
+use crate::domain::clients::AddrHasher;
+use crate::domain::clock::now_ms;
+use crate::domain::server::{ServerId, Target};
+use crate::engine::net::canonical_ip;
+use crate::engine::reactor::WorkerMsg;
+use crate::engine::route::{self, target_name};
+use crate::engine::state::Shared;
 use crate::poll::{Events, Poller};
-use crate::reactor::WorkerMsg;
-use crate::route::{self, target_name};
-use crate::server::{ServerId, Target};
-use crate::state::Shared;
 use crate::sys;
 
 /// Idle time after which a flow ends when `idle_timeout` is 0 (never, for TCP): UDP has no

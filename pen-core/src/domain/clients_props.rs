@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use proptest::prelude::*;
 
 use super::ClientTable;
-use crate::server::ServerId;
+use crate::domain::server::ServerId;
 
 #[derive(Clone, Debug)]
 enum Op {

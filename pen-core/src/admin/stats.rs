@@ -11,11 +11,11 @@ use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::clock::now_ms;
-use crate::config::Settings;
+use crate::domain::clock::now_ms;
+use crate::domain::server::Server;
+use crate::engine::state::Shared;
 use crate::error::ApplyError;
-use crate::server::Server;
-use crate::state::Shared;
+use crate::runtime::config::Settings;
 
 /// The status page lists at most this many clients (most recently seen first): the table may
 /// hold millions, and a page that size helps nobody.
@@ -206,7 +206,7 @@ fn esc(s: &str) -> String {
 /// `YYYY-MM-DD HH:MM:SS UTC`.
 fn utc(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    format!("{} UTC", crate::clock::format_utc(secs))
+    format!("{} UTC", crate::domain::clock::format_utc(secs))
 }
 
 /// `3d 04:05:06` style.

@@ -78,9 +78,9 @@ pub(crate) trait HalfClose {
     fn shutdown_write(&mut self) -> io::Result<()>;
 }
 
-impl HalfClose for &crate::net::Stream {
+impl HalfClose for &crate::engine::net::Stream {
     fn shutdown_write(&mut self) -> io::Result<()> {
-        crate::net::Stream::shutdown_write(self)
+        crate::engine::net::Stream::shutdown_write(self)
     }
 }
 
@@ -200,14 +200,14 @@ struct KernelBuf {
 }
 
 #[cfg(target_os = "linux")]
-impl Carrier<&crate::net::Stream, &crate::net::Stream> for KernelBuf {
+impl Carrier<&crate::engine::net::Stream, &crate::engine::net::Stream> for KernelBuf {
     fn held(&self) -> usize {
         self.held
     }
 
     fn fill(
         &mut self,
-        src: &mut &crate::net::Stream,
+        src: &mut &crate::engine::net::Stream,
         _: &mut BufPool,
     ) -> io::Result<(usize, usize)> {
         // `Pipe::pump_splice` checks a pipe out before running, so there is one here.
@@ -219,7 +219,7 @@ impl Carrier<&crate::net::Stream, &crate::net::Stream> for KernelBuf {
         Ok((n, p.capacity()))
     }
 
-    fn drain(&mut self, dst: &mut &crate::net::Stream) -> io::Result<(usize, usize)> {
+    fn drain(&mut self, dst: &mut &crate::engine::net::Stream) -> io::Result<(usize, usize)> {
         let Some(p) = self.pipe.as_ref() else {
             return Ok((0, 0));
         };
@@ -325,8 +325,8 @@ impl Pipe {
     #[cfg(target_os = "linux")]
     pub(crate) fn pump_splice(
         &mut self,
-        mut src: &crate::net::Stream,
-        mut dst: &crate::net::Stream,
+        mut src: &crate::engine::net::Stream,
+        mut dst: &crate::engine::net::Stream,
         ready: (&mut Readiness, &mut Readiness),
         other_done: bool,
         pool: &mut BufPool,

@@ -6,14 +6,14 @@
 //! rather than 0.0.4). The format is a few lines per family; what needs care is escaping,
 //! done in [`label_value`] and [`help_text`].
 //!
-//! The HTTP listener for `/metrics` is in [`crate::metrics_http`].
+//! The HTTP listener for `/metrics` is in [`crate::admin::metrics_http`].
 
 use std::fmt::Write as _;
 
-use crate::state::Shared;
-use crate::stats::{ServerRow, Snapshot};
+use crate::admin::stats::{ServerRow, Snapshot};
+use crate::engine::state::Shared;
 
-pub(crate) use crate::metrics_http::serve_http;
+pub(crate) use crate::admin::metrics_http::serve_http;
 
 /// The content type of [`render`]'s output.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -312,7 +312,7 @@ mod tests {
 
     #[test]
     fn renders_every_family_with_server_labels() {
-        let mut s = crate::stats::tests::sample();
+        let mut s = crate::admin::stats::tests::sample();
         s.counters.accepted = 12;
         s.counters.refused_acl = 2;
         let text = render_snapshot(&s);

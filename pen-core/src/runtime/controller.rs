@@ -6,20 +6,20 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::command::{Command, Fastclose, SslCommand};
-use super::model::{Model, Pending};
-use crate::clock::now_ms;
+use crate::control::command::{Command, Fastclose, SslCommand};
+use crate::control::model::{Model, Pending};
+use crate::domain::clock::now_ms;
+use crate::engine::reactor::WorkerMsg;
+use crate::engine::state::Shared;
 use crate::error::ApplyError;
 use crate::error::ParseError;
-use crate::reactor::WorkerMsg;
-use crate::state::Shared;
 
 /// How long the control plane waits for a worker to answer about one of its connections.
 const WORKER_REPLY: Duration = Duration::from_secs(2);
 
 /// Parses and applies one line.
 pub(crate) fn apply_line(shared: &Shared, line: &str) -> Result<String, ApplyError> {
-    let cmd = super::parse_line(line)?;
+    let cmd = crate::control::parse_line(line)?;
     apply(shared, cmd)
 }
 
@@ -176,22 +176,25 @@ pub(crate) fn apply(shared: &Shared, cmd: Command) -> Result<String, ApplyError>
         }
         Command::Metrics => {
             drop(settings);
-            crate::metrics::render(shared)
+            crate::admin::metrics::render(shared)
         }
         Command::Status => {
             drop(settings);
-            crate::stats::status_html(shared)
+            crate::admin::stats::status_html(shared)
         }
         Command::Write(file) => {
             drop(settings);
-            super::write::write(shared, file.as_deref())?
+            crate::control::write::write(shared, file.as_deref())?
         }
         Command::Ssl(SslCommand::Reload, args) => {
             drop(settings);
             if let Some(extra) = args.first() {
                 return Err(ParseError::TrailingArgument(extra.clone()).into());
             }
-            let tls = shared.tls.as_ref().ok_or_else(super::model::tls_off)?;
+            let tls = shared
+                .tls
+                .as_ref()
+                .ok_or_else(crate::control::model::tls_off)?;
             tls.reload()?;
             String::new()
         }

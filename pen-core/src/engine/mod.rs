@@ -1,0 +1,13 @@
+//! The engine: worker threads that accept, route and relay (TCP, TLS, UDP), HTTP header
+//! insertion, the access log, and the state they share with the control plane (tables,
+//! counters, worker messages). Only the engine (and `sys` below it) touches sockets.
+
+pub(crate) mod accesslog;
+pub mod http;
+pub(crate) mod net;
+pub(crate) mod reactor;
+pub(crate) mod relay;
+pub(crate) mod route;
+pub(crate) mod state;
+pub(crate) mod tls_session;
+pub(crate) mod udp;
