@@ -42,6 +42,7 @@ pub mod control;
 pub mod domain;
 pub mod engine;
 pub mod error;
+mod files;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -55,9 +56,10 @@ pub mod tls;
 
 // The public paths embedders and the binaries use.
 pub use control::Command;
+pub use domain::settings::{Settings, Splice};
 pub use domain::{acl, addr, clients, policy, server};
 pub use engine::http;
 pub use error::{AddrError, ApplyError, ParseError, StartError};
 pub use runtime::balancer::{Balancer, Bound};
-pub use runtime::config::{Config, Settings, Splice};
+pub use runtime::config::Config;
 pub use tls::{TlsError, TlsOptions};

@@ -1,6 +1,7 @@
 //! The control socket: one command line per connection (only the first line counts), answered
-//! by the same apply path as `-O` and config files. Served by [`crate::admin::oneshot`]: its own
-//! thread and poller, so an idle or slow control client never stalls the relay.
+//! by the runtime's controller (the same path as `-O` and config files), which this layer knows
+//! only as an [`Execute`] callback. Served by [`crate::admin::oneshot`]: its own thread and
+//! poller, so an idle or slow control client never stalls the relay.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -8,12 +9,16 @@ use std::sync::Arc;
 use crate::admin::oneshot::{Answer, Protocol};
 use crate::engine::net::Listener;
 use crate::engine::state::Shared;
+use crate::error::ApplyError;
 
 /// Longest accepted command line.
 const MAX_LINE: usize = 16 * 1024;
 
+/// Carries out one command line and returns its reply.
+pub(crate) type Execute = Box<dyn Fn(&str) -> Result<String, ApplyError> + Send>;
+
 /// The penctl protocol: a line in, the reply out, then close.
-struct Control;
+struct Control(Execute);
 
 impl Protocol for Control {
     const NAME: &'static str = "control socket";
@@ -34,7 +39,7 @@ impl Protocol for Control {
         };
         let line = String::from_utf8_lossy(input.get(..end).unwrap_or_default());
         shared.counters.control_commands.fetch_add(1, Relaxed);
-        let reply = match crate::runtime::controller::apply_line(shared, &line) {
+        let reply = match (self.0)(&line) {
             Ok(r) => r,
             Err(e) => {
                 shared.counters.control_errors.fetch_add(1, Relaxed);
@@ -46,6 +51,6 @@ impl Protocol for Control {
 }
 
 /// Serves the control socket until the balancer stops.
-pub(crate) fn serve(shared: Arc<Shared>, listener: Listener) {
-    crate::admin::oneshot::serve(shared, listener, Control);
+pub(crate) fn serve(shared: Arc<Shared>, listener: Listener, execute: Execute) {
+    crate::admin::oneshot::serve(shared, listener, Control(execute));
 }

@@ -6,14 +6,12 @@
 //! rather than 0.0.4). The format is a few lines per family; what needs care is escaping,
 //! done in [`label_value`] and [`help_text`].
 //!
-//! The HTTP listener for `/metrics` is in [`crate::admin::metrics_http`].
+//! The HTTP listener for `/metrics` is in `metrics_http`.
 
 use std::fmt::Write as _;
 
 use crate::admin::stats::{ServerRow, Snapshot};
 use crate::engine::state::Shared;
-
-pub(crate) use crate::admin::metrics_http::serve_http;
 
 /// The content type of [`render`]'s output.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::clock::now_ms;
 use crate::engine::net::{Listener, Stream};
 use crate::engine::state::Shared;
 use crate::poll::{Events, Poller};
@@ -111,7 +110,7 @@ pub(crate) fn serve<P: Protocol>(shared: Arc<Shared>, listener: Listener, proto:
                 ready.push(ev.key);
             }
         }
-        let now = now_ms();
+        let now = shared.now_ms();
         if accept_retry != 0 && now >= accept_retry {
             accept_retry = 0;
             accept_ready = true;

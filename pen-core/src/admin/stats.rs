@@ -5,17 +5,14 @@
 //! rendered from plain data: the renderers are pure and testable without a running balancer.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::domain::clock::now_ms;
 use crate::domain::server::Server;
+use crate::domain::settings::Settings;
 use crate::engine::state::Shared;
 use crate::error::ApplyError;
-use crate::runtime::config::Settings;
 
 /// The status page lists at most this many clients (most recently seen first): the table may
 /// hold millions, and a page that size helps nobody.
@@ -99,8 +96,8 @@ pub(crate) struct CounterValues {
 /// Everything the status page and the metrics show, read at one moment.
 #[derive(Clone, Debug)]
 pub(crate) struct Snapshot {
-    /// Wall-clock time of the snapshot.
-    pub(crate) wall: SystemTime,
+    /// Wall-clock time of the snapshot (seconds since the Unix epoch).
+    pub(crate) wall_secs: u64,
     /// Milliseconds since this balancer was bound.
     pub(crate) uptime_ms: u64,
     pub(crate) listen: String,
@@ -126,7 +123,7 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     /// Reads the tables, copying at most `client_rows` clients.
     pub(crate) fn take(shared: &Shared, client_rows: usize) -> Self {
-        let now = now_ms();
+        let now = shared.now_ms();
         // One lock at a time, each released before the next is taken.
         let settings = shared.settings.read().clone();
         let listen = shared.listen.lock().to_string();
@@ -154,7 +151,7 @@ impl Snapshot {
         };
         let c = &shared.counters;
         Snapshot {
-            wall: SystemTime::now(),
+            wall_secs: shared.clock.wall_secs(),
             uptime_ms: now.saturating_sub(shared.started_ms),
             listen,
             control,
@@ -204,8 +201,7 @@ fn esc(s: &str) -> String {
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC`.
-fn utc(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+fn utc(secs: u64) -> String {
     format!("{} UTC", crate::domain::clock::format_utc(secs))
 }
 
@@ -303,7 +299,7 @@ pub(crate) fn render_page(s: &Snapshot) -> String {
         esc(&s.listen)
     );
     h.push_str("<table class=\"kv\">\n");
-    kv(&mut h, "time", &utc(s.wall));
+    kv(&mut h, "time", &utc(s.wall_secs));
     kv(&mut h, "uptime", &duration(s.uptime_ms));
     kv(
         &mut h,
@@ -441,40 +437,23 @@ pub(crate) fn write_web_stats(shared: &Shared) -> Result<(), ApplyError> {
     write_atomically(Path::new(&path), &page)
 }
 
-/// Writes `text` to a temporary file in `path`'s directory, then renames it over `path`, so a
-/// reader (a web server serving the file) never sees half a page.
+/// Writes `text` atomically to the `web_stats` file `path`, naming it in the error.
 fn write_atomically(path: &Path, text: &str) -> Result<(), ApplyError> {
-    let io = |what: &str, source| ApplyError::Io {
-        context: format!("cannot {what} web_stats file '{}'", path.display()),
+    crate::files::write_atomically(path, text.as_bytes()).map_err(|source| ApplyError::Io {
+        context: format!("cannot write web_stats file '{}'", path.display()),
         source,
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io("write", std::io::Error::other("not a file name")))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .map_err(|e| io("write", e))
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io("replace", e)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    })
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use std::net::Ipv4Addr;
-    use std::time::Duration;
 
     pub(crate) fn sample() -> Snapshot {
         let addr = |p| Some(SocketAddr::from((Ipv4Addr::LOCALHOST, p)));
         Snapshot {
-            wall: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            wall_secs: 1_700_000_000,
             uptime_ms: 90_061_000,
             listen: "127.0.0.1:8080".into(),
             control: Some("127.0.0.1:10080".into()),
@@ -523,15 +502,9 @@ pub(crate) mod tests {
 
     #[test]
     fn time_and_duration_formats() {
-        assert_eq!(
-            utc(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
-            "2023-11-14 22:13:20 UTC"
-        );
-        assert_eq!(utc(UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
-        assert_eq!(
-            utc(UNIX_EPOCH + Duration::from_secs(951_782_400)),
-            "2000-02-29 00:00:00 UTC"
-        );
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
         assert_eq!(duration(90_061_000), "1d 01:01:01");
         assert_eq!(duration(59_999), "00:00:59");
     }

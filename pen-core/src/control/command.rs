@@ -3,58 +3,10 @@
 //! `parse.rs` turns text into a `Command`; `Display` turns it back into the canonical line, so
 //! `parse(cmd.to_string()) == cmd` for every command (a property test checks it).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-/// Permit or deny, for ACL entries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AclAction {
-    /// Let the client through.
-    Permit,
-    /// Turn the client away.
-    Deny,
-}
-
-/// What an ACL entry matches.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum AclPattern {
-    /// IPv4 address and netmask (`acl N permit 10.0.0.0 255.0.0.0`).
-    V4 {
-        /// Address.
-        addr: Ipv4Addr,
-        /// Netmask (default 255.255.255.255).
-        mask: Ipv4Addr,
-    },
-    /// IPv6 address and prefix length (`acl N deny ::1/128`).
-    V6 {
-        /// Address.
-        addr: Ipv6Addr,
-        /// Prefix length 0..=128 (default 128).
-        len: u8,
-    },
-}
-
-/// One ACL entry: action and pattern.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct AclEntry {
-    /// Permit or deny.
-    pub action: AclAction,
-    /// What it matches.
-    pub pattern: AclPattern,
-}
-
-/// Which side's close ends the whole connection (`tcp_fastclose`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Fastclose {
-    /// Half-closes are passed on; both sides close independently.
-    #[default]
-    Off,
-    /// Close both as soon as the client (upstream side) closes.
-    Up,
-    /// Close both as soon as the server (downstream side) closes.
-    Down,
-    /// Close both as soon as either closes.
-    Both,
-}
+pub use crate::domain::acl::{AclAction, AclEntry, AclPattern};
+pub use crate::domain::settings::Fastclose;
 
 /// A selection mode toggled by `hash`/`no hash` etc.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -2,21 +2,19 @@
 //! applied to a [`Model`] line by line and committed only if every line succeeded, so a file is
 //! applied as a whole or not at all. Errors name `FILE:LINE`.
 
-use std::path::Path;
-
 use super::command::{Command, SslCommand};
+use super::host::Host;
 use super::model::{Model, Pending};
-use crate::engine::state::Shared;
 use crate::error::ApplyError;
 
 /// Deepest `include` nesting (a file including itself must not recurse forever).
 const MAX_INCLUDE_DEPTH: usize = 8;
 
 /// Applies the commands of `file` to `model` (the `include` command, and whole config files).
-pub(crate) fn include(
-    shared: &Shared,
+pub(crate) fn include<H: Host>(
+    host: &H,
     model: &mut Model,
-    pending: &mut Pending,
+    pending: &mut Pending<H>,
     file: &str,
     depth: usize,
 ) -> Result<String, ApplyError> {
@@ -26,10 +24,7 @@ pub(crate) fn include(
             reason: format!("includes nested more than {MAX_INCLUDE_DEPTH} deep"),
         });
     }
-    let text = std::fs::read_to_string(file).map_err(|source| ApplyError::Io {
-        context: format!("cannot read config file '{file}'"),
-        source,
-    })?;
+    let text = host.read_config(file)?;
     let mut out = String::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -54,46 +49,11 @@ pub(crate) fn include(
                 }))
             }
             c if Model::is_config(&c) => {
-                let reply = model.apply(shared, c, pending, depth + 1).map_err(at)?;
+                let reply = model.apply(host, c, pending, depth + 1).map_err(at)?;
                 out.push_str(&reply);
             }
             _ => {} // queries (`servers`, `mode`, ...) have nothing to do here
         }
     }
     Ok(out)
-}
-
-/// Applies `file` at start, after the command line and `-O`; the configuration before it is
-/// kept as the base that reloads start from.
-pub(crate) fn apply_file(shared: &Shared, file: &Path) -> Result<(), ApplyError> {
-    let _guard = shared.config_lock.lock();
-    let base = Model::snapshot(shared);
-    let mut model = base.clone();
-    let mut pending = Pending::default();
-    include(shared, &mut model, &mut pending, &file.to_string_lossy(), 0)?;
-    model.prepare(shared, &mut pending)?;
-    model.commit(shared, pending);
-    *shared.base.lock() = Some(base);
-    Ok(())
-}
-
-/// Re-reads the `-F` file: the running configuration becomes the command line plus the new
-/// file, applied as a diff, or, on any error, stays exactly as it was.
-pub(crate) fn reload(shared: &Shared) -> Result<(), ApplyError> {
-    let Some(file) = shared.config_file.clone() else {
-        return Err(ApplyError::Invalid {
-            token: "reload".to_string(),
-            reason: "no config file (-F) to reload".to_string(),
-        });
-    };
-    let _guard = shared.config_lock.lock();
-    let mut model = match shared.base.lock().clone() {
-        Some(m) => m,
-        None => Model::snapshot(shared),
-    };
-    let mut pending = Pending::default();
-    include(shared, &mut model, &mut pending, &file.to_string_lossy(), 0)?;
-    model.prepare(shared, &mut pending)?;
-    model.commit(shared, pending);
-    Ok(())
 }

@@ -1,10 +1,13 @@
-//! The control plane: the penctl command language ([`command`], [`parse`]) and its execution
-//! against a running balancer (`apply`). `-O` options, the control socket and config files all
-//! go through the same parse-then-apply path.
+//! The control language and the configuration model: the penctl commands as data
+//! ([`command`]), parsing and printing them ([`parse`], `display`), the configuration as a value
+//! that commands change (`model`), config files (`file`) and their rendering (`write`). All I/O
+//! goes through the `host::Host` trait; the runtime carries the result out. This layer never
+//! names the engine or the runtime.
 
 pub mod command;
 mod display;
 pub(crate) mod file;
+pub(crate) mod host;
 pub(crate) mod model;
 pub mod parse;
 mod ssl;

@@ -1,21 +1,22 @@
 //! The configuration as a value. Every command that changes configuration is applied to a
-//! [`Model`] taken from the running balancer, and the model is committed back as a diff only if
-//! every command succeeded. So one bad command changes nothing, a config file (`-F`, `include`,
-//! reload) is applied as a whole or not at all, and live connections are never touched: servers
-//! are updated in place. `write` renders a model.
+//! [`Model`] taken from the running balancer, and the runtime commits the model back as a diff
+//! only if every command succeeded. So one bad command changes nothing, a config file (`-F`,
+//! `include`, reload) is applied as a whole or not at all, and live connections are never
+//! touched: servers are updated in place. `write` renders a model.
+//!
+//! The model does no I/O of its own: reading an included file, resolving a name, binding a
+//! listener, opening a log and building TLS go through the [`Host`] it is given, and what they
+//! produce waits in [`Pending`] until the runtime commits.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 
 use super::command::{Command, ModeFlag, ServerField, SslCommand, Switch};
+use super::host::Host;
 use crate::domain::acl::AclSet;
 use crate::domain::addr::ListenAddr;
-use crate::domain::clock::now_ms;
-use crate::domain::server::{ServerConf, ServerId};
-use crate::engine::net::Listener;
-use crate::engine::state::Shared;
+use crate::domain::server::ServerConf;
+use crate::domain::settings::Settings;
 use crate::error::ApplyError;
-use crate::runtime::config::Settings;
 
 /// Highest server number `server N` may create (a typo must not allocate millions of slots).
 pub(crate) const MAX_SERVERS: usize = 4096;
@@ -33,20 +34,32 @@ pub(crate) struct Model {
     pub(crate) tls: Option<crate::tls::TlsOptions>,
 }
 
-/// Effects that are actions rather than state, carried out at commit.
-#[derive(Default)]
-pub(crate) struct Pending {
+/// Effects that are actions rather than state, carried out at commit, and what the [`Host`]
+/// prepared for them.
+pub(crate) struct Pending<H: Host> {
     /// New listeners (already bound) and their address, for `listen ADDR`.
-    listen: Option<(Vec<Option<Listener>>, ListenAddr)>,
+    pub(crate) listen: Option<(H::Listeners, ListenAddr)>,
     /// `server N blacklist T`: (server, seconds; 0 clears).
-    blacklist: Vec<(usize, u64)>,
+    pub(crate) blacklist: Vec<(usize, u64)>,
     /// `log FILE` / `no log`: the target, opened (so a bad path is an error before commit).
-    log: Option<Option<crate::engine::accesslog::Target>>,
+    pub(crate) log: Option<Option<H::Log>>,
     /// An `ssl_*` command ran: rebuild the TLS configuration (re-reading its files, so a
     /// repeated `ssl_ocsp_response FILE` picks up a new response) even if the options match.
-    tls_touched: bool,
+    pub(crate) tls_touched: bool,
     /// The TLS configuration built by [`Model::prepare`], installed at commit.
-    tls: Option<crate::tls::Prepared>,
+    pub(crate) tls: Option<H::Tls>,
+}
+
+impl<H: Host> Default for Pending<H> {
+    fn default() -> Self {
+        Pending {
+            listen: None,
+            blacklist: Vec::new(),
+            log: None,
+            tls_touched: false,
+            tls: None,
+        }
+    }
 }
 
 /// The error for an `ssl_*` command when pen runs without TLS.
@@ -74,24 +87,6 @@ fn set<T>(field: &mut T, v: Option<T>) -> &T {
 }
 
 impl Model {
-    /// The running configuration.
-    pub(crate) fn snapshot(shared: &Shared) -> Model {
-        Model {
-            settings: shared.settings.read().clone(),
-            acls: shared.acls.read().clone(),
-            servers: shared
-                .servers
-                .read()
-                .iter()
-                .map(|(_, s)| s.conf())
-                .collect(),
-            conn_max: shared.conn_max.load(Relaxed),
-            clients_max: shared.clients.lock().capacity(),
-            listen: shared.listen.lock().clone(),
-            tls: shared.tls.as_ref().map(|t| t.options.lock().clone()),
-        }
-    }
-
     /// Whether `cmd` changes configuration (and so goes through a model).
     pub(crate) fn is_config(cmd: &Command) -> bool {
         matches!(
@@ -124,11 +119,11 @@ impl Model {
 
     /// Applies a configuration command (see [`Model::is_config`]) and returns its reply.
     /// `include` reads its file and applies every line to this same model.
-    pub(crate) fn apply(
+    pub(crate) fn apply<H: Host>(
         &mut self,
-        shared: &Shared,
+        host: &H,
         cmd: Command,
-        pending: &mut Pending,
+        pending: &mut Pending<H>,
         depth: usize,
     ) -> Result<String, ApplyError> {
         let s = &mut self.settings;
@@ -185,7 +180,7 @@ impl Model {
             Command::PendingMax(v) => nl(*set(&mut s.pending_max, v)),
             Command::Log(v) => {
                 if let Some(f) = &v {
-                    pending.log = Some(Some(crate::engine::accesslog::Target::open(f)?));
+                    pending.log = Some(Some(host.open_log(f)?));
                 }
                 set(&mut s.log, v.map(Some));
                 s.log.as_ref().map(nl).unwrap_or_default()
@@ -236,23 +231,23 @@ impl Model {
                 nl(self.conn_max)
             }
             Command::Listen(Some(a)) => {
-                if shared.udp {
+                if host.udp() {
                     // Moving a UDP listener live would orphan its flows: restart pen instead.
                     return Err(ApplyError::NotSupported("listen ADDR with -U".to_string()));
                 }
                 let addr = crate::domain::addr::parse_listen(&a)?;
                 if addr != self.listen {
-                    let (listeners, bound) = crate::runtime::balancer::bind_for(shared, &addr)?;
+                    let (listeners, bound) = host.bind(&addr)?;
                     self.listen = bound.clone();
                     pending.listen = Some((listeners, bound));
                 }
                 nl(&self.listen)
             }
             Command::Server { id, fields } => {
-                self.server(id, &fields, pending)?;
+                self.server(host, id, &fields, pending)?;
                 String::new()
             }
-            Command::Include(file) => super::file::include(shared, self, pending, &file, depth)?,
+            Command::Include(file) => super::file::include(host, self, pending, &file, depth)?,
             Command::Ssl(which, args) => {
                 let tls = self.tls.as_mut().ok_or_else(tls_off)?;
                 pending.tls_touched = true;
@@ -263,11 +258,12 @@ impl Model {
     }
 
     /// `server N field value ...`: resolve and check every field, then change the model.
-    fn server(
+    fn server<H: Host>(
         &mut self,
+        host: &H,
         id: usize,
         fields: &[ServerField],
-        pending: &mut Pending,
+        pending: &mut Pending<H>,
     ) -> Result<(), ApplyError> {
         let out_of_range = || invalid(id, format!("expected a server number below {MAX_SERVERS}"));
         if id >= MAX_SERVERS {
@@ -288,8 +284,7 @@ impl Model {
                 }
                 ServerField::Address(h) => {
                     let bare = h.trim_start_matches('[').trim_end_matches(']');
-                    let host = crate::domain::addr::split_host(bare)?;
-                    let ip = crate::domain::addr::resolve_host(&host, 0)?.ip();
+                    let ip = host.resolve(&crate::domain::addr::split_host(bare)?)?;
                     let port = c.addr.map_or(0, |a| a.port());
                     c.addr = Some(SocketAddr::new(ip, port));
                 }
@@ -309,65 +304,22 @@ impl Model {
         Ok(())
     }
 
-    /// Checks what can only be checked as a whole, before [`Model::commit`]: builds the TLS
-    /// configuration when the TLS settings changed (or an `ssl_*` command ran), reading every
-    /// certificate and key, so a bad file fails the change and nothing is installed.
-    pub(crate) fn prepare(&self, shared: &Shared, pending: &mut Pending) -> Result<(), ApplyError> {
-        let (Some(tls), Some(options)) = (shared.tls.as_ref(), self.tls.as_ref()) else {
-            return Ok(());
-        };
-        if pending.tls_touched || *tls.options.lock() != *options {
-            pending.tls = Some(tls.prepare(options)?);
+    /// Checks what can only be checked as a whole, before the runtime commits: has the host
+    /// build the TLS configuration when the TLS settings changed (or an `ssl_*` command ran),
+    /// reading every certificate and key, so a bad file fails the change and nothing is
+    /// installed.
+    pub(crate) fn prepare<H: Host>(
+        &self,
+        host: &H,
+        pending: &mut Pending<H>,
+    ) -> Result<(), ApplyError> {
+        if let Some(options) = self.tls.as_ref() {
+            pending.tls = host.prepare_tls(options, pending.tls_touched)?;
         }
         Ok(())
     }
-
-    /// Makes the running balancer match this model, changing only what differs.
-    pub(crate) fn commit(self, shared: &Shared, pending: Pending) {
-        if let (Some(tls), Some(options), Some(config)) =
-            (shared.tls.as_ref(), self.tls.clone(), pending.tls)
-        {
-            tls.install(options, config);
-        }
-        let log_changed = {
-            let mut settings = shared.settings.write();
-            let changed = settings.log != self.settings.log;
-            *settings = self.settings;
-            changed
-        };
-        match pending.log {
-            Some(target) => shared.log.set(target),
-            // A reload dropped or changed the log without a `log` line of its own.
-            None if log_changed => {
-                if let Err(e) = crate::engine::accesslog::reopen(shared) {
-                    eprintln!("pen: {e}");
-                }
-            }
-            None => {}
-        }
-        *shared.acls.write() = self.acls;
-        if shared.conn_max.swap(self.conn_max, Relaxed) < self.conn_max {
-            shared.wake_all(); // workers paused at the old limit may accept again
-        }
-        shared.clients.lock().grow(self.clients_max);
-        let moved = shared.servers.write().reconfigure(&self.servers);
-        if !moved.is_empty() {
-            let mut clients = shared.clients.lock();
-            for id in moved {
-                clients.forget_server(id);
-            }
-        }
-        let now = now_ms();
-        {
-            let servers = shared.servers.read();
-            for (id, secs) in pending.blacklist {
-                if let Some(s) = servers.get(ServerId(id)) {
-                    s.blacklist(now, secs);
-                }
-            }
-        }
-        if let Some((listeners, bound)) = pending.listen {
-            crate::runtime::balancer::install_listeners(shared, listeners, bound);
-        }
-    }
 }
+
+#[cfg(test)]
+#[path = "model_tests.rs"]
+mod tests;

@@ -1,42 +1,12 @@
-//! `write [FILE]` (PEN-SPEC 5): the running configuration as a config file of penctl commands,
-//! written atomically (temporary file in the same directory, then rename), so that a pen started
-//! from it (`-F FILE`) behaves the same.
+//! `write [FILE]` (PEN-SPEC 5): the running configuration rendered as a config file of penctl
+//! commands, so that a pen started from it (`-F FILE`) behaves the same. The runtime writes the
+//! text (atomically, see `crate::files`).
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::command::{Command, ModeFlag, ServerField, SslCommand, Switch};
 use super::model::Model;
 use crate::domain::addr::ListenAddr;
-use crate::engine::state::Shared;
-use crate::error::ApplyError;
-
-/// Writes the running configuration to `file`, or to the `-F` file when none is given.
-pub(crate) fn write(shared: &Shared, file: Option<&str>) -> Result<String, ApplyError> {
-    let path: PathBuf = match file {
-        Some(f) => PathBuf::from(f),
-        None => shared
-            .config_file
-            .clone()
-            .ok_or_else(|| ApplyError::Invalid {
-                token: "write".to_string(),
-                reason: "needs a FILE (pen runs without -F)".to_string(),
-            })?,
-    };
-    let model = Model::snapshot(shared);
-    let control = shared.control.lock().clone();
-    let text = render(
-        &model,
-        control.as_ref(),
-        &path,
-        crate::domain::clock::now_utc(),
-    );
-    write_atomically(&path, text.as_bytes()).map_err(|source| ApplyError::Io {
-        context: format!("cannot write '{}'", path.display()),
-        source,
-    })?;
-    Ok(String::new())
-}
 
 /// The `-E -K -G -A -R` options of the equivalent command line (files cannot be set by
 /// commands).
@@ -84,23 +54,6 @@ fn tls_commands(t: &crate::tls::TlsOptions) -> Vec<Command> {
         cmds.push(ssl(SslCommand::ClientRenegotiationInterval, n.to_string()));
     }
     cmds
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .map_or_else(|| "pen.cfg".into(), |n| n.to_string_lossy());
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// The config file text for `model`: two comment lines (the time, an equivalent command line),

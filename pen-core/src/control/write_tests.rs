@@ -16,6 +16,8 @@ use crate::domain::addr::ListenAddr;
 use crate::engine::state::Shared;
 use crate::runtime::balancer::Balancer;
 use crate::runtime::config::Config;
+use crate::runtime::controller::{commit, snapshot, Controller};
+use crate::runtime::host::RealHost;
 
 /// A scratch directory removed on drop.
 struct Dir(PathBuf);
@@ -133,9 +135,10 @@ fn in_dir(cmd: Command, dir: &Path) -> Command {
 /// Loads `file` on top of `base` as `-F` does.
 fn load(shared: &Shared, base: &Model, file: &Path) -> Result<Model, TestCaseError> {
     let mut model = base.clone();
+    let host = RealHost { shared };
     let mut pending = Pending::default();
     let name = file.display().to_string();
-    super::super::file::include(shared, &mut model, &mut pending, &name, 0)
+    super::super::file::include(&host, &mut model, &mut pending, &name, 0)
         .map_err(|e| TestCaseError::fail(format!("{e}")))?;
     Ok(model)
 }
@@ -148,7 +151,9 @@ fn write_then_load_is_the_identity() {
     config.workers = 1;
     let bound = Balancer::bind(config).unwrap();
     let shared: &Shared = bound.shared();
-    let base = Model::snapshot(shared);
+    let ctl = Controller::new(std::sync::Arc::clone(bound.shared()), None);
+    let host = RealHost { shared };
+    let base = snapshot(shared);
     let mut runner = TestRunner::new(RunnerConfig::with_cases(128));
     let strategy = prop::collection::vec(config_command(), 0..40);
     runner
@@ -159,7 +164,7 @@ fn write_then_load_is_the_identity() {
                 let cmd = in_dir(cmd, &dir.0);
                 let shown = cmd.to_string();
                 model
-                    .apply(shared, cmd, &mut Pending::default(), 0)
+                    .apply(&host, cmd, &mut Pending::default(), 0)
                     .map_err(|e| TestCaseError::fail(format!("{shown}: {e}")))?;
             }
             // The renderer alone: text, file, load.
@@ -170,13 +175,13 @@ fn write_then_load_is_the_identity() {
             prop_assert_eq!(&again, &model, "{}", text);
             prop_assert_eq!(render(&again, None, &file, "now".to_string()), text);
             // The real `write` command on the running balancer once the model is installed.
-            model.clone().commit(shared, Pending::default());
+            commit(shared, model.clone(), Pending::default());
             let written = dir.0.join("written.cfg");
-            super::write(shared, Some(&written.display().to_string()))
+            ctl.execute(Command::Write(Some(written.display().to_string())))
                 .map_err(|e| TestCaseError::fail(format!("write: {e}")))?;
             let again = load(shared, &base, &written)?;
             prop_assert_eq!(&again, &model);
-            base.clone().commit(shared, Pending::default());
+            commit(shared, base.clone(), Pending::default());
             *shared.clients.lock() = crate::domain::clients::ClientTable::new(base.clients_max);
             Ok(())
         })

@@ -1,9 +1,44 @@
 //! The ten access lists (PEN-SPEC 7): first match decides; no match gives the opposite of the
 //! last entry's action; an empty list permits everyone.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::control::command::{AclAction, AclEntry, AclPattern};
+/// Permit or deny, for ACL entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AclAction {
+    /// Let the client through.
+    Permit,
+    /// Turn the client away.
+    Deny,
+}
+
+/// What an ACL entry matches.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum AclPattern {
+    /// IPv4 address and netmask (`acl N permit 10.0.0.0 255.0.0.0`).
+    V4 {
+        /// Address.
+        addr: Ipv4Addr,
+        /// Netmask (default 255.255.255.255).
+        mask: Ipv4Addr,
+    },
+    /// IPv6 address and prefix length (`acl N deny ::1/128`).
+    V6 {
+        /// Address.
+        addr: Ipv6Addr,
+        /// Prefix length 0..=128 (default 128).
+        len: u8,
+    },
+}
+
+/// One ACL entry: action and pattern.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AclEntry {
+    /// Permit or deny.
+    pub action: AclAction,
+    /// What it matches.
+    pub pattern: AclPattern,
+}
 
 /// Number of ACL lists.
 pub const ACL_LISTS: usize = 10;

@@ -1,16 +1,61 @@
-//! A process-wide monotonic millisecond clock. Pure code takes `now` as a parameter (so tests
-//! need no sleeps); only the reactor and the control plane read the clock.
+//! Time as an injected value. The workers and the control plane are given a [`Clock`]; pure code
+//! takes `now` (milliseconds of that clock) as a parameter, so tests drive time with a
+//! [`ManualClock`] instead of sleeping. The system clock lives in the runtime
+//! (`runtime::clock::SystemClock`); this layer never reads the time itself.
 
-use std::sync::OnceLock;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Milliseconds since the first call in this process (never 0, so 0 can mean "unset").
-pub fn now_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_millis())
-        .unwrap_or(u64::MAX)
-        .saturating_add(1)
+/// A source of time: a monotonic millisecond count for timers and expiry, and the wall clock
+/// for what people read (log lines, the status page, `write`'s header).
+///
+/// ```
+/// use pen_core::domain::clock::{Clock, ManualClock};
+///
+/// let clock = ManualClock::new(1_000, 1_700_000_000);
+/// clock.advance_ms(2_500);
+/// assert_eq!(clock.now_ms(), 3_500);
+/// assert_eq!(clock.wall_secs(), 1_700_000_002);
+/// ```
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Milliseconds on a monotonic clock; never 0 (0 means "unset" in the tables).
+    fn now_ms(&self) -> u64;
+    /// Seconds since the Unix epoch.
+    fn wall_secs(&self) -> u64;
+}
+
+/// A clock that moves only when told: for tests and simulations.
+#[derive(Debug)]
+pub struct ManualClock {
+    ms: AtomicU64,
+    wall_ms: AtomicU64,
+}
+
+impl ManualClock {
+    /// A clock reading `now_ms` on the monotonic scale (raised to 1 if 0) and `wall_secs` on
+    /// the wall clock.
+    pub fn new(now_ms: u64, wall_secs: u64) -> Self {
+        ManualClock {
+            ms: AtomicU64::new(now_ms.max(1)),
+            wall_ms: AtomicU64::new(wall_secs.saturating_mul(1000)),
+        }
+    }
+
+    /// Moves both scales forward by `ms` milliseconds (saturating).
+    pub fn advance_ms(&self, ms: u64) {
+        let add = |v: u64| Some(v.saturating_add(ms));
+        let _ = self.ms.fetch_update(Relaxed, Relaxed, add);
+        let _ = self.wall_ms.fetch_update(Relaxed, Relaxed, add);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.ms.load(Relaxed)
+    }
+
+    fn wall_secs(&self) -> u64 {
+        self.wall_ms.load(Relaxed) / 1000
+    }
 }
 
 /// Seconds since the Unix epoch as a UTC `YYYY-MM-DD HH:MM:SS` (proleptic Gregorian calendar;
@@ -32,14 +77,6 @@ pub fn format_utc(secs: u64) -> String {
         rem / 60 % 60,
         rem % 60
     )
-}
-
-/// The current time as [`format_utc`] renders it.
-pub fn now_utc() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format_utc(secs)
 }
 
 #[cfg(test)]

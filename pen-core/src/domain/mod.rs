@@ -8,3 +8,4 @@ pub mod clients;
 pub mod clock;
 pub mod policy;
 pub mod server;
+pub mod settings;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use crate::domain::acl::AclSet;
 use crate::domain::server::{ServerId, ServerTable};
 
-/// The selection modes in force (from [`crate::runtime::config::Settings`]).
+/// The selection modes in force (from [`crate::domain::settings::Settings`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Modes {
     /// Hash of the client address picks the first server.

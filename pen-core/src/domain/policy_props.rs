@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use proptest::prelude::*;
 
 use super::{client_hash, Modes, Selector};
-use crate::control::command::{AclAction, AclEntry, AclPattern};
 use crate::domain::acl::AclSet;
+use crate::domain::acl::{AclAction, AclEntry, AclPattern};
 use crate::domain::server::{ServerConf, ServerId, ServerTable};
 
 /// One generated server: its configuration and its live state.

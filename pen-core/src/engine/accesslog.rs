@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::engine::state::Shared;
+use crate::domain::clock::Clock;
 use crate::error::ApplyError;
 
 /// A worker flushes its lines at least this often.
@@ -102,16 +102,16 @@ impl AccessLog {
     fn current(&self) -> Option<Arc<Target>> {
         self.target.read().clone()
     }
-}
 
-/// Reopens the configured log file (SIGHUP). On failure the old target stays.
-pub(crate) fn reopen(shared: &Shared) -> Result<(), ApplyError> {
-    let spec = shared.settings.read().log.clone();
-    match spec {
-        Some(s) => shared.log.set(Some(Target::open(&s)?)),
-        None => shared.log.set(None),
+    /// Reopens the log named `spec` (the `log` setting; SIGHUP), or stops logging when `None`.
+    /// On failure the old target stays.
+    pub(crate) fn reopen(&self, spec: Option<&str>) -> Result<(), ApplyError> {
+        match spec {
+            Some(s) => self.set(Some(Target::open(s)?)),
+            None => self.set(None),
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// One worker's pending lines.
@@ -123,21 +123,20 @@ pub(crate) struct LogBuf {
 }
 
 impl LogBuf {
-    /// Records one chunk read from `client` on its way to `server`.
+    /// Records one chunk read from `client` on its way to `server`, stamped with `clock`'s
+    /// wall time.
     pub(crate) fn record(
         &mut self,
         client: IpAddr,
         server: Option<SocketAddr>,
         chunk: &[u8],
-        now_ms: u64,
+        clock: &dyn Clock,
     ) {
         use std::io::Write as _;
         if chunk.is_empty() {
             return; // e.g. HTTP mode holding a partial request head: nothing to log yet
         }
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let unix = clock.wall_secs();
         let server = server.map_or(IpAddr::from([0, 0, 0, 0]), |s| s.ip());
         let _ = write!(self.buf, "{client} {unix} {server} ");
         let first = chunk
@@ -153,7 +152,7 @@ impl LogBuf {
         }));
         self.buf.push(b'\n');
         if self.since == 0 {
-            self.since = now_ms;
+            self.since = clock.now_ms();
         }
     }
 
@@ -195,19 +194,20 @@ mod tests {
     #[test]
     fn formats_one_line_per_chunk_with_dots_for_control_bytes() {
         let mut b = LogBuf::default();
+        let clock = crate::domain::clock::ManualClock::new(5, 1_800_000_000);
         let client = IpAddr::from([127, 0, 0, 2]);
         let server = Some(SocketAddr::from(([10, 0, 0, 1], 80)));
         b.record(
             client,
             server,
             b"GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n",
-            5,
+            &clock,
         );
         let line = String::from_utf8(b.buf.clone()).unwrap();
         let (ip, rest) = line.split_once(' ').unwrap();
         assert_eq!(ip, "127.0.0.2");
         let (time, rest) = rest.split_once(' ').unwrap();
-        assert!(time.parse::<u64>().unwrap() > 1_700_000_000);
+        assert_eq!(time, "1800000000");
         assert_eq!(rest, "10.0.0.1 GET /a.b HTTP/1.1\n");
         assert_eq!(b.deadline(), Some(5 + FLUSH_MS));
         assert!(!b.due(6));

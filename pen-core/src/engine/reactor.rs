@@ -9,20 +9,19 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use crate::poll::{Event, Events, Poller};
 
-use crate::domain::clock::now_ms;
 use crate::domain::server::{ServerId, Target};
 use crate::engine::accesslog::LogBuf;
 use crate::engine::net::{Listener, Peer, Stream};
 use crate::engine::relay::{BufPool, OnRead, Pipe, Readiness, READS_PER_TURN};
 use crate::engine::route::{self, target_name};
-use crate::engine::state::Shared;
+use crate::engine::state::{Shared, WorkerMsg};
 use crate::sys;
 
 mod tls;
@@ -71,19 +70,6 @@ fn pump(
     #[cfg(not(target_os = "linux"))]
     let _ = splice;
     pipe.pump(src, dst, ready, other_done, pool, budget, on_read)
-}
-
-/// Requests from the control plane to one worker.
-pub(crate) enum WorkerMsg {
-    /// Replace the listener (`None`: this worker has none, e.g. for a Unix socket); the
-    /// sender, if any, hears when the old one is closed.
-    Listen(Option<Listener>, Option<mpsc::Sender<()>>),
-    /// Close connection in this slot.
-    Close(usize),
-    /// Describe the connection in this slot.
-    Describe(usize, mpsc::Sender<Option<String>>),
-    /// Which connection (slot) owns this file descriptor?
-    FindSocket(RawFd, mpsc::Sender<Option<usize>>),
 }
 
 /// One relayed connection.
@@ -170,7 +156,7 @@ pub(crate) struct Worker {
     accept_retry: u64,
     next_sweep: u64,
     /// When to use `splice` between TCP sockets.
-    splice: crate::runtime::config::Splice,
+    splice: crate::domain::settings::Splice,
     /// Access-log lines not yet written.
     log: LogBuf,
 }
@@ -234,7 +220,7 @@ impl Worker {
                     self.drive(slot);
                 }
             }
-            let now = now_ms();
+            let now = self.shared.now_ms();
             let slot_free = self.at_limit
                 && self.shared.active.load(Relaxed) < self.shared.conn_max.load(Relaxed);
             let retry = self.accept_retry != 0 && now >= self.accept_retry;
@@ -254,7 +240,7 @@ impl Worker {
         if !self.runq.is_empty() || (self.accept_more && self.listener.is_some()) {
             return Some(Duration::ZERO);
         }
-        let now = now_ms();
+        let now = self.shared.now_ms();
         let mut until: Option<u64> = self.timers.peek().map(|Reverse((t, _, _))| *t);
         if self.shared.settings.read().idle_timeout_secs > 0 {
             until = Some(until.map_or(self.next_sweep, |u| u.min(self.next_sweep)));
@@ -570,9 +556,9 @@ impl Worker {
             && matches!(conn.client, Stream::Tcp(_))
             && conn.tls.is_none()
             && match self.splice {
-                crate::runtime::config::Splice::Always => true,
-                crate::runtime::config::Splice::Never => false,
-                crate::runtime::config::Splice::Auto => !server_loopback,
+                crate::domain::settings::Splice::Always => true,
+                crate::domain::settings::Splice::Never => false,
+                crate::domain::settings::Splice::Auto => !server_loopback,
             };
         conn.last_active = now;
         if let Some(s) = self.shared.servers.read().target(conn.target) {
@@ -600,7 +586,7 @@ impl Worker {
                 let Some(Stream::Tcp(tcp)) = conn.server.as_ref() else {
                     return;
                 };
-                let now = now_ms();
+                let now = self.shared.now_ms();
                 match sys::connect_result(tcp, ev.writable) {
                     Ok(true) => self.on_connected(slot, now),
                     Ok(false) => {}
@@ -615,7 +601,7 @@ impl Worker {
         } else {
             conn.c.update(ev);
             if conn.handshaking {
-                self.handshake(slot, now_ms());
+                self.handshake(slot, self.shared.now_ms());
                 return;
             }
             if conn.connecting {
@@ -642,7 +628,8 @@ impl Worker {
         let (splice, pool) = (conn.splice, &mut self.pool);
         // Access log: one line per chunk read from the client (checked once per turn).
         let (log, peer, server_addr) = (&mut self.log, conn.peer.ip, conn.server_addr);
-        let mut record = |chunk: &[u8]| log.record(peer, server_addr, chunk, now_ms());
+        let clock = &*self.shared.clock;
+        let mut record = |chunk: &[u8]| log.record(peer, server_addr, chunk, &*clock);
         let on_read: OnRead<'_> = if self.shared.log.enabled() {
             Some(&mut record)
         } else {
@@ -673,14 +660,14 @@ impl Worker {
         let down = pump(&mut conn.down, splice, sockets, ready, done, pool, b, None);
         let (sent, received) = (*up.as_ref().unwrap_or(&0), *down.as_ref().unwrap_or(&0));
         if sent + received > 0 {
-            conn.last_active = now_ms();
+            conn.last_active = self.shared.now_ms();
             if let Some(s) = self.shared.servers.read().target(conn.target) {
                 s.sent.fetch_add(sent, Relaxed);
                 s.received.fetch_add(received, Relaxed);
             }
         }
         let fastclose = self.shared.settings.read().tcp_fastclose;
-        use crate::control::command::Fastclose;
+        use crate::domain::settings::Fastclose;
         let fast = match fastclose {
             Fastclose::Off => false,
             Fastclose::Up => conn.up.eof,

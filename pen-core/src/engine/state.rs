@@ -1,7 +1,7 @@
 //! State shared by the workers and the control plane: tables behind parking_lot locks,
 //! counters atomic. Workers read it on accept and close; the control plane changes it.
 
-use std::path::PathBuf;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 
@@ -11,10 +11,24 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use crate::domain::acl::AclSet;
 use crate::domain::addr::ListenAddr;
 use crate::domain::clients::ClientTable;
+use crate::domain::clock::Clock;
 use crate::domain::policy::Modes;
 use crate::domain::server::ServerTable;
-use crate::engine::reactor::WorkerMsg;
-use crate::runtime::config::Settings;
+use crate::domain::settings::Settings;
+use crate::engine::net::Listener;
+
+/// Requests from the control plane to one worker (TCP or UDP).
+pub(crate) enum WorkerMsg {
+    /// Replace the listener (`None`: this worker has none, e.g. for a Unix socket); the
+    /// sender, if any, hears when the old one is closed.
+    Listen(Option<Listener>, Option<mpsc::Sender<()>>),
+    /// Close connection in this slot.
+    Close(usize),
+    /// Describe the connection in this slot.
+    Describe(usize, mpsc::Sender<Option<String>>),
+    /// Which connection (slot) owns this file descriptor?
+    FindSocket(RawFd, mpsc::Sender<Option<usize>>),
+}
 
 /// The way into one worker: its poller (to wake it) and its message channel.
 pub(crate) struct WorkerLink {
@@ -73,7 +87,7 @@ pub(crate) struct Shared {
     pub(crate) backlog: i32,
     pub(crate) exit_enabled: bool,
     /// When to relay TCP-to-TCP with `splice` (Linux).
-    pub(crate) splice: crate::runtime::config::Splice,
+    pub(crate) splice: crate::domain::settings::Splice,
     pub(crate) stopping: AtomicBool,
     /// UDP mode (`-U`).
     pub(crate) udp: bool,
@@ -84,16 +98,10 @@ pub(crate) struct Shared {
     /// The control socket's address.
     pub(crate) control: Mutex<Option<ListenAddr>>,
     pub(crate) workers: Vec<WorkerLink>,
-    pub(crate) pid_file: Option<PathBuf>,
-    /// The `-F` config file (re-read on reload, default target of `write`).
-    pub(crate) config_file: Option<PathBuf>,
-    /// The configuration before the `-F` file was applied (command line and `-O`): a reload
-    /// starts from it.
-    pub(crate) base: Mutex<Option<crate::control::model::Model>>,
-    /// Serialises configuration changes (snapshot, apply, commit).
-    pub(crate) config_lock: Mutex<()>,
     pub(crate) counters: Counters,
-    /// When this balancer was bound ([`crate::domain::clock::now_ms`]), for its uptime.
+    /// The time source of the workers and the control plane.
+    pub(crate) clock: Arc<dyn Clock>,
+    /// When this balancer was bound (`clock.now_ms()`), for its uptime.
     pub(crate) started_ms: u64,
     /// The metrics listener's address, if any.
     pub(crate) metrics: Option<ListenAddr>,
@@ -128,6 +136,11 @@ impl Shared {
     pub(crate) fn request_stop(&self) {
         self.stopping.store(true, Relaxed);
         self.wake_all();
+    }
+
+    /// The clock's monotonic milliseconds.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// Number of workers.

@@ -40,12 +40,10 @@ use std::time::Duration;
 
 use crate::domain::addr::ListenAddr;
 use crate::domain::clients::AddrHasher;
-use crate::domain::clock::now_ms;
 use crate::domain::server::{ServerId, Target};
 use crate::engine::net::canonical_ip;
-use crate::engine::reactor::WorkerMsg;
 use crate::engine::route::{self, target_name};
-use crate::engine::state::Shared;
+use crate::engine::state::{Shared, WorkerMsg};
 use crate::poll::{Events, Poller};
 use crate::sys;
 
@@ -198,7 +196,7 @@ impl UdpWorker {
         let mut events = Events::new();
         let mut runq = Vec::new();
         while !self.shared.stopping.load(Relaxed) {
-            let now = now_ms();
+            let now = self.shared.now_ms();
             let timeout = if self.listen_more || !self.runq.is_empty() {
                 Duration::ZERO
             } else {
@@ -211,7 +209,7 @@ impl UdpWorker {
                 }
             }
             self.handle_messages();
-            let now = now_ms();
+            let now = self.shared.now_ms();
             for ev in events.iter() {
                 if ev.key == LISTEN_KEY {
                     self.listen_more = true;

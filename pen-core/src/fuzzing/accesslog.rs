@@ -5,7 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 /// The log text recorded for `chunk` from `client` on its way to `server`.
 pub fn record(client: IpAddr, server: Option<SocketAddr>, chunk: &[u8]) -> Vec<u8> {
     let mut b = crate::engine::accesslog::LogBuf::default();
-    b.record(client, server, chunk, 1);
+    let clock = crate::domain::clock::ManualClock::new(1, 1_800_000_000);
+    b.record(client, server, chunk, &clock);
     b.pending().to_vec()
 }
 

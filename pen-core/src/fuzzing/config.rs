@@ -19,6 +19,8 @@ use crate::domain::clients::ClientTable;
 use crate::error::ApplyError;
 use crate::runtime::balancer::{Balancer, Bound};
 use crate::runtime::config::Config;
+use crate::runtime::controller::{commit, snapshot};
+use crate::runtime::host::RealHost;
 
 /// A bound balancer and its start-up configuration.
 pub struct Harness {
@@ -29,7 +31,7 @@ pub struct Harness {
 /// A configuration: what a file loaded to, or what is running.
 pub struct Loaded {
     model: Model,
-    pending: Pending,
+    pending: Pending<RealHost<'static>>,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -55,7 +57,7 @@ impl Harness {
         let mut config = Config::new(listen, Vec::new());
         config.workers = 1;
         let bound = Balancer::bind(config)?;
-        let base = Model::snapshot(bound.shared());
+        let base = snapshot(bound.shared());
         Ok(Harness { bound, base })
     }
 
@@ -70,24 +72,34 @@ impl Harness {
     /// # Errors
     /// The file's first error, as `pen -F` reports it (`FILE:LINE: reason`).
     pub fn load(&self, file: &Path) -> Result<Loaded, ApplyError> {
-        let shared = self.bound.shared();
+        let host = RealHost {
+            shared: self.bound.shared(),
+        };
         let mut model = self.base.clone();
         let mut pending = Pending::default();
         let name = file.to_string_lossy();
-        crate::control::file::include(shared, &mut model, &mut pending, &name, 0)?;
-        model.prepare(shared, &mut pending)?;
+        crate::control::file::include(&host, &mut model, &mut pending, &name, 0)?;
+        model.prepare(&host, &mut pending)?;
+        // What the host prepared does not borrow it (listeners, a log, a TLS config).
+        let pending = Pending {
+            listen: pending.listen,
+            blacklist: pending.blacklist,
+            log: pending.log,
+            tls_touched: pending.tls_touched,
+            tls: pending.tls,
+        };
         Ok(Loaded { model, pending })
     }
 
     /// Installs `loaded` as the running configuration, as a successful `-F` or reload does.
     pub fn commit(&self, loaded: Loaded) {
-        loaded.model.commit(self.bound.shared(), loaded.pending);
+        commit(self.bound.shared(), loaded.model, loaded.pending);
     }
 
     /// The running configuration.
     pub fn running(&self) -> Loaded {
         Loaded {
-            model: Model::snapshot(self.bound.shared()),
+            model: snapshot(self.bound.shared()),
             pending: Pending::default(),
         }
     }
@@ -109,7 +121,7 @@ impl Harness {
     /// Puts the start-up configuration back (the client table too: it only grows otherwise).
     pub fn reset(&self) {
         let shared = self.bound.shared();
-        self.base.clone().commit(shared, Pending::default());
+        commit(shared, self.base.clone(), Pending::default());
         *shared.clients.lock() = ClientTable::new(self.base.clients_max);
     }
 }

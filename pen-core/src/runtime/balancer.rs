@@ -1,6 +1,6 @@
 //! The running balancer: start it from a [`Config`], apply control commands, stop it.
 
-use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -11,18 +11,23 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use crate::domain::acl::AclSet;
 use crate::domain::addr::ListenAddr;
 use crate::domain::clients::ClientTable;
+use crate::domain::clock::Clock;
 use crate::domain::server::ServerTable;
 use crate::engine::net::Listener;
-use crate::engine::reactor::{Worker, WorkerMsg};
-use crate::engine::state::{Counters, Shared, WorkerLink};
+use crate::engine::reactor::Worker;
+use crate::engine::state::{Counters, Shared, WorkerLink, WorkerMsg};
 use crate::error::{ApplyError, StartError};
 use crate::runtime::config::Config;
+use crate::runtime::controller::Controller;
+use crate::runtime::listeners::bind_listeners;
 use crate::sys;
 
 /// A balancer whose sockets are bound and whose start-up configuration is applied, with no
 /// thread started yet (see [`Balancer::bind`]).
 pub struct Bound {
     shared: Arc<Shared>,
+    ctl: Arc<Controller>,
+    pid_file: Option<PathBuf>,
     ends: Vec<(Arc<Poller>, mpsc::Receiver<WorkerMsg>)>,
     listeners: Vec<Option<Listener>>,
     /// UDP mode (`-U`): the workers' listening UDP sockets (instead of `listeners`).
@@ -50,6 +55,8 @@ impl Bound {
     pub fn start(self) -> Result<Balancer, StartError> {
         let Bound {
             shared,
+            ctl,
+            pid_file,
             ends,
             listeners,
             udp,
@@ -82,9 +89,11 @@ impl Bound {
         }
         if let Some(l) = control {
             let sh = Arc::clone(&shared);
+            let c = Arc::clone(&ctl);
+            let exec: crate::admin::control::Execute = Box::new(move |line| c.apply_line(line));
             let t = std::thread::Builder::new()
                 .name("pen-control".into())
-                .spawn(move || crate::admin::control::serve(sh, l))
+                .spawn(move || crate::admin::control::serve(sh, l, exec))
                 .map_err(io_err("cannot start control thread"))?;
             threads.push(t);
         }
@@ -92,7 +101,7 @@ impl Bound {
             let sh = Arc::clone(&shared);
             let t = std::thread::Builder::new()
                 .name("pen-metrics".into())
-                .spawn(move || crate::admin::metrics::serve_http(sh, l))
+                .spawn(move || crate::admin::metrics_http::serve_http(sh, l))
                 .map_err(io_err("cannot start metrics thread"))?;
             threads.push(t);
         }
@@ -100,6 +109,8 @@ impl Bound {
         shared.running.store(true, Relaxed);
         Ok(Balancer {
             shared,
+            ctl,
+            pid_file,
             threads: Mutex::new(threads),
         })
     }
@@ -108,91 +119,14 @@ impl Bound {
 /// A running balancer. Dropping the handle does not stop it; call [`Balancer::stop`].
 pub struct Balancer {
     shared: Arc<Shared>,
+    ctl: Arc<Controller>,
+    pid_file: Option<PathBuf>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
     let context = context.into();
     move |source| StartError::Io { context, source }
-}
-
-/// Binds one listener per worker for TCP (each its own `SO_REUSEPORT` socket on Linux, so the
-/// kernel spreads connections), or a single one for a Unix socket (worker 0 serves it).
-/// Returns the listeners and the address actually bound (port 0 resolved).
-///
-/// `ours` says the address is the one this balancer already listens on (a `listen` to the same
-/// address), where the exclusivity check would only find our own sockets.
-fn bind_listeners(
-    addr: &ListenAddr,
-    n: usize,
-    backlog: i32,
-    ours: bool,
-) -> std::io::Result<(Vec<Option<Listener>>, ListenAddr)> {
-    match addr {
-        ListenAddr::Inet(a) => {
-            let reuse = cfg!(target_os = "linux") && n > 1;
-            let mut a = *a;
-            if reuse && !ours {
-                // Claim the address with a plain socket first: SO_REUSEPORT alone would let a
-                // second pen (same user) bind the same port and silently take part of the
-                // traffic instead of failing with "address in use".
-                a = sys::tcp_listener(a, 1, false)?.local_addr()?;
-            }
-            let first = sys::tcp_listener(a, backlog, reuse)?;
-            let bound: SocketAddr = first.local_addr()?;
-            let mut out = vec![Some(Listener::Tcp(first))];
-            for _ in 1..n {
-                out.push(if reuse {
-                    Some(Listener::Tcp(sys::tcp_listener(bound, backlog, true)?))
-                } else {
-                    None
-                });
-            }
-            Ok((out, ListenAddr::Inet(bound)))
-        }
-        ListenAddr::Unix(p) => {
-            let l = sys::unix_listener(p, backlog)?;
-            let mut out = vec![Some(Listener::Unix(l))];
-            out.resize_with(n, || None);
-            Ok((out, addr.clone()))
-        }
-    }
-}
-
-/// Binds listeners for `addr` for the `listen` command, without installing them: if a later
-/// command of the same change fails, they are simply dropped and the old listener serves on.
-pub(crate) fn bind_for(
-    shared: &Shared,
-    addr: &ListenAddr,
-) -> Result<(Vec<Option<Listener>>, ListenAddr), ApplyError> {
-    let ours = *shared.listen.lock() == *addr;
-    bind_listeners(addr, shared.nworkers(), shared.backlog, ours).map_err(|source| ApplyError::Io {
-        context: format!("cannot listen on '{addr}'"),
-        source,
-    })
-}
-
-/// Hands new listeners to the workers and, once they run, waits (boundedly) until each has
-/// closed its old one: when `listen` replies, the old address no longer accepts.
-pub(crate) fn install_listeners(
-    shared: &Shared,
-    listeners: Vec<Option<Listener>>,
-    bound: ListenAddr,
-) {
-    let running = shared.running.load(Relaxed);
-    let mut acks = Vec::new();
-    for (link, l) in shared.workers.iter().zip(listeners) {
-        let (tx, rx) = mpsc::channel();
-        if link.send(WorkerMsg::Listen(l, running.then_some(tx))) {
-            acks.push(rx);
-        }
-    }
-    if running {
-        for rx in acks {
-            let _ = rx.recv_timeout(std::time::Duration::from_secs(2));
-        }
-    }
-    *shared.listen.lock() = bound;
 }
 
 impl Balancer {
@@ -213,6 +147,16 @@ impl Balancer {
     /// [`StartError`]: a socket cannot be bound, a command fails, or the config file has an
     /// error (`FILE:LINE: reason`).
     pub fn bind(config: Config) -> Result<Bound, StartError> {
+        Balancer::bind_with_clock(config, Arc::new(super::clock::SystemClock::new()))
+    }
+
+    /// [`Balancer::bind`] with the time source the workers and the control plane read (the
+    /// system clock by default; a [`ManualClock`](crate::domain::clock::ManualClock) in
+    /// simulations).
+    ///
+    /// # Errors
+    /// As [`Balancer::bind`].
+    pub fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Bound, StartError> {
         let n = if config.workers == 0 {
             sys::cpus()
         } else {
@@ -291,34 +235,38 @@ impl Balancer {
             listen: Mutex::new(bound),
             control: Mutex::new(control.as_ref().map(|c| c.1.clone())),
             workers: links,
-            pid_file: config.pid_file.clone(),
-            config_file: config.config_file.clone(),
-            base: Mutex::new(None),
-            config_lock: Mutex::new(()),
             counters: Counters::default(),
-            started_ms: crate::domain::clock::now_ms(),
+            started_ms: clock.now_ms(),
+            clock,
             metrics: metrics_addr,
             log: crate::engine::accesslog::AccessLog::default(),
             tls,
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
         });
+        let ctl = Arc::new(Controller::new(
+            Arc::clone(&shared),
+            config.config_file.clone(),
+        ));
         for cmd in &config.commands {
-            crate::runtime::controller::apply_line(&shared, cmd).map_err(|source| {
-                StartError::Command {
-                    command: cmd.clone(),
-                    source,
-                }
+            ctl.apply_line(cmd).map_err(|source| StartError::Command {
+                command: cmd.clone(),
+                source,
             })?;
         }
         if let Some(file) = &config.config_file {
-            crate::control::file::apply_file(&shared, file)
+            ctl.apply_file(file)
                 .map_err(|e| StartError::Config(e.to_string()))?;
         }
         // Open the access log now (`-l`), before a daemon forks or chroots.
-        crate::engine::accesslog::reopen(&shared).map_err(|e| StartError::Config(e.to_string()))?;
+        let log = shared.settings.read().log.clone();
+        (shared.log)
+            .reopen(log.as_deref())
+            .map_err(|e| StartError::Config(e.to_string()))?;
         Ok(Bound {
             shared,
+            ctl,
+            pid_file: config.pid_file.clone(),
             ends,
             listeners,
             udp,
@@ -333,7 +281,7 @@ impl Balancer {
     /// # Errors
     /// [`ApplyError`] naming the bad token; nothing changes.
     pub fn apply(&self, line: &str) -> Result<String, ApplyError> {
-        crate::runtime::controller::apply_line(&self.shared, line)
+        self.ctl.apply_line(line)
     }
 
     /// The address the listener is bound to now (with the real port when started on port 0).
@@ -370,7 +318,7 @@ impl Balancer {
         for t in threads {
             let _ = t.join();
         }
-        if let Some(p) = &self.shared.pid_file {
+        if let Some(p) = &self.pid_file {
             let _ = std::fs::remove_file(p);
         }
         if let ListenAddr::Unix(p) = &*self.shared.listen.lock() {
@@ -387,7 +335,7 @@ impl Balancer {
     /// # Errors
     /// [`ApplyError`] with `FILE:LINE: reason`, or when there is no config file.
     pub fn reload(&self) -> Result<(), ApplyError> {
-        crate::control::file::reload(&self.shared)
+        self.ctl.reload()
     }
 
     /// Re-reads the TLS certificates, keys, CAs, SNI and OCSP files (SIGHUP, `ssl_reload`):
@@ -405,7 +353,7 @@ impl Balancer {
 
     /// Whether a `-F` config file is in use (what [`Balancer::reload`] re-reads).
     pub fn has_config_file(&self) -> bool {
-        self.shared.config_file.is_some()
+        self.ctl.config_file().is_some()
     }
 
     /// Reopens the access log (SIGHUP), so a rotated log file is replaced by a fresh one.
@@ -413,7 +361,8 @@ impl Balancer {
     /// # Errors
     /// [`ApplyError::Io`] if the log cannot be reopened (logging continues to the old file).
     pub fn reopen_log(&self) -> Result<(), ApplyError> {
-        crate::engine::accesslog::reopen(&self.shared)
+        let log = self.shared.settings.read().log.clone();
+        self.shared.log.reopen(log.as_deref())
     }
 
     /// Writes the HTML status page to the `web_stats` file, if one is set (SIGUSR1).
@@ -429,7 +378,7 @@ impl Balancer {
     pub fn summary(&self) -> String {
         use std::sync::atomic::Ordering::Relaxed;
         let sh = &self.shared;
-        let now = crate::domain::clock::now_ms();
+        let now = sh.now_ms();
         let (up, total) = {
             let t = sh.servers.read();
             let up = t

@@ -1,212 +1,229 @@
-//! Executing a [`Command`] against the running balancer and producing its reply (PEN-SPEC 4).
-//! The one path for `-O` options, the control socket and config files.
+//! The controller: the one configuration transaction (snapshot, apply, prepare, commit) that
+//! the control socket, `-O`, `-F`, `include` and reload all go through, and the execution of
+//! every other command (queries and actions) with its reply (PEN-SPEC 4).
+//!
+//! A configuration change is applied to a [`Model`] snapshot of the running balancer through
+//! the real [`Host`](crate::control::host::Host); only if every command of it succeeded is the
+//! model committed, as a diff, to the engine's shared state. Changes are serialised by one
+//! lock, and nothing is committed on error.
 
-use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::Arc;
 
-use crate::control::command::{Command, Fastclose, SslCommand};
+use parking_lot::Mutex;
+
+use super::host::RealHost;
+use crate::control::command::Command;
 use crate::control::model::{Model, Pending};
-use crate::domain::clock::now_ms;
-use crate::engine::reactor::WorkerMsg;
+use crate::domain::server::ServerId;
 use crate::engine::state::Shared;
 use crate::error::ApplyError;
-use crate::error::ParseError;
 
-/// How long the control plane waits for a worker to answer about one of its connections.
-const WORKER_REPLY: Duration = Duration::from_secs(2);
-
-/// Parses and applies one line.
-pub(crate) fn apply_line(shared: &Shared, line: &str) -> Result<String, ApplyError> {
-    let cmd = crate::control::parse_line(line)?;
-    apply(shared, cmd)
+/// Owns configuration changes to one balancer.
+pub(crate) struct Controller {
+    shared: Arc<Shared>,
+    /// The configuration before the `-F` file was applied (command line and `-O`): a reload
+    /// starts from it.
+    base: Mutex<Option<Model>>,
+    /// Serialises configuration changes (snapshot, apply, commit).
+    lock: Mutex<()>,
+    /// The `-F` config file (re-read on reload, default target of `write`).
+    config_file: Option<PathBuf>,
 }
 
-fn nl(v: impl std::fmt::Display) -> String {
-    format!("{v}\n")
+/// Where a transaction starts from.
+enum Start {
+    /// The running configuration.
+    Running,
+    /// The configuration before the `-F` file (the running one if there was no file).
+    Base,
 }
 
-fn fastclose_name(f: Fastclose) -> &'static str {
-    match f {
-        Fastclose::Off => "off",
-        Fastclose::Up => "up",
-        Fastclose::Down => "down",
-        Fastclose::Both => "both",
+impl Controller {
+    /// A controller for the balancer behind `shared`.
+    pub(crate) fn new(shared: Arc<Shared>, config_file: Option<PathBuf>) -> Self {
+        Controller {
+            shared,
+            base: Mutex::new(None),
+            lock: Mutex::new(()),
+            config_file,
+        }
     }
-}
 
-/// Applies a parsed command. Configuration goes through a [`Model`]: applied to a snapshot and
-/// committed only if it succeeded, so an error changes nothing. Queries and actions run here.
-pub(crate) fn apply(shared: &Shared, cmd: Command) -> Result<String, ApplyError> {
-    if Model::is_config(&cmd) {
-        // One configuration change at a time: two racing snapshots would lose one change.
-        let _guard = shared.config_lock.lock();
-        let mut model = Model::snapshot(shared);
+    /// The `-F` config file, if any.
+    pub(crate) fn config_file(&self) -> Option<&Path> {
+        self.config_file.as_deref()
+    }
+
+    /// The configuration transaction: `change` is applied to a model taken from `start`, the
+    /// model is checked as a whole, and only then committed. On any error nothing changes.
+    fn transact<R>(
+        &self,
+        start: Start,
+        change: impl for<'h> FnOnce(
+            &mut Model,
+            &RealHost<'h>,
+            &mut Pending<RealHost<'h>>,
+        ) -> Result<R, ApplyError>,
+    ) -> Result<R, ApplyError> {
+        // One change at a time: two racing snapshots would lose one change.
+        let _guard = self.lock.lock();
+        let mut model = match start {
+            Start::Base => self.base.lock().clone(),
+            Start::Running => None,
+        }
+        .unwrap_or_else(|| snapshot(&self.shared));
+        let host = RealHost {
+            shared: &self.shared,
+        };
         let mut pending = Pending::default();
-        let reply = model.apply(shared, cmd, &mut pending, 0)?;
-        model.prepare(shared, &mut pending)?;
-        model.commit(shared, pending);
-        return Ok(reply);
+        let out = change(&mut model, &host, &mut pending)?;
+        model.prepare(&host, &mut pending)?;
+        commit(&self.shared, model, pending);
+        Ok(out)
     }
-    let settings = shared.settings.read();
-    let reply = match cmd {
-        Command::Blacklist(None) => nl(settings.blacklist_secs),
-        Command::ClientAcl(None) => nl(settings.client_acl),
-        Command::ControlAcl(None) => nl(settings.control_acl),
-        Command::Debug(None) => nl(settings.debug),
-        Command::IdleTimeout(None) => {
-            format!("Idle timeout: {} seconds\n", settings.idle_timeout_secs)
+
+    /// Parses and executes one line (penctl, `-O`).
+    pub(crate) fn apply_line(&self, line: &str) -> Result<String, ApplyError> {
+        let cmd = crate::control::parse_line(line)?;
+        self.execute(cmd)
+    }
+
+    /// Executes a parsed command and returns its reply: a configuration change through the
+    /// transaction, anything else directly.
+    pub(crate) fn execute(&self, cmd: Command) -> Result<String, ApplyError> {
+        if Model::is_config(&cmd) {
+            return self.transact(Start::Running, |model, host, pending| {
+                model.apply(host, cmd, pending, 0)
+            });
         }
-        Command::Timeout(None) => nl(settings.connect_timeout_secs),
-        Command::Tracking(None) => nl(settings.tracking_secs),
-        Command::PendingMax(None) => nl(settings.pending_max),
-        Command::Log(None) => settings.log.as_ref().map(nl).unwrap_or_default(),
-        Command::WebStats(None) => settings.web_stats.as_ref().map(nl).unwrap_or_default(),
-        Command::TcpFastclose(None) => nl(fastclose_name(settings.tcp_fastclose)),
-        Command::ClientsMax(None) => nl(shared.clients.lock().capacity()),
-        Command::ConnMax(None) => nl(shared.conn_max.load(Relaxed)),
-        Command::Listen(None) => nl(&*shared.listen.lock()),
-        Command::Close(n) => match locate(shared, n) {
-            None => format!("Connection {n} out of range\n"),
-            Some((w, slot)) => {
-                if let Some(link) = shared.workers.get(w) {
-                    link.send(WorkerMsg::Close(slot));
-                }
-                format!("Forcibly closing connection {n}\n")
+        if let Command::Write(file) = cmd {
+            return self.write(file.as_deref());
+        }
+        super::queries::execute(&self.shared, cmd)
+    }
+
+    /// Applies the `-F` file at start, after the command line and `-O`; the configuration
+    /// before it is kept as the base that reloads start from.
+    pub(crate) fn apply_file(&self, file: &Path) -> Result<(), ApplyError> {
+        let name = file.to_string_lossy();
+        let mut base = None;
+        self.transact(Start::Running, |model, host, pending| {
+            base = Some(model.clone());
+            crate::control::file::include(host, model, pending, &name, 0)
+        })?;
+        *self.base.lock() = base;
+        Ok(())
+    }
+
+    /// Re-reads the `-F` file: the running configuration becomes the command line plus the
+    /// new file, applied as a diff, or, on any error, stays exactly as it was.
+    pub(crate) fn reload(&self) -> Result<(), ApplyError> {
+        let Some(file) = self.config_file.as_deref() else {
+            return Err(ApplyError::Invalid {
+                token: "reload".to_string(),
+                reason: "no config file (-F) to reload".to_string(),
+            });
+        };
+        let name = file.to_string_lossy();
+        self.transact(Start::Base, |model, host, pending| {
+            crate::control::file::include(host, model, pending, &name, 0)
+        })?;
+        Ok(())
+    }
+
+    /// `write [FILE]`: renders the running configuration to `file`, or to the `-F` file.
+    fn write(&self, file: Option<&str>) -> Result<String, ApplyError> {
+        let path: PathBuf = match file {
+            Some(f) => PathBuf::from(f),
+            None => self
+                .config_file
+                .clone()
+                .ok_or_else(|| ApplyError::Invalid {
+                    token: "write".to_string(),
+                    reason: "needs a FILE (pen runs without -F)".to_string(),
+                })?,
+        };
+        let model = snapshot(&self.shared);
+        let control = self.shared.control.lock().clone();
+        let time = crate::domain::clock::format_utc(self.shared.clock.wall_secs());
+        let text = crate::control::write::render(&model, control.as_ref(), &path, time);
+        crate::files::write_atomically(&path, text.as_bytes()).map_err(|source| {
+            ApplyError::Io {
+                context: format!("cannot write '{}'", path.display()),
+                source,
             }
-        },
-        Command::Connection(n) => match locate(shared, n) {
-            None => format!("Connection {n} out of range\n"),
-            Some((w, slot)) => {
-                let (tx, rx) = mpsc::channel();
-                let desc = shared
-                    .workers
-                    .get(w)
-                    .filter(|l| l.send(WorkerMsg::Describe(slot, tx)))
-                    .and_then(|_| rx.recv_timeout(WORKER_REPLY).ok())
-                    .flatten()
-                    .unwrap_or_else(|| "state = free\n".to_string());
-                format!("Connection {n}:\n{desc}")
-            }
-        },
-        Command::Socket(fd) => {
-            let fd32 = i32::try_from(fd).map_err(|_| ApplyError::Invalid {
-                token: fd.to_string(),
-                reason: "expected a file descriptor number".to_string(),
-            })?;
-            let nw = shared.nworkers();
-            let mut owner: i64 = -1;
-            for (w, link) in shared.workers.iter().enumerate() {
-                let (tx, rx) = mpsc::channel();
-                if link.send(WorkerMsg::FindSocket(fd32, tx)) {
-                    if let Ok(Some(slot)) = rx.recv_timeout(WORKER_REPLY) {
-                        owner = i64::try_from(slot * nw + w).unwrap_or(-1);
-                        break;
-                    }
-                }
-            }
-            format!("Socket {fd} belongs to connection {owner}\n")
-        }
-        Command::Control => shared.control.lock().as_ref().map(nl).unwrap_or_default(),
-        Command::EventMechanism(_) => String::new(),
-        Command::Exit => {
-            if !shared.exit_enabled {
-                "Exit is not enabled; restart with -X flag\n".to_string()
-            } else {
-                shared.request_stop();
-                String::new()
-            }
-        }
-        Command::ShowMode => {
-            let flag = |on: bool, name: &str| {
-                if on {
-                    name.to_string()
-                } else {
-                    format!("no {name}")
-                }
-            };
-            format!(
-                "{} {} {} {} {}\n",
-                flag(settings.hash, "hash"),
-                flag(settings.roundrobin, "roundrobin"),
-                flag(settings.stubborn, "stubborn"),
-                flag(settings.weight, "weight"),
-                flag(settings.prio, "prio"),
-            )
-        }
-        Command::Pid => nl(std::process::id()),
-        Command::Recent(secs) => {
-            let secs = secs.unwrap_or(300);
-            let now = now_ms();
-            let mut out = String::new();
-            for e in shared.clients.lock().iter() {
-                if now.saturating_sub(e.last_ms) <= secs.saturating_mul(1000) {
-                    let _ = writeln!(
-                        out,
-                        "{} connects {} sx {} rx {}",
-                        e.addr, e.connects, e.sent, e.received
-                    );
-                }
-            }
-            out
-        }
-        Command::Servers => {
-            let now = now_ms();
-            let mut out = String::new();
-            for (id, s) in shared.servers.read().iter() {
-                let (ip, port) = s.shown_addr();
-                let _ = write!(
-                    out,
-                    "{id} addr {ip} port {port} conn {} max {} hard {} weight {} prio {} sx {} rx {}",
-                    s.conns.load(Relaxed),
-                    s.max,
-                    s.hard,
-                    s.weight,
-                    s.prio,
-                    s.sent.load(Relaxed),
-                    s.received.load(Relaxed),
-                );
-                if s.is_blacklisted(now) {
-                    let _ = write!(out, " blacklisted {}", s.blacklist_left_secs(now));
-                }
-                out.push('\n');
-            }
-            out
-        }
-        Command::Metrics => {
-            drop(settings);
-            crate::admin::metrics::render(shared)
-        }
-        Command::Status => {
-            drop(settings);
-            crate::admin::stats::status_html(shared)
-        }
-        Command::Write(file) => {
-            drop(settings);
-            crate::control::write::write(shared, file.as_deref())?
-        }
-        Command::Ssl(SslCommand::Reload, args) => {
-            drop(settings);
-            if let Some(extra) = args.first() {
-                return Err(ParseError::TrailingArgument(extra.clone()).into());
-            }
-            let tls = shared
-                .tls
-                .as_ref()
-                .ok_or_else(crate::control::model::tls_off)?;
-            tls.reload()?;
-            String::new()
-        }
-        // Every configuration command was handled through the model above.
-        other => return Err(ApplyError::NotSupported(other.to_string())),
-    };
-    Ok(reply)
+        })?;
+        Ok(String::new())
+    }
 }
 
-/// Connection number -> (worker, slot). Numbers interleave workers: `slot * workers + worker`.
-fn locate(shared: &Shared, n: u64) -> Option<(usize, usize)> {
-    let nw = shared.nworkers() as u64;
-    let range = (shared.conn_max.load(Relaxed) as u64).saturating_mul(nw);
-    (n < range).then(|| ((n % nw) as usize, (n / nw) as usize))
+/// The running configuration as a model.
+pub(crate) fn snapshot(shared: &Shared) -> Model {
+    Model {
+        settings: shared.settings.read().clone(),
+        acls: shared.acls.read().clone(),
+        servers: shared
+            .servers
+            .read()
+            .iter()
+            .map(|(_, s)| s.conf())
+            .collect(),
+        conn_max: shared.conn_max.load(Relaxed),
+        clients_max: shared.clients.lock().capacity(),
+        listen: shared.listen.lock().clone(),
+        tls: shared.tls.as_ref().map(|t| t.options.lock().clone()),
+    }
+}
+
+/// Makes the running balancer match `model`, changing only what differs, and carries out the
+/// pending actions.
+pub(crate) fn commit(shared: &Shared, model: Model, pending: Pending<RealHost<'_>>) {
+    if let (Some(tls), Some(options), Some(config)) =
+        (shared.tls.as_ref(), model.tls.clone(), pending.tls)
+    {
+        tls.install(options, config);
+    }
+    let log_changed = {
+        let mut settings = shared.settings.write();
+        let changed = settings.log != model.settings.log;
+        *settings = model.settings;
+        changed
+    };
+    match pending.log {
+        Some(target) => shared.log.set(target),
+        // A reload dropped or changed the log without a `log` line of its own.
+        None if log_changed => {
+            let spec = shared.settings.read().log.clone();
+            if let Err(e) = shared.log.reopen(spec.as_deref()) {
+                eprintln!("pen: {e}");
+            }
+        }
+        None => {}
+    }
+    *shared.acls.write() = model.acls;
+    if shared.conn_max.swap(model.conn_max, Relaxed) < model.conn_max {
+        shared.wake_all(); // workers paused at the old limit may accept again
+    }
+    shared.clients.lock().grow(model.clients_max);
+    let moved = shared.servers.write().reconfigure(&model.servers);
+    if !moved.is_empty() {
+        let mut clients = shared.clients.lock();
+        for id in moved {
+            clients.forget_server(id);
+        }
+    }
+    let now = shared.now_ms();
+    {
+        let servers = shared.servers.read();
+        for (id, secs) in pending.blacklist {
+            if let Some(s) = servers.get(ServerId(id)) {
+                s.blacklist(now, secs);
+            }
+        }
+    }
+    if let Some((listeners, bound)) = pending.listen {
+        super::listeners::install_listeners(shared, listeners, bound);
+    }
 }

@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::{Conn, Worker};
-use crate::domain::clock::now_ms;
 use crate::domain::server::Target;
 use crate::engine::net::{Peer, Stream};
 use crate::engine::relay::{OnRead, Readiness, READS_PER_TURN};
@@ -167,7 +166,8 @@ impl Worker {
         };
         let pool = &mut self.pool;
         let (log, ip, to) = (&mut self.log, peer.ip, *server_addr);
-        let mut record = |chunk: &[u8]| log.record(ip, to, chunk, now_ms());
+        let clock = &*self.shared.clock;
+        let mut record = |chunk: &[u8]| log.record(ip, to, chunk, &*clock);
         let logging = self.shared.log.enabled();
         let mut budget = READS_PER_TURN;
         let (mut sent, mut received, mut oversized) = (0u64, 0u64, false);
@@ -223,14 +223,14 @@ impl Worker {
             self.shared.counters.http_oversized.fetch_add(1, Relaxed);
         }
         if sent + received > 0 {
-            conn.last_active = now_ms();
+            conn.last_active = self.shared.now_ms();
             if let Some(srv) = self.shared.servers.read().target(conn.target) {
                 srv.sent.fetch_add(sent, Relaxed);
                 srv.received.fetch_add(received, Relaxed);
             }
         }
         let flushed = conn.tls.as_ref().is_none_or(|t| t.flushed());
-        use crate::control::command::Fastclose;
+        use crate::domain::settings::Fastclose;
         let fast = match self.shared.settings.read().tcp_fastclose {
             Fastclose::Off => false,
             Fastclose::Up => conn.up.eof,

@@ -1,0 +1,188 @@
+//! Commands that are not configuration changes: queries (`servers`, `mode`, `recent`,
+//! `connection N`, ...) and actions (`close N`, `exit`, `ssl_reload`), with C pen's replies
+//! (PEN-SPEC 4).
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::control::command::{Command, Fastclose, SslCommand};
+use crate::engine::state::{Shared, WorkerMsg};
+use crate::error::{ApplyError, ParseError};
+
+/// How long the control plane waits for a worker to answer about one of its connections.
+const WORKER_REPLY: Duration = Duration::from_secs(2);
+
+fn nl(v: impl std::fmt::Display) -> String {
+    format!("{v}\n")
+}
+
+fn fastclose_name(f: Fastclose) -> &'static str {
+    match f {
+        Fastclose::Off => "off",
+        Fastclose::Up => "up",
+        Fastclose::Down => "down",
+        Fastclose::Both => "both",
+    }
+}
+
+/// Executes a command that changes no configuration and returns its reply.
+pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyError> {
+    let settings = shared.settings.read();
+    let reply = match cmd {
+        Command::Blacklist(None) => nl(settings.blacklist_secs),
+        Command::ClientAcl(None) => nl(settings.client_acl),
+        Command::ControlAcl(None) => nl(settings.control_acl),
+        Command::Debug(None) => nl(settings.debug),
+        Command::IdleTimeout(None) => {
+            format!("Idle timeout: {} seconds\n", settings.idle_timeout_secs)
+        }
+        Command::Timeout(None) => nl(settings.connect_timeout_secs),
+        Command::Tracking(None) => nl(settings.tracking_secs),
+        Command::PendingMax(None) => nl(settings.pending_max),
+        Command::Log(None) => settings.log.as_ref().map(nl).unwrap_or_default(),
+        Command::WebStats(None) => settings.web_stats.as_ref().map(nl).unwrap_or_default(),
+        Command::TcpFastclose(None) => nl(fastclose_name(settings.tcp_fastclose)),
+        Command::ClientsMax(None) => nl(shared.clients.lock().capacity()),
+        Command::ConnMax(None) => nl(shared.conn_max.load(Relaxed)),
+        Command::Listen(None) => nl(&*shared.listen.lock()),
+        Command::Close(n) => match locate(shared, n) {
+            None => format!("Connection {n} out of range\n"),
+            Some((w, slot)) => {
+                if let Some(link) = shared.workers.get(w) {
+                    link.send(WorkerMsg::Close(slot));
+                }
+                format!("Forcibly closing connection {n}\n")
+            }
+        },
+        Command::Connection(n) => match locate(shared, n) {
+            None => format!("Connection {n} out of range\n"),
+            Some((w, slot)) => {
+                let (tx, rx) = mpsc::channel();
+                let desc = shared
+                    .workers
+                    .get(w)
+                    .filter(|l| l.send(WorkerMsg::Describe(slot, tx)))
+                    .and_then(|_| rx.recv_timeout(WORKER_REPLY).ok())
+                    .flatten()
+                    .unwrap_or_else(|| "state = free\n".to_string());
+                format!("Connection {n}:\n{desc}")
+            }
+        },
+        Command::Socket(fd) => {
+            let fd32 = i32::try_from(fd).map_err(|_| ApplyError::Invalid {
+                token: fd.to_string(),
+                reason: "expected a file descriptor number".to_string(),
+            })?;
+            let nw = shared.nworkers();
+            let mut owner: i64 = -1;
+            for (w, link) in shared.workers.iter().enumerate() {
+                let (tx, rx) = mpsc::channel();
+                if link.send(WorkerMsg::FindSocket(fd32, tx)) {
+                    if let Ok(Some(slot)) = rx.recv_timeout(WORKER_REPLY) {
+                        owner = i64::try_from(slot * nw + w).unwrap_or(-1);
+                        break;
+                    }
+                }
+            }
+            format!("Socket {fd} belongs to connection {owner}\n")
+        }
+        Command::Control => shared.control.lock().as_ref().map(nl).unwrap_or_default(),
+        Command::EventMechanism(_) => String::new(),
+        Command::Exit => {
+            if !shared.exit_enabled {
+                "Exit is not enabled; restart with -X flag\n".to_string()
+            } else {
+                shared.request_stop();
+                String::new()
+            }
+        }
+        Command::ShowMode => {
+            let flag = |on: bool, name: &str| {
+                if on {
+                    name.to_string()
+                } else {
+                    format!("no {name}")
+                }
+            };
+            format!(
+                "{} {} {} {} {}\n",
+                flag(settings.hash, "hash"),
+                flag(settings.roundrobin, "roundrobin"),
+                flag(settings.stubborn, "stubborn"),
+                flag(settings.weight, "weight"),
+                flag(settings.prio, "prio"),
+            )
+        }
+        Command::Pid => nl(std::process::id()),
+        Command::Recent(secs) => {
+            let secs = secs.unwrap_or(300);
+            let now = shared.now_ms();
+            let mut out = String::new();
+            for e in shared.clients.lock().iter() {
+                if now.saturating_sub(e.last_ms) <= secs.saturating_mul(1000) {
+                    let _ = writeln!(
+                        out,
+                        "{} connects {} sx {} rx {}",
+                        e.addr, e.connects, e.sent, e.received
+                    );
+                }
+            }
+            out
+        }
+        Command::Servers => {
+            let now = shared.now_ms();
+            let mut out = String::new();
+            for (id, s) in shared.servers.read().iter() {
+                let (ip, port) = s.shown_addr();
+                let _ = write!(
+                    out,
+                    "{id} addr {ip} port {port} conn {} max {} hard {} weight {} prio {} sx {} rx {}",
+                    s.conns.load(Relaxed),
+                    s.max,
+                    s.hard,
+                    s.weight,
+                    s.prio,
+                    s.sent.load(Relaxed),
+                    s.received.load(Relaxed),
+                );
+                if s.is_blacklisted(now) {
+                    let _ = write!(out, " blacklisted {}", s.blacklist_left_secs(now));
+                }
+                out.push('\n');
+            }
+            out
+        }
+        Command::Metrics => {
+            drop(settings);
+            crate::admin::metrics::render(shared)
+        }
+        Command::Status => {
+            drop(settings);
+            crate::admin::stats::status_html(shared)
+        }
+        Command::Ssl(SslCommand::Reload, args) => {
+            drop(settings);
+            if let Some(extra) = args.first() {
+                return Err(ParseError::TrailingArgument(extra.clone()).into());
+            }
+            let tls = shared
+                .tls
+                .as_ref()
+                .ok_or_else(crate::control::model::tls_off)?;
+            tls.reload()?;
+            String::new()
+        }
+        // Every configuration command was handled through the model above.
+        other => return Err(ApplyError::NotSupported(other.to_string())),
+    };
+    Ok(reply)
+}
+
+/// Connection number -> (worker, slot). Numbers interleave workers: `slot * workers + worker`.
+fn locate(shared: &Shared, n: u64) -> Option<(usize, usize)> {
+    let nw = shared.nworkers() as u64;
+    let range = (shared.conn_max.load(Relaxed) as u64).saturating_mul(nw);
+    (n < range).then(|| ((n % nw) as usize, (n / nw) as usize))
+}
