@@ -46,6 +46,8 @@ mod files;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(test)]
+mod layering_audit;
 pub mod os;
 mod poll;
 pub mod runtime;
