@@ -3,11 +3,14 @@
 //! counters, worker messages). Only the engine (and `sys` below it) touches sockets.
 
 pub(crate) mod accesslog;
+mod admission;
 pub mod http;
+pub(crate) mod lifecycle;
 pub(crate) mod net;
 pub(crate) mod reactor;
 pub(crate) mod relay;
 pub(crate) mod route;
+pub(crate) mod slab;
 pub(crate) mod state;
 pub(crate) mod tls_session;
 pub(crate) mod udp;
