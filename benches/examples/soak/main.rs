@@ -75,8 +75,7 @@
 //! (the TCP and UDP backends); `context` and `stats` (what the threads share and count);
 //! `exchange`, `tcp_clients` and `udp_clients` (the traffic kinds); `pen` and `procfs` (pen's
 //! processes, control commands and /proc); `config_files` (the `-F` variants); `runner`,
-//! `chaos` and `sampling` (the main thread's schedule); `report` (the verdict and the
-//! Markdown report).
+//! `chaos` and `sampling` (the main thread's schedule); `verdict` and `report` (the end).
 // A load generator, not pen: its input is what it sends itself, so the workspace's
 // no-panic lints for network-facing code do not apply; its buffers are indexed by their own
 // lengths.
@@ -98,6 +97,7 @@ mod sampling;
 mod stats;
 mod tcp_clients;
 mod udp_clients;
+mod verdict;
 mod wire;
 
 use std::fs;

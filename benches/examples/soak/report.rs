@@ -11,11 +11,20 @@ use crate::procfs::{clk, ProcSample};
 use crate::runner::Runner;
 use crate::sampling::Sample;
 use crate::stats::{KindStats, ERR_NAMES, KINDS};
+use crate::verdict::Verdict;
 
+/// Appends one line to the report.
+fn l(o: &mut String, s: String) {
+    o.push_str(&s);
+    o.push('\n');
+}
+
+/// `kib` KiB in MiB, e.g. "12.3 MiB".
 pub(crate) fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
+/// A byte count in B, KiB, MiB or GiB (from ten of each unit on).
 fn bytes(n: u64) -> String {
     if n >= 10 << 30 {
         format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30))
@@ -43,119 +52,28 @@ pub(crate) struct End {
 }
 
 impl Runner {
-    #[allow(clippy::too_many_lines)]
+    /// The Markdown report, and whether the run passed.
     pub(crate) fn report(&self, end: &End) -> (String, bool) {
-        let st = &self.ctx.stats;
-        let a = &self.args;
+        let v = self.verdict(end);
+        let pass = v.fails.is_empty();
         let mut o = String::new();
-        let mut fails: Vec<String> = Vec::new();
-        let mut warns: Vec<String> = Vec::new();
-        let l = |o: &mut String, s: String| {
-            o.push_str(&s);
-            o.push('\n');
-        };
+        o.push_str(&self.verdict_section(&v));
+        o.push_str(&self.parameters(end));
+        o.push_str(&self.tcp_traffic());
+        o.push_str(&self.udp_traffic());
+        o.push_str(&self.pen_processes(end, &v));
+        o.push_str(&self.chaos());
+        o.push_str(&self.samples_table());
+        o.push_str(&self.notes());
+        (o, pass)
+    }
 
-        // Verdict inputs.
-        let corruption = st.corruption();
-        if corruption > 0 {
-            fails.push(format!("{corruption} corrupted exchanges"));
-        }
-        let unexplained = st.unexplained();
-        if unexplained > 0 {
-            fails.push(format!(
-                "{unexplained} client-seen TCP errors not explained by a server stop"
-            ));
-        }
-        if self.ev.reload_failures > 0 {
-            fails.push(format!("{} reloads not applied", self.ev.reload_failures));
-        }
-        if self.ev.control_failures > 0 {
-            fails.push(format!(
-                "{} control commands failed their check",
-                self.ev.control_failures
-            ));
-        }
-        if end.pen_died {
-            fails.push("a pen process exited during the run".into());
-        }
-        for (name, status) in [("tcp", &end.exit_tcp), ("udp", &end.exit_udp)] {
-            if status != "exit status: 0" {
-                fails.push(format!("{name} pen at the end: {status}"));
-            }
-        }
-        if self.interrupted.load(Relaxed) {
-            fails.push("interrupted (SIGINT/SIGTERM) before the end".into());
-        }
-        let tol_kib = a.rss_tol_mib * 1024;
-        let mut flat = |name: &str,
-                        start: Option<ProcSample>,
-                        warm: Option<ProcSample>,
-                        endv: Option<ProcSample>,
-                        pick: fn(&Sample) -> Option<ProcSample>|
-         -> [String; 8] {
-            let max_rss = self
-                .samples
-                .iter()
-                .filter_map(|s| pick(s).map(|p| p.rss_kib))
-                .max();
-            let max_fds = self
-                .samples
-                .iter()
-                .filter_map(|s| pick(s).map(|p| p.fds))
-                .max();
-            let (rss_ok, fd_ok) = match (start, warm, endv) {
-                (Some(s), Some(w), Some(e)) => (
-                    e.rss_kib <= w.rss_kib + tol_kib,
-                    e.fds.abs_diff(s.fds) <= a.fd_tol,
-                ),
-                (Some(s), None, Some(e)) => (
-                    e.rss_kib <= s.rss_kib + tol_kib,
-                    e.fds.abs_diff(s.fds) <= a.fd_tol,
-                ),
-                _ => (false, false),
-            };
-            if !rss_ok {
-                fails.push(format!("{name} pen RSS grew (or was not measured)"));
-            }
-            if !fd_ok {
-                fails.push(format!(
-                    "{name} pen descriptors not back to the start count"
-                ));
-            }
-            let kib = |p: Option<ProcSample>| p.map_or("-".into(), |p| mib(p.rss_kib));
-            let fds = |p: Option<ProcSample>| p.map_or("-".into(), |p| p.fds.to_string());
-            [
-                kib(start),
-                kib(warm),
-                kib(endv),
-                max_rss.map_or("-".into(), mib),
-                if rss_ok { "flat".into() } else { "GREW".into() },
-                format!(
-                    "{} / {} / {}",
-                    fds(start),
-                    fds(endv),
-                    max_fds.map_or("-".into(), |m| m.to_string())
-                ),
-                if fd_ok {
-                    "flat".into()
-                } else {
-                    "NOT FLAT".into()
-                },
-                String::new(),
-            ]
-        };
-        let warm_tcp = self.warm.and_then(|w| w.1);
-        let warm_udp = self.warm.and_then(|w| w.2);
-        let ftcp = flat("tcp", self.start_tcp, warm_tcp, end.tcp, |s| s.tcp);
-        let fudp = flat("udp", self.start_udp, warm_udp, end.udp, |s| s.udp);
-        let lost = st.udp.lost.load(Relaxed);
-        if lost > 0 {
-            warns.push(format!(
-                "{lost} UDP queries lost without a UDP backend stop nearby"
-            ));
-        }
+    /// The "Verdict" section: PASS or FAIL, and why.
+    fn verdict_section(&self, v: &Verdict) -> String {
+        let a = &self.args;
+        let (fails, warns) = (&v.fails, &v.warns);
         let pass = fails.is_empty();
-
+        let mut o = String::new();
         l(&mut o, "## Verdict".into());
         l(&mut o, String::new());
         l(
@@ -163,10 +81,10 @@ impl Runner {
             format!("**{}**", if pass { "PASS" } else { "FAIL" }),
         );
         l(&mut o, String::new());
-        for f in &fails {
+        for f in fails {
             l(&mut o, format!("- FAIL: {f}"));
         }
-        for w in &warns {
+        for w in warns {
             l(&mut o, format!("- note: {w}"));
         }
         if pass {
@@ -176,7 +94,13 @@ impl Runner {
             ));
         }
         l(&mut o, String::new());
+        o
+    }
 
+    /// The "Parameters" section: the run's options and the machine's load.
+    fn parameters(&self, end: &End) -> String {
+        let a = &self.args;
+        let mut o = String::new();
         l(&mut o, "## Parameters".into());
         l(&mut o, String::new());
         l(&mut o, format!(
@@ -231,7 +155,15 @@ impl Runner {
             loads.last().copied().unwrap_or(0.0)
         ));
         l(&mut o, String::new());
+        o
+    }
 
+    /// The "TCP traffic" section: the clients' counts per kind, errors by kind, idle closes.
+    fn tcp_traffic(&self) -> String {
+        let st = &self.ctx.stats;
+        let unexplained = st.unexplained();
+        let total = |f: fn(&KindStats) -> &AtomicU64| st.sum(|k| f(k).load(Relaxed));
+        let mut o = String::new();
         l(&mut o, "## TCP traffic (clients' view)".into());
         l(&mut o, String::new());
         l(&mut o, "| type | connections | request-replies | bytes up | bytes down | broken by a server stop | other errors | corrupt |".into());
@@ -253,7 +185,6 @@ impl Runner {
                 ),
             );
         }
-        let total = |f: fn(&KindStats) -> &AtomicU64| st.sum(|k| f(k).load(Relaxed));
         l(
             &mut o,
             format!(
@@ -310,7 +241,14 @@ impl Runner {
             ),
         );
         l(&mut o, String::new());
+        o
+    }
 
+    /// The "UDP traffic" section: the UDP clients' counts.
+    fn udp_traffic(&self) -> String {
+        let st = &self.ctx.stats;
+        let lost = st.udp.lost.load(Relaxed);
+        let mut o = String::new();
         let u = &st.udp;
         l(&mut o, "## UDP traffic (clients' view)".into());
         l(&mut o, String::new());
@@ -336,7 +274,17 @@ impl Runner {
             ),
         );
         l(&mut o, String::new());
+        o
+    }
 
+    /// The "pen processes" section: RSS, descriptors, CPU, exit status and pen's own counters.
+    fn pen_processes(&self, end: &End, v: &Verdict) -> String {
+        let st = &self.ctx.stats;
+        let total = |f: fn(&KindStats) -> &AtomicU64| st.sum(|k| f(k).load(Relaxed));
+        let secs = |t: u64| t as f64 / clk() as f64;
+        let (ftcp, fudp) = (&v.flat_tcp, &v.flat_udp);
+        let u = &st.udp;
+        let mut o = String::new();
         l(&mut o, "## pen processes".into());
         l(&mut o, String::new());
         l(&mut o, "| | TCP pen | UDP pen |".into());
@@ -359,7 +307,6 @@ impl Runner {
         };
         let tt = ticks(self.start_tcp, end.tcp);
         let ut = ticks(self.start_udp, end.udp);
-        let secs = |t: u64| t as f64 / clk() as f64;
         let reqs = st.requests();
         let answered = u.answered.load(Relaxed);
         let tcp_bytes = total(|k| &k.up) + total(|k| &k.down);
@@ -424,7 +371,12 @@ impl Runner {
             );
         }
         l(&mut o, String::new());
+        o
+    }
 
+    /// The "Chaos" section: backend stops and starts, reloads, control commands, pen's stderr.
+    fn chaos(&self) -> String {
+        let mut o = String::new();
         let e = &self.ev;
         l(&mut o, "## Chaos".into());
         l(&mut o, String::new());
@@ -484,7 +436,14 @@ impl Runner {
             }
         }
         l(&mut o, String::new());
+        o
+    }
 
+    /// The "Samples" section: the periodic samples, at most 40 rows.
+    fn samples_table(&self) -> String {
+        let a = &self.args;
+        let secs = |t: u64| t as f64 / clk() as f64;
+        let mut o = String::new();
         l(
             &mut o,
             format!(
@@ -542,7 +501,13 @@ impl Runner {
             }
         }
         l(&mut o, String::new());
+        o
+    }
 
+    /// The "Notes" section: errors, corruption and failed checks, as they happened.
+    fn notes(&self) -> String {
+        let st = &self.ctx.stats;
+        let mut o = String::new();
         let notes = st.notes.lock();
         l(
             &mut o,
@@ -562,6 +527,6 @@ impl Runner {
             }
             l(&mut o, "```".into());
         }
-        (o, pass)
+        o
     }
 }
