@@ -2,7 +2,8 @@
 # Soak test: mixed, checksummed TCP and UDP traffic through our pen for DURATION while backends
 # are stopped and started, the -F file is reloaded with SIGHUP and control commands are sent;
 # reports what the clients saw and whether pen's RSS and descriptor count stay flat. The work
-# is done by benches/examples/soak.rs (see its header and benches/README.md). Not part of CI.
+# is done by benches/examples/soak/ (see the header of its main.rs and benches/README.md). Not
+# part of CI.
 #
 # Usage: benches/soak/run.sh [DURATION]      DURATION: 90, 90s, 10m (default), 1.5h
 #
