@@ -76,9 +76,12 @@ trap 'exit 130' INT TERM
 cd "$ROOT" || exit 2
 if [ -z "${SKIP_BUILD:-}" ]; then
     log "building pen, penctl and the soak driver (release) ..."
-    what=(-p penctl -p pen-benches --example soak)
+    # Two builds: `--example soak` would restrict every listed package to that example, and
+    # no binary would be built.
+    what=(-p penctl)
     [ -z "${PEN_BIN:-}" ] && what+=(-p pen-bin)
-    if ! cargo build --release "${what[@]}" >"$TMP/build.log" 2>&1; then
+    if ! { cargo build --release "${what[@]}" && cargo build --release -p pen-benches --example soak; } \
+        >"$TMP/build.log" 2>&1; then
         tail -20 "$TMP/build.log" >&2
         log "build failed"
         exit 2
