@@ -6,6 +6,7 @@ pub(crate) mod accesslog;
 mod admission;
 pub mod http;
 pub(crate) mod lifecycle;
+mod messages;
 pub(crate) mod net;
 pub(crate) mod reactor;
 pub(crate) mod relay;

@@ -150,6 +150,36 @@ pub(crate) struct UdpWorker {
     next_sweep: u64,
 }
 
+impl crate::engine::messages::Engine for UdpWorker {
+    fn listen(&mut self, listener: Option<crate::engine::net::Listener>) {
+        // A TCP listener is of no use here; the UDP socket stays.
+        drop(listener);
+        eprintln!("pen: listen: not supported in UDP mode; the UDP socket stays");
+    }
+
+    fn close_slot(&mut self, slot: usize) {
+        self.close(slot);
+    }
+
+    fn find_socket(&self, fd: RawFd) -> Option<usize> {
+        (self.slots.iter()).find_map(|(slot, f)| (f.sock.as_raw_fd() == fd).then_some(slot))
+    }
+
+    fn describe(&self, slot: usize) -> Option<String> {
+        let f = self.slots.get(slot)?;
+        Some(format!(
+            "state = udp flow\ndownfd = {}, upfd = {}\nclient = {}:{}, server = {}\npend = 0 up, 0 down\nsx = {}, rx = {}\n",
+            self.sock.as_raw_fd(),
+            f.sock.as_raw_fd(),
+            f.ip,
+            f.client.port(),
+            target_name(f.target),
+            f.sent,
+            f.received,
+        ))
+    }
+}
+
 impl UdpWorker {
     pub(crate) fn new(
         index: usize,
@@ -191,7 +221,9 @@ impl UdpWorker {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
-            self.handle_messages();
+            while let Ok(msg) = self.rx.try_recv() {
+                crate::engine::messages::dispatch(msg, &mut self);
+            }
             let now = self.shared.now_ms();
             for ev in events.iter() {
                 if ev.key == LISTENER_KEY {
@@ -225,44 +257,6 @@ impl UdpWorker {
 
     fn flow_mut(&mut self, slot: usize) -> Option<&mut Flow> {
         self.slots.get_mut(slot)
-    }
-
-    fn handle_messages(&mut self) {
-        while let Ok(msg) = self.rx.try_recv() {
-            match msg {
-                WorkerMsg::Listen(l, done) => {
-                    // A TCP listener is of no use here; the UDP socket stays.
-                    drop(l);
-                    eprintln!("pen: listen: not supported in UDP mode; the UDP socket stays");
-                    if let Some(done) = done {
-                        let _ = done.send(());
-                    }
-                }
-                WorkerMsg::Close(slot) => self.close(slot),
-                WorkerMsg::Describe(slot, reply) => {
-                    let _ = reply.send(self.describe(slot));
-                }
-                WorkerMsg::FindSocket(fd, reply) => {
-                    let found = (self.slots.iter())
-                        .find_map(|(slot, f)| (f.sock.as_raw_fd() == fd as RawFd).then_some(slot));
-                    let _ = reply.send(found);
-                }
-            }
-        }
-    }
-
-    fn describe(&self, slot: usize) -> Option<String> {
-        let f = self.slots.get(slot)?;
-        Some(format!(
-            "state = udp flow\ndownfd = {}, upfd = {}\nclient = {}:{}, server = {}\npend = 0 up, 0 down\nsx = {}, rx = {}\n",
-            self.sock.as_raw_fd(),
-            f.sock.as_raw_fd(),
-            f.ip,
-            f.client.port(),
-            target_name(f.target),
-            f.sent,
-            f.received,
-        ))
     }
 
     // ---- client to server -----------------------------------------------------------------

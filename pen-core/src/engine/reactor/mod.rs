@@ -11,7 +11,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -114,6 +114,54 @@ pub(crate) struct Worker {
     log: LogBuf,
 }
 
+impl crate::engine::messages::Engine for Worker {
+    fn listen(&mut self, listener: Option<Listener>) {
+        if let Some(old) = self.listener.take() {
+            self.poller.delete(&old);
+        }
+        if let Some(l) = listener {
+            match self.poller.add(&l, LISTENER_KEY) {
+                Ok(()) => self.listener = Some(l),
+                Err(e) => eprintln!("pen: worker {}: cannot watch listener: {e}", self.index),
+            }
+        }
+        self.accept_more = true;
+    }
+
+    fn close_slot(&mut self, slot: usize) {
+        self.close(slot);
+    }
+
+    fn find_socket(&self, fd: RawFd) -> Option<usize> {
+        self.slots.iter().find_map(|(slot, c)| {
+            let mine = c.client.as_raw_fd() == fd
+                || c.server.as_ref().is_some_and(|s| s.as_raw_fd() == fd);
+            mine.then_some(slot)
+        })
+    }
+
+    fn describe(&self, slot: usize) -> Option<String> {
+        let c = self.slots.get(slot)?;
+        let state = match c.life.phase() {
+            Phase::Handshake => "handshake",
+            Phase::Connecting => "connecting",
+            Phase::Established => "established",
+        };
+        let target = target_name(c.target);
+        Some(format!(
+            "state = {state}\ndownfd = {}, upfd = {}\nclient = {}:{}, server = {target}\npend = {} up, {} down\nsx = {}, rx = {}\n",
+            c.client.as_raw_fd(),
+            c.server.as_ref().map_or(-1, |s| s.as_raw_fd()),
+            c.peer.ip,
+            c.peer.port,
+            c.up.pending(),
+            c.down.pending(),
+            c.up.bytes,
+            c.down.bytes,
+        ))
+    }
+}
+
 impl Worker {
     pub(crate) fn new(
         index: usize,
@@ -157,7 +205,9 @@ impl Worker {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
-            self.handle_messages();
+            while let Ok(msg) = self.rx.try_recv() {
+                crate::engine::messages::dispatch(msg, &mut self);
+            }
             for ev in events.iter() {
                 if ev.key == LISTENER_KEY {
                     self.accept_more = true;
@@ -204,67 +254,6 @@ impl Worker {
             until = Some(until.map_or(self.accept_retry, |u| u.min(self.accept_retry)));
         }
         until.map(|t| Duration::from_millis(t.saturating_sub(now)))
-    }
-
-    fn handle_messages(&mut self) {
-        while let Ok(msg) = self.rx.try_recv() {
-            match msg {
-                WorkerMsg::Listen(l, done) => {
-                    if let Some(old) = self.listener.take() {
-                        self.poller.delete(&old);
-                    }
-                    if let Some(done) = done {
-                        let _ = done.send(());
-                    }
-                    if let Some(l) = l {
-                        match self.poller.add(&l, LISTENER_KEY) {
-                            Ok(()) => self.listener = Some(l),
-                            Err(e) => {
-                                eprintln!("pen: worker {}: cannot watch listener: {e}", self.index)
-                            }
-                        }
-                    }
-                    self.accept_more = true;
-                }
-                WorkerMsg::Close(slot) => {
-                    if self.slots.get(slot).is_some() {
-                        self.close(slot);
-                    }
-                }
-                WorkerMsg::Describe(slot, reply) => {
-                    let _ = reply.send(self.describe(slot));
-                }
-                WorkerMsg::FindSocket(fd, reply) => {
-                    let found = self.slots.iter().find_map(|(slot, c)| {
-                        let mine = c.client.as_raw_fd() == fd
-                            || c.server.as_ref().is_some_and(|s| s.as_raw_fd() == fd);
-                        mine.then_some(slot)
-                    });
-                    let _ = reply.send(found);
-                }
-            }
-        }
-    }
-
-    fn describe(&self, slot: usize) -> Option<String> {
-        let c = self.slots.get(slot)?;
-        let state = match c.life.phase() {
-            Phase::Handshake => "handshake",
-            Phase::Connecting => "connecting",
-            Phase::Established => "established",
-        };
-        let target = target_name(c.target);
-        Some(format!(
-            "state = {state}\ndownfd = {}, upfd = {}\nclient = {}:{}, server = {target}\npend = {} up, {} down\nsx = {}, rx = {}\n",
-            c.client.as_raw_fd(),
-            c.server.as_ref().map_or(-1, |s| s.as_raw_fd()),
-            c.peer.ip,
-            c.peer.port,
-            c.up.pending(),
-            c.down.pending(),
-            c.up.bytes,
-            c.down.bytes,
-        ))
     }
 
     // ---- accepting ------------------------------------------------------------------------
