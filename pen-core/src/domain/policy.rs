@@ -53,7 +53,7 @@ pub struct Selector<'a> {
     pub table: &'a ServerTable,
     /// The ACL lists (for `server N acl A`).
     pub acls: &'a AclSet,
-    /// The current time (ms, [`crate::domain::clock::now_ms`]).
+    /// The current time (ms on the balancer's [`Clock`](crate::domain::clock::Clock)).
     pub now: u64,
     /// The modes in force.
     pub modes: Modes,

@@ -60,7 +60,7 @@ pub struct Server {
     pub sent: AtomicU64,
     /// Bytes received from the server.
     pub received: AtomicU64,
-    /// Blacklisted until this time ([`crate::domain::clock::now_ms`]); 0 = not blacklisted.
+    /// Blacklisted until this time (ms on the balancer's [`Clock`](crate::domain::clock::Clock)); 0 = not blacklisted.
     pub blacklisted_until: AtomicU64,
 }
 
