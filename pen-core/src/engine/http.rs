@@ -7,6 +7,7 @@
 //! relay and never looks at the bytes.
 
 mod chunked;
+mod framing;
 mod rewrite;
 
 use std::io::{self, Read, Write};
