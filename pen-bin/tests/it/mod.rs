@@ -5,6 +5,7 @@ pub(crate) mod harness;
 
 mod acl;
 mod cli;
+mod compat;
 mod control;
 mod failover;
 mod faults;

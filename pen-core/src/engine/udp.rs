@@ -92,15 +92,9 @@ pub(crate) fn bind(addr: &ListenAddr, n: usize) -> io::Result<(Vec<UdpSocket>, L
             "UDP mode needs an IP address and port, not a Unix socket",
         ));
     };
-    let reuse = cfg!(target_os = "linux") && n > 1;
-    let mut a = *a;
-    if reuse {
-        // Claim the address with a plain socket first (as for TCP): SO_REUSEPORT alone would
-        // let a second pen of the same user share the port and silently take part of the
-        // traffic instead of failing with "address in use".
-        a = sys::udp_socket(a, false)?.local_addr()?;
-    }
-    let first = sys::udp_socket(a, reuse)?;
+    // SO_REUSEPORT on every socket, as C pen sets it: a second pen on the same port shares it.
+    let reuse = cfg!(target_os = "linux");
+    let first = sys::udp_socket(*a, reuse)?;
     let bound = first.local_addr()?;
     let mut out = vec![first];
     if reuse {

@@ -179,7 +179,7 @@ impl Balancer {
             )
         } else {
             let (ls, bound) =
-                bind_listeners(&config.listen, n, config.backlog, false).map_err(listen_err)?;
+                bind_listeners(&config.listen, n, config.backlog, true).map_err(listen_err)?;
             (ls, Vec::new(), bound)
         };
         let control = match &config.control {

@@ -16,25 +16,20 @@ use crate::sys;
 /// kernel spreads connections), or a single one for a Unix socket (worker 0 serves it).
 /// Returns the listeners and the address actually bound (port 0 resolved).
 ///
-/// `ours` says the address is the one this balancer already listens on (a `listen` to the same
-/// address), where the exclusivity check would only find our own sockets.
+/// With `share` (the data port), on Linux every TCP listener has `SO_REUSEPORT`, as C pen's
+/// does: a second pen started on the same port shares it, so "start the new one, then stop the
+/// old one" keeps serving. The control and metrics ports are not shared (`share` false, one
+/// listener): a second pen cannot answer for the first.
 pub(crate) fn bind_listeners(
     addr: &ListenAddr,
     n: usize,
     backlog: i32,
-    ours: bool,
+    share: bool,
 ) -> std::io::Result<(Vec<Option<Listener>>, ListenAddr)> {
     match addr {
         ListenAddr::Inet(a) => {
-            let reuse = cfg!(target_os = "linux") && n > 1;
-            let mut a = *a;
-            if reuse && !ours {
-                // Claim the address with a plain socket first: SO_REUSEPORT alone would let a
-                // second pen (same user) bind the same port and silently take part of the
-                // traffic instead of failing with "address in use".
-                a = sys::tcp_listener(a, 1, false)?.local_addr()?;
-            }
-            let first = sys::tcp_listener(a, backlog, reuse)?;
+            let reuse = share && cfg!(target_os = "linux");
+            let first = sys::tcp_listener(*a, backlog, reuse)?;
             let bound: SocketAddr = first.local_addr()?;
             let mut out = vec![Some(Listener::Tcp(first))];
             for _ in 1..n {
@@ -61,8 +56,7 @@ pub(crate) fn bind_for(
     shared: &Shared,
     addr: &ListenAddr,
 ) -> Result<(Vec<Option<Listener>>, ListenAddr), ApplyError> {
-    let ours = *shared.listen.lock() == *addr;
-    bind_listeners(addr, shared.nworkers(), shared.backlog, ours).map_err(|source| ApplyError::Io {
+    bind_listeners(addr, shared.nworkers(), shared.backlog, true).map_err(|source| ApplyError::Io {
         context: format!("cannot listen on '{addr}'"),
         source,
     })
