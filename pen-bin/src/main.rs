@@ -77,6 +77,7 @@ fn is_remote_log(log: &str) -> bool {
 }
 
 fn run_balancer(run: Run) -> ExitCode {
+    daemon::install_logger();
     if let Err(e) = cli::check_root(&run, pen_core::os::euid()) {
         return fail(EXIT_USAGE, e);
     }

@@ -33,6 +33,14 @@
 //! towards non-loopback servers, `splice` pipes) are checked out of a per-worker pool only
 //! while bytes are in flight.
 //!
+//! ## Logging
+//! pen-core writes its diagnostics through the [`log`](https://docs.rs/log) facade and installs
+//! no logger: the embedding program picks one (the `pen` binary prints to stderr in the
+//! foreground and to syslog as a daemon). Warnings (a status file or access log that cannot be
+//! written, an admin listener that cannot start) are logged at `warn`/`error`; C pen's debug
+//! lines (`-d`, the `debug N` command) at `debug` (level 1) and `trace` (level 2), and only while
+//! `debug` is at least that level.
+//!
 //! [`os`] has what a program running the balancer needs from the operating system at start-up
 //! (dropping privileges, daemon mode, chroot, syslog) as safe functions: all `unsafe` code of
 //! the workspace is in one private module, `sys`, each block with a `// SAFETY:` comment.

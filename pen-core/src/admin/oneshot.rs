@@ -79,12 +79,12 @@ pub(crate) fn serve<P: Protocol>(shared: Arc<Shared>, listener: Listener, proto:
     let poller = match Poller::new() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("pen: {} disabled: {e}", P::NAME);
+            log::error!("{} disabled: {e}", P::NAME);
             return;
         }
     };
     if let Err(e) = poller.add(&listener, LISTENER_KEY) {
-        eprintln!("pen: {} disabled: {e}", P::NAME);
+        log::error!("{} disabled: {e}", P::NAME);
         return;
     }
     let mut clients: Vec<Option<Client>> = Vec::new();

@@ -413,13 +413,13 @@ pub(crate) fn render_page(s: &Snapshot) -> String {
 
 /// The HTML status page (the `status` command); also writes it to the `web_stats` file when
 /// one is set (PEN-SPEC 1: the file is written on `status`). A failed write does not fail the
-/// command: the page is still returned and the reason goes to stderr.
+/// command: the page is still returned and the reason is logged.
 pub(crate) fn status_html(shared: &Shared) -> String {
     let page = render_page(&Snapshot::take(shared, MAX_CLIENT_ROWS));
     let file = shared.settings.read().web_stats.clone();
     if let Some(path) = file {
         if let Err(e) = write_atomically(Path::new(&path), &page) {
-            eprintln!("pen: {e}");
+            log::warn!("{e}");
         }
     }
     page

@@ -2,6 +2,10 @@
 //! client goes (client ACL and abuse server, tracking, the selection policy, the emergency
 //! server), and where it goes next when its server fails (blacklisting and failover). Written
 //! once so the two engines cannot drift apart.
+//!
+//! C pen's debug lines (`-d`, `debug N`) go to the `log` facade: level 1's at `debug`, level 2's
+//! at `trace`. They are made only when `debug` is at least that level, so a logger that lets
+//! everything through still prints nothing until `debug` is raised.
 
 use std::fmt::Display;
 use std::net::IpAddr;
@@ -48,7 +52,7 @@ pub(crate) fn choose(
             } else {
                 "dropped"
             };
-            eprintln!("pen: {what} denied by ACL {client_acl}: {to}");
+            log::debug!("{what} denied by ACL {client_acl}: {to}");
         }
         // Denied clients are not tracked and never fail over: no first choice.
         return abuse.then_some((Target::Abuse, None));
@@ -78,14 +82,14 @@ pub(crate) fn choose(
         (None, true) => Target::Emergency,
         (None, false) => {
             if debug > 0 {
-                eprintln!("pen: {what}: no server available");
+                log::debug!("{what}: no server available");
             }
             shared.counters.no_server.fetch_add(1, Relaxed);
             return None;
         }
     };
     if debug > 1 {
-        eprintln!("pen: {what} -> server {}", target_name(target));
+        log::trace!("{what} -> server {}", target_name(target));
     }
     Some((target, first))
 }
@@ -112,8 +116,8 @@ pub(crate) fn fail_over(
             s.blacklist(now, settings.blacklist_secs);
             shared.counters.blacklistings.fetch_add(1, Relaxed);
             if settings.debug > 0 {
-                eprintln!(
-                    "pen: server {} failed ({why}): blacklisted for {} s",
+                log::debug!(
+                    "server {} failed ({why}): blacklisted for {} s",
                     target_name(target),
                     settings.blacklist_secs
                 );

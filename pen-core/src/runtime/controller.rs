@@ -197,7 +197,7 @@ pub(crate) fn commit(shared: &Shared, model: Model, pending: Pending<RealHost<'_
         None if log_changed => {
             let spec = shared.settings.read().log.clone();
             if let Err(e) = shared.log.reopen(spec.as_deref()) {
-                eprintln!("pen: {e}");
+                log::warn!("{e}");
             }
         }
         None => {}
