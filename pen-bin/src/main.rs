@@ -56,7 +56,10 @@ fn main() -> ExitCode {
 fn start_error_code(e: &StartError) -> u8 {
     match e {
         StartError::Io { .. } => EXIT_RUNTIME,
-        StartError::Command { .. } | StartError::Config(_) | StartError::Tls(_) => EXIT_USAGE,
+        StartError::Command { .. }
+        | StartError::Config(_)
+        | StartError::ConfigFile(_)
+        | StartError::Tls(_) => EXIT_USAGE,
     }
 }
 
@@ -302,5 +305,13 @@ mod tests {
             start_error_code(&StartError::Config("f:1: bad".into())),
             EXIT_USAGE
         );
+        let at = pen_core::ApplyError::At {
+            file: "f".into(),
+            line: 1,
+            source: Box::new(pen_core::ApplyError::NotSupported("x".into())),
+        };
+        let file = StartError::ConfigFile(at);
+        assert_eq!(file.to_string(), "f:1: 'x' is not supported yet");
+        assert_eq!(start_error_code(&file), EXIT_USAGE);
     }
 }

@@ -63,7 +63,7 @@ mod sys;
 pub mod tls;
 
 // The public paths embedders and the binaries use.
-pub use control::Command;
+pub use control::{Command, Reply};
 pub use domain::settings::{Settings, Splice};
 pub use domain::{acl, addr, clients, policy, server};
 pub use engine::http;

@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use crate::poll::Poller;
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::control::{Command, Reply};
 use crate::domain::acl::AclSet;
 use crate::domain::addr::ListenAddr;
 use crate::domain::clients::ClientTable;
@@ -255,8 +256,7 @@ impl Balancer {
             })?;
         }
         if let Some(file) = &config.config_file {
-            ctl.apply_file(file)
-                .map_err(|e| StartError::Config(e.to_string()))?;
+            ctl.apply_file(file).map_err(StartError::ConfigFile)?;
         }
         // Open the access log now (`-l`), before a daemon forks or chroots.
         let log = shared.settings.read().log.clone();
@@ -276,12 +276,38 @@ impl Balancer {
     }
 
     /// Applies one control line (as penctl would send it) and returns the reply text: empty, or
-    /// lines each ending with a newline.
+    /// lines each ending with a newline. The line is parsed, then [`Balancer::execute`]d.
     ///
     /// # Errors
     /// [`ApplyError`] naming the bad token; nothing changes.
     pub fn apply(&self, line: &str) -> Result<String, ApplyError> {
-        self.ctl.apply_line(line)
+        let cmd = crate::control::parse_line(line)?;
+        self.execute(cmd).map(Reply::into_string)
+    }
+
+    /// Executes one control command given as data and returns its [`Reply`] (the text C pen
+    /// would send to penctl). A configuration change goes through the same transaction as the
+    /// control socket, `-O` and `-F`: it is applied as a whole or not at all. Queries read the
+    /// running state.
+    ///
+    /// ```no_run
+    /// use pen_core::control::command::ServerField;
+    /// use pen_core::Command;
+    /// # fn demo(balancer: &pen_core::Balancer) -> Result<(), pen_core::ApplyError> {
+    /// // server 2 address 127.0.0.1 port 8083
+    /// balancer.execute(Command::Server {
+    ///     id: 2,
+    ///     fields: vec![ServerField::Address("127.0.0.1".into()), ServerField::Port(8083)],
+    /// })?;
+    /// print!("{}", balancer.execute(Command::Servers)?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ApplyError`] naming the bad value; nothing changes.
+    pub fn execute(&self, cmd: Command) -> Result<Reply, ApplyError> {
+        self.ctl.execute(cmd).map(Reply::new)
     }
 
     /// The address the listener is bound to now (with the real port when started on port 0).
