@@ -63,6 +63,7 @@ mod sys;
 pub mod tls;
 
 // The public paths embedders and the binaries use.
+pub use admin::stats::{ClientStatus, CounterValues, ServerStatus, Status};
 pub use control::{Command, Reply};
 pub use domain::settings::{Settings, Splice};
 pub use domain::{acl, addr, clients, policy, server};

@@ -427,6 +427,28 @@ impl Balancer {
         )
     }
 
+    /// The state right now as plain data: servers (address, limits, weight, prio, connections,
+    /// bytes, blacklisting), tracked clients (all of them: the table holds at most `-c`),
+    /// counters, settings, addresses, open connections and their limit, uptime. The same
+    /// values the status page and the metrics show.
+    ///
+    /// ```no_run
+    /// # fn demo(balancer: &pen_core::Balancer) {
+    /// let status = balancer.snapshot();
+    /// for (id, s) in status.servers.iter().enumerate() {
+    ///     let state = match s.blacklist_left {
+    ///         Some(left) => format!("blacklisted, {left} s left"),
+    ///         None => "up".to_string(),
+    ///     };
+    ///     println!("{id} {:?} {} conns, {} bytes sent: {state}", s.addr, s.conns, s.sent);
+    /// }
+    /// println!("{} of {} connections open", status.active, status.conn_max);
+    /// # }
+    /// ```
+    pub fn snapshot(&self) -> crate::Status {
+        crate::admin::stats::Status::take(&self.shared, usize::MAX)
+    }
+
     /// The HTML status page (the `status` command).
     pub fn status(&self) -> String {
         crate::admin::stats::status_html(&self.shared)
