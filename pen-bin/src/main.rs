@@ -2,7 +2,7 @@
 //!
 //! Start-up: parse -> root/`-C` check -> user lookup -> `Balancer::bind` (sockets, `-O`, `-F`)
 //! -> detach unless `-f` -> pid file -> chroot (`-j`) -> drop privileges (`-u`) ->
-//! `Bound::start` -> signal thread -> wait. Everything that can fail for a configuration reason
+//! `Bound::start` -> signal thread -> events thread -> wait. Everything that can fail for a configuration reason
 //! happens before detaching; what fails after it is reported to the waiting parent, so the
 //! launching command still prints the error and exits nonzero.
 //!
@@ -213,7 +213,28 @@ fn launch(
         balancer.stop();
         return Err((EXIT_RUNTIME, format!("cannot handle signals: {e}")));
     }
+    if let Err(e) = log_events(Arc::clone(&balancer)) {
+        balancer.stop();
+        return Err((EXIT_RUNTIME, format!("cannot log events: {e}")));
+    }
     Ok((balancer, pid_handle))
+}
+
+/// The events thread: each of the balancer's events (blacklistings, failovers, configuration
+/// changes, worker errors) is logged as one line (stderr, or syslog once detached) while
+/// `debug` is on (`-d`, `penctl debug N`); without it pen prints nothing new.
+fn log_events(balancer: Arc<Balancer>) -> std::io::Result<()> {
+    let events = balancer.subscribe();
+    std::thread::Builder::new()
+        .name("pen-log".into())
+        .spawn(move || {
+            for event in events {
+                if balancer.settings().debug > 0 {
+                    log::info!("{event}");
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// Writes `PID\n` to `path` and keeps the file open (see [`run_balancer`]'s exit).

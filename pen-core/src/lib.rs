@@ -33,6 +33,12 @@
 //! towards non-loopback servers, `splice` pipes) are checked out of a per-worker pool only
 //! while bytes are in flight.
 //!
+//! ## Events
+//! [`Balancer::subscribe`] (or [`Config::subscribe`] before start) returns a receiver of
+//! [`Event`]s: servers blacklisted and restored, failovers, configuration changes applied or
+//! refused (and where they came from), worker errors. A slow subscriber never holds the
+//! balancer up: its queue is bounded and what does not fit is dropped and counted.
+//!
 //! ## Logging
 //! pen-core writes its diagnostics through the [`log`](https://docs.rs/log) facade and installs
 //! no logger: the embedding program picks one (the `pen` binary prints to stderr in the
@@ -65,8 +71,9 @@ pub mod tls;
 // The public paths embedders and the binaries use.
 pub use admin::stats::{ClientStatus, CounterValues, ServerStatus, Status};
 pub use control::{Command, Reply};
+pub use domain::event::Event;
 pub use domain::settings::{Settings, Splice};
-pub use domain::{acl, addr, clients, policy, server};
+pub use domain::{acl, addr, clients, event, policy, server};
 pub use engine::http;
 pub use error::{AddrError, ApplyError, ParseError, StartError};
 pub use runtime::balancer::{Balancer, Bound};

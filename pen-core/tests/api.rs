@@ -12,8 +12,14 @@
 mod common;
 use common::{config, echo_backend};
 
+use std::io::{Read, Write};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
 use pen_core::control::command::ServerField;
-use pen_core::{Balancer, Command};
+use pen_core::event::{BlacklistReason, ConfigSource, RestoreReason};
+use pen_core::server::{ServerId, Target};
+use pen_core::{Balancer, Command, Event};
 
 #[test]
 fn execute_changes_the_configuration_and_answers_like_apply() {
@@ -54,7 +60,6 @@ fn execute_changes_the_configuration_and_answers_like_apply() {
 
 /// Sends `msg` through the balancer and reads the echo back.
 fn echo_through(bal: &Balancer, msg: &[u8]) -> Vec<u8> {
-    use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(common::addr_of(bal)).unwrap();
     s.write_all(msg).unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();
@@ -94,4 +99,149 @@ fn snapshot_shows_servers_clients_counters_and_settings() {
     assert_eq!(s.settings.blacklist_secs, 30);
     assert!(s.emergency.is_none() && s.tls.is_none());
     bal.stop();
+}
+
+/// Reads events until one for which `want` holds (at most 5 s); panics with those seen.
+fn expect_event(rx: &Receiver<Event>, what: &str, want: impl Fn(&Event) -> bool) -> Event {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(e) if want(&e) => return e,
+            Ok(e) => seen.push(e.to_string()),
+            Err(_) => panic!("no event {what}; saw {seen:#?}"),
+        }
+    }
+}
+
+/// An address nothing listens on (connections are refused).
+fn dead_port() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+#[test]
+fn events_report_blacklisting_failover_restoring_and_configuration() {
+    let dir = std::env::temp_dir().join(format!("pen-api-events-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("pen.cfg");
+    std::fs::write(&file, "tracking 5\n").unwrap();
+    let mut cfg = config(&[dead_port(), echo_backend()]);
+    cfg.commands.push("blacklist 7".into());
+    cfg.config_file = Some(file.clone());
+    cfg.control = Some(pen_core::addr::parse_listen("127.0.0.1:0").unwrap());
+    let rx = cfg.subscribe();
+    let bal = Balancer::start(cfg).unwrap();
+    let s0 = Target::Server(ServerId(0));
+    let s1 = Target::Server(ServerId(1));
+    assert_eq!(
+        rx.try_recv().unwrap(),
+        Event::ConfigApplied {
+            source: ConfigSource::CommandLine,
+            what: "blacklist 7".into()
+        }
+    );
+    assert_eq!(
+        rx.try_recv().unwrap(),
+        Event::ConfigApplied {
+            source: ConfigSource::ConfigFile,
+            what: file.display().to_string()
+        }
+    );
+
+    // The first choice (server 0) refuses: blacklisted, failover to server 1.
+    assert_eq!(echo_through(&bal, b"x"), b"x");
+    let e = expect_event(&rx, "blacklisting", |e| {
+        matches!(e, Event::ServerBlacklisted { .. })
+    });
+    assert!(
+        matches!(&e, Event::ServerBlacklisted { server, seconds: 7, reason: BlacklistReason::ConnectFailed(_) } if *server == s0),
+        "{e:?}"
+    );
+    assert_eq!(
+        expect_event(&rx, "failover", |e| matches!(e, Event::Failover { .. })),
+        Event::Failover { from: s0, to: s1 }
+    );
+
+    // Restored by command; a refused change; the control socket.
+    bal.apply("server 0 blacklist 0").unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Event::ServerRestored {
+            server: s0,
+            reason: RestoreReason::Command
+        }
+    );
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Event::ConfigApplied {
+            source: ConfigSource::Api,
+            what: "server 0 blacklist 0".into()
+        }
+    );
+    assert!(bal.apply("server 0 weight heavy").is_err());
+    let e = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(
+        matches!(&e, Event::ConfigRefused { source: ConfigSource::Api, what, error } if what == "server 0 weight heavy" && error.contains("'heavy'")),
+        "{e:?}"
+    );
+    let control = match bal.control_addr().unwrap() {
+        pen_core::addr::ListenAddr::Inet(a) => a,
+        other => panic!("{other}"),
+    };
+    let mut c = std::net::TcpStream::connect(control).unwrap();
+    c.write_all(b"weight\n").unwrap();
+    c.read_to_end(&mut Vec::new()).unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Event::ConfigApplied {
+            source: ConfigSource::ControlSocket,
+            what: "weight".into()
+        }
+    );
+
+    // A blacklisting that runs out is noticed within about a second.
+    bal.apply("server 1 blacklist 1").unwrap();
+    let e = expect_event(&rx, "expiry", |e| {
+        matches!(
+            e,
+            Event::ServerRestored {
+                reason: RestoreReason::Expired,
+                ..
+            }
+        )
+    });
+    assert_eq!(
+        e,
+        Event::ServerRestored {
+            server: s1,
+            reason: RestoreReason::Expired
+        }
+    );
+
+    // Reload, refused then applied.
+    std::fs::write(&file, "tracking x\n").unwrap();
+    assert!(bal.reload().is_err());
+    let e = expect_event(&rx, "refused reload", |e| {
+        matches!(e, Event::ConfigRefused { .. })
+    });
+    assert!(
+        matches!(&e, Event::ConfigRefused { source: ConfigSource::Reload, error, .. } if error.contains(":1: ")),
+        "{e:?}"
+    );
+    std::fs::write(&file, "tracking 6\n").unwrap();
+    bal.reload().unwrap();
+    expect_event(&rx, "reload", |e| {
+        matches!(
+            e,
+            Event::ConfigApplied {
+                source: ConfigSource::Reload,
+                ..
+            }
+        )
+    });
+    assert_eq!(bal.snapshot().counters.events_dropped, 0);
+    bal.stop();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -118,6 +118,9 @@ pub struct CounterValues {
     pub control_commands: u64,
     /// Control-socket commands answered with an error.
     pub control_errors: u64,
+    /// Events not delivered because a subscriber's queue was full
+    /// ([`Balancer::subscribe`](crate::Balancer::subscribe)).
+    pub events_dropped: u64,
 }
 
 /// The state of a running balancer at one moment: what the status page and the metrics show,
@@ -218,6 +221,7 @@ impl Status {
                 accept_pauses: c.accept_pauses.load(Relaxed),
                 control_commands: c.control_commands.load(Relaxed),
                 control_errors: c.control_errors.load(Relaxed),
+                events_dropped: shared.events.dropped(),
             },
         }
     }

@@ -1,8 +1,10 @@
 //! The engine: worker threads that accept, route and relay (TCP, TLS, UDP), HTTP header
 //! insertion, the access log, and the state they share with the control plane (tables,
-//! counters, worker messages). Only the engine (and `sys` below it) touches sockets.
+//! counters, worker messages, the event hub). Only the engine (and `sys` below it) touches
+//! sockets.
 
 pub(crate) mod accesslog;
+pub(crate) mod events;
 pub mod http;
 pub(crate) mod net;
 pub(crate) mod reactor;

@@ -1,7 +1,8 @@
 //! Routing decisions shared by the TCP engine (`reactor`) and the UDP engine (`udp`): where a new
 //! client goes (client ACL and abuse server, tracking, the selection policy, the emergency
 //! server), and where it goes next when its server fails (blacklisting and failover). Written
-//! once so the two engines cannot drift apart.
+//! once so the two engines cannot drift apart. Blacklistings and failovers are reported as
+//! events.
 //!
 //! C pen's debug lines (`-d`, `debug N`) go to the `log` facade: level 1's at `debug`, level 2's
 //! at `trace`. They are made only when `debug` is at least that level, so a logger that lets
@@ -11,6 +12,7 @@ use std::fmt::Display;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::domain::event::{BlacklistReason, Event};
 use crate::domain::policy::Selector;
 use crate::domain::server::{ServerId, Target};
 use crate::engine::state::Shared;
@@ -115,6 +117,11 @@ pub(crate) fn fail_over(
         if blacklist {
             s.blacklist(now, settings.blacklist_secs);
             shared.counters.blacklistings.fetch_add(1, Relaxed);
+            shared.events.emit(|| Event::ServerBlacklisted {
+                server: target,
+                seconds: settings.blacklist_secs,
+                reason: BlacklistReason::ConnectFailed(why.to_string()),
+            });
             if settings.debug > 0 {
                 log::debug!(
                     "server {} failed ({why}): blacklisted for {} s",
@@ -142,8 +149,9 @@ pub(crate) fn fail_over(
             }
         }
     };
-    if next.is_some() {
+    if let Some(to) = next {
         shared.counters.failovers.fetch_add(1, Relaxed);
+        shared.events.emit(|| Event::Failover { from: target, to });
     }
     next
 }

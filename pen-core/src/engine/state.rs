@@ -109,6 +109,8 @@ pub(crate) struct Shared {
     pub(crate) log: crate::engine::accesslog::AccessLog,
     /// TLS termination, when on (fixed at start; certificates and settings reload).
     pub(crate) tls: Option<crate::tls::Tls>,
+    /// Where events are reported (shared with the [`Config`](crate::Config) it started from).
+    pub(crate) events: Arc<crate::engine::events::EventHub>,
     /// Set (with the condvar notified) once the balancer has stopped.
     pub(crate) stopped: Mutex<bool>,
     pub(crate) stopped_cv: Condvar,

@@ -13,9 +13,11 @@ use crate::domain::acl::AclSet;
 use crate::domain::addr::ListenAddr;
 use crate::domain::clients::ClientTable;
 use crate::domain::clock::Clock;
+use crate::domain::event::{ConfigSource, Event, Worker};
 use crate::domain::server::ServerTable;
+use crate::engine::events::EventHub;
 use crate::engine::net::Listener;
-use crate::engine::reactor::Worker;
+use crate::engine::reactor::Worker as Relay;
 use crate::engine::state::{Counters, Shared, WorkerLink, WorkerMsg};
 use crate::error::{ApplyError, StartError};
 use crate::runtime::config::Config;
@@ -71,43 +73,58 @@ impl Bound {
                 let sh = Arc::clone(&shared);
                 let worker = crate::engine::udp::UdpWorker::new(i, sh, poller, rx, sock)
                     .map_err(io_err("cannot start UDP worker"))?;
+                let events = Arc::clone(&shared.events);
                 let t = std::thread::Builder::new()
                     .name(format!("pen-udp-{i}"))
-                    .spawn(move || worker.run())
+                    .spawn(move || guarded(&events, Worker::Relay(i), || worker.run()))
                     .map_err(io_err("cannot start worker thread"))?;
                 threads.push(t);
                 continue;
             }
             // TCP, or a UDP worker's place where the platform gave it no socket of its own
             // (it idles, like the workers without a listener behind a Unix socket).
-            let worker = Worker::new(i, Arc::clone(&shared), poller, rx, l)
+            let worker = Relay::new(i, Arc::clone(&shared), poller, rx, l)
                 .map_err(io_err("cannot start worker"))?;
+            let events = Arc::clone(&shared.events);
             let t = std::thread::Builder::new()
                 .name(format!("pen-worker-{i}"))
-                .spawn(move || worker.run())
+                .spawn(move || guarded(&events, Worker::Relay(i), || worker.run()))
                 .map_err(io_err("cannot start worker thread"))?;
             threads.push(t);
         }
         if let Some(l) = control {
             let sh = Arc::clone(&shared);
             let c = Arc::clone(&ctl);
-            let exec: crate::admin::control::Execute = Box::new(move |line| c.apply_line(line));
+            let exec: crate::admin::control::Execute =
+                Box::new(move |line| c.apply_line(line, ConfigSource::ControlSocket));
+            let events = Arc::clone(&shared.events);
             let t = std::thread::Builder::new()
                 .name("pen-control".into())
-                .spawn(move || crate::admin::control::serve(sh, l, exec))
+                .spawn(move || {
+                    guarded(&events, Worker::ControlSocket, || {
+                        crate::admin::control::serve(sh, l, exec);
+                    });
+                })
                 .map_err(io_err("cannot start control thread"))?;
             threads.push(t);
         }
         if let Some(l) = metrics {
             let sh = Arc::clone(&shared);
+            let events = Arc::clone(&shared.events);
             let t = std::thread::Builder::new()
                 .name("pen-metrics".into())
-                .spawn(move || crate::admin::metrics_http::serve_http(sh, l))
+                .spawn(move || {
+                    guarded(&events, Worker::Metrics, || {
+                        crate::admin::metrics_http::serve_http(sh, l);
+                    });
+                })
                 .map_err(io_err("cannot start metrics thread"))?;
             threads.push(t);
         }
         // From now on the workers answer messages: `listen` may wait for them.
         shared.running.store(true, Relaxed);
+        // Subscribed through the Config: blacklistings running out are watched from now on.
+        super::watch::start(&shared);
         Ok(Balancer {
             shared,
             ctl,
@@ -123,6 +140,19 @@ pub struct Balancer {
     ctl: Arc<Controller>,
     pid_file: Option<PathBuf>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Runs the body of a balancer thread. Should it panic (a bug), the panic hook has printed the
+/// message; the thread's end is reported as a worker error and the others carry on.
+fn guarded(events: &EventHub, worker: Worker, body: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        events.worker_error(worker, &format_args!("thread stopped by a panic: {msg}"));
+    }
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -242,6 +272,7 @@ impl Balancer {
             metrics: metrics_addr,
             log: crate::engine::accesslog::AccessLog::default(),
             tls,
+            events: Arc::clone(&config.events),
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
         });
@@ -250,10 +281,11 @@ impl Balancer {
             config.config_file.clone(),
         ));
         for cmd in &config.commands {
-            ctl.apply_line(cmd).map_err(|source| StartError::Command {
-                command: cmd.clone(),
-                source,
-            })?;
+            ctl.apply_line(cmd, ConfigSource::CommandLine)
+                .map_err(|source| StartError::Command {
+                    command: cmd.clone(),
+                    source,
+                })?;
         }
         if let Some(file) = &config.config_file {
             ctl.apply_file(file).map_err(StartError::ConfigFile)?;
@@ -281,8 +313,7 @@ impl Balancer {
     /// # Errors
     /// [`ApplyError`] naming the bad token; nothing changes.
     pub fn apply(&self, line: &str) -> Result<String, ApplyError> {
-        let cmd = crate::control::parse_line(line)?;
-        self.execute(cmd).map(Reply::into_string)
+        self.ctl.apply_line(line, ConfigSource::Api)
     }
 
     /// Executes one control command given as data and returns its [`Reply`] (the text C pen
@@ -313,6 +344,40 @@ impl Balancer {
     /// The address the listener is bound to now (with the real port when started on port 0).
     pub fn listen_addr(&self) -> ListenAddr {
         self.shared.listen.lock().clone()
+    }
+
+    /// Subscribes to the balancer's [`Event`]s from now on: servers blacklisted and restored,
+    /// failovers, configuration changes applied or refused, worker errors. Each subscriber has
+    /// a queue of 1024 events; the balancer never waits for a subscriber: when its queue is
+    /// full, further events are dropped for it and counted
+    /// ([`CounterValues::events_dropped`](crate::CounterValues::events_dropped)). Dropping the
+    /// receiver unsubscribes. ([`Config::subscribe`] also sees the start-up commands.)
+    ///
+    /// With no subscriber the events are not even built. While there is one, a thread looks
+    /// at the server table once a second to report blacklistings that ran out.
+    ///
+    /// ```no_run
+    /// # fn demo(balancer: &pen_core::Balancer) {
+    /// let events = balancer.subscribe();
+    /// std::thread::spawn(move || {
+    ///     for event in events {
+    ///         println!("{event}");
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn subscribe(&self) -> mpsc::Receiver<Event> {
+        let rx = self.shared.events.subscribe();
+        if self.shared.running.load(Relaxed) {
+            super::watch::start(&self.shared);
+        }
+        rx
+    }
+
+    /// The live settings (a copy): what the control commands have made of the
+    /// [`Config`]'s.
+    pub fn settings(&self) -> crate::Settings {
+        self.shared.settings.read().clone()
     }
 
     /// The metrics listener's address (with the real port when bound to port 0), if any.

@@ -4,6 +4,11 @@
 //! is fixed at start (sockets, table sizes, worker count). Defaults follow C pen (PEN-SPEC 1).
 
 use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use crate::domain::event::Event;
+use crate::engine::events::EventHub;
 
 use crate::domain::addr::{ListenAddr, ServerSpec};
 use crate::domain::settings::{Settings, Splice};
@@ -49,6 +54,8 @@ pub struct Config {
     pub splice: Splice,
     /// TLS termination on the listener (`-E` and friends); `None`: plain TCP.
     pub tls: Option<crate::tls::TlsOptions>,
+    /// Where the balancer started from this config reports its events (shared by clones).
+    pub(crate) events: Arc<EventHub>,
 }
 
 impl Config {
@@ -74,6 +81,14 @@ impl Config {
             abuse: None,
             splice: Splice::Auto,
             tls: None,
+            events: Arc::default(),
         }
+    }
+
+    /// Subscribes to the [`Event`]s of the balancer that will be started from this config,
+    /// including those of its start-up commands (`-O`) and config file (`-F`). Clones of the
+    /// config share the subscribers. See [`Balancer::subscribe`](crate::Balancer::subscribe).
+    pub fn subscribe(&self) -> Receiver<Event> {
+        self.events.subscribe()
     }
 }

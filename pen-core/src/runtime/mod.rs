@@ -10,3 +10,4 @@ pub(crate) mod controller;
 pub(crate) mod host;
 pub(crate) mod listeners;
 pub(crate) mod queries;
+pub(crate) mod watch;
