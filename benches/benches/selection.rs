@@ -106,12 +106,7 @@ fn first_choice(c: &mut Criterion) {
     for case in cases() {
         for &n in &SIZES {
             let t = table(n);
-            let sel = Selector {
-                table: &t,
-                acls: &acls,
-                now: NOW,
-                modes: case.modes,
-            };
+            let sel = Selector::new(&t, &acls, NOW, case.modes);
             // A tracked server that is available: the middle one, stepped off a blacklisted slot.
             let mid = if blacklisted(n / 2, n) {
                 n / 2 + 1

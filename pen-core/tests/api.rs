@@ -13,11 +13,15 @@ mod common;
 use common::{config, echo_backend};
 
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pen_core::control::command::ServerField;
 use pen_core::event::{BlacklistReason, ConfigSource, RestoreReason};
+use pen_core::health::HealthSource;
+use pen_core::policy::{Policy, SelectionContext};
 use pen_core::server::{ServerId, Target};
 use pen_core::{Balancer, Command, Event};
 
@@ -244,4 +248,73 @@ fn events_report_blacklisting_failover_restoring_and_configuration() {
     assert_eq!(bal.snapshot().counters.events_dropped, 0);
     bal.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Always server 1 (whatever its state), counting the questions.
+#[derive(Debug, Default)]
+struct AlwaysOne(AtomicUsize);
+
+impl Policy for AlwaysOne {
+    fn first_choice(&self, _ctx: &SelectionContext<'_>) -> Option<ServerId> {
+        self.0.fetch_add(1, Relaxed);
+        Some(ServerId(1))
+    }
+}
+
+/// Per-server up flags, as a probe would set them.
+#[derive(Debug)]
+struct Flags(Vec<AtomicBool>);
+
+impl HealthSource for Flags {
+    fn is_up(&self, id: ServerId, _now: u64) -> bool {
+        self.0.get(id.0).is_none_or(|f| f.load(Relaxed))
+    }
+}
+
+/// Connections each server has taken so far.
+fn totals(bal: &Balancer) -> Vec<u64> {
+    bal.snapshot().servers.iter().map(|s| s.total).collect()
+}
+
+#[test]
+fn a_custom_policy_is_consulted_and_an_unavailable_choice_is_not_used() {
+    let policy = Arc::new(AlwaysOne::default());
+    let cfg = config(&[echo_backend(), echo_backend()]).with_policy(policy.clone());
+    let bal = Balancer::start(cfg).unwrap();
+    for _ in 0..3 {
+        assert_eq!(echo_through(&bal, b"x"), b"x");
+    }
+    assert_eq!(totals(&bal), [0, 3]);
+    assert_eq!(policy.0.load(Relaxed), 3);
+    bal.apply("server 1 blacklist 60").unwrap();
+    assert_eq!(echo_through(&bal, b"y"), b"y");
+    assert_eq!(
+        totals(&bal),
+        [1, 3],
+        "the blacklisted choice is passed over"
+    );
+    assert_eq!(policy.0.load(Relaxed), 4);
+    bal.stop();
+}
+
+#[test]
+fn a_health_source_keeps_clients_off_a_server_it_reports_down() {
+    let flags = Arc::new(Flags(vec![AtomicBool::new(false), AtomicBool::new(true)]));
+    let mut cfg = config(&[echo_backend(), echo_backend()]).with_health(flags.clone());
+    cfg.settings.roundrobin = true;
+    let bal = Balancer::start(cfg).unwrap();
+    for _ in 0..4 {
+        assert_eq!(echo_through(&bal, b"x"), b"x");
+    }
+    assert_eq!(totals(&bal), [0, 4]);
+    flags.0[0].store(true, Relaxed);
+    for _ in 0..4 {
+        assert_eq!(echo_through(&bal, b"x"), b"x");
+    }
+    assert_eq!(
+        totals(&bal),
+        [2, 6],
+        "round robin over both once server 0 is up"
+    );
+    bal.stop();
 }

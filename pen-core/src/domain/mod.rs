@@ -8,6 +8,7 @@ pub mod addr;
 pub mod clients;
 pub mod clock;
 pub mod event;
+pub mod health;
 pub mod policy;
 pub mod server;
 pub mod settings;

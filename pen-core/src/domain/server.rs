@@ -89,6 +89,26 @@ impl Server {
         }
     }
 
+    /// Open (or opening) connections now.
+    pub fn conns(&self) -> u32 {
+        self.conns.load(Relaxed)
+    }
+
+    /// Connections established to it, in total.
+    pub fn total(&self) -> u64 {
+        self.total.load(Relaxed)
+    }
+
+    /// Bytes sent to it, in total (counted when a connection closes).
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Relaxed)
+    }
+
+    /// Bytes received from it, in total (counted when a connection closes).
+    pub fn received(&self) -> u64 {
+        self.received.load(Relaxed)
+    }
+
     /// Releases one connection (never below zero: a connection may outlive a reload that
     /// removed and re-added its server).
     pub fn release(&self) {

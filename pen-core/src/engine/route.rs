@@ -12,9 +12,12 @@ use std::fmt::Display;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::domain::acl::AclSet;
 use crate::domain::event::{BlacklistReason, Event};
-use crate::domain::policy::Selector;
+use crate::domain::policy::{self, SelectionContext, Selector};
+use crate::domain::server::ServerTable;
 use crate::domain::server::{ServerId, Target};
+use crate::domain::settings::Settings;
 use crate::engine::state::Shared;
 
 /// A target as debug output and `connection N` show it.
@@ -23,6 +26,21 @@ pub(crate) fn target_name(t: Target) -> String {
         Target::Server(id) => id.to_string(),
         Target::Emergency => "emergency".to_string(),
         Target::Abuse => "abuse".to_string(),
+    }
+}
+
+/// The built-in selection over the tables, with the health source if there is one.
+fn selector<'a>(
+    shared: &'a Shared,
+    servers: &'a ServerTable,
+    acls: &'a AclSet,
+    now: u64,
+    settings: &Settings,
+) -> Selector<'a> {
+    let sel = Selector::new(servers, acls, now, Shared::modes(settings));
+    match shared.health.as_deref() {
+        Some(h) => sel.with_health(h),
+        None => sel,
     }
 }
 
@@ -68,14 +86,10 @@ pub(crate) fn choose(
         let settings = shared.settings.read();
         let servers = shared.servers.read();
         let acls = shared.acls.read();
-        let sel = Selector {
-            table: &servers,
-            acls: &acls,
-            now,
-            modes: Shared::modes(&settings),
-        };
+        let sel = selector(shared, &servers, &acls, now, &settings);
+        let ctx = SelectionContext::new(sel, ip, Some(port), tracked, &shared.rr);
         (
-            sel.first_choice(ip, port, tracked, &shared.rr),
+            policy::choose(&*shared.policy, &ctx),
             sel.emergency_available(),
         )
     };
@@ -136,13 +150,9 @@ pub(crate) fn fail_over(
         _ if settings.stubborn => None,
         Target::Server(cur) => {
             let acls = shared.acls.read();
-            let sel = Selector {
-                table: &servers,
-                acls: &acls,
-                now,
-                modes: Shared::modes(&settings),
-            };
-            match sel.next_after(first.unwrap_or(cur), cur, ip) {
+            let sel = selector(shared, &servers, &acls, now, &settings);
+            let ctx = SelectionContext::new(sel, ip, None, None, &shared.rr);
+            match policy::next_available(&*shared.policy, &ctx, first.unwrap_or(cur), cur) {
                 Some(id) => Some(Target::Server(id)),
                 None if sel.emergency_available() => Some(Target::Emergency),
                 None => None,

@@ -109,6 +109,10 @@ pub(crate) struct Shared {
     pub(crate) log: crate::engine::accesslog::AccessLog,
     /// TLS termination, when on (fixed at start; certificates and settings reload).
     pub(crate) tls: Option<crate::tls::Tls>,
+    /// The selection policy (the built-in modes unless the embedder plugged one in).
+    pub(crate) policy: Arc<dyn crate::domain::policy::Policy>,
+    /// An external view of which servers are up, if the embedder plugged one in.
+    pub(crate) health: Option<Arc<dyn crate::domain::health::HealthSource>>,
     /// Where events are reported (shared with the [`Config`](crate::Config) it started from).
     pub(crate) events: Arc<crate::engine::events::EventHub>,
     /// Set (with the condvar notified) once the balancer has stopped.

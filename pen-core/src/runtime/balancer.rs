@@ -273,6 +273,11 @@ impl Balancer {
             log: crate::engine::accesslog::AccessLog::default(),
             tls,
             events: Arc::clone(&config.events),
+            policy: config
+                .policy
+                .clone()
+                .unwrap_or_else(|| Arc::new(crate::domain::policy::DefaultPolicy)),
+            health: config.health.clone(),
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
         });

@@ -8,6 +8,8 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use crate::domain::event::Event;
+use crate::domain::health::HealthSource;
+use crate::domain::policy::Policy;
 use crate::engine::events::EventHub;
 
 use crate::domain::addr::{ListenAddr, ServerSpec};
@@ -56,6 +58,10 @@ pub struct Config {
     pub tls: Option<crate::tls::TlsOptions>,
     /// Where the balancer started from this config reports its events (shared by clones).
     pub(crate) events: Arc<EventHub>,
+    /// The selection policy; `None`: the built-in modes.
+    pub(crate) policy: Option<Arc<dyn Policy>>,
+    /// An external view of which servers are up; `None`: all are, as far as it goes.
+    pub(crate) health: Option<Arc<dyn HealthSource>>,
 }
 
 impl Config {
@@ -82,7 +88,27 @@ impl Config {
             splice: Splice::Auto,
             tls: None,
             events: Arc::default(),
+            policy: None,
+            health: None,
         }
+    }
+
+    /// Selects servers with `policy` instead of the built-in modes (tracking, prio, weight,
+    /// hash, round robin). Its answers are checked: an unavailable server is never used (see
+    /// [`policy::choose`](crate::policy::choose)). Failover follows the policy's
+    /// [`next_after`](Policy::next_after), by default the built-in order.
+    #[must_use]
+    pub fn with_policy(mut self, policy: Arc<dyn Policy>) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// Consults `health` whenever a server's availability is decided, in addition to the
+    /// blacklist: a server it reports down takes no new client.
+    #[must_use]
+    pub fn with_health(mut self, health: Arc<dyn HealthSource>) -> Self {
+        self.health = Some(health);
+        self
     }
 
     /// Subscribes to the [`Event`]s of the balancer that will be started from this config,

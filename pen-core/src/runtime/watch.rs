@@ -1,9 +1,10 @@
 //! The blacklist watcher: reports [`Event::ServerRestored`] when a blacklisting runs out.
 //!
-//! Nothing happens when a blacklisting ends (the deadline simply passes), so a thread looks at
+//! Nothing happens when a blacklisting ends (its deadline simply passes), so a thread looks at
 //! the table once a second while anyone is subscribed to the events, from the first
-//! subscription until the balancer stops. Restorations by command are reported by the
-//! controller, which makes them.
+//! subscription until the balancer stops, and reports every deadline that passed since the
+//! last look (even of a blacklisting that began after it). Restorations by command are
+//! reported by the controller, which makes them.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -33,16 +34,18 @@ pub(crate) fn start(shared: &Arc<Shared>) {
 
 /// Looks once a second until the balancer stops.
 fn watch(shared: &Shared) {
-    let mut watched = Vec::new();
+    let mut since = shared.now_ms();
     while !shared.stopping.load(Relaxed) {
-        let expired = look(&shared.servers.read(), &mut watched, shared.now_ms());
+        std::thread::sleep(TICK);
+        let now = shared.now_ms();
+        let expired = look(&shared.servers.read(), since, now);
+        since = now;
         for server in expired {
             shared.events.emit(|| Event::ServerRestored {
                 server,
                 reason: RestoreReason::Expired,
             });
         }
-        std::thread::sleep(TICK);
     }
     shared.events.release_watcher();
 }
@@ -55,27 +58,17 @@ fn targets(t: &ServerTable) -> impl Iterator<Item = Target> + '_ {
         .chain(t.abuse.is_some().then_some(Target::Abuse))
 }
 
-/// One look at the table at `now`: returns the servers of `watched` (those blacklisted at the
-/// last look) whose blacklisting has run out, and makes `watched` the servers blacklisted now.
-/// A blacklisting cleared (by command) or a server removed since is forgotten silently.
-fn look(table: &ServerTable, watched: &mut Vec<Target>, now: u64) -> Vec<Target> {
-    let mut expired = Vec::new();
-    watched.retain(|&t| {
-        let until = table
-            .target(t)
-            .map_or(0, |s| s.blacklisted_until.load(Relaxed));
-        if until != 0 && until <= now {
-            expired.push(t);
-        }
-        until > now
-    });
-    for t in targets(table) {
-        let blacklisted = table.target(t).is_some_and(|s| s.is_blacklisted(now));
-        if blacklisted && !watched.contains(&t) {
-            watched.push(t);
-        }
-    }
-    expired
+/// The servers whose blacklisting ran out after `since` and by `now` (a blacklisting's end is
+/// its deadline; a cleared one has none, a renewed one a later one).
+fn look(table: &ServerTable, since: u64, now: u64) -> Vec<Target> {
+    targets(table)
+        .filter(|&t| {
+            table.target(t).is_some_and(|s| {
+                let until = s.blacklisted_until.load(Relaxed);
+                since < until && until <= now
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -97,27 +90,22 @@ mod tests {
     }
 
     #[test]
-    fn reports_each_expiry_once_and_not_a_cleared_blacklisting() {
+    fn reports_each_expiry_once_and_not_a_cleared_or_renewed_blacklisting() {
         let t = table(3);
         let s = |i| t.get(ServerId(i)).unwrap();
-        let mut watched = Vec::new();
         s(0).blacklist(1_000, 2); // until 3000
         s(1).blacklist(1_000, 5); // until 6000
         t.emergency.as_ref().unwrap().blacklist(1_000, 1); // until 2000
-        assert_eq!(look(&t, &mut watched, 1_500), []);
-        assert_eq!(watched.len(), 3);
-        assert_eq!(look(&t, &mut watched, 2_500), [Target::Emergency]);
+        assert_eq!(look(&t, 1_000, 1_500), []);
+        assert_eq!(look(&t, 1_500, 2_500), [Target::Emergency]);
         s(1).blacklist(2_600, 0); // cleared by command: reported by the controller
-        assert_eq!(look(&t, &mut watched, 3_000), [Target::Server(ServerId(0))]);
-        assert_eq!(look(&t, &mut watched, 9_000), []);
-        assert!(watched.is_empty());
-        // Blacklisted again, then expired between two looks.
-        s(2).blacklist(9_000, 1);
-        assert_eq!(look(&t, &mut watched, 9_500), []);
-        s(2).blacklist(9_600, 1); // renewed: still one expiry
-        assert_eq!(
-            look(&t, &mut watched, 20_000),
-            [Target::Server(ServerId(2))]
-        );
+        assert_eq!(look(&t, 2_500, 3_000), [Target::Server(ServerId(0))]);
+        assert_eq!(look(&t, 3_000, 9_000), []);
+        // Blacklisted and run out between two looks.
+        s(2).blacklist(9_100, 1); // until 10100
+        s(0).blacklist(9_100, 1);
+        s(0).blacklist(9_900, 1); // renewed: until 10900
+        assert_eq!(look(&t, 9_000, 10_500), [Target::Server(ServerId(2))]);
+        assert_eq!(look(&t, 10_500, 11_500), [Target::Server(ServerId(0))]);
     }
 }
