@@ -17,6 +17,18 @@
 //! }
 //! ```
 //!
+//! ## Embedding
+//! Besides the text of penctl ([`Balancer::apply`]), a program embedding the balancer has a
+//! typed API:
+//! - [`Balancer::execute`] runs a [`Command`] and returns its [`Reply`];
+//! - [`Balancer::snapshot`] returns the state as plain data ([`Status`]: servers, clients,
+//!   counters, settings);
+//! - [`Balancer::subscribe`] streams [`Event`]s (see below);
+//! - [`Config::with_policy`] plugs a selection [`policy::Policy`] of its own and
+//!   [`Config::with_health`] a [`health::HealthSource`] (an external view of which servers are
+//!   up);
+//! - `pen-core/examples/embed.rs` shows them together.
+//!
 //! ## Design
 //! Data flows one way: a worker's listener accepts; the client ACL decides; the selection policy
 //! ([`policy`]) picks a server from the [`server`] table, consulting the [`clients`] table; the
@@ -47,22 +59,24 @@
 //! lines (`-d`, the `debug N` command) at `debug` (level 1) and `trace` (level 2), and only while
 //! `debug` is at least that level.
 //!
-//! [`os`] has what a program running the balancer needs from the operating system at start-up
-//! (dropping privileges, daemon mode, chroot, syslog) as safe functions: all `unsafe` code of
-//! the workspace is in one private module, `sys`, each block with a `// SAFETY:` comment.
+//! `os` (hidden from these docs: it is for the `pen` binary) has what a program running the
+//! balancer needs from the operating system at start-up (dropping privileges, daemon mode,
+//! chroot, syslog) as safe functions: all `unsafe` code of the workspace is in one private
+//! module, `sys`, each block with a `// SAFETY:` comment.
 
-pub mod admin;
+mod admin;
 pub mod control;
 pub mod domain;
-pub mod engine;
+mod engine;
 pub mod error;
 mod files;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[doc(hidden)]
 pub mod os;
 mod poll;
-pub mod runtime;
+mod runtime;
 // The one module allowed to hold `unsafe` (each block with a `// SAFETY:` comment).
 #[allow(unsafe_code)]
 mod sys;

@@ -6,7 +6,7 @@
 pub mod acl;
 pub mod addr;
 pub mod clients;
-pub mod clock;
+pub(crate) mod clock;
 pub mod event;
 pub mod health;
 pub mod policy;

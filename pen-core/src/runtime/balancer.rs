@@ -182,12 +182,14 @@ impl Balancer {
     }
 
     /// [`Balancer::bind`] with the time source the workers and the control plane read (the
-    /// system clock by default; a [`ManualClock`](crate::domain::clock::ManualClock) in
-    /// simulations).
+    /// system clock by default; a `ManualClock` in simulations).
     ///
     /// # Errors
     /// As [`Balancer::bind`].
-    pub fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Bound, StartError> {
+    pub(crate) fn bind_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Bound, StartError> {
         let n = if config.workers == 0 {
             sys::cpus()
         } else {
