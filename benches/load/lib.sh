@@ -1,8 +1,9 @@
-# Shared helpers for run.sh and profile.sh (sourced, not executed).
+# Shared helpers for run.sh, ab.sh and profile.sh (sourced, not executed).
 #
 # Provides: log/die, a temporary directory TMP removed on exit (kept with KEEP_TMP=1), the PID
 # list PIDS whose processes are stopped by PID on exit, stop_pid, free_ports, wait_listening,
-# rss_kib, cpu_ticks, mib, raise_nofile and start_backend (nginx serving index.html and big.bin).
+# rss_kib, cpu_ticks, mib, raise_nofile, start_backend (nginx serving index.html and big.bin),
+# start_pen_on, start_cpen_on, and the measurements run_wrk, run_wrk_url, run_bulk and idle_rss.
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -227,4 +228,90 @@ start_cpen_on() {
     shift
     /usr/bin/pen "$@" -f -x 10000 "127.0.0.1:$port" "${BACKEND:-127.0.0.1:$BPORT}" >"$TMP/cpen.log" 2>&1 &
     echo $!
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measurements shared by run.sh and ab.sh (they use DURATION, BULK_MIB and IDLE_CONNS).
+
+# Runs wrk and prints "req/s" (with " (N errors)" appended if any), or "n/a".
+run_wrk() {
+    local port=$1 name=$2
+    shift 2
+    run_wrk_url "http://127.0.0.1:$port/" "$name" "$@"
+}
+
+# The same for any URL (https://localhost:PORT/ for the TLS table). Usage: run_wrk_url URL NAME [ARGS...].
+run_wrk_url() {
+    local url=$1 name=$2
+    shift 2
+    local out="$TMP/wrk-$name.txt"
+    timeout --foreground -k 5 $((DURATION + 30)) wrk -t2 -c64 -d"${DURATION}s" "$@" "$url" >"$out" 2>&1
+    local rps errs
+    rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
+    errs=$(awk '/Socket errors:/ {gsub(",", ""); s = $4 + $6 + $8 + $10; print s}
+                /Non-2xx or 3xx responses:/ {print $5}' "$out" | awk '{s += $1} END {print s + 0}')
+    if [ -z "$rps" ] || [ "$rps" = 0 ]; then
+        echo "n/a"
+    elif [ "$errs" -gt 0 ]; then
+        echo "$rps ($errs errors)"
+    else
+        echo "$rps"
+    fi
+}
+
+# Median bulk download speed in MB/s over 3 runs, or "n/a". Extra arguments go to curl before
+# the URL, which is http://127.0.0.1:PORT/big.bin unless BULK_URL is set. curl's lines
+# ("code size speed", one per run) are kept in TMP/bulk-PORT.txt.
+run_bulk() {
+    local port=$1 speeds=() i line code size speed
+    shift
+    local want=$((BULK_MIB * 1024 * 1024)) raw="$TMP/bulk-$port.txt"
+    : >"$raw"
+    for i in 1 2 3; do
+        line=$(curl -s -o /dev/null --max-time 60 -w '%{http_code} %{size_download} %{speed_download}' \
+            "$@" "${BULK_URL:-http://127.0.0.1:$port/big.bin}") || true
+        echo "$line" >>"$raw"
+        read -r code size speed <<<"$line"
+        if [ "${code:-}" = 200 ] && [ "${size%.*}" = "$want" ]; then
+            speeds+=("$(awk -v s="$speed" 'BEGIN { printf "%.0f", s / 1e6 }')")
+        fi
+    done
+    if [ "${#speeds[@]}" -eq 0 ]; then echo "n/a"; return; fi
+    printf '%s\n' "${speeds[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
+# Opens IDLE_CONNS idle relayed connections through PORT and prints the RSS of PID with them
+# held, e.g. "12.3 MiB", or "12.3 MiB (3,990 of 4,000)" when some failed, or "n/a".
+idle_rss() {
+    local pid=$1 port=$2 status="$TMP/idle.status" hold="$TMP/idle.hold" helper opened failed rss
+    rm -f "$status"
+    : >"$hold"
+    python3 "$HERE/idle_conns.py" 127.0.0.1 "$port" "$IDLE_CONNS" "$status" "$hold" 120 \
+        >"$TMP/idle-$port.log" 2>&1 &
+    helper=$!
+    PIDS+=("$helper")
+    for _ in $(seq 1200); do
+        [ -f "$status" ] && break
+        kill -0 "$helper" 2>/dev/null || break
+        sleep 0.05
+    done
+    if [ ! -f "$status" ]; then
+        rm -f "$hold"
+        stop_pid "$helper"
+        echo "n/a"
+        return
+    fi
+    sleep 0.5 # let the proxy settle (lazy frees, worker bookkeeping)
+    rss=$(rss_kib "$pid")
+    read -r opened failed <"$status"
+    rm -f "$hold"
+    for _ in $(seq 100); do kill -0 "$helper" 2>/dev/null || break; sleep 0.05; done
+    stop_pid "$helper"
+    if ! kill -0 "$pid" 2>/dev/null || [ "$opened" -eq 0 ]; then
+        echo "n/a"
+    elif [ "$opened" -lt "$IDLE_CONNS" ]; then
+        echo "$(mib "$rss") ($opened of $IDLE_CONNS)"
+    else
+        mib "$rss"
+    fi
 }

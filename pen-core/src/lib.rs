@@ -29,13 +29,35 @@
 //!   up);
 //! - `pen-core/examples/embed.rs` shows them together.
 //!
-//! ## Design
+//! ## Layers
+//! Dependencies point one way, towards the pure core (a unit test checks it):
+//!
+//! ```text
+//! runtime  ->  admin, control, engine  ->  domain   (and tls, poll/sys at the bottom)
+//! ```
+//!
+//! - [`domain`]: addresses, ACLs, the server and client tables, selection policies and health
+//!   sources, settings, events, and the (crate-private) clock trait. Plain data and
+//!   algorithms, std only; time is an argument.
+//! - [`control`]: the penctl language ([`Command`], [`control::parse_line`]) and the
+//!   configuration model that commands change. Its I/O (reading an included file, resolving a
+//!   name, binding a listener, opening a log, building TLS) goes through a `Host` trait.
+//! - [`engine`]: the workers (TCP, TLS, UDP), one poller, one `SO_REUSEPORT` listener and one
+//!   slab of connections each; the relay, HTTP header insertion ([`http`]), routing (client ACL,
+//!   tracking, the policy, failover), admission against `-x`, each connection's lifecycle and
+//!   timers, the access log, and the tables and counters shared with the control plane.
+//! - [`admin`]: the control socket and the metrics HTTP listener (one request per connection,
+//!   on their own threads), the status page and the metrics text.
+//! - [`runtime`]: [`Balancer`] (bind, start, stop), the controller that owns the one
+//!   configuration transaction (penctl, `-O`, `-F`, `include`, reload: applied to a model,
+//!   committed as a diff only if every command succeeded), the system clock.
+//! - [`tls`]: TLS settings and the rustls configuration built from them.
+//!
 //! Data flows one way: a worker's listener accepts; the client ACL decides; the selection policy
-//! ([`policy`]) picks a server from the [`server`] table, consulting the [`clients`] table; the
-//! relay connects and copies bytes both ways; counters update the tables; the control plane
-//! ([`control`]) reads and changes the tables. Each worker thread has its own poller, its own
-//! `SO_REUSEPORT` listener (Linux) and its own connections; the tables are shared behind
-//! parking_lot locks, counters are atomic.
+//! picks a server from the server table, consulting the client table; the relay connects and
+//! copies bytes both ways; counters update the tables; the control plane reads and changes the
+//! tables through the controller. The tables are shared behind parking_lot locks, counters are
+//! atomic.
 //!
 //! Every socket is registered once, edge-triggered, for reading, writing and (Linux) the peer's
 //! half-close; readiness is cached per socket, so a short read means "drained" and nothing is
@@ -64,19 +86,21 @@
 //! chroot, syslog) as safe functions: all `unsafe` code of the workspace is in one private
 //! module, `sys`, each block with a `// SAFETY:` comment.
 
-mod admin;
+pub mod admin;
 pub mod control;
 pub mod domain;
-mod engine;
+pub mod engine;
 pub mod error;
 mod files;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(test)]
+mod layering_audit;
 #[doc(hidden)]
 pub mod os;
 mod poll;
-mod runtime;
+pub mod runtime;
 // The one module allowed to hold `unsafe` (each block with a `// SAFETY:` comment).
 #[allow(unsafe_code)]
 mod sys;

@@ -1,12 +1,13 @@
 //! HTTP mode (`-H`, `http`): inserts `X-Forwarded-For` and `X-Forwarded-Proto` into every
-//! request a client sends, as a relay [`Carrier`] for the client-to-server direction.
+//! request a client sends, as a relay `Carrier` for the client-to-server direction.
 //!
 //! The work is done by [`Rewriter`], a sans-IO rewriter (bytes in, bytes out, no sockets): see
 //! it for what is rewritten, the limits and when the connection turns to plain pass-through.
-//! [`HttpCarrier`] runs it inside the relay loop. The server-to-client direction is a plain
+//! `HttpCarrier` runs it inside the relay loop. The server-to-client direction is a plain
 //! relay and never looks at the bytes.
 
 mod chunked;
+mod framing;
 mod rewrite;
 
 use std::io::{self, Read, Write};

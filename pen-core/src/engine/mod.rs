@@ -4,12 +4,16 @@
 //! sockets.
 
 pub(crate) mod accesslog;
+mod admission;
 pub(crate) mod events;
 pub mod http;
+pub(crate) mod lifecycle;
+mod messages;
 pub(crate) mod net;
 pub(crate) mod reactor;
 pub(crate) mod relay;
 pub(crate) mod route;
+pub(crate) mod slab;
 pub(crate) mod state;
 pub(crate) mod tls_session;
 pub(crate) mod udp;

@@ -165,3 +165,7 @@ pub(crate) fn fail_over(
     }
     next
 }
+
+#[cfg(test)]
+#[path = "route_tests.rs"]
+mod tests;

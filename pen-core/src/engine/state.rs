@@ -154,3 +154,47 @@ impl Shared {
         self.workers.len().max(1)
     }
 }
+
+#[cfg(test)]
+impl Shared {
+    /// A balancer's shared state with no worker, socket or thread: for unit tests of routing
+    /// and the control plane, with `clock` as the time source.
+    pub(crate) fn for_tests(
+        servers: &[crate::domain::addr::ServerSpec],
+        emergency: Option<&crate::domain::addr::ServerSpec>,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Shared {
+        let listen = ListenAddr::Inet(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        Shared {
+            settings: RwLock::new(settings),
+            servers: RwLock::new(ServerTable::new(servers, emergency)),
+            clients: Mutex::new(ClientTable::new(2048)),
+            acls: RwLock::new(AclSet::default()),
+            rr: AtomicUsize::new(usize::MAX),
+            active: AtomicUsize::new(0),
+            conn_max: AtomicUsize::new(500),
+            accept_batch: 100,
+            backlog: 500,
+            exit_enabled: false,
+            splice: crate::domain::settings::Splice::Auto,
+            stopping: AtomicBool::new(false),
+            udp: false,
+            running: AtomicBool::new(false),
+            listen: Mutex::new(listen),
+            control: Mutex::new(None),
+            workers: Vec::new(),
+            counters: Counters::default(),
+            started_ms: clock.now_ms(),
+            clock,
+            metrics: None,
+            log: crate::engine::accesslog::AccessLog::default(),
+            tls: None,
+            policy: Arc::new(crate::domain::policy::DefaultPolicy),
+            health: None,
+            events: Arc::default(),
+            stopped: Mutex::new(false),
+            stopped_cv: Condvar::new(),
+        }
+    }
+}

@@ -43,6 +43,7 @@ use crate::domain::clients::AddrHasher;
 use crate::domain::server::{ServerId, Target};
 use crate::engine::net::canonical_ip;
 use crate::engine::route::{self, target_name};
+use crate::engine::slab::{key, unkey, Slab, LISTENER_KEY};
 use crate::engine::state::{Shared, WorkerMsg};
 use crate::poll::{Events, Poller};
 use crate::sys;
@@ -52,25 +53,14 @@ use crate::sys;
 pub(crate) const DEFAULT_IDLE_SECS: u64 = 60;
 /// The largest UDP payload (the receive buffer's size).
 const MAX_DATAGRAM: usize = 65536;
-const LISTEN_KEY: usize = usize::MAX - 1;
 /// Datagrams read from one flow socket per turn (then others get theirs).
 const FLOW_BUDGET: u32 = 64;
 /// Datagrams read from the listening socket per turn.
 const LISTEN_BUDGET: u32 = 256;
-const GEN_BITS: u32 = 24;
-const GEN_MASK: u32 = (1 << GEN_BITS) - 1;
 /// Errors (other than "drained") after which a socket's turn ends.
 const MAX_ERRORS: u32 = 8;
 /// How often idle flows are looked for.
 const SWEEP_MS: u64 = 500;
-
-fn key(slot: usize, gen: u32) -> usize {
-    (slot << GEN_BITS) | (gen & GEN_MASK) as usize
-}
-
-fn unkey(k: usize) -> (usize, u32) {
-    (k >> GEN_BITS, (k as u32) & GEN_MASK)
-}
 
 /// The idle time of a flow, in seconds, for the `idle_timeout` setting `idle_timeout_secs`.
 pub(crate) fn idle_secs(idle_timeout_secs: u64) -> u64 {
@@ -142,11 +132,6 @@ struct Flow {
     received: u64,
 }
 
-struct Slot {
-    gen: u32,
-    flow: Option<Flow>,
-}
-
 /// A UDP worker: one thread, one poller, its own listening socket, its own flows.
 pub(crate) struct UdpWorker {
     index: usize,
@@ -155,8 +140,7 @@ pub(crate) struct UdpWorker {
     rx: mpsc::Receiver<WorkerMsg>,
     sock: UdpSocket,
     flows: HashMap<SocketAddr, usize, BuildHasherDefault<AddrHasher>>,
-    slots: Vec<Slot>,
-    free: Vec<usize>,
+    slots: Slab<Flow>,
     /// The receive buffer (taken out while a datagram is handled, then put back).
     buf: Vec<u8>,
     /// The listening socket may hold more datagrams (the edge will not fire again).
@@ -164,6 +148,36 @@ pub(crate) struct UdpWorker {
     /// Flows whose socket may hold more datagrams after their turn's budget.
     runq: Vec<(usize, u32)>,
     next_sweep: u64,
+}
+
+impl crate::engine::messages::Engine for UdpWorker {
+    fn listen(&mut self, listener: Option<crate::engine::net::Listener>) {
+        // A TCP listener is of no use here; the UDP socket stays.
+        drop(listener);
+        eprintln!("pen: listen: not supported in UDP mode; the UDP socket stays");
+    }
+
+    fn close_slot(&mut self, slot: usize) {
+        self.close(slot);
+    }
+
+    fn find_socket(&self, fd: RawFd) -> Option<usize> {
+        (self.slots.iter()).find_map(|(slot, f)| (f.sock.as_raw_fd() == fd).then_some(slot))
+    }
+
+    fn describe(&self, slot: usize) -> Option<String> {
+        let f = self.slots.get(slot)?;
+        Some(format!(
+            "state = udp flow\ndownfd = {}, upfd = {}\nclient = {}:{}, server = {}\npend = 0 up, 0 down\nsx = {}, rx = {}\n",
+            self.sock.as_raw_fd(),
+            f.sock.as_raw_fd(),
+            f.ip,
+            f.client.port(),
+            target_name(f.target),
+            f.sent,
+            f.received,
+        ))
+    }
 }
 
 impl UdpWorker {
@@ -174,7 +188,7 @@ impl UdpWorker {
         rx: mpsc::Receiver<WorkerMsg>,
         sock: UdpSocket,
     ) -> io::Result<UdpWorker> {
-        poller.add(&sock, LISTEN_KEY)?;
+        poller.add(&sock, LISTENER_KEY)?;
         Ok(UdpWorker {
             index,
             shared,
@@ -182,8 +196,7 @@ impl UdpWorker {
             rx,
             sock,
             flows: HashMap::default(),
-            slots: Vec::new(),
-            free: Vec::new(),
+            slots: Slab::default(),
             buf: vec![0; MAX_DATAGRAM],
             listen_more: true,
             runq: Vec::new(),
@@ -208,21 +221,23 @@ impl UdpWorker {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
-            self.handle_messages();
+            while let Ok(msg) = self.rx.try_recv() {
+                crate::engine::messages::dispatch(msg, &mut self);
+            }
             let now = self.shared.now_ms();
             for ev in events.iter() {
-                if ev.key == LISTEN_KEY {
+                if ev.key == LISTENER_KEY {
                     self.listen_more = true;
                     continue;
                 }
-                let (slot, gen) = unkey(ev.key);
-                if self.live(slot, gen) {
+                let (slot, gen, _) = unkey(ev.key);
+                if self.slots.is_live(slot, gen) {
                     self.relay_server(slot, now);
                 }
             }
             std::mem::swap(&mut runq, &mut self.runq);
             for (slot, gen) in runq.drain(..) {
-                if self.live(slot, gen) {
+                if self.slots.is_live(slot, gen) {
                     self.relay_server(slot, now);
                 }
             }
@@ -234,61 +249,14 @@ impl UdpWorker {
                 self.sweep(now);
             }
         }
-        for slot in 0..self.slots.len() {
+        for slot in 0..self.slots.capacity() {
             self.close(slot);
         }
         self.poller.delete(&self.sock);
     }
 
-    fn live(&self, slot: usize, gen: u32) -> bool {
-        self.slots
-            .get(slot)
-            .is_some_and(|s| s.gen == gen && s.flow.is_some())
-    }
-
     fn flow_mut(&mut self, slot: usize) -> Option<&mut Flow> {
-        self.slots.get_mut(slot).and_then(|s| s.flow.as_mut())
-    }
-
-    fn handle_messages(&mut self) {
-        while let Ok(msg) = self.rx.try_recv() {
-            match msg {
-                WorkerMsg::Listen(l, done) => {
-                    // A TCP listener is of no use here; the UDP socket stays.
-                    drop(l);
-                    eprintln!("pen: listen: not supported in UDP mode; the UDP socket stays");
-                    if let Some(done) = done {
-                        let _ = done.send(());
-                    }
-                }
-                WorkerMsg::Close(slot) => self.close(slot),
-                WorkerMsg::Describe(slot, reply) => {
-                    let _ = reply.send(self.describe(slot));
-                }
-                WorkerMsg::FindSocket(fd, reply) => {
-                    let found = self.slots.iter().position(|s| {
-                        s.flow
-                            .as_ref()
-                            .is_some_and(|f| f.sock.as_raw_fd() == fd as RawFd)
-                    });
-                    let _ = reply.send(found);
-                }
-            }
-        }
-    }
-
-    fn describe(&self, slot: usize) -> Option<String> {
-        let f = self.slots.get(slot)?.flow.as_ref()?;
-        Some(format!(
-            "state = udp flow\ndownfd = {}, upfd = {}\nclient = {}:{}, server = {}\npend = 0 up, 0 down\nsx = {}, rx = {}\n",
-            self.sock.as_raw_fd(),
-            f.sock.as_raw_fd(),
-            f.ip,
-            f.client.port(),
-            target_name(f.target),
-            f.sent,
-            f.received,
-        ))
+        self.slots.get_mut(slot)
     }
 
     // ---- client to server -----------------------------------------------------------------
@@ -374,7 +342,7 @@ impl UdpWorker {
     /// Moves the flow in `slot` off its server if that failed or is blacklisted now. Returns
     /// whether the flow is still there (with a usable target) for the datagram.
     fn check_target(&mut self, slot: usize, now: u64) -> bool {
-        let Some(flow) = self.slots.get(slot).and_then(|s| s.flow.as_ref()) else {
+        let Some(flow) = self.slots.get(slot) else {
             return false;
         };
         let usable = !flow.failed
@@ -396,7 +364,7 @@ impl UdpWorker {
     /// Gives the flow in `slot` a socket to `next` (failing over further if that cannot be
     /// opened), or closes it when there is no next target. Returns whether it lives on.
     fn reroute(&mut self, slot: usize, next: Option<Target>, now: u64) -> bool {
-        let Some(flow) = self.slots.get(slot).and_then(|s| s.flow.as_ref()) else {
+        let Some(flow) = self.slots.get(slot) else {
             return false;
         };
         let (first, ip) = (flow.first, flow.ip);
@@ -406,8 +374,8 @@ impl UdpWorker {
             self.close_uncounted(slot);
             return false;
         };
-        let gen = self.slots.get(slot).map_or(0, |s| s.gen);
-        if let Err(e) = self.poller.add(&sock, key(slot, gen)) {
+        let gen = self.slots.gen(slot).unwrap_or(0);
+        if let Err(e) = self.poller.add(&sock, key(slot, gen, false)) {
             eprintln!("pen: cannot watch UDP server socket: {e}");
             self.close(slot);
             return false;
@@ -428,82 +396,55 @@ impl UdpWorker {
     fn new_flow(&mut self, client: SocketAddr, now: u64) -> Option<usize> {
         let shared = Arc::clone(&self.shared);
         let ip = canonical_ip(client.ip());
-        if !self.reserve() {
+        if !shared.admit() {
             // At the -x limit: make room by evicting this worker's stalest flow.
-            if !self.evict_oldest() || !self.reserve() {
+            if !self.evict_oldest() || !shared.admit() {
                 return None;
             }
         }
         let who = format_args!("UDP client {client}");
         let Some((target, first)) = route::choose(&shared, ip, client.port(), now, &who) else {
-            self.release_active();
+            self.shared.release();
             return None;
         };
         shared.counters.accepted.fetch_add(1, Relaxed);
         let Some((target, sock)) = self.open(target, first, ip, now) else {
-            self.release_active();
+            self.shared.release();
             return None;
         };
-        let slot = match self.free.pop() {
-            Some(s) => s,
-            None => {
-                self.slots.push(Slot { gen: 0, flow: None });
-                self.slots.len() - 1
-            }
+        let flow = Flow {
+            client,
+            ip,
+            sock,
+            target,
+            first,
+            failed: false,
+            last_active: now,
+            sent: 0,
+            received: 0,
         };
-        let gen = self.slots.get(slot).map_or(0, |s| s.gen);
-        if let Err(e) = self.poller.add(&sock, key(slot, gen)) {
+        let (slot, gen) = self.slots.insert(flow);
+        let registered = match self.slots.get(slot) {
+            Some(f) => self.poller.add(&f.sock, key(slot, gen, false)),
+            None => Err(io::ErrorKind::NotFound.into()),
+        };
+        if let Err(e) = registered {
             eprintln!("pen: cannot watch UDP server socket: {e}");
             if let Some(s) = shared.servers.read().target(target) {
                 s.release();
             }
-            self.free.push(slot);
-            self.release_active();
+            drop(self.slots.remove(slot));
+            self.shared.release();
             return None;
-        }
-        if let Some(s) = self.slots.get_mut(slot) {
-            s.flow = Some(Flow {
-                client,
-                ip,
-                sock,
-                target,
-                first,
-                failed: false,
-                last_active: now,
-                sent: 0,
-                received: 0,
-            });
         }
         self.flows.insert(client, slot);
         Some(slot)
     }
 
-    /// Counts one more flow against `-x`; false (nothing counted) at the limit.
-    fn reserve(&self) -> bool {
-        let max = self.shared.conn_max.load(Relaxed);
-        if self.shared.active.fetch_add(1, Relaxed) >= max {
-            self.shared.active.fetch_sub(1, Relaxed);
-            return false;
-        }
-        true
-    }
-
-    fn release_active(&self) {
-        let _ = self
-            .shared
-            .active
-            .fetch_update(Relaxed, Relaxed, |a| Some(a.saturating_sub(1)));
-    }
-
     /// Closes this worker's least recently active flow (a scan: it happens only at the limit).
     /// False when this worker has no flow.
     fn evict_oldest(&mut self) -> bool {
-        let oldest = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.flow.as_ref().map(|f| (f.last_active, i)))
-            .min();
+        let oldest = self.slots.iter().map(|(i, f)| (f.last_active, i)).min();
         match oldest {
             Some((_, slot)) => {
                 self.close(slot);
@@ -584,9 +525,8 @@ impl UdpWorker {
         let mut more = true;
         let mut refused = None;
         let mut errors = 0;
-        let slot_ref = self.slots.get_mut(slot);
-        let gen = slot_ref.as_ref().map_or(0, |s| s.gen);
-        if let Some(flow) = slot_ref.and_then(|s| s.flow.as_mut()) {
+        let gen = self.slots.gen(slot).unwrap_or(0);
+        if let Some(flow) = self.slots.get_mut(slot) {
             for _ in 0..FLOW_BUDGET {
                 match flow.sock.recv(&mut buf) {
                     Ok(n) => {
@@ -657,12 +597,9 @@ impl UdpWorker {
     fn sweep(&mut self, now: u64) {
         let idle = idle_secs(self.shared.settings.read().idle_timeout_secs);
         let limit = idle.saturating_mul(1000);
-        for slot in 0..self.slots.len() {
-            let stale = self
-                .slots
-                .get(slot)
-                .and_then(|s| s.flow.as_ref())
-                .is_some_and(|f| now.saturating_sub(f.last_active) >= limit);
+        for slot in 0..self.slots.capacity() {
+            let stale =
+                (self.slots.get(slot)).is_some_and(|f| now.saturating_sub(f.last_active) >= limit);
             if stale {
                 self.shared.counters.idle_timeouts.fetch_add(1, Relaxed);
                 self.close(slot);
@@ -671,7 +608,7 @@ impl UdpWorker {
     }
 
     fn close(&mut self, slot: usize) {
-        let Some(flow) = self.slots.get(slot).and_then(|s| s.flow.as_ref()) else {
+        let Some(flow) = self.slots.get(slot) else {
             return;
         };
         if let Some(s) = self.shared.servers.read().target(flow.target) {
@@ -682,14 +619,9 @@ impl UdpWorker {
 
     /// Closes without touching the target's flow count (already released).
     fn close_uncounted(&mut self, slot: usize) {
-        let Some(s) = self.slots.get_mut(slot) else {
+        let Some(flow) = self.slots.remove(slot) else {
             return;
         };
-        let Some(flow) = s.flow.take() else {
-            return;
-        };
-        s.gen = (s.gen + 1) & GEN_MASK;
-        self.free.push(slot);
         self.flows.remove(&flow.client);
         self.poller.delete(&flow.sock);
         if flow.sent + flow.received > 0 {
@@ -699,6 +631,6 @@ impl UdpWorker {
                 .lock()
                 .add_bytes(flow.ip, flow.received, flow.sent);
         }
-        self.release_active();
+        self.shared.release();
     }
 }

@@ -3,9 +3,9 @@
 //! reload), the start-up [`Config`](config::Config), the system clock, and the implementation of
 //! the control layer's I/O trait over the real system.
 
-pub(crate) mod balancer;
+pub mod balancer;
 pub(crate) mod clock;
-pub(crate) mod config;
+pub mod config;
 pub(crate) mod controller;
 pub(crate) mod host;
 pub(crate) mod listeners;

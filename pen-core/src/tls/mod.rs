@@ -12,7 +12,7 @@
 //!   from the socket, plaintext out to the relay and back, records out to the socket.
 //! - `stats`: handshake counters for the metrics.
 //!
-//! A running balancer keeps one [`Tls`]: the current `ServerConfig` behind a lock that a reload
+//! A running balancer keeps one `Tls`: the current `ServerConfig` behind a lock that a reload
 //! swaps (live connections keep the config they started with), plus the session-ticket key and
 //! session cache, which survive reloads so clients keep resuming.
 

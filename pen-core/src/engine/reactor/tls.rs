@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::{Conn, Worker};
 use crate::domain::server::Target;
+use crate::engine::lifecycle::{Lifecycle, Timer};
 use crate::engine::net::{Peer, Stream};
 use crate::engine::relay::{OnRead, Readiness, READS_PER_TURN};
 use crate::engine::route;
@@ -30,29 +31,24 @@ impl Worker {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("pen: cannot start a TLS session: {e}");
-                self.release_active();
+                self.shared.release();
                 return;
             }
         };
         if self.shared.settings.read().tcp_nodelay {
             let _ = client.set_nodelay(true);
         }
-        // The target is a placeholder until the handshake is done (`handshaking` says so).
-        let mut conn = Conn::new(client, peer, Target::Abuse, None, now);
-        conn.connecting = false;
-        conn.handshaking = true;
+        // The target is a placeholder until the handshake is done (the phase says so).
+        let (life, deadline) = Lifecycle::handshaking(now, HANDSHAKE_TIMEOUT_MS);
+        let mut conn = Conn::new(client, peer, Target::Abuse, None, life);
         conn.tls = Some(Box::new(session));
-        conn.deadline = now + HANDSHAKE_TIMEOUT_MS;
         if let Some(slot) = self.install(conn) {
-            if let Some(s) = self.slots.get_mut(slot) {
-                self.timers
-                    .push(std::cmp::Reverse((now + HANDSHAKE_TIMEOUT_MS, slot, s.gen)));
-                // The ClientHello is often in already, and a new socket has room to write: try
-                // both now rather than after the registration's first event.
-                if let Some(c) = s.conn.as_mut() {
-                    c.c.read = true;
-                    c.c.write = true;
-                }
+            self.arm(slot, Timer::Handshake, deadline);
+            // The ClientHello is often in already, and a new socket has room to write: try
+            // both now rather than after the registration's first event.
+            if let Some(c) = self.slots.get_mut(slot) {
+                c.c.read = true;
+                c.c.write = true;
             }
             self.handshake(slot, now);
         }
@@ -60,7 +56,7 @@ impl Worker {
 
     /// Moves the handshake on; when it is done, counts it and routes the client.
     pub(super) fn handshake(&mut self, slot: usize, now: u64) {
-        let Some(conn) = self.slots.get_mut(slot).and_then(|s| s.conn.as_mut()) else {
+        let Some(conn) = self.slots.get_mut(slot) else {
             return;
         };
         let Some(tls) = conn.tls.as_deref_mut() else {
@@ -96,8 +92,7 @@ impl Worker {
             return;
         }
         let (tls13, resumed) = tls.kind();
-        conn.handshaking = false;
-        conn.last_active = now;
+        conn.life.handshake_done(now);
         if let Some(t) = self.shared.tls.as_ref() {
             t.stats.handshake(tls13, resumed);
         }
@@ -110,7 +105,7 @@ impl Worker {
             t.stats.failure(why);
         }
         if self.shared.settings.read().debug > 0 {
-            if let Some(c) = self.slots.get(slot).and_then(|s| s.conn.as_ref()) {
+            if let Some(c) = self.slots.get(slot) {
                 let (ip, port) = (c.peer.ip, c.peer.port);
                 eprintln!(
                     "pen: TLS handshake with {ip}:{port} failed: {}",
@@ -125,7 +120,7 @@ impl Worker {
     /// target, as for a plain connection at accept.
     fn route(&mut self, slot: usize, now: u64) {
         let shared = Arc::clone(&self.shared);
-        let Some(conn) = self.slots.get_mut(slot).and_then(|s| s.conn.as_mut()) else {
+        let Some(conn) = self.slots.get_mut(slot) else {
             return;
         };
         let (ip, port) = (conn.peer.ip, conn.peer.port);
@@ -134,7 +129,6 @@ impl Worker {
             Some((target, first)) => {
                 conn.target = target;
                 conn.first = first;
-                conn.connecting = true;
                 self.connect(slot, now);
             }
             // Nothing was counted against a server.
@@ -145,7 +139,7 @@ impl Worker {
     /// [`Worker::drive`] for a TLS connection: records in, plaintext both ways, records out,
     /// round after round while anything moves.
     pub(super) fn drive_tls(&mut self, slot: usize) {
-        let Some(conn) = self.slots.get_mut(slot).and_then(|s| s.conn.as_mut()) else {
+        let Some(conn) = self.slots.get_mut(slot) else {
             return;
         };
         let Conn {
@@ -223,7 +217,7 @@ impl Worker {
             self.shared.counters.http_oversized.fetch_add(1, Relaxed);
         }
         if sent + received > 0 {
-            conn.last_active = self.shared.now_ms();
+            conn.life.active(self.shared.now_ms());
             if let Some(srv) = self.shared.servers.read().target(conn.target) {
                 srv.sent.fetch_add(sent, Relaxed);
                 srv.received.fetch_add(received, Relaxed);

@@ -1,0 +1,42 @@
+//! The control plane's requests to a worker ([`WorkerMsg`](crate::engine::state::WorkerMsg)),
+//! handled by one loop for both engines: each engine says how it does the four things asked of
+//! it ([`Engine`]), and [`dispatch`] carries each message out (the worker's loop drains its
+//! channel: `while let Ok(msg) = self.rx.try_recv() { dispatch(msg, self) }`).
+
+use std::os::fd::RawFd;
+
+use crate::engine::net::Listener;
+use crate::engine::state::WorkerMsg;
+
+/// What a worker (TCP or UDP) does for the control plane.
+pub(crate) trait Engine {
+    /// Replaces the listener (`None`: no listener for this worker).
+    fn listen(&mut self, listener: Option<Listener>);
+    /// Closes the connection or flow in `slot`, if there is one.
+    fn close_slot(&mut self, slot: usize);
+    /// `connection N`'s text for `slot`, if it is in use.
+    fn describe(&self, slot: usize) -> Option<String>;
+    /// The slot whose connection or flow owns the descriptor `fd`.
+    fn find_socket(&self, fd: RawFd) -> Option<usize>;
+}
+
+/// Carries out one message.
+pub(crate) fn dispatch(msg: WorkerMsg, engine: &mut impl Engine) {
+    {
+        match msg {
+            WorkerMsg::Listen(l, done) => {
+                engine.listen(l);
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
+            WorkerMsg::Close(slot) => engine.close_slot(slot),
+            WorkerMsg::Describe(slot, reply) => {
+                let _ = reply.send(engine.describe(slot));
+            }
+            WorkerMsg::FindSocket(fd, reply) => {
+                let _ = reply.send(engine.find_socket(fd));
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Relaying one connection's turn: bytes both ways as far as readiness and the turn's read
+//! budget allow, zero-copy `splice` between TCP sockets where it pays, HTTP header insertion
+//! on the way up, access-log lines, byte counters; closing when both directions are done.
+
+use std::io;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::Worker;
+use crate::engine::net::Stream;
+use crate::engine::relay::{BufPool, OnRead, Pipe, Readiness, READS_PER_TURN};
+
+/// One direction's turn: zero-copy `splice` between TCP sockets where the OS offers it (unless
+/// this direction could not get a kernel pipe), copying through a pooled buffer otherwise.
+#[allow(clippy::too_many_arguments)]
+fn pump(
+    pipe: &mut Pipe,
+    splice: bool,
+    (src, dst): (&Stream, &Stream),
+    ready: (&mut Readiness, &mut Readiness),
+    other_done: bool,
+    pool: &mut BufPool,
+    budget: &mut u32,
+    on_read: OnRead<'_>,
+) -> io::Result<u64> {
+    // The access log needs to see the bytes: no splice while it is on.
+    #[cfg(target_os = "linux")]
+    if splice && on_read.is_none() && !pipe.no_splice {
+        let (r, w) = (&mut *ready.0, &mut *ready.1);
+        let moved = pipe.pump_splice(src, dst, (r, w), other_done, pool, budget)?;
+        if !pipe.no_splice {
+            return Ok(moved);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = splice;
+    pipe.pump(src, dst, ready, other_done, pool, budget, on_read)
+}
+
+impl Worker {
+    /// Moves bytes both ways as far as readiness allows; closes when both directions are done
+    /// (or one is, under `tcp_fastclose`), or on an error.
+    pub(super) fn drive(&mut self, slot: usize) {
+        let Some(conn) = self.slots.get_mut(slot) else {
+            return;
+        };
+        if conn.tls.is_some() {
+            self.drive_tls(slot);
+            return;
+        }
+        let Some(server) = conn.server.as_ref() else {
+            return;
+        };
+        let mut budget = READS_PER_TURN;
+        let (splice, pool) = (conn.splice, &mut self.pool);
+        // Access log: one line per chunk read from the client (checked once per turn).
+        let (log, peer, server_addr) = (&mut self.log, conn.peer.ip, conn.server_addr);
+        let clock = &*self.shared.clock;
+        let mut record = |chunk: &[u8]| log.record(peer, server_addr, chunk, &*clock);
+        let on_read: OnRead<'_> = if self.shared.log.enabled() {
+            Some(&mut record)
+        } else {
+            None
+        };
+        let sockets = (&conn.client, server);
+        let ready = (&mut conn.c, &mut conn.s);
+        let done = conn.down.done();
+        let b = &mut budget;
+        let up = match conn.http.as_deref_mut() {
+            // HTTP mode rewrites the requests: through its own carrier, never spliced.
+            Some(h) => {
+                let (src, dst) = sockets;
+                let r = conn
+                    .up
+                    .pump_with(h, src, dst, ready, done, pool, b, on_read);
+                if h.take_oversized() {
+                    self.shared.counters.http_oversized.fetch_add(1, Relaxed);
+                }
+                r
+            }
+            None => pump(&mut conn.up, splice, sockets, ready, done, pool, b, on_read),
+        };
+        let sockets = (server, &conn.client);
+        let ready = (&mut conn.s, &mut conn.c);
+        let done = conn.up.done();
+        let b = &mut budget;
+        let down = pump(&mut conn.down, splice, sockets, ready, done, pool, b, None);
+        let (sent, received) = (*up.as_ref().unwrap_or(&0), *down.as_ref().unwrap_or(&0));
+        if sent + received > 0 {
+            conn.life.active(self.shared.now_ms());
+            if let Some(s) = self.shared.servers.read().target(conn.target) {
+                s.sent.fetch_add(sent, Relaxed);
+                s.received.fetch_add(received, Relaxed);
+            }
+        }
+        let fastclose = self.shared.settings.read().tcp_fastclose;
+        use crate::domain::settings::Fastclose;
+        let fast = match fastclose {
+            Fastclose::Off => false,
+            Fastclose::Up => conn.up.eof,
+            Fastclose::Down => conn.down.eof,
+            Fastclose::Both => conn.up.eof || conn.down.eof,
+        };
+        if up.is_err() || down.is_err() || fast || (conn.up.done() && conn.down.done()) {
+            self.close(slot);
+            return;
+        }
+        if budget == 0 && ((conn.c.read && conn.s.write) || (conn.s.read && conn.c.write)) {
+            self.requeue(slot);
+        }
+    }
+}

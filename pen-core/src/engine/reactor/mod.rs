@@ -1,0 +1,480 @@
+//! The TCP worker event loop: one poller per worker thread, a [`Slab`] of connections, accept,
+//! dispatch, and timers. Connecting and failover are in `connect`, relaying in `drive`, TLS
+//! termination in `tls`; each connection's phase and named timers are a
+//! [`Lifecycle`](crate::engine::lifecycle::Lifecycle).
+//!
+//! Every socket is registered once, edge-triggered, for both directions; readiness is cached in
+//! the connection and cleared on `WouldBlock`, so interest never changes and nothing is
+//! re-armed. Keys carry the slot, a generation (so a stale event for a reused slot is ignored)
+//! and the side (client or server): see [`crate::engine::slab`].
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use crate::poll::{Event, Events, Poller};
+
+use crate::domain::server::{ServerId, Target};
+use crate::engine::accesslog::LogBuf;
+use crate::engine::lifecycle::{Expiry, Lifecycle, Phase, Timer};
+use crate::engine::net::{Listener, Peer, Stream};
+use crate::engine::relay::{BufPool, Pipe, Readiness};
+use crate::engine::route::{self, target_name};
+use crate::engine::slab::{key, unkey, Slab, LISTENER_KEY};
+use crate::engine::state::{Shared, WorkerMsg};
+
+mod connect;
+mod drive;
+mod tls;
+
+/// Out of descriptors (or memory): how long until accepting or a connect is tried again.
+const STARVED_RETRY_MS: u64 = 100;
+
+/// One relayed connection.
+struct Conn {
+    client: Stream,
+    peer: Peer,
+    server: Option<Stream>,
+    target: Target,
+    /// The first choice, where the failover round ends.
+    first: Option<ServerId>,
+    /// Relay with `splice` (decided when the server connection is up).
+    splice: bool,
+    /// The address being connected to (the current target's).
+    server_addr: Option<std::net::SocketAddr>,
+    /// HTTP mode: the client-to-server rewriter (set when the server connection is up).
+    http: Option<Box<crate::engine::http::HttpCarrier>>,
+    /// TLS termination: the client side's TLS session.
+    tls: Option<Box<crate::engine::tls_session::TlsConn>>,
+    /// Phase (handshake, connecting, established), named timers, last activity.
+    life: Lifecycle,
+    up: Pipe,
+    down: Pipe,
+    /// Cached readiness of the client and server sockets.
+    c: Readiness,
+    s: Readiness,
+}
+
+impl Conn {
+    /// A connection about to connect to `target` (or, with a handshake `life`, a TLS client).
+    fn new(
+        client: Stream,
+        peer: Peer,
+        target: Target,
+        first: Option<ServerId>,
+        life: Lifecycle,
+    ) -> Conn {
+        Conn {
+            client,
+            peer,
+            server: None,
+            target,
+            first,
+            splice: false,
+            server_addr: None,
+            http: None,
+            tls: None,
+            life,
+            up: Pipe::default(),
+            down: Pipe::default(),
+            c: Readiness::default(),
+            s: Readiness::default(),
+        }
+    }
+}
+
+/// A worker: one thread, one poller, its own listener, its own connections.
+pub(crate) struct Worker {
+    index: usize,
+    shared: Arc<Shared>,
+    poller: Arc<Poller>,
+    rx: mpsc::Receiver<WorkerMsg>,
+    listener: Option<Listener>,
+    slots: Slab<Conn>,
+    pool: BufPool,
+    /// Armed timers: (when, slot, generation, which).
+    timers: BinaryHeap<Reverse<(u64, usize, u32, Timer)>>,
+    /// Connections with readiness left over after their turn's budget.
+    runq: Vec<(usize, u32)>,
+    /// Stopped accepting at the `-x` limit; resumes when a slot frees (the closing worker
+    /// wakes every worker).
+    at_limit: bool,
+    /// More connections may be waiting in the listener's queue (the edge will not fire again).
+    accept_more: bool,
+    /// Out of descriptors or memory: retry accepting at this time (0 = not backing off).
+    accept_retry: u64,
+    next_sweep: u64,
+    /// When to use `splice` between TCP sockets.
+    splice: crate::domain::settings::Splice,
+    /// Access-log lines not yet written.
+    log: LogBuf,
+}
+
+impl crate::engine::messages::Engine for Worker {
+    fn listen(&mut self, listener: Option<Listener>) {
+        if let Some(old) = self.listener.take() {
+            self.poller.delete(&old);
+        }
+        if let Some(l) = listener {
+            match self.poller.add(&l, LISTENER_KEY) {
+                Ok(()) => self.listener = Some(l),
+                Err(e) => eprintln!("pen: worker {}: cannot watch listener: {e}", self.index),
+            }
+        }
+        self.accept_more = true;
+    }
+
+    fn close_slot(&mut self, slot: usize) {
+        self.close(slot);
+    }
+
+    fn find_socket(&self, fd: RawFd) -> Option<usize> {
+        self.slots.iter().find_map(|(slot, c)| {
+            let mine = c.client.as_raw_fd() == fd
+                || c.server.as_ref().is_some_and(|s| s.as_raw_fd() == fd);
+            mine.then_some(slot)
+        })
+    }
+
+    fn describe(&self, slot: usize) -> Option<String> {
+        let c = self.slots.get(slot)?;
+        let state = match c.life.phase() {
+            Phase::Handshake => "handshake",
+            Phase::Connecting => "connecting",
+            Phase::Established => "established",
+        };
+        let target = target_name(c.target);
+        Some(format!(
+            "state = {state}\ndownfd = {}, upfd = {}\nclient = {}:{}, server = {target}\npend = {} up, {} down\nsx = {}, rx = {}\n",
+            c.client.as_raw_fd(),
+            c.server.as_ref().map_or(-1, |s| s.as_raw_fd()),
+            c.peer.ip,
+            c.peer.port,
+            c.up.pending(),
+            c.down.pending(),
+            c.up.bytes,
+            c.down.bytes,
+        ))
+    }
+}
+
+impl Worker {
+    pub(crate) fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        poller: Arc<Poller>,
+        rx: mpsc::Receiver<WorkerMsg>,
+        listener: Option<Listener>,
+    ) -> io::Result<Worker> {
+        if let Some(l) = &listener {
+            poller.add(l, LISTENER_KEY)?;
+        }
+        let splice = shared.splice;
+        Ok(Worker {
+            index,
+            shared,
+            poller,
+            rx,
+            listener,
+            slots: Slab::default(),
+            pool: BufPool::new(64),
+            timers: BinaryHeap::new(),
+            runq: Vec::new(),
+            at_limit: false,
+            accept_more: true,
+            accept_retry: 0,
+            next_sweep: 0,
+            splice,
+            log: LogBuf::default(),
+        })
+    }
+
+    /// Runs until the balancer stops.
+    pub(crate) fn run(mut self) {
+        let mut events = Events::new();
+        let mut runq = Vec::new();
+        while !self.shared.stopping.load(Relaxed) {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poller.wait(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    eprintln!("pen: worker {}: poll failed: {e}", self.index);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            while let Ok(msg) = self.rx.try_recv() {
+                crate::engine::messages::dispatch(msg, &mut self);
+            }
+            for ev in events.iter() {
+                if ev.key == LISTENER_KEY {
+                    self.accept_more = true;
+                    continue;
+                }
+                let (slot, gen, server_side) = unkey(ev.key);
+                self.on_event(slot, gen, server_side, &ev);
+            }
+            std::mem::swap(&mut runq, &mut self.runq);
+            for (slot, gen) in runq.drain(..) {
+                if self.slots.is_live(slot, gen) {
+                    self.drive(slot);
+                }
+            }
+            let now = self.shared.now_ms();
+            let slot_free = self.at_limit
+                && self.shared.active.load(Relaxed) < self.shared.conn_max.load(Relaxed);
+            let retry = self.accept_retry != 0 && now >= self.accept_retry;
+            if self.accept_more || slot_free || retry {
+                self.accept(now);
+            }
+            self.expire_timers(now);
+            if self.log.due(now) {
+                self.log.flush(&self.shared.log);
+            }
+        }
+        self.close_all();
+        self.log.flush(&self.shared.log);
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.runq.is_empty() || (self.accept_more && self.listener.is_some()) {
+            return Some(Duration::ZERO);
+        }
+        let now = self.shared.now_ms();
+        let mut until: Option<u64> = self.timers.peek().map(|Reverse((t, ..))| *t);
+        if self.shared.settings.read().idle_timeout_secs > 0 {
+            until = Some(until.map_or(self.next_sweep, |u| u.min(self.next_sweep)));
+        }
+        if let Some(d) = self.log.deadline() {
+            until = Some(until.map_or(d, |u| u.min(d)));
+        }
+        if self.accept_retry != 0 {
+            until = Some(until.map_or(self.accept_retry, |u| u.min(self.accept_retry)));
+        }
+        until.map(|t| Duration::from_millis(t.saturating_sub(now)))
+    }
+
+    // ---- accepting ------------------------------------------------------------------------
+
+    fn accept(&mut self, now: u64) {
+        self.accept_more = false;
+        self.at_limit = false;
+        self.accept_retry = 0;
+        if self.listener.is_none() {
+            return;
+        }
+        for _ in 0..self.shared.accept_batch.max(1) {
+            if !self.shared.admit() {
+                // At the -x limit: leave new connections in the kernel's queue until a slot frees
+                // (the closing worker wakes everyone).
+                self.shared.counters.accept_pauses.fetch_add(1, Relaxed);
+                self.at_limit = true;
+                return;
+            }
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    self.shared.counters.accepted.fetch_add(1, Relaxed);
+                    self.start(stream, peer, now);
+                    if self.accept_retry != 0 {
+                        return; // no descriptor for its server socket: the rest stay queued
+                    }
+                }
+                Err(e) => {
+                    self.shared.release();
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => {}
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => {
+                            self.accept_more = true;
+                        }
+                        _ => {
+                            // Out of descriptors or memory: retry in 100 ms rather than spin.
+                            self.accept_retry = now + STARVED_RETRY_MS;
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+        self.accept_more = true; // batch spent; the edge will not fire again for these
+    }
+
+    fn start(&mut self, client: Stream, peer: Peer, now: u64) {
+        if self.shared.tls.is_some() {
+            self.start_tls(client, peer, now);
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let who = format_args!("client {}:{}", peer.ip, peer.port);
+        let Some((target, first)) = route::choose(&shared, peer.ip, peer.port, now, &who) else {
+            self.shared.release();
+            return;
+        };
+        if shared.settings.read().tcp_nodelay {
+            let _ = client.set_nodelay(true);
+        }
+        let conn = Conn::new(client, peer, target, first, Lifecycle::connecting(now));
+        if let Some(slot) = self.install(conn) {
+            self.connect(slot, now);
+        }
+    }
+
+    /// Gives `conn` a slot and registers its client socket; `None` (and the connection
+    /// dropped) if the poller refuses it.
+    fn install(&mut self, conn: Conn) -> Option<usize> {
+        let (slot, gen) = self.slots.insert(conn);
+        let registered = match self.slots.get(slot) {
+            Some(c) => self.poller.add(&c.client, key(slot, gen, false)),
+            None => Err(io::ErrorKind::NotFound.into()),
+        };
+        if let Err(e) = registered {
+            eprintln!("pen: cannot watch client socket: {e}");
+            drop(self.slots.remove(slot));
+            self.shared.release();
+            return None;
+        }
+        Some(slot)
+    }
+
+    /// Arms `timer` for `slot`'s connection at `at`.
+    fn arm(&mut self, slot: usize, timer: Timer, at: u64) {
+        if let Some(gen) = self.slots.gen(slot) {
+            self.timers.push(Reverse((at, slot, gen, timer)));
+        }
+    }
+
+    /// Queues `slot` for another turn (its read budget ran out with work left).
+    fn requeue(&mut self, slot: usize) {
+        if let Some(gen) = self.slots.gen(slot) {
+            self.runq.push((slot, gen));
+        }
+    }
+
+    // ---- events ---------------------------------------------------------------------------
+
+    fn on_event(&mut self, slot: usize, gen: u32, server_side: bool, ev: &Event) {
+        if !self.slots.is_live(slot, gen) {
+            return;
+        }
+        let Some(conn) = self.slots.get_mut(slot) else {
+            return;
+        };
+        let phase = conn.life.phase();
+        if server_side {
+            conn.s.update(ev);
+            if phase == Phase::Connecting {
+                self.on_connect_event(slot, ev.writable);
+                return;
+            }
+        } else {
+            conn.c.update(ev);
+            match phase {
+                Phase::Handshake => {
+                    let now = self.shared.now_ms();
+                    self.handshake(slot, now);
+                    return;
+                }
+                Phase::Connecting => return, // client data waits until the server side is up
+                Phase::Established => {}
+            }
+        }
+        self.drive(slot);
+    }
+
+    // ---- timers ---------------------------------------------------------------------------
+
+    fn expire_timers(&mut self, now: u64) {
+        while let Some(&Reverse((t, slot, gen, timer))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            if !self.slots.is_live(slot, gen) {
+                continue;
+            }
+            let Some(expiry) = self
+                .slots
+                .get_mut(slot)
+                .and_then(|c| c.life.expire(timer, t))
+            else {
+                continue;
+            };
+            match expiry {
+                Expiry::RetryConnect => self.connect(slot, now), // descriptors may have freed
+                Expiry::HandshakeTimedOut => {
+                    self.handshake_failed(slot, crate::tls::stats::Failure::Timeout)
+                }
+                Expiry::ConnectTimedOut => {
+                    self.shared.counters.connect_timeouts.fetch_add(1, Relaxed);
+                    if self.fail_over(slot, now, &"connect timed out") {
+                        self.connect(slot, now);
+                    }
+                }
+            }
+        }
+        let idle = self.shared.settings.read().idle_timeout_secs;
+        if idle > 0 && now >= self.next_sweep {
+            self.next_sweep = now + 1000;
+            let stale: Vec<usize> = (self.slots.iter())
+                .filter(|(_, c)| c.life.idle(now, idle))
+                .map(|(i, _)| i)
+                .collect();
+            for i in stale {
+                self.shared.counters.idle_timeouts.fetch_add(1, Relaxed);
+                self.close(i);
+            }
+        }
+    }
+
+    // ---- closing --------------------------------------------------------------------------
+
+    fn close(&mut self, slot: usize) {
+        let Some(conn) = self.slots.get(slot) else {
+            return;
+        };
+        // A connection still in its TLS handshake has no target yet.
+        if conn.life.phase() != Phase::Handshake {
+            if let Some(s) = self.shared.servers.read().target(conn.target) {
+                s.release();
+            }
+        }
+        self.close_uncounted(slot);
+    }
+
+    /// Closes without touching the target's connection count (already released).
+    fn close_uncounted(&mut self, slot: usize) {
+        let Some(mut conn) = self.slots.remove(slot) else {
+            return;
+        };
+        if let Some(t) = conn.tls.as_mut() {
+            t.close(&conn.client, &mut self.pool); // close_notify (or an alert), best effort
+        }
+        self.poller.delete(&conn.client);
+        if let Some(srv) = conn.server.as_ref() {
+            self.poller.delete(srv);
+        }
+        conn.up.release(&mut self.pool);
+        conn.down.release(&mut self.pool);
+        if conn.up.bytes + conn.down.bytes > 0 {
+            self.shared
+                .clients
+                .lock()
+                .add_bytes(conn.peer.ip, conn.down.bytes, conn.up.bytes); // sx: to the client
+        }
+        drop(conn);
+        self.shared.release();
+    }
+
+    fn close_all(&mut self) {
+        for slot in 0..self.slots.capacity() {
+            self.close(slot);
+        }
+        if let Some(l) = self.listener.take() {
+            self.poller.delete(&l);
+        }
+    }
+}
