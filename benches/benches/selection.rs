@@ -10,7 +10,7 @@ mod common;
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::AtomicUsize;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use pen_core::acl::AclSet;
@@ -43,7 +43,7 @@ fn table(n: usize) -> ServerTable {
         .collect();
     let t = ServerTable::new(&specs, None);
     for (id, s) in t.iter() {
-        s.conns.store((id.0 % 7) as u32, Relaxed);
+        s.set_conns((id.0 % 7) as u32);
         if blacklisted(id.0, n) {
             s.blacklist(NOW, 3_600);
         }
@@ -106,12 +106,7 @@ fn first_choice(c: &mut Criterion) {
     for case in cases() {
         for &n in &SIZES {
             let t = table(n);
-            let sel = Selector {
-                table: &t,
-                acls: &acls,
-                now: NOW,
-                modes: case.modes,
-            };
+            let sel = Selector::new(&t, &acls, NOW, case.modes);
             // A tracked server that is available: the middle one, stepped off a blacklisted slot.
             let mid = if blacklisted(n / 2, n) {
                 n / 2 + 1

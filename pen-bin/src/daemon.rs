@@ -2,6 +2,9 @@
 //! start-up report from the daemon to the waiting parent, and syslog for messages once there is
 //! no terminal. The system calls are [`pen_core::os`]'s.
 //!
+//! pen-core logs through the `log` facade; [`install_logger`] makes its records (and the
+//! binary's own) go where [`log_error`]'s do: `pen: MSG` on stderr, syslog once detached.
+//!
 //! [`detach`] forks, so it must run while the process has a single thread: after
 //! `Balancer::bind`, before `Bound::start` and before the signal thread exists.
 
@@ -108,6 +111,41 @@ pub(crate) fn log_info(msg: &str) {
     log(SyslogLevel::Info, msg);
 }
 
+/// The `log` facade's logger: every record from pen (targets `pen`, `pen_core::...`) goes to
+/// stderr or syslog like [`log_error`]'s. It lets every level through: pen-core makes its
+/// debug lines only while `debug` (`-d`) is on, and the warnings it logs were always printed.
+struct Logger;
+
+static LOGGER: Logger = Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target().starts_with("pen")
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            log::Level::Error => SyslogLevel::Error,
+            log::Level::Warn => SyslogLevel::Warning,
+            log::Level::Info => SyslogLevel::Info,
+            log::Level::Debug | log::Level::Trace => SyslogLevel::Debug,
+        };
+        log(level, &record.args().to_string());
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the logger (once; later calls change nothing).
+pub(crate) fn install_logger() {
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Trace);
+    }
+}
+
 fn log(level: SyslogLevel, msg: &str) {
     if SYSLOG.load(Ordering::SeqCst) {
         os::syslog(level, msg);
@@ -119,6 +157,15 @@ fn log(level: SyslogLevel, msg: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logger_takes_pen_records_only() {
+        use log::Log;
+        let meta = |target| log::Metadata::builder().target(target).build();
+        assert!(LOGGER.enabled(&meta("pen_core::engine::route")));
+        assert!(LOGGER.enabled(&meta("pen")));
+        assert!(!LOGGER.enabled(&meta("rustls::server")));
+    }
 
     #[test]
     fn log_error_without_syslog_goes_to_stderr() {

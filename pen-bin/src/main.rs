@@ -2,7 +2,7 @@
 //!
 //! Start-up: parse -> root/`-C` check -> user lookup -> `Balancer::bind` (sockets, `-O`, `-F`)
 //! -> detach unless `-f` -> pid file -> chroot (`-j`) -> drop privileges (`-u`) ->
-//! `Bound::start` -> signal thread -> wait. Everything that can fail for a configuration reason
+//! `Bound::start` -> signal thread -> events thread -> wait. Everything that can fail for a configuration reason
 //! happens before detaching; what fails after it is reported to the waiting parent, so the
 //! launching command still prints the error and exits nonzero.
 //!
@@ -56,7 +56,10 @@ fn main() -> ExitCode {
 fn start_error_code(e: &StartError) -> u8 {
     match e {
         StartError::Io { .. } => EXIT_RUNTIME,
-        StartError::Command { .. } | StartError::Config(_) | StartError::Tls(_) => EXIT_USAGE,
+        StartError::Command { .. }
+        | StartError::Config(_)
+        | StartError::ConfigFile(_)
+        | StartError::Tls(_) => EXIT_USAGE,
     }
 }
 
@@ -77,6 +80,7 @@ fn is_remote_log(log: &str) -> bool {
 }
 
 fn run_balancer(run: Run) -> ExitCode {
+    daemon::install_logger();
     if let Err(e) = cli::check_root(&run, pen_core::os::euid()) {
         return fail(EXIT_USAGE, e);
     }
@@ -209,7 +213,28 @@ fn launch(
         balancer.stop();
         return Err((EXIT_RUNTIME, format!("cannot handle signals: {e}")));
     }
+    if let Err(e) = log_events(Arc::clone(&balancer)) {
+        balancer.stop();
+        return Err((EXIT_RUNTIME, format!("cannot log events: {e}")));
+    }
     Ok((balancer, pid_handle))
+}
+
+/// The events thread: each of the balancer's events (blacklistings, failovers, configuration
+/// changes, worker errors) is logged as one line (stderr, or syslog once detached) while
+/// `debug` is on (`-d`, `penctl debug N`); without it pen prints nothing new.
+fn log_events(balancer: Arc<Balancer>) -> std::io::Result<()> {
+    let events = balancer.subscribe();
+    std::thread::Builder::new()
+        .name("pen-log".into())
+        .spawn(move || {
+            for event in events {
+                if balancer.settings().debug > 0 {
+                    log::info!("{event}");
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// Writes `PID\n` to `path` and keeps the file open (see [`run_balancer`]'s exit).
@@ -301,5 +326,13 @@ mod tests {
             start_error_code(&StartError::Config("f:1: bad".into())),
             EXIT_USAGE
         );
+        let at = pen_core::ApplyError::At {
+            file: "f".into(),
+            line: 1,
+            source: Box::new(pen_core::ApplyError::NotSupported("x".into())),
+        };
+        let file = StartError::ConfigFile(at);
+        assert_eq!(file.to_string(), "f:1: 'x' is not supported yet");
+        assert_eq!(start_error_code(&file), EXIT_USAGE);
     }
 }

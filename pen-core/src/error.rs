@@ -145,6 +145,10 @@ pub enum StartError {
     /// The configuration is inconsistent.
     #[error("{0}")]
     Config(String),
+    /// The `-F` config file could not be applied: usually an [`ApplyError::At`] naming the file
+    /// and line (`FILE:LINE: reason`), or the file could not be read.
+    #[error("{0}")]
+    ConfigFile(#[source] ApplyError),
     /// A TLS option, certificate or key that cannot be used.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),

@@ -17,6 +17,18 @@
 //! }
 //! ```
 //!
+//! ## Embedding
+//! Besides the text of penctl ([`Balancer::apply`]), a program embedding the balancer has a
+//! typed API:
+//! - [`Balancer::execute`] runs a [`Command`] and returns its [`Reply`];
+//! - [`Balancer::snapshot`] returns the state as plain data ([`Status`]: servers, clients,
+//!   counters, settings);
+//! - [`Balancer::subscribe`] streams [`Event`]s (see below);
+//! - [`Config::with_policy`] plugs a selection [`policy::Policy`] of its own and
+//!   [`Config::with_health`] a [`health::HealthSource`] (an external view of which servers are
+//!   up);
+//! - `pen-core/examples/embed.rs` shows them together.
+//!
 //! ## Layers
 //! Dependencies point one way, towards the pure core (a unit test checks it):
 //!
@@ -24,9 +36,9 @@
 //! runtime  ->  admin, control, engine  ->  domain   (and tls, poll/sys at the bottom)
 //! ```
 //!
-//! - [`domain`]: addresses, ACLs, the server and client tables, selection policies, settings
-//!   and the [`Clock`](domain::clock::Clock) trait. Plain data and algorithms, std only; time
-//!   is an argument.
+//! - [`domain`]: addresses, ACLs, the server and client tables, selection policies and health
+//!   sources, settings, events, and the (crate-private) clock trait. Plain data and
+//!   algorithms, std only; time is an argument.
 //! - [`control`]: the penctl language ([`Command`], [`control::parse_line`]) and the
 //!   configuration model that commands change. Its I/O (reading an included file, resolving a
 //!   name, binding a listener, opening a log, building TLS) goes through a `Host` trait.
@@ -55,9 +67,24 @@
 //! towards non-loopback servers, `splice` pipes) are checked out of a per-worker pool only
 //! while bytes are in flight.
 //!
-//! [`os`] has what a program running the balancer needs from the operating system at start-up
-//! (dropping privileges, daemon mode, chroot, syslog) as safe functions: all `unsafe` code of
-//! the workspace is in one private module, `sys`, each block with a `// SAFETY:` comment.
+//! ## Events
+//! [`Balancer::subscribe`] (or [`Config::subscribe`] before start) returns a receiver of
+//! [`Event`]s: servers blacklisted and restored, failovers, configuration changes applied or
+//! refused (and where they came from), worker errors. A slow subscriber never holds the
+//! balancer up: its queue is bounded and what does not fit is dropped and counted.
+//!
+//! ## Logging
+//! pen-core writes its diagnostics through the [`log`](https://docs.rs/log) facade and installs
+//! no logger: the embedding program picks one (the `pen` binary prints to stderr in the
+//! foreground and to syslog as a daemon). Warnings (a status file or access log that cannot be
+//! written, an admin listener that cannot start) are logged at `warn`/`error`; C pen's debug
+//! lines (`-d`, the `debug N` command) at `debug` (level 1) and `trace` (level 2), and only while
+//! `debug` is at least that level.
+//!
+//! `os` (hidden from these docs: it is for the `pen` binary) has what a program running the
+//! balancer needs from the operating system at start-up (dropping privileges, daemon mode,
+//! chroot, syslog) as safe functions: all `unsafe` code of the workspace is in one private
+//! module, `sys`, each block with a `// SAFETY:` comment.
 
 pub mod admin;
 pub mod control;
@@ -70,6 +97,7 @@ mod files;
 pub mod fuzzing;
 #[cfg(test)]
 mod layering_audit;
+#[doc(hidden)]
 pub mod os;
 mod poll;
 pub mod runtime;
@@ -79,9 +107,11 @@ mod sys;
 pub mod tls;
 
 // The public paths embedders and the binaries use.
-pub use control::Command;
+pub use admin::stats::{ClientStatus, CounterValues, ServerStatus, Status};
+pub use control::{Command, Reply};
+pub use domain::event::Event;
 pub use domain::settings::{Settings, Splice};
-pub use domain::{acl, addr, clients, policy, server};
+pub use domain::{acl, addr, clients, event, health, policy, server};
 pub use engine::http;
 pub use error::{AddrError, ApplyError, ParseError, StartError};
 pub use runtime::balancer::{Balancer, Bound};

@@ -167,8 +167,12 @@ pub fn chroot(dir: &Path) -> io::Result<()> {
 pub enum SyslogLevel {
     /// `LOG_ERR`: something failed.
     Error,
+    /// `LOG_WARNING`: something went wrong and pen carries on.
+    Warning,
     /// `LOG_INFO`: worth knowing.
     Info,
+    /// `LOG_DEBUG`: the `-d` lines.
+    Debug,
 }
 
 /// Opens syslog with `ident` (facility daemon, with the pid). The socket is opened at once, so
@@ -182,7 +186,9 @@ pub fn open_syslog(ident: &'static CStr) {
 pub fn syslog(level: SyslogLevel, msg: &str) {
     let priority = match level {
         SyslogLevel::Error => libc::LOG_ERR,
+        SyslogLevel::Warning => libc::LOG_WARNING,
         SyslogLevel::Info => libc::LOG_INFO,
+        SyslogLevel::Debug => libc::LOG_DEBUG,
     };
     if let Ok(text) = CString::new(msg.replace('\0', " ")) {
         process::syslog(priority, &text);

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
-use pen_core::{Balancer, Config, StartError};
+use pen_core::{ApplyError, Balancer, Config, StartError};
 
 /// A scratch directory removed on drop.
 struct Dir(PathBuf);
@@ -155,7 +155,11 @@ fn config_error_at_start_names_file_and_line() {
     let err = Balancer::start(config(&[a], Some(f.clone())))
         .err()
         .expect("must fail");
-    assert!(matches!(err, StartError::Config(_)), "{err:?}");
+    // The file's error keeps its structure (file and line) as the source.
+    assert!(
+        matches!(&err, StartError::ConfigFile(ApplyError::At { line: 3, .. })),
+        "{err:?}"
+    );
     let msg = err.to_string();
     assert!(msg.starts_with(&format!("{}:3: ", f.display())), "{msg}");
     assert!(msg.contains("'five'"), "{msg}");

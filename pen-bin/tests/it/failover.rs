@@ -205,3 +205,29 @@ fn debug_output_names_failed_server() {
     assert_eq!(quiet.fetch(), "B");
     assert_eq!(quiet.log_text(), "", "no -d, no output");
 }
+
+/// [ours] With `-d`, pen also logs the balancer's events (here a blacklisting and a failover),
+/// one line each.
+#[test]
+fn debug_output_logs_events() {
+    if is_c_pen() {
+        return;
+    }
+    let dead = Dormant::new();
+    let b = Backend::name("B");
+    let pen = PenBuilder::new()
+        .opts(&["-r", "-d"])
+        .server(dead.spec())
+        .server(b.spec())
+        .start();
+    assert_eq!(pen.fetch(), "B");
+    let log = wait_for(WAIT, "event lines", || {
+        let log = pen.log_text();
+        log.contains("pen: failover from server 0 to server 1\n")
+            .then_some(log)
+    });
+    assert!(
+        log.contains("pen: server 0 blacklisted for 30 s: connect failed ("),
+        "{log}"
+    );
+}

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::admin::oneshot::{Answer, Protocol};
+use crate::domain::event::Worker;
 use crate::engine::net::Listener;
 use crate::engine::state::Shared;
 use crate::error::ApplyError;
@@ -22,6 +23,7 @@ struct Control(Execute);
 
 impl Protocol for Control {
     const NAME: &'static str = "control socket";
+    const WORKER: Worker = Worker::ControlSocket;
     const MAX_INPUT: usize = MAX_LINE;
     const LINGER: bool = false;
 

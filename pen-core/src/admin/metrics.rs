@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use crate::admin::stats::{ServerRow, Snapshot};
+use crate::admin::stats::{ServerStatus, Status};
 use crate::engine::state::Shared;
 
 /// The content type of [`render`]'s output.
@@ -78,11 +78,11 @@ fn single(out: &mut String, name: &str, kind: Kind, help: &str, value: u64) {
 
 /// Renders every counter in the Prometheus text format (version 0.0.4).
 pub(crate) fn render(shared: &Shared) -> String {
-    render_snapshot(&Snapshot::take(shared, 0))
+    render_snapshot(&Status::take(shared, 0))
 }
 
 /// Renders a snapshot (pure, for tests).
-pub(crate) fn render_snapshot(s: &Snapshot) -> String {
+pub(crate) fn render_snapshot(s: &Status) -> String {
     let mut out = String::with_capacity(2048 + 600 * s.servers.len());
     let c = &s.counters;
     let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
@@ -119,14 +119,14 @@ pub(crate) fn render_snapshot(s: &Snapshot) -> String {
     );
 
     // Per server: the regular ones by number, then the emergency server.
-    let rows: Vec<(String, &ServerRow)> = s
+    let rows: Vec<(String, &ServerStatus)> = s
         .servers
         .iter()
         .enumerate()
         .map(|(i, r)| (i.to_string(), r))
         .chain(s.emergency.iter().map(|r| ("emergency".to_string(), r)))
         .collect();
-    let per_server = |out: &mut String, name, kind, help, f: &dyn Fn(&ServerRow) -> u64| {
+    let per_server = |out: &mut String, name, kind, help, f: &dyn Fn(&ServerStatus) -> u64| {
         family(
             out,
             name,

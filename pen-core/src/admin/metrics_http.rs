@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::admin::oneshot::{Answer, Protocol};
+use crate::domain::event::Worker;
 use crate::engine::net::Listener;
 use crate::engine::state::Shared;
 
@@ -142,6 +143,7 @@ pub(crate) struct MetricsHttp;
 
 impl Protocol for MetricsHttp {
     const NAME: &'static str = "metrics listener";
+    const WORKER: Worker = Worker::Metrics;
     const MAX_INPUT: usize = MAX_HEAD;
     const LINGER: bool = true;
 

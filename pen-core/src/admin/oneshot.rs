@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::domain::event::Worker;
 use crate::engine::net::{Listener, Stream};
 use crate::engine::state::Shared;
 use crate::poll::{Events, Poller};
@@ -38,6 +39,8 @@ pub(crate) enum Answer {
 pub(crate) trait Protocol {
     /// For messages: "control socket", "metrics listener".
     const NAME: &'static str;
+    /// Which thread it is, in events.
+    const WORKER: Worker;
     /// Input beyond this length is not read; [`Protocol::answer`] must then reply.
     const MAX_INPUT: usize;
     /// After the reply, shut the write side and wait for the client to close (HTTP: so our
@@ -78,14 +81,10 @@ struct Client {
 pub(crate) fn serve<P: Protocol>(shared: Arc<Shared>, listener: Listener, proto: P) {
     let poller = match Poller::new() {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("pen: {} disabled: {e}", P::NAME);
-            return;
-        }
+        Err(e) => return disabled::<P>(&shared, &e),
     };
     if let Err(e) = poller.add(&listener, LISTENER_KEY) {
-        eprintln!("pen: {} disabled: {e}", P::NAME);
-        return;
+        return disabled::<P>(&shared, &e);
     }
     let mut clients: Vec<Option<Client>> = Vec::new();
     let mut events = Events::new();
@@ -146,6 +145,14 @@ pub(crate) fn serve<P: Protocol>(shared: Arc<Shared>, listener: Listener, proto:
             return;
         }
     }
+}
+
+/// The server cannot run: logged and reported as a worker error.
+fn disabled<P: Protocol>(shared: &Shared, e: &io::Error) {
+    log::error!("{} disabled: {e}", P::NAME);
+    shared
+        .events
+        .worker_error(P::WORKER, &format_args!("disabled: {e}"));
 }
 
 /// Accepts pending clients until the queue is empty, the table is full, or descriptors run out.

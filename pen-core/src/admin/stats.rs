@@ -1,6 +1,6 @@
 //! The status page (`status`, `-w`/`web_stats`) and the snapshot it shares with the metrics.
 //!
-//! Everything is read once into a [`Snapshot`] (each lock taken alone and briefly, never two
+//! Everything is read once into a [`Status`] (each lock taken alone and briefly, never two
 //! at a time, so the page cannot deadlock against the relay or the control plane), then
 //! rendered from plain data: the renderers are pure and testable without a running balancer.
 
@@ -13,36 +13,45 @@ use crate::domain::server::Server;
 use crate::domain::settings::Settings;
 use crate::engine::state::Shared;
 use crate::error::ApplyError;
+use crate::tls::TlsValues;
 
 /// The status page lists at most this many clients (most recently seen first): the table may
 /// hold millions, and a page that size helps nobody.
 pub(crate) const MAX_CLIENT_ROWS: usize = 1000;
 
-/// One server (or the emergency server) as seen at one moment.
+/// One server (or the emergency server) as seen at one moment: a row of the status page.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct ServerRow {
+#[non_exhaustive]
+pub struct ServerStatus {
     /// Address, `None` for a slot created beyond the table and never given one.
-    pub(crate) addr: Option<SocketAddr>,
+    pub addr: Option<SocketAddr>,
     /// Has a usable address and port.
-    pub(crate) has_address: bool,
-    /// Seconds of blacklisting left, `None` when not blacklisted.
-    pub(crate) blacklist_left: Option<u64>,
-    pub(crate) conns: u32,
-    pub(crate) max: u32,
-    pub(crate) hard: u32,
-    pub(crate) total: u64,
+    pub has_address: bool,
+    /// Seconds of blacklisting left (rounded up), `None` when not blacklisted.
+    pub blacklist_left: Option<u64>,
+    /// Open (or opening) connections.
+    pub conns: u32,
+    /// Soft limit on connections (0 = unlimited).
+    pub max: u32,
+    /// Hard limit, still admitting clients tracked to it (0 = unlimited).
+    pub hard: u32,
+    /// Connections established to it in total.
+    pub total: u64,
     /// Bytes sent to the server.
-    pub(crate) sent: u64,
+    pub sent: u64,
     /// Bytes received from the server.
-    pub(crate) received: u64,
-    pub(crate) weight: u32,
-    pub(crate) prio: u32,
-    pub(crate) acl: Option<u8>,
+    pub received: u64,
+    /// Weight (weight mode).
+    pub weight: u32,
+    /// Priority (prio mode; lower first).
+    pub prio: u32,
+    /// The ACL list a client must pass to use it (`server N acl A`).
+    pub acl: Option<u8>,
 }
 
-impl ServerRow {
+impl ServerStatus {
     fn of(s: &Server, now: u64) -> Self {
-        ServerRow {
+        ServerStatus {
             addr: s.addr,
             has_address: s.has_address(),
             blacklist_left: s.is_blacklisted(now).then(|| s.blacklist_left_secs(now)),
@@ -64,63 +73,98 @@ impl ServerRow {
     }
 }
 
-/// One tracked client.
+/// One tracked client: a row of the status page's client table.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ClientRow {
-    pub(crate) addr: IpAddr,
-    pub(crate) age_secs: u64,
-    pub(crate) server: usize,
-    pub(crate) connects: u64,
+#[non_exhaustive]
+pub struct ClientStatus {
+    /// The client's address.
+    pub addr: IpAddr,
+    /// Seconds since it was last seen.
+    pub age_secs: u64,
+    /// The server it last used (its index in [`Status::servers`]).
+    pub server: usize,
+    /// Connections it made.
+    pub connects: u64,
     /// Bytes sent to the client.
-    pub(crate) sent: u64,
+    pub sent: u64,
     /// Bytes received from the client.
-    pub(crate) received: u64,
+    pub received: u64,
 }
 
-/// The global counters (`state::Counters`) as plain numbers.
+/// The balancer's global counters, as plain numbers (per-server figures are in
+/// [`ServerStatus`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct CounterValues {
-    pub(crate) accepted: u64,
-    pub(crate) refused_acl: u64,
-    pub(crate) no_server: u64,
-    pub(crate) failovers: u64,
-    pub(crate) blacklistings: u64,
-    pub(crate) connect_timeouts: u64,
-    pub(crate) idle_timeouts: u64,
-    pub(crate) http_oversized: u64,
-    pub(crate) accept_pauses: u64,
-    pub(crate) control_commands: u64,
-    pub(crate) control_errors: u64,
+#[non_exhaustive]
+pub struct CounterValues {
+    /// Client connections accepted.
+    pub accepted: u64,
+    /// Clients closed at once because the client ACL denied them.
+    pub refused_acl: u64,
+    /// Clients closed because no server (nor the emergency server) was available.
+    pub no_server: u64,
+    /// Connections moved to another server after a failed connect.
+    pub failovers: u64,
+    /// Servers blacklisted after a failed connect.
+    pub blacklistings: u64,
+    /// Connects that timed out.
+    pub connect_timeouts: u64,
+    /// Connections closed by `idle_timeout`.
+    pub idle_timeouts: u64,
+    /// HTTP-mode connections that went pass-through on an oversized request head.
+    pub http_oversized: u64,
+    /// Times a worker stopped accepting at the `-x` limit.
+    pub accept_pauses: u64,
+    /// Control-socket commands served.
+    pub control_commands: u64,
+    /// Control-socket commands answered with an error.
+    pub control_errors: u64,
+    /// Events not delivered because a subscriber's queue was full
+    /// ([`Balancer::subscribe`](crate::Balancer::subscribe)).
+    pub events_dropped: u64,
 }
 
-/// Everything the status page and the metrics show, read at one moment.
+/// The state of a running balancer at one moment: what the status page and the metrics show,
+/// as plain data ([`Balancer::snapshot`](crate::Balancer::snapshot)).
+///
+/// Each table is read alone and briefly, so the parts are each consistent but not taken at
+/// exactly the same instant.
 #[derive(Clone, Debug)]
-pub(crate) struct Snapshot {
+#[non_exhaustive]
+pub struct Status {
     /// Wall-clock time of the snapshot (seconds since the Unix epoch).
-    pub(crate) wall_secs: u64,
+    pub wall_secs: u64,
     /// Milliseconds since this balancer was bound.
-    pub(crate) uptime_ms: u64,
-    pub(crate) listen: String,
-    pub(crate) control: Option<String>,
-    pub(crate) settings: Settings,
+    pub uptime_ms: u64,
+    /// The address clients connect to, as `listen` shows it.
+    pub listen: String,
+    /// The control socket's address, if there is one.
+    pub control: Option<String>,
+    /// The live settings.
+    pub settings: Settings,
     /// Open client connections (all workers).
-    pub(crate) active: usize,
-    /// The `-x` limit.
-    pub(crate) conn_max: usize,
-    pub(crate) workers: usize,
-    pub(crate) servers: Vec<ServerRow>,
-    pub(crate) emergency: Option<ServerRow>,
-    /// The first clients (most recent first), at most the number asked for.
-    pub(crate) clients: Vec<ClientRow>,
+    pub active: usize,
+    /// The connection limit (`-x`, `conn_max`).
+    pub conn_max: usize,
+    /// Worker threads.
+    pub workers: usize,
+    /// The servers: `servers[i]` is server `i`.
+    pub servers: Vec<ServerStatus>,
+    /// The emergency server (`-e`), if any.
+    pub emergency: Option<ServerStatus>,
+    /// Tracked clients, most recently seen first (all of them from
+    /// [`Balancer::snapshot`](crate::Balancer::snapshot); the status page shows the first 1000).
+    pub clients: Vec<ClientStatus>,
     /// Clients tracked in all.
-    pub(crate) clients_tracked: usize,
-    pub(crate) clients_capacity: usize,
-    pub(crate) counters: CounterValues,
+    pub clients_tracked: usize,
+    /// Client table slots (`-c`, `clients_max`).
+    pub clients_capacity: usize,
+    /// The global counters.
+    pub counters: CounterValues,
     /// TLS handshake counters, when TLS is on.
-    pub(crate) tls: Option<crate::tls::stats::TlsValues>,
+    pub tls: Option<TlsValues>,
 }
 
-impl Snapshot {
+impl Status {
     /// Reads the tables, copying at most `client_rows` clients.
     pub(crate) fn take(shared: &Shared, client_rows: usize) -> Self {
         let now = shared.now_ms();
@@ -130,15 +174,15 @@ impl Snapshot {
         let control = shared.control.lock().as_ref().map(ToString::to_string);
         let (servers, emergency) = {
             let t = shared.servers.read();
-            let rows: Vec<ServerRow> = t.iter().map(|(_, s)| ServerRow::of(s, now)).collect();
-            (rows, t.emergency.as_ref().map(|s| ServerRow::of(s, now)))
+            let rows: Vec<ServerStatus> = t.iter().map(|(_, s)| ServerStatus::of(s, now)).collect();
+            (rows, t.emergency.as_ref().map(|s| ServerStatus::of(s, now)))
         };
         let (clients, clients_tracked, clients_capacity) = {
             let t = shared.clients.lock();
             let rows = t
                 .iter()
                 .take(client_rows)
-                .map(|e| ClientRow {
+                .map(|e| ClientStatus {
                     addr: e.addr,
                     age_secs: now.saturating_sub(e.last_ms) / 1000,
                     server: e.server.0,
@@ -150,7 +194,7 @@ impl Snapshot {
             (rows, t.len(), t.capacity())
         };
         let c = &shared.counters;
-        Snapshot {
+        Status {
             wall_secs: shared.clock.wall_secs(),
             uptime_ms: now.saturating_sub(shared.started_ms),
             listen,
@@ -177,6 +221,7 @@ impl Snapshot {
                 accept_pauses: c.accept_pauses.load(Relaxed),
                 control_commands: c.control_commands.load(Relaxed),
                 control_errors: c.control_errors.load(Relaxed),
+                events_dropped: shared.events.dropped(),
             },
         }
     }
@@ -252,7 +297,7 @@ caption{text-align:left;font-weight:bold;padding:.3em 0}p.note{color:#555}";
 
 const SERVER_HEAD: &str = "<thead><tr><th>#</th><th class=\"l\">address</th><th>port</th><th class=\"l\">state</th><th>connections</th><th>max soft</th><th>max hard</th><th>total connections</th><th>bytes sent</th><th>bytes received</th><th>weight</th><th>prio</th><th>acl</th></tr></thead>\n";
 
-fn server_row(h: &mut String, id: &str, r: &ServerRow) {
+fn server_row(h: &mut String, id: &str, r: &ServerStatus) {
     let (class, state) = match (r.has_address, r.blacklist_left) {
         (false, _) => ("na", "no address".to_string()),
         (true, Some(left)) => ("bl", format!("blacklisted, {left} s left")),
@@ -288,7 +333,7 @@ fn kv(h: &mut String, key: &str, value: &str) {
 
 /// Renders the page (valid HTML5, self-contained: inline style, no scripts, no external
 /// resources). Every value from the tables is escaped.
-pub(crate) fn render_page(s: &Snapshot) -> String {
+pub(crate) fn render_page(s: &Status) -> String {
     let mut h = String::with_capacity(4096 + 160 * (s.servers.len() + s.clients.len()));
     let _ = write!(
         h,
@@ -413,13 +458,13 @@ pub(crate) fn render_page(s: &Snapshot) -> String {
 
 /// The HTML status page (the `status` command); also writes it to the `web_stats` file when
 /// one is set (PEN-SPEC 1: the file is written on `status`). A failed write does not fail the
-/// command: the page is still returned and the reason goes to stderr.
+/// command: the page is still returned and the reason is logged.
 pub(crate) fn status_html(shared: &Shared) -> String {
-    let page = render_page(&Snapshot::take(shared, MAX_CLIENT_ROWS));
+    let page = render_page(&Status::take(shared, MAX_CLIENT_ROWS));
     let file = shared.settings.read().web_stats.clone();
     if let Some(path) = file {
         if let Err(e) = write_atomically(Path::new(&path), &page) {
-            eprintln!("pen: {e}");
+            log::warn!("{e}");
         }
     }
     page
@@ -433,7 +478,7 @@ pub(crate) fn write_web_stats(shared: &Shared) -> Result<(), ApplyError> {
     let Some(path) = shared.settings.read().web_stats.clone() else {
         return Ok(());
     };
-    let page = render_page(&Snapshot::take(shared, MAX_CLIENT_ROWS));
+    let page = render_page(&Status::take(shared, MAX_CLIENT_ROWS));
     write_atomically(Path::new(&path), &page)
 }
 
@@ -450,9 +495,9 @@ pub(crate) mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
-    pub(crate) fn sample() -> Snapshot {
+    pub(crate) fn sample() -> Status {
         let addr = |p| Some(SocketAddr::from((Ipv4Addr::LOCALHOST, p)));
-        Snapshot {
+        Status {
             wall_secs: 1_700_000_000,
             uptime_ms: 90_061_000,
             listen: "127.0.0.1:8080".into(),
@@ -462,30 +507,30 @@ pub(crate) mod tests {
             conn_max: 500,
             workers: 2,
             servers: vec![
-                ServerRow {
+                ServerStatus {
                     addr: addr(81),
                     has_address: true,
                     conns: 2,
                     total: 10,
                     sent: 100,
                     received: 2000,
-                    ..ServerRow::default()
+                    ..ServerStatus::default()
                 },
-                ServerRow {
+                ServerStatus {
                     addr: addr(82),
                     has_address: true,
                     blacklist_left: Some(17),
                     acl: Some(3),
-                    ..ServerRow::default()
+                    ..ServerStatus::default()
                 },
-                ServerRow::default(),
+                ServerStatus::default(),
             ],
-            emergency: Some(ServerRow {
+            emergency: Some(ServerStatus {
                 addr: addr(99),
                 has_address: true,
-                ..ServerRow::default()
+                ..ServerStatus::default()
             }),
-            clients: vec![ClientRow {
+            clients: vec![ClientStatus {
                 addr: IpAddr::from(Ipv4Addr::new(127, 0, 0, 2)),
                 age_secs: 5,
                 server: 0,

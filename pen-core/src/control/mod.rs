@@ -10,8 +10,10 @@ pub(crate) mod file;
 pub(crate) mod host;
 pub(crate) mod model;
 pub mod parse;
+mod reply;
 mod ssl;
 pub(crate) mod write;
 
 pub use command::Command;
 pub use parse::parse_line;
+pub use reply::Reply;

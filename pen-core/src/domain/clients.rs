@@ -21,7 +21,7 @@ pub struct ClientEntry {
     pub addr: IpAddr,
     /// The server it used last.
     pub server: ServerId,
-    /// When it was last seen (ms on the balancer's [`Clock`](crate::domain::clock::Clock)).
+    /// When it was last seen (milliseconds of the balancer's monotonic clock).
     pub last_ms: u64,
     /// Connections made.
     pub connects: u64,

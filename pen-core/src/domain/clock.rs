@@ -3,20 +3,12 @@
 //! [`ManualClock`] instead of sleeping. The system clock lives in the runtime
 //! (`runtime::clock::SystemClock`); this layer never reads the time itself.
 
+#[cfg(any(test, feature = "fuzzing"))]
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A source of time: a monotonic millisecond count for timers and expiry, and the wall clock
 /// for what people read (log lines, the status page, `write`'s header).
-///
-/// ```
-/// use pen_core::domain::clock::{Clock, ManualClock};
-///
-/// let clock = ManualClock::new(1_000, 1_700_000_000);
-/// clock.advance_ms(2_500);
-/// assert_eq!(clock.now_ms(), 3_500);
-/// assert_eq!(clock.wall_secs(), 1_700_000_002);
-/// ```
-pub trait Clock: Send + Sync + std::fmt::Debug {
+pub(crate) trait Clock: Send + Sync + std::fmt::Debug {
     /// Milliseconds on a monotonic clock; never 0 (0 means "unset" in the tables).
     fn now_ms(&self) -> u64;
     /// Seconds since the Unix epoch.
@@ -24,16 +16,18 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 }
 
 /// A clock that moves only when told: for tests and simulations.
+#[cfg(any(test, feature = "fuzzing"))]
 #[derive(Debug)]
-pub struct ManualClock {
+pub(crate) struct ManualClock {
     ms: AtomicU64,
     wall_ms: AtomicU64,
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 impl ManualClock {
     /// A clock reading `now_ms` on the monotonic scale (raised to 1 if 0) and `wall_secs` on
     /// the wall clock.
-    pub fn new(now_ms: u64, wall_secs: u64) -> Self {
+    pub(crate) fn new(now_ms: u64, wall_secs: u64) -> Self {
         ManualClock {
             ms: AtomicU64::new(now_ms.max(1)),
             wall_ms: AtomicU64::new(wall_secs.saturating_mul(1000)),
@@ -41,13 +35,15 @@ impl ManualClock {
     }
 
     /// Moves both scales forward by `ms` milliseconds (saturating).
-    pub fn advance_ms(&self, ms: u64) {
+    #[cfg(test)]
+    pub(crate) fn advance_ms(&self, ms: u64) {
         let add = |v: u64| Some(v.saturating_add(ms));
         let _ = self.ms.fetch_update(Relaxed, Relaxed, add);
         let _ = self.wall_ms.fetch_update(Relaxed, Relaxed, add);
     }
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.ms.load(Relaxed)
@@ -60,7 +56,7 @@ impl Clock for ManualClock {
 
 /// Seconds since the Unix epoch as a UTC `YYYY-MM-DD HH:MM:SS` (proleptic Gregorian calendar;
 /// no time zone database needed).
-pub fn format_utc(secs: u64) -> String {
+pub(crate) fn format_utc(secs: u64) -> String {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm, restated for u64).
     let z = days + 719_468;
@@ -82,6 +78,14 @@ pub fn format_utc(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manual_clock_moves_when_told() {
+        let clock = ManualClock::new(1_000, 1_700_000_000);
+        clock.advance_ms(2_500);
+        assert_eq!(clock.now_ms(), 3_500);
+        assert_eq!(clock.wall_secs(), 1_700_000_002);
+    }
 
     #[test]
     fn formats_known_dates() {

@@ -1,11 +1,14 @@
 //! The pure domain: addresses, access lists, the server table, the client table, selection
-//! policies, settings and the clock abstraction. Plain data and algorithms over it, std only:
-//! nothing here opens a socket, reads a file, or reads the time — `now` is an argument.
+//! policies, settings, the clock abstraction and the events reported to embedders. Plain data
+//! and algorithms over it, std only: nothing here opens a socket, reads a file, or reads the
+//! time — `now` is an argument.
 
 pub mod acl;
 pub mod addr;
 pub mod clients;
-pub mod clock;
+pub(crate) mod clock;
+pub mod event;
+pub mod health;
 pub mod policy;
 pub mod server;
 pub mod settings;

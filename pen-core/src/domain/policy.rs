@@ -3,11 +3,19 @@
 //! Precedence when several modes are on: tracking (unless round robin) > prio > weight > hash >
 //! round robin. Failover is written once ([`Selector::next_after`]): the next available server
 //! after the last one tried, cyclically, until the first choice comes round again.
+//!
+//! The balancer asks a [`Policy`]: the built-in modes above are the [`DefaultPolicy`]; an
+//! embedding program may plug its own ([`Config::with_policy`](crate::Config::with_policy)).
+//! Whatever a policy answers is checked: a server that is not available (no address,
+//! blacklisted, reported down by the [`HealthSource`], at its limits, weight 0 in weight mode,
+//! or denied by its ACL) is never used ([`choose`], [`next_available`]).
 
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use crate::domain::acl::AclSet;
+use crate::domain::health::HealthSource;
 use crate::domain::server::{ServerId, ServerTable};
 
 /// The selection modes in force (from [`crate::domain::settings::Settings`]).
@@ -46,22 +54,66 @@ pub fn client_hash(ip: IpAddr, port: Option<u16>) -> u64 {
     }
 }
 
-/// A view of the tables at one instant, answering "which server next?".
+/// A view of the tables at one instant, answering "which server next?" with the built-in modes.
+///
+/// ```
+/// use std::sync::atomic::AtomicUsize;
+/// use pen_core::acl::AclSet;
+/// use pen_core::addr::parse_server;
+/// use pen_core::policy::{Modes, Selector};
+/// use pen_core::server::{ServerId, ServerTable};
+///
+/// let specs = [parse_server("127.0.0.1:81", 80)?, parse_server("127.0.0.1:82", 80)?];
+/// let table = ServerTable::new(&specs, None);
+/// let acls = AclSet::default();
+/// let sel = Selector::new(&table, &acls, 1, Modes::default());
+/// let rr = AtomicUsize::new(usize::MAX);
+/// let client = "10.0.0.1".parse()?;
+/// assert_eq!(sel.first_choice(client, 4000, None, &rr), Some(ServerId(0)));
+/// assert_eq!(sel.first_choice(client, 4000, None, &rr), Some(ServerId(1)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy)]
+#[non_exhaustive]
 pub struct Selector<'a> {
     /// The servers.
     pub table: &'a ServerTable,
     /// The ACL lists (for `server N acl A`).
     pub acls: &'a AclSet,
-    /// The current time (ms on the balancer's [`Clock`](crate::domain::clock::Clock)).
+    /// The current time (milliseconds of the balancer's monotonic clock).
     pub now: u64,
     /// The modes in force.
     pub modes: Modes,
+    /// What an external check says about the servers (`None`: every server is up).
+    pub health: Option<&'a dyn HealthSource>,
+}
+
+impl<'a> Selector<'a> {
+    /// A selector over `table` at `now` with `modes`, every server up as far as health goes.
+    pub fn new(table: &'a ServerTable, acls: &'a AclSet, now: u64, modes: Modes) -> Self {
+        Selector {
+            table,
+            acls,
+            now,
+            modes,
+            health: None,
+        }
+    }
+
+    /// The same, consulting `health` too: a server it reports down is not available.
+    #[must_use]
+    pub fn with_health(self, health: &'a dyn HealthSource) -> Self {
+        Selector {
+            health: Some(health),
+            ..self
+        }
+    }
 }
 
 impl Selector<'_> {
     /// Whether server `id` can take client `client` now (PEN-SPEC 2.4); `tracked` says whether it
-    /// is the client's remembered server, which admits it up to the hard limit.
+    /// is the client's remembered server, which admits it up to the hard limit. A server the
+    /// health source reports down is not available.
     pub fn available(&self, id: ServerId, client: IpAddr, tracked: bool) -> bool {
         let Some(s) = self.table.get(id) else {
             return false;
@@ -71,6 +123,7 @@ impl Selector<'_> {
             && !(self.modes.weight && s.weight == 0)
             && s.below_limits(tracked)
             && s.acl.is_none_or(|a| self.acls.permits(a, client))
+            && self.health.is_none_or(|h| h.is_up(id, self.now))
     }
 
     /// The first server to try for `client` (`port` is its source port, mixed into the hash in
@@ -177,6 +230,169 @@ impl Selector<'_> {
     }
 }
 
+/// What a [`Policy`] is asked about: one new client (or one failover) against the tables at
+/// one instant.
+#[derive(Clone, Copy)]
+pub struct SelectionContext<'a> {
+    selector: Selector<'a>,
+    client: IpAddr,
+    port: Option<u16>,
+    tracked: Option<ServerId>,
+    rr: &'a AtomicUsize,
+}
+
+impl<'a> SelectionContext<'a> {
+    /// The context for `client` (source `port`, `None` in a failover), whose remembered server
+    /// is `tracked`; `rr` is the round-robin cursor (the last server round robin chose).
+    pub fn new(
+        selector: Selector<'a>,
+        client: IpAddr,
+        port: Option<u16>,
+        tracked: Option<ServerId>,
+        rr: &'a AtomicUsize,
+    ) -> Self {
+        SelectionContext {
+            selector,
+            client,
+            port,
+            tracked,
+            rr,
+        }
+    }
+
+    /// The servers: addresses, limits, weights, priorities, live counters.
+    pub fn table(&self) -> &'a ServerTable {
+        self.selector.table
+    }
+
+    /// The built-in selection over the same tables (modes, ACLs, health).
+    pub fn selector(&self) -> &Selector<'a> {
+        &self.selector
+    }
+
+    /// The client's address.
+    pub fn client(&self) -> IpAddr {
+        self.client
+    }
+
+    /// The client's source port (`None` in a failover).
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The server the client used last, if it is remembered (never in round-robin mode).
+    pub fn tracked(&self) -> Option<ServerId> {
+        self.tracked
+    }
+
+    /// The time: milliseconds of the balancer's monotonic clock.
+    pub fn now(&self) -> u64 {
+        self.selector.now
+    }
+
+    /// The selection modes in force (`hash`, `roundrobin`, `weight`, `prio`).
+    pub fn modes(&self) -> Modes {
+        self.selector.modes
+    }
+
+    /// Whether server `id` can take this client now: it has an address, is not blacklisted nor
+    /// reported down, is below its limits (only the hard one for the tracked server), has a
+    /// weight in weight mode, and its ACL permits the client.
+    pub fn available(&self, id: ServerId) -> bool {
+        self.selector
+            .available(id, self.client, Some(id) == self.tracked)
+    }
+}
+
+/// A selection policy: which server a new client goes to, and where it goes next when that
+/// server fails. The built-in one is [`DefaultPolicy`]; plug another with
+/// [`Config::with_policy`](crate::Config::with_policy).
+///
+/// Called on the connection path under the table's read lock: answer from memory. An answer
+/// that is not [`available`](SelectionContext::available) is not used (see [`choose`]), so a
+/// policy need not re-check everything, but it should prefer available servers.
+///
+/// ```
+/// use pen_core::policy::{Policy, SelectionContext};
+/// use pen_core::server::ServerId;
+///
+/// /// The available server that has been sent the fewest bytes.
+/// #[derive(Debug)]
+/// struct FewestBytes;
+///
+/// impl Policy for FewestBytes {
+///     fn first_choice(&self, ctx: &SelectionContext<'_>) -> Option<ServerId> {
+///         ctx.table()
+///             .iter()
+///             .filter(|&(id, _)| ctx.available(id))
+///             .min_by_key(|(_, s)| s.sent())
+///             .map(|(id, _)| id)
+///     }
+/// }
+/// ```
+pub trait Policy: Send + Sync + fmt::Debug {
+    /// The first server to try for the client, `None` when there is none.
+    fn first_choice(&self, ctx: &SelectionContext<'_>) -> Option<ServerId>;
+
+    /// Failover: the server to try after `last` failed, for a client whose round started at
+    /// `first`; `None` ends the round (then the emergency server, if any, is tried). The
+    /// default is the built-in order, [`Selector::next_after`]: the next available server
+    /// after `last`, cyclically, until `first` comes round again.
+    fn next_after(
+        &self,
+        ctx: &SelectionContext<'_>,
+        first: ServerId,
+        last: ServerId,
+    ) -> Option<ServerId> {
+        ctx.selector().next_after(first, last, ctx.client())
+    }
+}
+
+/// The built-in modes: tracking (unless round robin) > prio > weight > hash > round robin,
+/// as C pen (see the [module documentation](self)).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DefaultPolicy;
+
+impl Policy for DefaultPolicy {
+    fn first_choice(&self, ctx: &SelectionContext<'_>) -> Option<ServerId> {
+        ctx.selector
+            .first_choice(ctx.client, ctx.port.unwrap_or(0), ctx.tracked, ctx.rr)
+    }
+}
+
+/// The server a new client goes to: `policy`'s first choice if it is available; if it is not,
+/// the failover order from it ([`next_available`]). `None` when no server is available.
+pub fn choose(policy: &dyn Policy, ctx: &SelectionContext<'_>) -> Option<ServerId> {
+    let pick = policy.first_choice(ctx)?;
+    if ctx.available(pick) {
+        return Some(pick);
+    }
+    next_available(policy, ctx, pick, pick)
+}
+
+/// Failover: `policy`'s next server after `last` (the round started at `first`), passing over
+/// any answer that is not available, for at most one round of the table. `None` when the
+/// round is over.
+pub fn next_available(
+    policy: &dyn Policy,
+    ctx: &SelectionContext<'_>,
+    first: ServerId,
+    last: ServerId,
+) -> Option<ServerId> {
+    let mut last = last;
+    for _ in 0..=ctx.table().len() {
+        let next = policy.next_after(ctx, first, last)?;
+        if ctx.selector.available(next, ctx.client, false) {
+            return Some(next);
+        }
+        if next == first || next == last {
+            return None;
+        }
+        last = next;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,12 +420,7 @@ mod tests {
     }
 
     fn sel<'a>(t: &'a ServerTable, acls: &'a AclSet, modes: Modes) -> Selector<'a> {
-        Selector {
-            table: t,
-            acls,
-            now: 1,
-            modes,
-        }
+        Selector::new(t, acls, 1, modes)
     }
 
     #[test]

@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use proptest::prelude::*;
 
-use super::{client_hash, Modes, Selector};
+use super::{choose, client_hash, DefaultPolicy, Modes, Policy, SelectionContext, Selector};
 use crate::domain::acl::AclSet;
 use crate::domain::acl::{AclAction, AclEntry, AclPattern};
+use crate::domain::health::HealthSource;
 use crate::domain::server::{ServerConf, ServerId, ServerTable};
 
 /// One generated server: its configuration and its live state.
@@ -154,7 +155,7 @@ proptest! {
     ) {
         let t = table(&servers);
         let acls = acls();
-        let sel = Selector { table: &t, acls: &acls, now: NOW, modes: m };
+        let sel = Selector::new(&t, &acls, NOW, m);
         let rr = AtomicUsize::new(rr_start);
         let tracked_id = tracked.map(ServerId);
         let ok = |i: usize, tr: bool| servers.get(i).is_some_and(|s| may_take(s, c, tr, m));
@@ -200,7 +201,7 @@ proptest! {
         let t = table(&servers);
         let acls = AclSet::default();
         let m = Modes { weight: true, ..Modes::default() };
-        let sel = Selector { table: &t, acls: &acls, now: NOW, modes: m };
+        let sel = Selector::new(&t, &acls, NOW, m);
         let rr = AtomicUsize::new(0);
         let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
         let mut counts = vec![0u64; weights.len()];
@@ -241,8 +242,8 @@ proptest! {
         let m = Modes { hash: true, roundrobin, ..Modes::default() };
         let (t1, t2) = (table(&servers), table(&servers));
         let acls = acls();
-        let s1 = Selector { table: &t1, acls: &acls, now: NOW, modes: m };
-        let s2 = Selector { table: &t2, acls: &acls, now: NOW, modes: m };
+        let s1 = Selector::new(&t1, &acls, NOW, m);
+        let s2 = Selector::new(&t2, &acls, NOW, m);
         let a = s1.first_choice(c, ports.0, None, &AtomicUsize::new(cursors.0));
         let b = s2.first_choice(c, ports.0, None, &AtomicUsize::new(cursors.1));
         prop_assert_eq!(a, b);
@@ -258,5 +259,74 @@ proptest! {
             .find(|&i| may_take(&servers[i], c, false, m))
             .map(ServerId);
         prop_assert_eq!(a, want);
+    }
+
+    /// A custom policy is consulted: its choice is used when it is available. An unavailable
+    /// choice (no address, blacklisted, reported down by the health source, at a limit,
+    /// denied, or beyond the table) is never used: the client goes to the next available
+    /// server after it instead, and is refused only when no server is available. The default
+    /// policy also keeps away from servers the health source reports down.
+    #[test]
+    fn a_custom_policy_is_consulted_and_its_unavailable_choice_is_not_used(
+        servers in prop::collection::vec(srv(), 1..8),
+        down in prop::collection::vec(prop::bool::weighted(0.3), 8),
+        m in modes(),
+        c in client(),
+        pick in 0usize..10,
+    ) {
+        let t = table(&servers);
+        let acls = acls();
+        let health = Down(down.clone());
+        let sel = Selector::new(&t, &acls, NOW, m).with_health(&health);
+        let rr = AtomicUsize::new(0);
+        let ctx = SelectionContext::new(sel, c, Some(4321), None, &rr);
+        let ok = |i: usize| !down.get(i).copied().unwrap_or(false) && servers.get(i).is_some_and(|s| may_take(s, c, false, m));
+        let n = servers.len();
+        let policy = Fixed::new(pick);
+        let want = if ok(pick) {
+            Some(pick)
+        } else {
+            (1..=n).map(|k| (pick + k) % n).find(|&i| ok(i))
+        };
+        prop_assert_eq!(choose(&policy, &ctx).map(|id| id.0), want);
+        prop_assert_eq!(policy.asked.load(Relaxed), 1, "the policy was asked once");
+        let any = (0..n).any(ok);
+        match choose(&DefaultPolicy, &ctx) {
+            Some(id) => prop_assert!(ok(id.0), "default chose {}", id.0),
+            None => prop_assert!(!any, "default chose nothing"),
+        }
+    }
+}
+
+/// A policy that always answers the same server (whatever its state), counting the questions.
+#[derive(Debug)]
+struct Fixed {
+    pick: usize,
+    asked: AtomicUsize,
+}
+
+impl Fixed {
+    fn new(pick: usize) -> Self {
+        Fixed {
+            pick,
+            asked: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Policy for Fixed {
+    fn first_choice(&self, _ctx: &SelectionContext<'_>) -> Option<ServerId> {
+        self.asked.fetch_add(1, Relaxed);
+        Some(ServerId(self.pick))
+    }
+}
+
+/// Servers an external check reports down.
+#[derive(Debug)]
+struct Down(Vec<bool>);
+
+impl HealthSource for Down {
+    fn is_up(&self, id: ServerId, _now: u64) -> bool {
+        !self.0.get(id.0).copied().unwrap_or(false)
     }
 }

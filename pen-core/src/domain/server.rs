@@ -53,15 +53,16 @@ pub struct Server {
     /// ACL list a client must pass to use this server (`server N acl A`).
     pub acl: Option<u8>,
     /// Open (or opening) connections.
-    pub conns: AtomicU32,
+    pub(crate) conns: AtomicU32,
     /// Connections established to the server, in total.
-    pub total: AtomicU64,
+    pub(crate) total: AtomicU64,
     /// Bytes sent to the server.
-    pub sent: AtomicU64,
+    pub(crate) sent: AtomicU64,
     /// Bytes received from the server.
-    pub received: AtomicU64,
-    /// Blacklisted until this time (ms on the balancer's [`Clock`](crate::domain::clock::Clock)); 0 = not blacklisted.
-    pub blacklisted_until: AtomicU64,
+    pub(crate) received: AtomicU64,
+    /// Blacklisted until this time (milliseconds of the balancer's monotonic clock); 0 = not
+    /// blacklisted.
+    pub(crate) blacklisted_until: AtomicU64,
 }
 
 impl Server {
@@ -89,9 +90,36 @@ impl Server {
         }
     }
 
+    /// Open (or opening) connections now.
+    pub fn conns(&self) -> u32 {
+        self.conns.load(Relaxed)
+    }
+
+    /// Connections established to it, in total.
+    pub fn total(&self) -> u64 {
+        self.total.load(Relaxed)
+    }
+
+    /// Bytes sent to it, in total (counted when a connection closes).
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Relaxed)
+    }
+
+    /// Bytes received from it, in total (counted when a connection closes).
+    pub fn received(&self) -> u64 {
+        self.received.load(Relaxed)
+    }
+
+    /// Sets the open-connection count: for benchmarks and simulations that build a table by
+    /// hand (a running balancer counts them itself).
+    #[doc(hidden)]
+    pub fn set_conns(&self, n: u32) {
+        self.conns.store(n, Relaxed);
+    }
+
     /// Releases one connection (never below zero: a connection may outlive a reload that
     /// removed and re-added its server).
-    pub fn release(&self) {
+    pub(crate) fn release(&self) {
         let _ = self
             .conns
             .fetch_update(Relaxed, Relaxed, |c| Some(c.saturating_sub(1)));

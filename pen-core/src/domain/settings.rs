@@ -17,8 +17,17 @@ pub enum Fastclose {
     Both,
 }
 
-/// Live-changeable settings. Units are in the field names.
+/// Live-changeable settings. Units are in the field names. [`Settings::default`] gives C pen's
+/// defaults; change them with the `with_*` methods (or by assigning the public fields).
+///
+/// ```
+/// use pen_core::Settings;
+///
+/// let s = Settings::default().with_roundrobin(true).with_tracking_secs(60);
+/// assert!(s.roundrobin && s.tracking_secs == 60 && s.blacklist_secs == 30);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Settings {
     /// How long a failed server stays blacklisted (`-b`, `blacklist`) (default 30).
     pub blacklist_secs: u64,
@@ -95,6 +104,99 @@ impl Default for Settings {
             source: None,
             pending_max: 100,
         }
+    }
+}
+
+impl Settings {
+    /// How long a failed server stays blacklisted (`-b`, `blacklist`).
+    #[must_use]
+    pub fn with_blacklist_secs(mut self, secs: u64) -> Self {
+        self.blacklist_secs = secs;
+        self
+    }
+
+    /// How long a client is remembered (`-T`, `tracking`), 0 = forever.
+    #[must_use]
+    pub fn with_tracking_secs(mut self, secs: u64) -> Self {
+        self.tracking_secs = secs;
+        self
+    }
+
+    /// Connect timeout towards servers (`-t`, `timeout`).
+    #[must_use]
+    pub fn with_connect_timeout_secs(mut self, secs: u64) -> Self {
+        self.connect_timeout_secs = secs;
+        self
+    }
+
+    /// Close connections idle this long (`idle_timeout`), 0 = never.
+    #[must_use]
+    pub fn with_idle_timeout_secs(mut self, secs: u64) -> Self {
+        self.idle_timeout_secs = secs;
+        self
+    }
+
+    /// Debug level (`-d`, `debug`): 1 logs failures and refusals, 2 every client's server.
+    #[must_use]
+    pub fn with_debug(mut self, level: u32) -> Self {
+        self.debug = level;
+        self
+    }
+
+    /// Hash of the client address picks the first server (`-h`, `hash`).
+    #[must_use]
+    pub fn with_hash(mut self, on: bool) -> Self {
+        self.hash = on;
+        self
+    }
+
+    /// Round robin without client tracking (`-r`, `roundrobin`).
+    #[must_use]
+    pub fn with_roundrobin(mut self, on: bool) -> Self {
+        self.roundrobin = on;
+        self
+    }
+
+    /// No failover when the first choice fails (`-s`, `stubborn`).
+    #[must_use]
+    pub fn with_stubborn(mut self, on: bool) -> Self {
+        self.stubborn = on;
+        self
+    }
+
+    /// Least connections per weight (`-W`, `weight`).
+    #[must_use]
+    pub fn with_weight(mut self, on: bool) -> Self {
+        self.weight = on;
+        self
+    }
+
+    /// Lowest priority number first (`prio`).
+    #[must_use]
+    pub fn with_prio(mut self, on: bool) -> Self {
+        self.prio = on;
+        self
+    }
+
+    /// Insert `X-Forwarded-For`/`X-Forwarded-Proto` into HTTP requests (`-H`, `http`).
+    #[must_use]
+    pub fn with_http(mut self, on: bool) -> Self {
+        self.http = on;
+        self
+    }
+
+    /// The access log (`-l`, `log`): a file name or a `host:port` collector.
+    #[must_use]
+    pub fn with_log(mut self, log: impl Into<String>) -> Self {
+        self.log = Some(log.into());
+        self
+    }
+
+    /// The HTML status file (`-w`, `web_stats`).
+    #[must_use]
+    pub fn with_web_stats(mut self, file: impl Into<String>) -> Self {
+        self.web_stats = Some(file.into());
+        self
     }
 }
 

@@ -179,7 +179,7 @@ impl LogBuf {
         }
         if let Some(t) = log.current() {
             if let Err(e) = t.write_batch(&self.buf) {
-                eprintln!("pen: access log: {e}");
+                log::warn!("access log: {e}");
             }
         }
         self.buf.clear();

@@ -1,9 +1,11 @@
 //! The engine: worker threads that accept, route and relay (TCP, TLS, UDP), HTTP header
 //! insertion, the access log, and the state they share with the control plane (tables,
-//! counters, worker messages). Only the engine (and `sys` below it) touches sockets.
+//! counters, worker messages, the event hub). Only the engine (and `sys` below it) touches
+//! sockets.
 
 pub(crate) mod accesslog;
 mod admission;
+pub(crate) mod events;
 pub mod http;
 pub(crate) mod lifecycle;
 mod messages;

@@ -1,14 +1,23 @@
 //! Routing decisions shared by the TCP engine (`reactor`) and the UDP engine (`udp`): where a new
 //! client goes (client ACL and abuse server, tracking, the selection policy, the emergency
 //! server), and where it goes next when its server fails (blacklisting and failover). Written
-//! once so the two engines cannot drift apart.
+//! once so the two engines cannot drift apart. Blacklistings and failovers are reported as
+//! events.
+//!
+//! C pen's debug lines (`-d`, `debug N`) go to the `log` facade: level 1's at `debug`, level 2's
+//! at `trace`. They are made only when `debug` is at least that level, so a logger that lets
+//! everything through still prints nothing until `debug` is raised.
 
 use std::fmt::Display;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::domain::policy::Selector;
+use crate::domain::acl::AclSet;
+use crate::domain::event::{BlacklistReason, Event};
+use crate::domain::policy::{self, SelectionContext, Selector};
+use crate::domain::server::ServerTable;
 use crate::domain::server::{ServerId, Target};
+use crate::domain::settings::Settings;
 use crate::engine::state::Shared;
 
 /// A target as debug output and `connection N` show it.
@@ -17,6 +26,21 @@ pub(crate) fn target_name(t: Target) -> String {
         Target::Server(id) => id.to_string(),
         Target::Emergency => "emergency".to_string(),
         Target::Abuse => "abuse".to_string(),
+    }
+}
+
+/// The built-in selection over the tables, with the health source if there is one.
+fn selector<'a>(
+    shared: &'a Shared,
+    servers: &'a ServerTable,
+    acls: &'a AclSet,
+    now: u64,
+    settings: &Settings,
+) -> Selector<'a> {
+    let sel = Selector::new(servers, acls, now, Shared::modes(settings));
+    match shared.health.as_deref() {
+        Some(h) => sel.with_health(h),
+        None => sel,
     }
 }
 
@@ -48,7 +72,7 @@ pub(crate) fn choose(
             } else {
                 "dropped"
             };
-            eprintln!("pen: {what} denied by ACL {client_acl}: {to}");
+            log::debug!("{what} denied by ACL {client_acl}: {to}");
         }
         // Denied clients are not tracked and never fail over: no first choice.
         return abuse.then_some((Target::Abuse, None));
@@ -62,14 +86,10 @@ pub(crate) fn choose(
         let settings = shared.settings.read();
         let servers = shared.servers.read();
         let acls = shared.acls.read();
-        let sel = Selector {
-            table: &servers,
-            acls: &acls,
-            now,
-            modes: Shared::modes(&settings),
-        };
+        let sel = selector(shared, &servers, &acls, now, &settings);
+        let ctx = SelectionContext::new(sel, ip, Some(port), tracked, &shared.rr);
         (
-            sel.first_choice(ip, port, tracked, &shared.rr),
+            policy::choose(&*shared.policy, &ctx),
             sel.emergency_available(),
         )
     };
@@ -78,14 +98,14 @@ pub(crate) fn choose(
         (None, true) => Target::Emergency,
         (None, false) => {
             if debug > 0 {
-                eprintln!("pen: {what}: no server available");
+                log::debug!("{what}: no server available");
             }
             shared.counters.no_server.fetch_add(1, Relaxed);
             return None;
         }
     };
     if debug > 1 {
-        eprintln!("pen: {what} -> server {}", target_name(target));
+        log::trace!("{what} -> server {}", target_name(target));
     }
     Some((target, first))
 }
@@ -111,9 +131,14 @@ pub(crate) fn fail_over(
         if blacklist {
             s.blacklist(now, settings.blacklist_secs);
             shared.counters.blacklistings.fetch_add(1, Relaxed);
+            shared.events.emit(|| Event::ServerBlacklisted {
+                server: target,
+                seconds: settings.blacklist_secs,
+                reason: BlacklistReason::ConnectFailed(why.to_string()),
+            });
             if settings.debug > 0 {
-                eprintln!(
-                    "pen: server {} failed ({why}): blacklisted for {} s",
+                log::debug!(
+                    "server {} failed ({why}): blacklisted for {} s",
                     target_name(target),
                     settings.blacklist_secs
                 );
@@ -125,21 +150,18 @@ pub(crate) fn fail_over(
         _ if settings.stubborn => None,
         Target::Server(cur) => {
             let acls = shared.acls.read();
-            let sel = Selector {
-                table: &servers,
-                acls: &acls,
-                now,
-                modes: Shared::modes(&settings),
-            };
-            match sel.next_after(first.unwrap_or(cur), cur, ip) {
+            let sel = selector(shared, &servers, &acls, now, &settings);
+            let ctx = SelectionContext::new(sel, ip, None, None, &shared.rr);
+            match policy::next_available(&*shared.policy, &ctx, first.unwrap_or(cur), cur) {
                 Some(id) => Some(Target::Server(id)),
                 None if sel.emergency_available() => Some(Target::Emergency),
                 None => None,
             }
         }
     };
-    if next.is_some() {
+    if let Some(to) = next {
         shared.counters.failovers.fetch_add(1, Relaxed);
+        shared.events.emit(|| Event::Failover { from: target, to });
     }
     next
 }

@@ -109,6 +109,12 @@ pub(crate) struct Shared {
     pub(crate) log: crate::engine::accesslog::AccessLog,
     /// TLS termination, when on (fixed at start; certificates and settings reload).
     pub(crate) tls: Option<crate::tls::Tls>,
+    /// The selection policy (the built-in modes unless the embedder plugged one in).
+    pub(crate) policy: Arc<dyn crate::domain::policy::Policy>,
+    /// An external view of which servers are up, if the embedder plugged one in.
+    pub(crate) health: Option<Arc<dyn crate::domain::health::HealthSource>>,
+    /// Where events are reported (shared with the [`Config`](crate::Config) it started from).
+    pub(crate) events: Arc<crate::engine::events::EventHub>,
     /// Set (with the condvar notified) once the balancer has stopped.
     pub(crate) stopped: Mutex<bool>,
     pub(crate) stopped_cv: Condvar,
@@ -184,6 +190,9 @@ impl Shared {
             metrics: None,
             log: crate::engine::accesslog::AccessLog::default(),
             tls: None,
+            policy: Arc::new(crate::domain::policy::DefaultPolicy),
+            health: None,
+            events: Arc::default(),
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
         }

@@ -8,13 +8,16 @@ use std::thread::JoinHandle;
 use crate::poll::Poller;
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::control::{Command, Reply};
 use crate::domain::acl::AclSet;
 use crate::domain::addr::ListenAddr;
 use crate::domain::clients::ClientTable;
 use crate::domain::clock::Clock;
+use crate::domain::event::{ConfigSource, Event, Worker};
 use crate::domain::server::ServerTable;
+use crate::engine::events::EventHub;
 use crate::engine::net::Listener;
-use crate::engine::reactor::Worker;
+use crate::engine::reactor::Worker as Relay;
 use crate::engine::state::{Counters, Shared, WorkerLink, WorkerMsg};
 use crate::error::{ApplyError, StartError};
 use crate::runtime::config::Config;
@@ -70,43 +73,58 @@ impl Bound {
                 let sh = Arc::clone(&shared);
                 let worker = crate::engine::udp::UdpWorker::new(i, sh, poller, rx, sock)
                     .map_err(io_err("cannot start UDP worker"))?;
+                let events = Arc::clone(&shared.events);
                 let t = std::thread::Builder::new()
                     .name(format!("pen-udp-{i}"))
-                    .spawn(move || worker.run())
+                    .spawn(move || guarded(&events, Worker::Relay(i), || worker.run()))
                     .map_err(io_err("cannot start worker thread"))?;
                 threads.push(t);
                 continue;
             }
             // TCP, or a UDP worker's place where the platform gave it no socket of its own
             // (it idles, like the workers without a listener behind a Unix socket).
-            let worker = Worker::new(i, Arc::clone(&shared), poller, rx, l)
+            let worker = Relay::new(i, Arc::clone(&shared), poller, rx, l)
                 .map_err(io_err("cannot start worker"))?;
+            let events = Arc::clone(&shared.events);
             let t = std::thread::Builder::new()
                 .name(format!("pen-worker-{i}"))
-                .spawn(move || worker.run())
+                .spawn(move || guarded(&events, Worker::Relay(i), || worker.run()))
                 .map_err(io_err("cannot start worker thread"))?;
             threads.push(t);
         }
         if let Some(l) = control {
             let sh = Arc::clone(&shared);
             let c = Arc::clone(&ctl);
-            let exec: crate::admin::control::Execute = Box::new(move |line| c.apply_line(line));
+            let exec: crate::admin::control::Execute =
+                Box::new(move |line| c.apply_line(line, ConfigSource::ControlSocket));
+            let events = Arc::clone(&shared.events);
             let t = std::thread::Builder::new()
                 .name("pen-control".into())
-                .spawn(move || crate::admin::control::serve(sh, l, exec))
+                .spawn(move || {
+                    guarded(&events, Worker::ControlSocket, || {
+                        crate::admin::control::serve(sh, l, exec);
+                    });
+                })
                 .map_err(io_err("cannot start control thread"))?;
             threads.push(t);
         }
         if let Some(l) = metrics {
             let sh = Arc::clone(&shared);
+            let events = Arc::clone(&shared.events);
             let t = std::thread::Builder::new()
                 .name("pen-metrics".into())
-                .spawn(move || crate::admin::metrics_http::serve_http(sh, l))
+                .spawn(move || {
+                    guarded(&events, Worker::Metrics, || {
+                        crate::admin::metrics_http::serve_http(sh, l);
+                    });
+                })
                 .map_err(io_err("cannot start metrics thread"))?;
             threads.push(t);
         }
         // From now on the workers answer messages: `listen` may wait for them.
         shared.running.store(true, Relaxed);
+        // Subscribed through the Config: blacklistings running out are watched from now on.
+        super::watch::start(&shared);
         Ok(Balancer {
             shared,
             ctl,
@@ -122,6 +140,19 @@ pub struct Balancer {
     ctl: Arc<Controller>,
     pid_file: Option<PathBuf>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Runs the body of a balancer thread. Should it panic (a bug), the panic hook has printed the
+/// message; the thread's end is reported as a worker error and the others carry on.
+fn guarded(events: &EventHub, worker: Worker, body: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        events.worker_error(worker, &format_args!("thread stopped by a panic: {msg}"));
+    }
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -151,12 +182,14 @@ impl Balancer {
     }
 
     /// [`Balancer::bind`] with the time source the workers and the control plane read (the
-    /// system clock by default; a [`ManualClock`](crate::domain::clock::ManualClock) in
-    /// simulations).
+    /// system clock by default; a `ManualClock` in simulations).
     ///
     /// # Errors
     /// As [`Balancer::bind`].
-    pub fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Bound, StartError> {
+    pub(crate) fn bind_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Bound, StartError> {
         let n = if config.workers == 0 {
             sys::cpus()
         } else {
@@ -241,6 +274,12 @@ impl Balancer {
             metrics: metrics_addr,
             log: crate::engine::accesslog::AccessLog::default(),
             tls,
+            events: Arc::clone(&config.events),
+            policy: config
+                .policy
+                .clone()
+                .unwrap_or_else(|| Arc::new(crate::domain::policy::DefaultPolicy)),
+            health: config.health.clone(),
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
         });
@@ -249,14 +288,14 @@ impl Balancer {
             config.config_file.clone(),
         ));
         for cmd in &config.commands {
-            ctl.apply_line(cmd).map_err(|source| StartError::Command {
-                command: cmd.clone(),
-                source,
-            })?;
+            ctl.apply_line(cmd, ConfigSource::CommandLine)
+                .map_err(|source| StartError::Command {
+                    command: cmd.clone(),
+                    source,
+                })?;
         }
         if let Some(file) = &config.config_file {
-            ctl.apply_file(file)
-                .map_err(|e| StartError::Config(e.to_string()))?;
+            ctl.apply_file(file).map_err(StartError::ConfigFile)?;
         }
         // Open the access log now (`-l`), before a daemon forks or chroots.
         let log = shared.settings.read().log.clone();
@@ -276,17 +315,76 @@ impl Balancer {
     }
 
     /// Applies one control line (as penctl would send it) and returns the reply text: empty, or
-    /// lines each ending with a newline.
+    /// lines each ending with a newline. The line is parsed, then [`Balancer::execute`]d.
     ///
     /// # Errors
     /// [`ApplyError`] naming the bad token; nothing changes.
     pub fn apply(&self, line: &str) -> Result<String, ApplyError> {
-        self.ctl.apply_line(line)
+        self.ctl.apply_line(line, ConfigSource::Api)
+    }
+
+    /// Executes one control command given as data and returns its [`Reply`] (the text C pen
+    /// would send to penctl). A configuration change goes through the same transaction as the
+    /// control socket, `-O` and `-F`: it is applied as a whole or not at all. Queries read the
+    /// running state.
+    ///
+    /// ```no_run
+    /// use pen_core::control::command::ServerField;
+    /// use pen_core::Command;
+    /// # fn demo(balancer: &pen_core::Balancer) -> Result<(), pen_core::ApplyError> {
+    /// // server 2 address 127.0.0.1 port 8083
+    /// balancer.execute(Command::Server {
+    ///     id: 2,
+    ///     fields: vec![ServerField::Address("127.0.0.1".into()), ServerField::Port(8083)],
+    /// })?;
+    /// print!("{}", balancer.execute(Command::Servers)?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ApplyError`] naming the bad value; nothing changes.
+    pub fn execute(&self, cmd: Command) -> Result<Reply, ApplyError> {
+        self.ctl.execute(cmd).map(Reply::new)
     }
 
     /// The address the listener is bound to now (with the real port when started on port 0).
     pub fn listen_addr(&self) -> ListenAddr {
         self.shared.listen.lock().clone()
+    }
+
+    /// Subscribes to the balancer's [`Event`]s from now on: servers blacklisted and restored,
+    /// failovers, configuration changes applied or refused, worker errors. Each subscriber has
+    /// a queue of 1024 events; the balancer never waits for a subscriber: when its queue is
+    /// full, further events are dropped for it and counted
+    /// ([`CounterValues::events_dropped`](crate::CounterValues::events_dropped)). Dropping the
+    /// receiver unsubscribes. ([`Config::subscribe`] also sees the start-up commands.)
+    ///
+    /// With no subscriber the events are not even built. While there is one, a thread looks
+    /// at the server table once a second to report blacklistings that ran out.
+    ///
+    /// ```no_run
+    /// # fn demo(balancer: &pen_core::Balancer) {
+    /// let events = balancer.subscribe();
+    /// std::thread::spawn(move || {
+    ///     for event in events {
+    ///         println!("{event}");
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn subscribe(&self) -> mpsc::Receiver<Event> {
+        let rx = self.shared.events.subscribe();
+        if self.shared.running.load(Relaxed) {
+            super::watch::start(&self.shared);
+        }
+        rx
+    }
+
+    /// The live settings (a copy): what the control commands have made of the
+    /// [`Config`]'s.
+    pub fn settings(&self) -> crate::Settings {
+        self.shared.settings.read().clone()
     }
 
     /// The metrics listener's address (with the real port when bound to port 0), if any.
@@ -399,6 +497,28 @@ impl Balancer {
             c.refused_acl.load(Relaxed),
             c.no_server.load(Relaxed),
         )
+    }
+
+    /// The state right now as plain data: servers (address, limits, weight, prio, connections,
+    /// bytes, blacklisting), tracked clients (all of them: the table holds at most `-c`),
+    /// counters, settings, addresses, open connections and their limit, uptime. The same
+    /// values the status page and the metrics show.
+    ///
+    /// ```no_run
+    /// # fn demo(balancer: &pen_core::Balancer) {
+    /// let status = balancer.snapshot();
+    /// for (id, s) in status.servers.iter().enumerate() {
+    ///     let state = match s.blacklist_left {
+    ///         Some(left) => format!("blacklisted, {left} s left"),
+    ///         None => "up".to_string(),
+    ///     };
+    ///     println!("{id} {:?} {} conns, {} bytes sent: {state}", s.addr, s.conns, s.sent);
+    /// }
+    /// println!("{} of {} connections open", status.active, status.conn_max);
+    /// # }
+    /// ```
+    pub fn snapshot(&self) -> crate::Status {
+        crate::admin::stats::Status::take(&self.shared, usize::MAX)
     }
 
     /// The HTML status page (the `status` command).

@@ -7,13 +7,13 @@ use crate::domain::clock::Clock;
 /// Monotonic milliseconds since this clock was made (plus one, so never 0), and the system's
 /// wall clock.
 #[derive(Debug)]
-pub struct SystemClock {
+pub(crate) struct SystemClock {
     epoch: Instant,
 }
 
 impl SystemClock {
     /// A clock starting now.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         SystemClock {
             epoch: Instant::now(),
         }

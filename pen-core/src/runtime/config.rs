@@ -4,12 +4,35 @@
 //! is fixed at start (sockets, table sizes, worker count). Defaults follow C pen (PEN-SPEC 1).
 
 use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use crate::domain::event::Event;
+use crate::domain::health::HealthSource;
+use crate::domain::policy::Policy;
+use crate::engine::events::EventHub;
 
 use crate::domain::addr::{ListenAddr, ServerSpec};
 use crate::domain::settings::{Settings, Splice};
 
-/// Everything needed to start a balancer.
+/// Everything needed to start a balancer: [`Config::new`] gives C pen's defaults; change them
+/// with the `with_*` methods (or by assigning the public fields).
+///
+/// ```
+/// use pen_core::addr::{parse_listen, parse_server};
+/// use pen_core::{Config, Settings};
+///
+/// let config = Config::new(parse_listen("127.0.0.1:8080")?, vec![parse_server("10.0.0.1:80", 80)?])
+///     .with_control(parse_listen("127.0.0.1:10080")?)
+///     .with_conn_max(2000)
+///     .with_workers(4)
+///     .with_settings(Settings::default().with_roundrobin(true).with_blacklist_secs(10))
+///     .with_command("server 1 address 10.0.0.2 port 80");
+/// assert_eq!(config.conn_max, 2000);
+/// # Ok::<(), pen_core::AddrError>(())
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
     /// Where clients connect.
     pub listen: ListenAddr,
@@ -49,6 +72,12 @@ pub struct Config {
     pub splice: Splice,
     /// TLS termination on the listener (`-E` and friends); `None`: plain TCP.
     pub tls: Option<crate::tls::TlsOptions>,
+    /// Where the balancer started from this config reports its events (shared by clones).
+    pub(crate) events: Arc<EventHub>,
+    /// The selection policy; `None`: the built-in modes.
+    pub(crate) policy: Option<Arc<dyn Policy>>,
+    /// An external view of which servers are up; `None`: all are, as far as it goes.
+    pub(crate) health: Option<Arc<dyn HealthSource>>,
 }
 
 impl Config {
@@ -74,6 +103,140 @@ impl Config {
             abuse: None,
             splice: Splice::Auto,
             tls: None,
+            events: Arc::default(),
+            policy: None,
+            health: None,
         }
+    }
+
+    /// The control socket (`-C`).
+    #[must_use]
+    pub fn with_control(mut self, control: ListenAddr) -> Self {
+        self.control = Some(control);
+        self
+    }
+
+    /// The listener for the Prometheus `/metrics` endpoint (`--metrics`).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: ListenAddr) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The emergency server (`-e`), used only when no regular server is available.
+    #[must_use]
+    pub fn with_emergency(mut self, server: ServerSpec) -> Self {
+        self.emergency = Some(server);
+        self
+    }
+
+    /// The abuse server (`-B`), where clients the client ACL denies go.
+    #[must_use]
+    pub fn with_abuse(mut self, server: ServerSpec) -> Self {
+        self.abuse = Some(server);
+        self
+    }
+
+    /// The live-changeable settings to start with.
+    #[must_use]
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Client table slots (`-c`).
+    #[must_use]
+    pub fn with_clients_max(mut self, n: usize) -> Self {
+        self.clients_max = n;
+        self
+    }
+
+    /// Max simultaneous connections (`-x`).
+    #[must_use]
+    pub fn with_conn_max(mut self, n: usize) -> Self {
+        self.conn_max = n;
+        self
+    }
+
+    /// Listen backlog (`-q`).
+    #[must_use]
+    pub fn with_backlog(mut self, n: i32) -> Self {
+        self.backlog = n;
+        self
+    }
+
+    /// Worker threads (0: one per CPU).
+    #[must_use]
+    pub fn with_workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// Whether the `exit` control command is enabled (`-X`).
+    #[must_use]
+    pub fn with_exit_enabled(mut self, enabled: bool) -> Self {
+        self.exit_enabled = enabled;
+        self
+    }
+
+    /// The `-F` config file: applied at start after the commands, re-read by
+    /// [`Balancer::reload`](crate::Balancer::reload), the default target of `write`.
+    #[must_use]
+    pub fn with_config_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(file.into());
+        self
+    }
+
+    /// Appends a start-up command (`-O`): a control line applied before the config file.
+    #[must_use]
+    pub fn with_command(mut self, line: impl Into<String>) -> Self {
+        self.commands.push(line.into());
+        self
+    }
+
+    /// UDP instead of TCP (`-U`).
+    #[must_use]
+    pub fn with_udp(mut self, udp: bool) -> Self {
+        self.udp = udp;
+        self
+    }
+
+    /// When to relay with zero-copy `splice` (Linux).
+    #[must_use]
+    pub fn with_splice(mut self, splice: Splice) -> Self {
+        self.splice = splice;
+        self
+    }
+
+    /// TLS termination on the listener (`-E` and friends).
+    #[must_use]
+    pub fn with_tls(mut self, tls: crate::tls::TlsOptions) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Selects servers with `policy` instead of the built-in modes (tracking, prio, weight,
+    /// hash, round robin). Its answers are checked: an unavailable server is never used (see
+    /// [`policy::choose`](crate::policy::choose)). Failover follows the policy's
+    /// [`next_after`](Policy::next_after), by default the built-in order.
+    #[must_use]
+    pub fn with_policy(mut self, policy: Arc<dyn Policy>) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// Consults `health` whenever a server's availability is decided, in addition to the
+    /// blacklist: a server it reports down takes no new client.
+    #[must_use]
+    pub fn with_health(mut self, health: Arc<dyn HealthSource>) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    /// Subscribes to the [`Event`]s of the balancer that will be started from this config,
+    /// including those of its start-up commands (`-O`) and config file (`-F`). Clones of the
+    /// config share the subscribers. See [`Balancer::subscribe`](crate::Balancer::subscribe).
+    pub fn subscribe(&self) -> Receiver<Event> {
+        self.events.subscribe()
     }
 }

@@ -5,7 +5,8 @@
 //! A configuration change is applied to a [`Model`] snapshot of the running balancer through
 //! the real [`Host`](crate::control::host::Host); only if every command of it succeeded is the
 //! model committed, as a diff, to the engine's shared state. Changes are serialised by one
-//! lock, and nothing is committed on error.
+//! lock, and nothing is committed on error. Each change is reported as an event (applied or
+//! refused, with its source), as are blacklistings and restorations by command.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -16,7 +17,8 @@ use parking_lot::Mutex;
 use super::host::RealHost;
 use crate::control::command::Command;
 use crate::control::model::{Model, Pending};
-use crate::domain::server::ServerId;
+use crate::domain::event::{BlacklistReason, ConfigSource, Event, RestoreReason};
+use crate::domain::server::{ServerId, Target};
 use crate::engine::state::Shared;
 use crate::error::ApplyError;
 
@@ -84,19 +86,39 @@ impl Controller {
         Ok(out)
     }
 
-    /// Parses and executes one line (penctl, `-O`).
-    pub(crate) fn apply_line(&self, line: &str) -> Result<String, ApplyError> {
-        let cmd = crate::control::parse_line(line)?;
-        self.execute(cmd)
+    /// Parses and executes one line (penctl, `-O`), from `source`. A line that does not
+    /// parse is reported as a refused change (it may have been one).
+    pub(crate) fn apply_line(
+        &self,
+        line: &str,
+        source: ConfigSource,
+    ) -> Result<String, ApplyError> {
+        let cmd = match crate::control::parse_line(line) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                let e = ApplyError::from(e);
+                self.report(source, Some(line.to_string()), &Err::<(), _>(&e));
+                return Err(e);
+            }
+        };
+        self.run(cmd, source)
     }
 
-    /// Executes a parsed command and returns its reply: a configuration change through the
-    /// transaction, anything else directly.
+    /// Executes a parsed command from the embedding program and returns its reply.
     pub(crate) fn execute(&self, cmd: Command) -> Result<String, ApplyError> {
+        self.run(cmd, ConfigSource::Api)
+    }
+
+    /// Executes a parsed command from `source` and returns its reply: a configuration change
+    /// through the transaction (reported as an event), anything else directly.
+    fn run(&self, cmd: Command, source: ConfigSource) -> Result<String, ApplyError> {
         if Model::is_config(&cmd) {
-            return self.transact(Start::Running, |model, host, pending| {
+            let what = self.shared.events.wanted().then(|| cmd.to_string());
+            let out = self.transact(Start::Running, |model, host, pending| {
                 model.apply(host, cmd, pending, 0)
             });
+            self.report(source, what, &out.as_ref());
+            return out;
         }
         if let Command::Write(file) = cmd {
             return self.write(file.as_deref());
@@ -104,15 +126,37 @@ impl Controller {
         super::queries::execute(&self.shared, cmd)
     }
 
+    /// Reports a configuration change from `source` (`what`: the command or file, when
+    /// someone listens) as applied or refused.
+    fn report<T>(&self, source: ConfigSource, what: Option<String>, out: &Result<T, &ApplyError>) {
+        self.shared.events.emit(|| {
+            let what = what.unwrap_or_default();
+            match out {
+                Ok(_) => Event::ConfigApplied { source, what },
+                Err(e) => Event::ConfigRefused {
+                    source,
+                    what,
+                    error: e.to_string(),
+                },
+            }
+        });
+    }
+
     /// Applies the `-F` file at start, after the command line and `-O`; the configuration
     /// before it is kept as the base that reloads start from.
     pub(crate) fn apply_file(&self, file: &Path) -> Result<(), ApplyError> {
         let name = file.to_string_lossy();
         let mut base = None;
-        self.transact(Start::Running, |model, host, pending| {
+        let out = self.transact(Start::Running, |model, host, pending| {
             base = Some(model.clone());
             crate::control::file::include(host, model, pending, &name, 0)
-        })?;
+        });
+        self.report(
+            ConfigSource::ConfigFile,
+            Some(name.to_string()),
+            &out.as_ref(),
+        );
+        out?;
         *self.base.lock() = base;
         Ok(())
     }
@@ -127,10 +171,11 @@ impl Controller {
             });
         };
         let name = file.to_string_lossy();
-        self.transact(Start::Base, |model, host, pending| {
+        let out = self.transact(Start::Base, |model, host, pending| {
             crate::control::file::include(host, model, pending, &name, 0)
-        })?;
-        Ok(())
+        });
+        self.report(ConfigSource::Reload, Some(name.to_string()), &out.as_ref());
+        out.map(drop)
     }
 
     /// `write [FILE]`: renders the running configuration to `file`, or to the `-F` file.
@@ -197,7 +242,7 @@ pub(crate) fn commit(shared: &Shared, model: Model, pending: Pending<RealHost<'_
         None if log_changed => {
             let spec = shared.settings.read().log.clone();
             if let Err(e) = shared.log.reopen(spec.as_deref()) {
-                eprintln!("pen: {e}");
+                log::warn!("{e}");
             }
         }
         None => {}
@@ -219,7 +264,21 @@ pub(crate) fn commit(shared: &Shared, model: Model, pending: Pending<RealHost<'_
         let servers = shared.servers.read();
         for (id, secs) in pending.blacklist {
             if let Some(s) = servers.get(ServerId(id)) {
+                let was = s.is_blacklisted(now);
                 s.blacklist(now, secs);
+                let server = Target::Server(ServerId(id));
+                if secs > 0 {
+                    shared.events.emit(|| Event::ServerBlacklisted {
+                        server,
+                        seconds: secs,
+                        reason: BlacklistReason::Command,
+                    });
+                } else if was {
+                    shared.events.emit(|| Event::ServerRestored {
+                        server,
+                        reason: RestoreReason::Command,
+                    });
+                }
             }
         }
     }

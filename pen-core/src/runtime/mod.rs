@@ -4,9 +4,10 @@
 //! the control layer's I/O trait over the real system.
 
 pub mod balancer;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
 pub(crate) mod controller;
 pub(crate) mod host;
 pub(crate) mod listeners;
 pub(crate) mod queries;
+pub(crate) mod watch;

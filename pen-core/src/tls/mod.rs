@@ -27,6 +27,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 pub use names::{parse_cipher_list, parse_protocol, CipherList};
+pub use stats::TlsValues;
 
 /// TLS versions offered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

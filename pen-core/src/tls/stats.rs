@@ -137,13 +137,17 @@ impl TlsStats {
     }
 }
 
-/// A copy of the counters, for the metrics and the status page.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct TlsValues {
-    /// (version label, kind label, count) for every combination.
-    pub(crate) handshakes: Vec<(&'static str, &'static str, u64)>,
-    /// (reason label, count) for every reason.
-    pub(crate) failures: Vec<(&'static str, u64)>,
+/// A copy of the TLS handshake counters, for the metrics, the status page and
+/// [`Status::tls`](crate::Status::tls).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsValues {
+    /// Completed handshakes: (version, kind, count) for every combination of version
+    /// (`TLSv1_2`, `TLSv1_3`) and kind (`full`, `resumed`).
+    pub handshakes: Vec<(&'static str, &'static str, u64)>,
+    /// Failed handshakes: (reason, count) for every reason (`eof`, `timeout`,
+    /// `no_client_cert`, `bad_client_cert`, `incompatible`, `protocol`, `alert`, `other`).
+    pub failures: Vec<(&'static str, u64)>,
     /// Successful certificate reloads.
-    pub(crate) reloads: u64,
+    pub reloads: u64,
 }
