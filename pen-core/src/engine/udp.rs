@@ -148,7 +148,7 @@ impl crate::engine::messages::Engine for UdpWorker {
     fn listen(&mut self, listener: Option<crate::engine::net::Listener>) {
         // A TCP listener is of no use here; the UDP socket stays.
         drop(listener);
-        eprintln!("pen: listen: not supported in UDP mode; the UDP socket stays");
+        log::warn!("listen: not supported in UDP mode; the UDP socket stays");
     }
 
     fn close_slot(&mut self, slot: usize) {
@@ -211,7 +211,9 @@ impl UdpWorker {
             };
             if let Err(e) = self.poller.wait(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    eprintln!("pen: UDP worker {}: poll failed: {e}", self.index);
+                    log::error!("UDP worker {}: poll failed: {e}", self.index);
+                    (self.shared.events)
+                        .worker_error(crate::domain::event::Worker::Relay(self.index), &e);
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
@@ -325,7 +327,7 @@ impl UdpWorker {
                 // Full socket buffer or a local error: UDP may drop, so this datagram goes.
                 Err(e) => {
                     if self.shared.settings.read().debug > 1 {
-                        eprintln!("pen: UDP datagram from {from} dropped: {e}");
+                        log::trace!("UDP datagram from {from} dropped: {e}");
                     }
                     return;
                 }
@@ -370,7 +372,7 @@ impl UdpWorker {
         };
         let gen = self.slots.gen(slot).unwrap_or(0);
         if let Err(e) = self.poller.add(&sock, key(slot, gen, false)) {
-            eprintln!("pen: cannot watch UDP server socket: {e}");
+            log::warn!("cannot watch UDP server socket: {e}");
             self.close(slot);
             return false;
         }
@@ -423,7 +425,7 @@ impl UdpWorker {
             None => Err(io::ErrorKind::NotFound.into()),
         };
         if let Err(e) = registered {
-            eprintln!("pen: cannot watch UDP server socket: {e}");
+            log::warn!("cannot watch UDP server socket: {e}");
             if let Some(s) = shared.servers.read().target(target) {
                 s.release();
             }
@@ -576,8 +578,8 @@ impl UdpWorker {
             s.blacklist(now, settings.blacklist_secs);
             self.shared.counters.blacklistings.fetch_add(1, Relaxed);
             if settings.debug > 0 {
-                eprintln!(
-                    "pen: UDP server {} failed ({why}): blacklisted for {} s",
+                log::debug!(
+                    "UDP server {} failed ({why}): blacklisted for {} s",
                     target_name(target),
                     settings.blacklist_secs
                 );

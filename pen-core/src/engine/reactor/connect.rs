@@ -46,7 +46,9 @@ impl Worker {
                 Ok(stream) => {
                     let stream = Stream::Tcp(stream);
                     if let Err(e) = self.poller.add(&stream, key(slot, gen, true)) {
-                        eprintln!("pen: cannot watch server socket: {e}");
+                        log::warn!("cannot watch server socket: {e}");
+                        (self.shared.events)
+                            .worker_error(crate::domain::event::Worker::Relay(self.index), &e);
                         self.close(slot);
                         return;
                     }

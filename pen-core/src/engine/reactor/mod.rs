@@ -122,7 +122,11 @@ impl crate::engine::messages::Engine for Worker {
         if let Some(l) = listener {
             match self.poller.add(&l, LISTENER_KEY) {
                 Ok(()) => self.listener = Some(l),
-                Err(e) => eprintln!("pen: worker {}: cannot watch listener: {e}", self.index),
+                Err(e) => {
+                    log::error!("worker {}: cannot watch listener: {e}", self.index);
+                    (self.shared.events)
+                        .worker_error(crate::domain::event::Worker::Relay(self.index), &e);
+                }
             }
         }
         self.accept_more = true;
@@ -201,7 +205,9 @@ impl Worker {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poller.wait(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    eprintln!("pen: worker {}: poll failed: {e}", self.index);
+                    log::error!("worker {}: poll failed: {e}", self.index);
+                    (self.shared.events)
+                        .worker_error(crate::domain::event::Worker::Relay(self.index), &e);
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
@@ -332,7 +338,8 @@ impl Worker {
             None => Err(io::ErrorKind::NotFound.into()),
         };
         if let Err(e) = registered {
-            eprintln!("pen: cannot watch client socket: {e}");
+            log::warn!("cannot watch client socket: {e}");
+            (self.shared.events).worker_error(crate::domain::event::Worker::Relay(self.index), &e);
             drop(self.slots.remove(slot));
             self.shared.release();
             return None;

@@ -30,7 +30,7 @@ impl Worker {
         let session = match TlsConn::new(tls.current()) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("pen: cannot start a TLS session: {e}");
+                log::warn!("cannot start a TLS session: {e}");
                 self.shared.release();
                 return;
             }
@@ -107,10 +107,7 @@ impl Worker {
         if self.shared.settings.read().debug > 0 {
             if let Some(c) = self.slots.get(slot) {
                 let (ip, port) = (c.peer.ip, c.peer.port);
-                eprintln!(
-                    "pen: TLS handshake with {ip}:{port} failed: {}",
-                    why.label()
-                );
+                log::debug!("TLS handshake with {ip}:{port} failed: {}", why.label());
             }
         }
         self.close(slot);
