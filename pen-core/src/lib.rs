@@ -59,11 +59,12 @@
 //! tables through the controller. The tables are shared behind parking_lot locks, counters are
 //! atomic.
 //!
-//! Every socket is registered once, edge-triggered, for reading, writing and (Linux) the peer's
+//! Every socket is registered once, edge-triggered, for reading, writing and (epoll) the peer's
 //! half-close; readiness is cached per socket, so a short read means "drained" and nothing is
 //! ever re-armed. On Linux the poller is a thin epoll layer of our own (the `polling` crate,
-//! used elsewhere, re-arms a timer and a notifier on every wait and cannot ask for
-//! `EPOLLRDHUP`); the per-request cost is one `recv` and one `send` per direction. Buffers (or,
+//! used elsewhere and with the `portable-poller` feature, re-arms a timer and a notifier on
+//! every wait and cannot ask for `EPOLLRDHUP`, so short reads are not trusted there); the
+//! per-request cost is one `recv` and one `send` per direction. Buffers (or,
 //! towards non-loopback servers, `splice` pipes) are checked out of a per-worker pool only
 //! while bytes are in flight.
 //!

@@ -1,11 +1,14 @@
 //! The readiness poller behind one small API: on Linux a thin epoll backend, elsewhere the
-//! `polling` crate (kqueue, event ports, IOCP).
+//! `polling` crate (kqueue, event ports, IOCP). The `portable-poller` cargo feature makes Linux
+//! use `polling` too, so that CI builds and tests that path (`.ci/run` runs the whole suite
+//! with it); [`by_backend!`] is the one place that says which backend a build has.
 //!
-//! Why not `polling` on Linux too: every `Poller::wait` there re-arms its timer and notifier
-//! (`timerfd_settime` plus two `epoll_ctl`, plus a `read` of the eventfd), four system calls
-//! per wait that the relay does not need; and it cannot register `EPOLLRDHUP`, without which a
-//! short read cannot be trusted to mean "drained" (data and FIN arriving before one wait give
-//! a single edge). The epoll backend lives in `sys` (the only `unsafe` module).
+//! Why not `polling` on Linux by default: every `Poller::wait` there re-arms its timer and
+//! notifier (`timerfd_settime` plus two `epoll_ctl`, plus a `read` of the eventfd), four system
+//! calls per wait that the relay does not need; and it cannot register `EPOLLRDHUP`, without
+//! which a short read cannot be trusted to mean "drained" (data and FIN arriving before one
+//! wait give a single edge), so the relay reads on until `WouldBlock` ([`REPORTS_HUP`]). Both
+//! backends live in `sys` (the only `unsafe` module): `sys::epoll` and `sys::portable`.
 
 /// One readiness report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -18,69 +21,36 @@ pub(crate) struct Event {
     pub(crate) writable: bool,
     /// The peer has closed its write side (FIN seen), or the socket hung up/failed: a read
     /// will return end of file or the error, so it must happen even after a short read.
+    /// Only reported where [`REPORTS_HUP`] says so.
     pub(crate) hup: bool,
 }
 
-#[cfg(target_os = "linux")]
-pub(crate) use crate::sys::epoll::{Events, Poller};
+/// Compiles the items of its `epoll { .. }` block with the Linux epoll backend and those of its
+/// `portable { .. }` block with the `polling` crate's: epoll on Linux unless the
+/// `portable-poller` feature is on, `polling` everywhere else. Anything that depends on the
+/// backend (not on Linux as such: `splice` and `SO_REUSEPORT` do not) says so through this, or
+/// through what the backend exports ([`REPORTS_HUP`]).
+macro_rules! by_backend {
+    (epoll { $($epoll:item)* } portable { $($portable:item)* }) => {
+        $(
+            #[cfg(all(target_os = "linux", not(feature = "portable-poller")))]
+            $epoll
+        )*
+        $(
+            #[cfg(not(all(target_os = "linux", not(feature = "portable-poller"))))]
+            $portable
+        )*
+    };
+}
+pub(crate) use by_backend;
 
-#[cfg(not(target_os = "linux"))]
-pub(crate) use portable::{Events, Poller};
-
-#[cfg(not(target_os = "linux"))]
-mod portable {
-    //! `polling` behind the same API; `hup` is never reported, so short reads are not trusted.
-    use super::Event;
-    use std::io;
-    use std::os::fd::{AsFd, AsRawFd};
-    use std::time::Duration;
-
-    /// A `polling::Poller`.
-    pub(crate) struct Poller(polling::Poller);
-
-    /// Reported events.
-    pub(crate) struct Events(polling::Events, Vec<Event>);
-
-    impl Events {
-        pub(crate) fn new() -> Self {
-            Events(polling::Events::new(), Vec::new())
-        }
-        pub(crate) fn iter(&self) -> impl Iterator<Item = Event> + '_ {
-            self.1.iter().copied()
-        }
+by_backend! {
+    epoll {
+        /// Whether the poller reports `hup` (so short reads may be trusted).
+        pub(crate) use crate::sys::epoll::{Events, Poller, REPORTS_HUP};
     }
-
-    impl Poller {
-        pub(crate) fn new() -> io::Result<Self> {
-            polling::Poller::new().map(Poller)
-        }
-        pub(crate) fn add(&self, fd: &impl AsRawFd, key: usize) -> io::Result<()> {
-            crate::sys::register(&self.0, fd, key)
-        }
-        pub(crate) fn delete(&self, fd: &impl AsFd) {
-            crate::sys::deregister(&self.0, fd)
-        }
-        pub(crate) fn wait(
-            &self,
-            events: &mut Events,
-            timeout: Option<Duration>,
-        ) -> io::Result<usize> {
-            events.0.clear();
-            events.1.clear();
-            let n = self.0.wait(&mut events.0, timeout)?;
-            events.1.extend(events.0.iter().map(|e| Event {
-                key: e.key,
-                readable: e.readable,
-                writable: e.writable,
-                hup: false,
-            }));
-            Ok(n)
-        }
-        pub(crate) fn notify(&self) -> io::Result<()> {
-            self.0.notify()
-        }
+    portable {
+        /// Whether the poller reports `hup` (so short reads may be trusted).
+        pub(crate) use crate::sys::portable::{Events, Poller, REPORTS_HUP};
     }
 }
-
-/// Whether the platform's poller reports `hup` (so short reads may be trusted).
-pub(crate) const REPORTS_HUP: bool = cfg!(target_os = "linux");

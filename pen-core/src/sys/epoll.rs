@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use crate::poll::Event;
 
+/// Whether this backend reports `hup` (so short reads may be trusted): yes, `EPOLLRDHUP` is
+/// registered with every socket.
+pub(crate) const REPORTS_HUP: bool = true;
+
 /// Key reserved for the waker.
 const WAKER_KEY: u64 = u64::MAX;
 /// Events fetched per wait.

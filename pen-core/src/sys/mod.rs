@@ -1,7 +1,8 @@
-//! OS specifics: socket creation and options (through socket2), poller registration, splice
-//! pipes, the Linux poller ([`epoll`]) and the process-wide calls of start-up ([`process`]:
-//! credentials, fork, chroot, syslog). The only module allowed to hold `unsafe` (`lib.rs`
-//! allows `unsafe_code` here alone), each block with a `// SAFETY:` line.
+//! OS specifics: socket creation and options (through socket2), splice pipes, the two poller
+//! backends of [`crate::poll`] (Linux's own `epoll`, the `polling` crate's `portable`) and the
+//! process-wide calls of start-up ([`process`]: credentials, fork, chroot, syslog). The only
+//! module allowed to hold `unsafe` (`lib.rs` allows `unsafe_code` here alone), each block with a
+//! `// SAFETY:` line.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -9,31 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
-#[cfg(not(target_os = "linux"))]
-use polling::{Event, PollMode, Poller};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-
-/// Registers `fd` with a `polling` poller once, for both read and write readiness, in edge mode where the
-/// poller supports it (level otherwise). Sockets are never re-armed per event.
-///
-/// Callers must call [`deregister`] before closing the socket.
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn register(poller: &Poller, fd: &impl AsRawFd, key: usize) -> io::Result<()> {
-    let mode = if poller.supports_edge() {
-        PollMode::Edge
-    } else {
-        PollMode::Level
-    };
-    // SAFETY: every socket registered here is owned by a worker that calls `deregister` (through
-    // `Poller::delete`) before dropping it; see `reactor::Worker::close`.
-    unsafe { poller.add_with_mode(fd.as_raw_fd(), Event::all(key), mode) }
-}
-
-/// Removes `fd` from a `polling` poller (errors are ignored: the socket is about to be closed anyway).
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn deregister(poller: &Poller, fd: &impl std::os::fd::AsFd) {
-    let _ = poller.delete(fd.as_fd());
-}
 
 pub(crate) mod process;
 #[cfg(test)]
@@ -291,6 +268,14 @@ fn splice(from: std::os::fd::RawFd, to: std::os::fd::RawFd, len: usize) -> io::R
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-/// The Linux epoll backend of [`crate::poll`].
-#[cfg(target_os = "linux")]
-pub(crate) mod epoll;
+crate::poll::by_backend! {
+    epoll {
+        /// The Linux epoll backend of [`crate::poll`].
+        pub(crate) mod epoll;
+    }
+    portable {
+        /// The `polling` crate behind [`crate::poll`]: every other platform's backend, and
+        /// Linux's with the `portable-poller` feature.
+        pub(crate) mod portable;
+    }
+}
