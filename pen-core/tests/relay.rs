@@ -177,6 +177,8 @@ fn refused_server_fails_over_and_is_blacklisted() {
     let b = start(&[dead, echo_backend()], |c| c.settings.roundrobin = true);
     for _ in 0..4 {
         let mut s = TcpStream::connect(addr_of(&b)).unwrap();
+        // Bounded: if another process took the dead port meanwhile, fail rather than hang.
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         s.write_all(b"ping").unwrap();
         s.shutdown(Shutdown::Write).unwrap();
         let mut got = Vec::new();
