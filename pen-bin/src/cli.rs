@@ -447,6 +447,8 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
         return Err(CliError::NoServers);
     }
     let mut config = Config::new(listen, servers);
+    // The `listen` and `control` queries echo the addresses as written, as C pen does.
+    config.settings.listen_text = Some(listen_text.clone());
     let mut user = None;
     let mut chroot = None;
     for (c, v) in &o.values {
@@ -471,6 +473,7 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
                     source,
                 })?;
                 config.control = Some(ctl);
+                config.settings.control_text = Some(v.clone());
             }
             'e' => config.emergency = Some(server(v, &config.listen, "option -e")?),
             'B' => config.abuse = Some(server(v, &config.listen, "option -B")?),

@@ -1,5 +1,7 @@
 //! The control socket: one command line per connection (only the first line counts), answered
-//! by the runtime's controller (the same path as `-O` and config files), which this layer knows
+//! as soon as bytes arrive, newline or not: C pen does one read and executes what came, so a
+//! client that sends `mode` without a newline and waits gets its reply at once. The reply is
+//! given by the runtime's controller (the same path as `-O` and config files), which this layer knows
 //! only as an [`Execute`] callback. Served by [`crate::admin::oneshot`]: its own thread and
 //! poller, so an idle or slow control client never stalls the relay.
 
@@ -35,9 +37,11 @@ impl Protocol for Control {
                     format!("error: command line longer than {MAX_LINE} bytes\n").into_bytes(),
                 )
             }
-            None if !eof => return Answer::Wait,
+            // Nothing yet (a wake-up without data): wait for the command.
+            None if input.is_empty() && !eof => return Answer::Wait,
             None if input.is_empty() => return Answer::Leave, // connected and left
-            None => input.len(), // a last line without newline still counts
+            // What came in the read, as C pen: the rest of a line sent later is not waited for.
+            None => input.len(),
         };
         let line = String::from_utf8_lossy(input.get(..end).unwrap_or_default());
         shared.counters.control_commands.fetch_add(1, Relaxed);

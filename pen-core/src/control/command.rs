@@ -91,6 +91,16 @@ pub enum EventMechanism {
     Select,
 }
 
+/// Obsolete commands: penctl(1) lists them as doing nothing, and C pen accepts only their `no`
+/// form (silently, as it does any `no X`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Obsolete {
+    /// `block`.
+    Block,
+    /// `delayed_forward`.
+    DelayedForward,
+}
+
 /// One control command. `Option` arguments are queries when absent (the reply shows the value).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Command {
@@ -125,12 +135,17 @@ pub enum Command {
     Control,
     /// `debug [N]`.
     Debug(Option<u32>),
+    /// `dsr_if [IF]`: the direct server return interface; stored, no effect (DSR is not
+    /// implemented).
+    DsrIf(Option<String>),
     /// `epoll`, `kqueue`, `poll`, `select`: accepted, no effect.
     EventMechanism(EventMechanism),
     /// `exit`.
     Exit,
     /// `idle_timeout [N]`.
     IdleTimeout(Option<u64>),
+    /// `idlers [N]`: how many idle upstream connections to keep ready; stored, no effect.
+    Idlers(Option<u32>),
     /// `include FILE`.
     Include(String),
     /// `listen [ADDR]`.
@@ -139,6 +154,8 @@ pub enum Command {
     Log(Option<String>),
     /// `no log`.
     NoLog,
+    /// `no block`, `no delayed_forward`: accepted, nothing to do.
+    NoObsolete(Obsolete),
     /// `mode`: reply the selection modes.
     ShowMode,
     /// `pending_max [N]`.
@@ -164,6 +181,8 @@ pub enum Command {
     Status,
     /// `metrics` \[ours\]: the Prometheus text exposition of the counters.
     Metrics,
+    /// `tarpit_acl [N]`: the ACL list of clients to tarpit (-1: none); stored, no effect.
+    TarpitAcl(Option<i8>),
     /// `tcp_fastclose [up|down|both|off]`.
     TcpFastclose(Option<Fastclose>),
     /// `timeout [N]` (connect timeout, seconds).

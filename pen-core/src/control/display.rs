@@ -4,8 +4,8 @@
 use std::fmt;
 
 use super::command::{
-    AclAction, AclEntry, AclPattern, Command, EventMechanism, Fastclose, ModeFlag, ServerField,
-    SslCommand, Switch,
+    AclAction, AclEntry, AclPattern, Command, EventMechanism, Fastclose, ModeFlag, Obsolete,
+    ServerField, SslCommand, Switch,
 };
 
 impl fmt::Display for AclAction {
@@ -130,13 +130,17 @@ impl fmt::Display for Command {
             Command::ConnMax(n) => opt(f, "conn_max", n.as_ref()),
             Command::Control => f.write_str("control"),
             Command::Debug(n) => opt(f, "debug", n.as_ref()),
+            Command::DsrIf(i) => opt(f, "dsr_if", i.as_ref()),
             Command::EventMechanism(m) => write!(f, "{m}"),
             Command::Exit => f.write_str("exit"),
             Command::IdleTimeout(n) => opt(f, "idle_timeout", n.as_ref()),
+            Command::Idlers(n) => opt(f, "idlers", n.as_ref()),
             Command::Include(file) => write!(f, "include {file}"),
             Command::Listen(a) => opt(f, "listen", a.as_ref()),
             Command::Log(file) => opt(f, "log", file.as_ref()),
             Command::NoLog => f.write_str("no log"),
+            Command::NoObsolete(Obsolete::Block) => f.write_str("no block"),
+            Command::NoObsolete(Obsolete::DelayedForward) => f.write_str("no delayed_forward"),
             Command::ShowMode => f.write_str("mode"),
             Command::PendingMax(n) => opt(f, "pending_max", n.as_ref()),
             Command::Pid => f.write_str("pid"),
@@ -150,6 +154,7 @@ impl fmt::Display for Command {
             Command::Source(ip) => write!(f, "source {ip}"),
             Command::Status => f.write_str("status"),
             Command::Metrics => f.write_str("metrics"),
+            Command::TarpitAcl(n) => opt(f, "tarpit_acl", n.as_ref()),
             Command::TcpFastclose(fc) => opt(f, "tcp_fastclose", fc.as_ref()),
             Command::Timeout(n) => opt(f, "timeout", n.as_ref()),
             Command::Tracking(n) => opt(f, "tracking", n.as_ref()),
@@ -231,7 +236,8 @@ mod tests {
 
     /// A word without ASCII whitespace (file names, listen addresses, raw TLS arguments).
     fn word() -> impl Strategy<Value = String> {
-        "\\S{1,16}"
+        // Not starting with `#`: that would begin a comment.
+        "[^#\\s]\\S{0,15}"
     }
 
     fn v4() -> impl Strategy<Value = Ipv4Addr> {
@@ -344,6 +350,15 @@ mod tests {
             any::<Option<usize>>().prop_map(Command::ConnMax).boxed(),
             Just(Command::Control).boxed(),
             any::<Option<u32>>().prop_map(Command::Debug).boxed(),
+            proptest::option::of(word())
+                .prop_map(Command::DsrIf)
+                .boxed(),
+            any::<Option<u32>>().prop_map(Command::Idlers).boxed(),
+            Just(Command::NoObsolete(Obsolete::Block)).boxed(),
+            Just(Command::NoObsolete(Obsolete::DelayedForward)).boxed(),
+            proptest::option::of(-1i8..10)
+                .prop_map(Command::TarpitAcl)
+                .boxed(),
             mech.prop_map(Command::EventMechanism).boxed(),
             Just(Command::Exit).boxed(),
             any::<Option<u64>>().prop_map(Command::IdleTimeout).boxed(),

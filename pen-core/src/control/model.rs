@@ -101,7 +101,9 @@ impl Model {
                 | Command::ClientsMax(Some(_))
                 | Command::ConnMax(Some(_))
                 | Command::Debug(Some(_))
+                | Command::DsrIf(Some(_))
                 | Command::IdleTimeout(Some(_))
+                | Command::Idlers(Some(_))
                 | Command::Include(_)
                 | Command::Listen(Some(_))
                 | Command::Log(Some(_))
@@ -109,6 +111,7 @@ impl Model {
                 | Command::PendingMax(Some(_))
                 | Command::Server { .. }
                 | Command::Source(_)
+                | Command::TarpitAcl(Some(_))
                 | Command::TcpFastclose(Some(_))
                 | Command::Timeout(Some(_))
                 | Command::Tracking(Some(_))
@@ -178,6 +181,14 @@ impl Model {
             }
             Command::Tracking(v) => nl(*set(&mut s.tracking_secs, v)),
             Command::PendingMax(v) => nl(*set(&mut s.pending_max, v)),
+            // Stored for the queries and `write`-free round trips; they have no effect.
+            Command::DsrIf(v) => {
+                set(&mut s.dsr_if, v.map(Some));
+                String::new()
+            }
+            Command::Idlers(v) => format!("Idlers: 0/{}\n", set(&mut s.idlers, v)),
+            // C pen's reply has no newline.
+            Command::TarpitAcl(v) => format!("tarpit_acl = {}", set(&mut s.tarpit_acl, v)),
             Command::Log(v) => {
                 if let Some(f) = &v {
                     pending.log = Some(Some(host.open_log(f)?));
@@ -226,7 +237,8 @@ impl Model {
                     if n == 0 {
                         return Err(invalid(n, "expected at least 1 connection"));
                     }
-                    self.conn_max = n;
+                    // Raised, never lowered while running, as in C pen (as `clients_max`).
+                    self.conn_max = self.conn_max.max(n);
                 }
                 nl(self.conn_max)
             }
@@ -241,13 +253,25 @@ impl Model {
                     self.listen = bound.clone();
                     pending.listen = Some((listeners, bound));
                 }
-                nl(&self.listen)
+                // The reply and later queries echo the text as given, as C pen; but a port 0
+                // shows the port the system chose.
+                let text = if addr == self.listen {
+                    a
+                } else {
+                    self.listen.to_string()
+                };
+                s.listen_text = Some(text);
+                nl(s.listen_text.as_deref().unwrap_or_default())
             }
             Command::Server { id, fields } => {
                 self.server(host, id, &fields, pending)?;
                 String::new()
             }
-            Command::Include(file) => super::file::include(host, self, pending, &file, depth)?,
+            Command::Include(file) => {
+                // The file's commands answer nothing: C pen's `include` replies nothing.
+                super::file::include(host, self, pending, &file, depth)?;
+                String::new()
+            }
             Command::Ssl(which, args) => {
                 let tls = self.tls.as_mut().ok_or_else(tls_off)?;
                 pending.tls_touched = true;

@@ -188,3 +188,45 @@ fn server_blacklist_waits_for_the_commit() {
     .unwrap();
     assert_eq!(pending.blacklist, vec![(1, 30)]);
 }
+
+#[test]
+fn conn_max_is_raised_never_lowered_as_in_c_pen() {
+    let host = MemHost::default();
+    let mut m = model();
+    assert_eq!(apply(&mut m, &host, "conn_max 600").unwrap(), "600\n");
+    assert_eq!(apply(&mut m, &host, "conn_max 100").unwrap(), "600\n");
+    assert_eq!(m.conn_max, 600);
+}
+
+#[test]
+fn include_replies_nothing_as_in_c_pen() {
+    let host = MemHost::with_file(
+        "/etc/pen.cfg",
+        "blacklist 5 # five\nidle_timeout 9\nconn_max 700\n",
+    );
+    let mut m = model();
+    assert_eq!(apply(&mut m, &host, "include /etc/pen.cfg").unwrap(), "");
+    assert_eq!(
+        m.settings.blacklist_secs, 5,
+        "a trailing comment is ignored"
+    );
+    assert_eq!(m.conn_max, 700);
+}
+
+#[test]
+fn stored_commands_without_effect_reply_as_c_pen() {
+    let host = MemHost::default();
+    let mut m = model();
+    assert_eq!(apply(&mut m, &host, "idlers 2").unwrap(), "Idlers: 0/2\n");
+    assert_eq!(
+        apply(&mut m, &host, "tarpit_acl 3").unwrap(),
+        "tarpit_acl = 3"
+    );
+    assert_eq!(
+        apply(&mut m, &host, "tarpit_acl -1").unwrap(),
+        "tarpit_acl = -1"
+    );
+    assert_eq!(apply(&mut m, &host, "dsr_if eth1").unwrap(), "");
+    assert_eq!(m.settings.idlers, 2);
+    assert_eq!(m.settings.dsr_if.as_deref(), Some("eth1"));
+}

@@ -1,6 +1,8 @@
 //! Parsing one penctl line into a [`Command`] (pure; fuzzed).
 //!
-//! Words are separated by ASCII whitespace, so a trailing `\r\n` vanishes. Keywords are
+//! Words are separated by ASCII whitespace, so a trailing `\r\n` vanishes. A word starting with
+//! `#` starts a comment that runs to the end of the line (`blacklist 5 # note`), as C pen, which
+//! ignores the words after a command. Keywords are
 //! case-sensitive, as in C pen. Numbers are plain decimal: no sign, no hex, and a value too large
 //! for its field is an error rather than a silent wrap. Nothing here resolves names or touches
 //! files: `address`, `listen` and file names are kept as text for the apply step.
@@ -9,8 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use super::command::{
-    AclAction, AclEntry, AclPattern, Command, EventMechanism, Fastclose, ModeFlag, ServerField,
-    SslCommand, Switch,
+    AclAction, AclEntry, AclPattern, Command, EventMechanism, Fastclose, ModeFlag, Obsolete,
+    ServerField, SslCommand, Switch,
 };
 use crate::error::ParseError;
 
@@ -48,13 +50,21 @@ impl<'a> Words<'a> {
         }
     }
 
+    /// The next word; none once a comment (a word starting with `#`) begins.
     fn next(&mut self) -> Option<&'a str> {
-        self.iter.next()
+        match self.iter.next() {
+            Some(w) if w.starts_with('#') => {
+                // The rest of the line is the comment.
+                self.iter = "".split_ascii_whitespace();
+                None
+            }
+            other => other,
+        }
     }
 
     /// The next word, or an error saying the command needs `expected`.
     fn require(&mut self, expected: &'static str) -> Result<&'a str, ParseError> {
-        self.iter.next().ok_or_else(|| ParseError::MissingArgument {
+        self.next().ok_or_else(|| ParseError::MissingArgument {
             command: self.command.to_string(),
             expected,
         })
@@ -62,7 +72,7 @@ impl<'a> Words<'a> {
 
     /// Fails if any word is left over.
     fn finish(&mut self) -> Result<(), ParseError> {
-        match self.iter.next() {
+        match self.next() {
             Some(extra) => Err(ParseError::TrailingArgument(extra.to_string())),
             None => Ok(()),
         }
@@ -103,12 +113,14 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
         "conn_max" => Command::ConnMax(opt_num(w, "a number of connections")?),
         "control" => Command::Control,
         "debug" => Command::Debug(opt_num(w, "a debug level")?),
+        "dsr_if" => Command::DsrIf(w.next().map(str::to_string)),
         "epoll" => Command::EventMechanism(EventMechanism::Epoll),
         "kqueue" => Command::EventMechanism(EventMechanism::Kqueue),
         "poll" => Command::EventMechanism(EventMechanism::Poll),
         "select" => Command::EventMechanism(EventMechanism::Select),
         "exit" => Command::Exit,
         "idle_timeout" => Command::IdleTimeout(opt_num(w, SECONDS)?),
+        "idlers" => Command::Idlers(opt_num(w, "a number of idle connections")?),
         "include" => Command::Include(w.require("a file name")?.to_string()),
         "listen" => Command::Listen(w.next().map(str::to_string)),
         "log" => Command::Log(w.next().map(str::to_string)),
@@ -122,6 +134,7 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
         "source" => Command::Source(ip(w.require("an IP address")?)?),
         "status" => Command::Status,
         "metrics" => Command::Metrics,
+        "tarpit_acl" => Command::TarpitAcl(w.next().map(tarpit_list).transpose()?),
         "tcp_fastclose" => Command::TcpFastclose(w.next().map(fastclose).transpose()?),
         "timeout" => Command::Timeout(opt_num(w, SECONDS)?),
         "tracking" => Command::Tracking(opt_num(w, SECONDS)?),
@@ -148,6 +161,8 @@ fn parse_no(w: &mut Words<'_>) -> Result<Command, ParseError> {
         }
         "log" => Command::NoLog,
         "web_stats" => Command::NoWebStats,
+        "block" => Command::NoObsolete(Obsolete::Block),
+        "delayed_forward" => Command::NoObsolete(Obsolete::DelayedForward),
         "abort_on_error" => Command::Switch(Switch::AbortOnError, false),
         "ascii" => Command::Switch(Switch::Ascii, false),
         "dummy" => Command::Switch(Switch::Dummy, false),
@@ -162,9 +177,9 @@ fn parse_no(w: &mut Words<'_>) -> Result<Command, ParseError> {
         other => {
             return Err(ParseError::BadArgument {
                 token: other.to_string(),
-                expected: "a command with a 'no' form (acl, ascii, abort_on_error, dummy, hash, \
-                           http, log, prio, roundrobin, stubborn, tcp_nodelay, transparent, \
-                           web_stats, weight)",
+                expected: "a command with a 'no' form (acl, ascii, abort_on_error, block, \
+                           delayed_forward, dummy, hash, http, log, prio, roundrobin, stubborn, \
+                           tcp_nodelay, transparent, web_stats, weight)",
             })
         }
     };
@@ -314,6 +329,21 @@ fn acl_list(token: &str) -> Result<u8, ParseError> {
             expected: ACL_LIST,
         }),
     }
+}
+
+/// `tarpit_acl`'s list: 0-9, or -1 for none.
+fn tarpit_list(token: &str) -> Result<i8, ParseError> {
+    const EXPECTED: &str = "an ACL list number 0-9, or -1 for none";
+    if token == "-1" {
+        return Ok(-1);
+    }
+    acl_list(token)
+        .ok()
+        .and_then(|n| i8::try_from(n).ok())
+        .ok_or_else(|| ParseError::BadArgument {
+            token: token.to_string(),
+            expected: EXPECTED,
+        })
 }
 
 fn ipv4(token: &str, expected: &'static str) -> Result<Ipv4Addr, ParseError> {

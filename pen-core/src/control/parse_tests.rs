@@ -100,6 +100,46 @@ fn no_forms() {
     assert!(matches!(err("no bogus"), E::BadArgument { ref token, .. } if token == "bogus"));
     assert!(matches!(err("no pid"), E::BadArgument { ref token, .. } if token == "pid"));
     assert_eq!(err("no log file"), E::TrailingArgument("file".into()));
+    // Obsolete commands: C pen accepts their `no` form, silently.
+    assert_eq!(ok("no block"), Command::NoObsolete(Obsolete::Block));
+    let delayed = Command::NoObsolete(Obsolete::DelayedForward);
+    assert_eq!(ok("no delayed_forward"), delayed);
+    assert_eq!(err("block"), E::UnknownCommand("block".into()));
+    assert_eq!(
+        err("delayed_forward"),
+        E::UnknownCommand("delayed_forward".into())
+    );
+}
+
+#[test]
+fn dsr_idlers_tarpit() {
+    assert_eq!(ok("dsr_if eth1"), Command::DsrIf(Some("eth1".into())));
+    assert_eq!(ok("dsr_if"), Command::DsrIf(None));
+    assert_eq!(ok("idlers 2"), Command::Idlers(Some(2)));
+    assert_eq!(ok("idlers"), Command::Idlers(None));
+    assert!(matches!(err("idlers x"), E::BadArgument { ref token, .. } if token == "x"));
+    assert_eq!(ok("tarpit_acl"), Command::TarpitAcl(None));
+    assert_eq!(ok("tarpit_acl 3"), Command::TarpitAcl(Some(3)));
+    assert_eq!(ok("tarpit_acl -1"), Command::TarpitAcl(Some(-1)));
+    for b in ["10", "-2", "x"] {
+        let e = err(&format!("tarpit_acl {b}"));
+        assert!(
+            matches!(e, E::BadArgument { ref token, .. } if token == b),
+            "{e:?}"
+        );
+    }
+}
+
+#[test]
+fn a_word_starting_with_hash_starts_a_comment() {
+    assert_eq!(ok("blacklist 5 # note"), Command::Blacklist(Some(5)));
+    assert_eq!(ok("blacklist 5 #note 6"), Command::Blacklist(Some(5)));
+    assert_eq!(ok("mode # c"), Command::ShowMode);
+    assert_eq!(ok("blacklist # no value"), Command::Blacklist(None));
+    assert_eq!(err("# only a comment"), E::Empty);
+    // Only at the start of a word.
+    assert_eq!(ok("log a#b"), Command::Log(Some("a#b".into())));
+    assert!(matches!(err("include # x"), E::MissingArgument { .. }));
 }
 
 #[test]
@@ -540,6 +580,13 @@ const VOCABULARY: &[&str] = &[
     "control",
     "control_acl",
     "debug",
+    "dsr_if",
+    "idlers",
+    "tarpit_acl",
+    "block",
+    "delayed_forward",
+    "#",
+    "#x",
     "dummy",
     "epoll",
     "exit",

@@ -75,6 +75,17 @@ pub struct Settings {
     pub source: Option<IpAddr>,
     /// Max connects in progress (`pending_max`) (default 100).
     pub pending_max: usize,
+    /// Idle upstream connections to keep ready (`idlers`): stored, no effect (default 0).
+    pub idlers: u32,
+    /// ACL list of clients to tarpit (`tarpit_acl`), -1 for none: stored, no effect (default -1).
+    pub tarpit_acl: i8,
+    /// Direct server return interface (`dsr_if`): stored, no effect.
+    pub dsr_if: Option<String>,
+    /// The listen address as the operator wrote it (`8080`, `127.0.0.1:gopher`), which the
+    /// `listen` query echoes as C pen does; `None` shows the bound address.
+    pub listen_text: Option<String>,
+    /// The control address as written after `-C`, echoed by the `control` query.
+    pub control_text: Option<String>,
 }
 
 impl Default for Settings {
@@ -103,6 +114,11 @@ impl Default for Settings {
             web_stats: None,
             source: None,
             pending_max: 100,
+            idlers: 0,
+            tarpit_acl: -1,
+            dsr_if: None,
+            listen_text: None,
+            control_text: None,
         }
     }
 }

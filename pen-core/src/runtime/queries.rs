@@ -41,15 +41,23 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
         Command::Timeout(None) => nl(settings.connect_timeout_secs),
         Command::Tracking(None) => nl(settings.tracking_secs),
         Command::PendingMax(None) => nl(settings.pending_max),
+        Command::DsrIf(None) | Command::NoObsolete(_) => String::new(),
+        Command::Idlers(None) => format!("Idlers: 0/{}\n", settings.idlers),
+        // C pen's reply has no newline.
+        Command::TarpitAcl(None) => format!("tarpit_acl = {}", settings.tarpit_acl),
         Command::Log(None) => settings.log.as_ref().map(nl).unwrap_or_default(),
         Command::WebStats(None) => settings.web_stats.as_ref().map(nl).unwrap_or_default(),
         Command::TcpFastclose(None) => nl(fastclose_name(settings.tcp_fastclose)),
         Command::ClientsMax(None) => nl(shared.clients.lock().capacity()),
         Command::ConnMax(None) => nl(shared.conn_max.load(Relaxed)),
-        Command::Listen(None) => nl(&*shared.listen.lock()),
+        // As written on the command line or in `listen ADDR` (C pen), else the bound address.
+        Command::Listen(None) => match &settings.listen_text {
+            Some(text) => nl(text),
+            None => nl(&*shared.listen.lock()),
+        },
         Command::Close(n) => match locate(shared, n) {
-            None => format!("Connection {n} out of range\n"),
-            Some((w, slot)) => {
+            Located::OutOfRange => format!("Connection {n} out of range\n"),
+            Located::At(w, slot) => {
                 if let Some(link) = shared.workers.get(w) {
                     link.send(WorkerMsg::Close(slot));
                 }
@@ -57,18 +65,12 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
             }
         },
         Command::Connection(n) => match locate(shared, n) {
-            None => format!("Connection {n} out of range\n"),
-            Some((w, slot)) => {
-                let (tx, rx) = mpsc::channel();
-                let desc = shared
-                    .workers
-                    .get(w)
-                    .filter(|l| l.send(WorkerMsg::Describe(slot, tx)))
-                    .and_then(|_| rx.recv_timeout(WORKER_REPLY).ok())
-                    .flatten()
-                    .unwrap_or_else(|| "state = free\n".to_string());
-                format!("Connection {n}:\n{desc}")
-            }
+            Located::OutOfRange => format!("Connection {n} out of range\n"),
+            Located::At(w, slot) => match describe(shared, w, slot) {
+                Some(desc) => format!("Connection {n}:\n{desc}"),
+                None if n < conn_max(shared) => format!("Connection {n}:\n{FREE_SLOT}"),
+                None => format!("Connection {n} out of range\n"),
+            },
         },
         Command::Socket(fd) => {
             let fd32 = i32::try_from(fd).map_err(|_| ApplyError::Invalid {
@@ -88,7 +90,11 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
             }
             format!("Socket {fd} belongs to connection {owner}\n")
         }
-        Command::Control => shared.control.lock().as_ref().map(nl).unwrap_or_default(),
+        Command::Control => match (&settings.control_text, &*shared.control.lock()) {
+            (Some(text), Some(_)) => nl(text),
+            (None, Some(bound)) => nl(bound),
+            (_, None) => String::new(),
+        },
         Command::EventMechanism(_) => String::new(),
         Command::Exit => {
             if !shared.exit_enabled {
@@ -180,9 +186,46 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
     Ok(reply)
 }
 
+/// A free connection slot, in C pen's lines.
+const FREE_SLOT: &str = "state = 0\ndownfd = -1, upfd = -1\nclient = 0, server = 0\npend = 0\n";
+
+/// Where a connection number points.
+enum Located {
+    /// Past every slot there can be.
+    OutOfRange,
+    /// (worker, slot), free or not.
+    At(usize, usize),
+}
+
+fn conn_max(shared: &Shared) -> u64 {
+    shared.conn_max.load(Relaxed) as u64
+}
+
 /// Connection number -> (worker, slot). Numbers interleave workers: `slot * workers + worker`.
-fn locate(shared: &Shared, n: u64) -> Option<(usize, usize)> {
+/// As in C pen, 0 to `conn_max - 1` are in range; a larger number is in range only while it
+/// names a live connection (a busy worker's slots can go past `conn_max / workers`, and
+/// `socket FD` may have named it).
+fn locate(shared: &Shared, n: u64) -> Located {
     let nw = shared.nworkers() as u64;
-    let range = (shared.conn_max.load(Relaxed) as u64).saturating_mul(nw);
-    (n < range).then(|| ((n % nw) as usize, (n / nw) as usize))
+    let range = conn_max(shared).saturating_mul(nw);
+    if n >= range {
+        return Located::OutOfRange;
+    }
+    let (w, slot) = ((n % nw) as usize, (n / nw) as usize);
+    if n < conn_max(shared) || describe(shared, w, slot).is_some() {
+        Located::At(w, slot)
+    } else {
+        Located::OutOfRange
+    }
+}
+
+/// The worker's description of its connection in `slot`; `None` when the slot is free.
+fn describe(shared: &Shared, w: usize, slot: usize) -> Option<String> {
+    let (tx, rx) = mpsc::channel();
+    shared
+        .workers
+        .get(w)
+        .filter(|l| l.send(WorkerMsg::Describe(slot, tx)))
+        .and_then(|_| rx.recv_timeout(WORKER_REPLY).ok())
+        .flatten()
 }
