@@ -557,6 +557,7 @@ const VOCABULARY: &[&str] = &[
     "poll",
     "prio",
     "recent",
+    "reload_reset",
     "roundrobin",
     "select",
     "server",
