@@ -155,7 +155,7 @@ fn rotation_under_traffic_loses_no_line() {
 }
 
 #[test]
-fn host_port_sends_each_line_to_a_udp_collector() {
+fn host_port_sends_each_request_to_a_udp_collector_as_penlogd_datagrams() {
     let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     collector
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -175,10 +175,10 @@ fn host_port_sends_each_line_to_a_udp_collector() {
         lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
     lines.sort();
-    assert!(
-        lines[0].ends_with(" one\n") && lines[0].starts_with("127.0.0.1 "),
-        "{lines:?}"
+    // penlogd's datagram format, as C pen sends it: `+ CLIENT SERVER FIRST_LINE`.
+    assert_eq!(
+        lines,
+        ["+ 127.0.0.1 127.0.0.1 one\n", "+ 127.0.0.1 127.0.0.1 two\n"]
     );
-    assert!(lines[1].ends_with(" two\n"), "{lines:?}");
     b.stop();
 }

@@ -7,6 +7,7 @@ mod acl;
 mod cli;
 mod compat;
 mod compat_control;
+mod compat_runtime;
 mod control;
 mod failover;
 mod faults;

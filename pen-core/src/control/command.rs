@@ -162,6 +162,9 @@ pub enum Command {
     PendingMax(Option<usize>),
     /// `pid`.
     Pid,
+    /// `reload_reset` \[ours\]: the configuration becomes the command line plus the `-F` file
+    /// as it is now, dropping what penctl changed (SIGHUP applies the file on top instead).
+    ReloadReset,
     /// `recent [S]` (default 300 seconds).
     Recent(Option<u64>),
     /// `server N field value ...`.

@@ -144,6 +144,7 @@ impl fmt::Display for Command {
             Command::ShowMode => f.write_str("mode"),
             Command::PendingMax(n) => opt(f, "pending_max", n.as_ref()),
             Command::Pid => f.write_str("pid"),
+            Command::ReloadReset => f.write_str("reload_reset"),
             Command::Recent(s) => opt(f, "recent", s.as_ref()),
             Command::Server { id, fields } => {
                 write!(f, "server {id}")?;
@@ -371,6 +372,7 @@ mod tests {
             Just(Command::ShowMode).boxed(),
             any::<Option<usize>>().prop_map(Command::PendingMax).boxed(),
             Just(Command::Pid).boxed(),
+            Just(Command::ReloadReset).boxed(),
             any::<Option<u64>>().prop_map(Command::Recent).boxed(),
             (
                 any::<usize>(),

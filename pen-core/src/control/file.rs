@@ -41,6 +41,7 @@ pub(crate) fn include<H: Host>(
             // Actions make no sense while loading a configuration.
             Command::Close(_)
             | Command::Exit
+            | Command::ReloadReset
             | Command::Write(_)
             | Command::Ssl(SslCommand::Reload, _) => {
                 return Err(at(ApplyError::Invalid {

@@ -129,26 +129,43 @@ fn include_nesting_is_bounded() {
     assert!(e.to_string().contains("nested"), "{e}");
 }
 
-/// A reload is the base configuration plus the file as it is now: what an older version of
-/// the file set and the new one does not is gone; a bad new file yields an error (and the
-/// runtime then commits nothing).
+/// A reload (SIGHUP, as C pen) applies the file as it is now on top of the running
+/// configuration: what the running one has and the file does not set stays. `reload_reset`
+/// is the base configuration plus the file: what an older version of the file set and the new
+/// one does not is gone. A bad new file yields an error (and the runtime then commits nothing).
 #[test]
-fn reload_starts_from_the_base_and_is_all_or_nothing() {
+fn reload_applies_on_top_reset_starts_from_the_base_both_all_or_nothing() {
     let base = model();
     let v1 = MemHost::with_file("/pen.cfg", "hash\nblacklist 9\n");
     let mut running = base.clone();
     apply(&mut running, &v1, "include /pen.cfg").unwrap();
     assert!(running.settings.hash);
+    apply(&mut running, &v1, "timeout 9").unwrap(); // by penctl
     let v2 = MemHost::with_file("/pen.cfg", "blacklist 4\n");
-    let mut reloaded = base.clone();
+    let mut reloaded = running.clone();
     apply(&mut reloaded, &v2, "include /pen.cfg").unwrap();
     assert!(
-        !reloaded.settings.hash,
-        "a line removed from the file is undone"
+        reloaded.settings.hash,
+        "reload: what the file no longer sets stays"
+    );
+    assert_eq!(
+        reloaded.settings.connect_timeout_secs, 9,
+        "so does a penctl change"
     );
     assert_eq!(reloaded.settings.blacklist_secs, 4);
+    let mut reset = base.clone();
+    apply(&mut reset, &v2, "include /pen.cfg").unwrap();
+    assert!(
+        !reset.settings.hash,
+        "reset: a line removed from the file is undone"
+    );
+    assert_eq!(
+        reset.settings.connect_timeout_secs, 3,
+        "and so is a penctl change"
+    );
+    assert_eq!(reset.settings.blacklist_secs, 4);
     let bad = MemHost::with_file("/pen.cfg", "blacklist 4\nserver 99999 port 1\n");
-    let mut failed = base.clone();
+    let mut failed = running.clone();
     assert!(apply(&mut failed, &bad, "include /pen.cfg").is_err());
 }
 

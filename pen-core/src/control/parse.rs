@@ -127,6 +127,7 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
         "mode" => Command::ShowMode,
         "pending_max" => Command::PendingMax(opt_num(w, "a number of pending connects")?),
         "pid" => Command::Pid,
+        "reload_reset" => Command::ReloadReset,
         "recent" => Command::Recent(opt_num(w, SECONDS)?),
         "server" => parse_server(w)?,
         "servers" => Command::Servers,

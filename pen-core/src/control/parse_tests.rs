@@ -604,6 +604,7 @@ const VOCABULARY: &[&str] = &[
     "poll",
     "prio",
     "recent",
+    "reload_reset",
     "roundrobin",
     "select",
     "server",

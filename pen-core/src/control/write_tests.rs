@@ -135,7 +135,7 @@ fn in_dir(cmd: Command, dir: &Path) -> Command {
 /// Loads `file` on top of `base` as `-F` does.
 fn load(shared: &Shared, base: &Model, file: &Path) -> Result<Model, TestCaseError> {
     let mut model = base.clone();
-    let host = RealHost { shared };
+    let host = RealHost::new(shared);
     let mut pending = Pending::default();
     let name = file.display().to_string();
     super::super::file::include(&host, &mut model, &mut pending, &name, 0)
@@ -152,7 +152,7 @@ fn write_then_load_is_the_identity() {
     let bound = Balancer::bind(config).unwrap();
     let shared: &Shared = bound.shared();
     let ctl = Controller::new(std::sync::Arc::clone(bound.shared()), None);
-    let host = RealHost { shared };
+    let host = RealHost::new(shared);
     let base = snapshot(shared);
     let mut runner = TestRunner::new(RunnerConfig::with_cases(128));
     let strategy = prop::collection::vec(config_command(), 0..40);

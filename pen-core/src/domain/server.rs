@@ -214,15 +214,13 @@ impl ServerTable {
     }
 
     /// Makes the table match `confs`: servers are updated in place (live counters and open
-    /// connections untouched), added, or removed from the end. Returns the servers whose
-    /// address changed (their tracked clients should choose afresh).
+    /// connections untouched), added, or removed from the end. Returns the servers removed
+    /// (their tracked clients must choose afresh). A server whose address or port changed
+    /// keeps its tracked clients, as in C pen: they follow server N to its new address.
     pub fn reconfigure(&mut self, confs: &[ServerConf]) -> Vec<ServerId> {
-        let mut moved = Vec::new();
+        let removed = (confs.len()..self.servers.len()).map(ServerId).collect();
         self.servers.resize_with(confs.len(), Server::default);
-        for (i, (s, c)) in self.servers.iter_mut().zip(confs).enumerate() {
-            if s.addr != c.addr {
-                moved.push(ServerId(i));
-            }
+        for (s, c) in self.servers.iter_mut().zip(confs) {
             s.addr = c.addr;
             s.max = c.max;
             s.hard = c.hard;
@@ -230,7 +228,7 @@ impl ServerTable {
             s.prio = c.prio;
             s.acl = c.acl;
         }
-        moved
+        removed
     }
 
     /// All regular servers with their ids.

@@ -5,13 +5,16 @@
 //! batch with one `write` (the file is opened `O_APPEND`, so batches from several workers never
 //! interleave within a line) when it holds 64 KiB or its oldest line is half a second old. No
 //! thread of its own, so nothing is lost or duplicated when a daemon forks. `host:port` sends each
-//! line as a UDP datagram to a log collector, as C pen does. Reopening (SIGHUP) swaps the target:
-//! lines still in worker buffers go to the new file, so `mv log log.1; kill -HUP` loses nothing.
+//! request as a UDP datagram to a log collector in penlogd's format, `+ CLIENT SERVER FIRST_LINE`,
+//! as C pen does. Reopening (SIGHUP) swaps the target; each worker notices at its next turn and
+//! first writes the lines it still holds to the target they were recorded for, so after
+//! `mv log log.1; kill -HUP` the requests served before the signal are in `log.1` and the later
+//! ones in the new `log`, none lost.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -85,6 +88,8 @@ impl Target {
 pub(crate) struct AccessLog {
     target: RwLock<Option<Arc<Target>>>,
     on: AtomicBool,
+    /// Bumped each time the target is replaced, so workers notice with one relaxed load.
+    generation: AtomicU64,
 }
 
 impl AccessLog {
@@ -95,8 +100,10 @@ impl AccessLog {
 
     /// Installs `target` (or none).
     pub(crate) fn set(&self, target: Option<Target>) {
+        let mut current = self.target.write();
         self.on.store(target.is_some(), Relaxed);
-        *self.target.write() = target.map(Arc::new);
+        *current = target.map(Arc::new);
+        self.generation.fetch_add(1, Relaxed);
     }
 
     fn current(&self) -> Option<Arc<Target>> {
@@ -114,12 +121,16 @@ impl AccessLog {
     }
 }
 
-/// One worker's pending lines.
+/// One worker's pending lines, and the target they are for.
 #[derive(Debug, Default)]
 pub(crate) struct LogBuf {
     buf: Vec<u8>,
     /// When the oldest pending line was recorded (ms), 0 if none.
     since: u64,
+    /// The target the pending lines go to (the log's when this worker last looked).
+    target: Option<Arc<Target>>,
+    /// The log's generation `target` was taken at.
+    generation: u64,
 }
 
 impl LogBuf {
@@ -136,9 +147,14 @@ impl LogBuf {
         if chunk.is_empty() {
             return; // e.g. HTTP mode holding a partial request head: nothing to log yet
         }
-        let unix = clock.wall_secs();
         let server = server.map_or(IpAddr::from([0, 0, 0, 0]), |s| s.ip());
-        let _ = write!(self.buf, "{client} {unix} {server} ");
+        if matches!(self.target.as_deref(), Some(Target::Udp(_))) {
+            // penlogd's datagram format, as C pen sends it.
+            let _ = write!(self.buf, "+ {client} {server} ");
+        } else {
+            let unix = clock.wall_secs();
+            let _ = write!(self.buf, "{client} {unix} {server} ");
+        }
         let first = chunk
             .split(|&b| b == b'\n' || b == b'\r')
             .next()
@@ -172,12 +188,33 @@ impl LogBuf {
         self.buf.len() >= FLUSH_BYTES || self.deadline().is_some_and(|d| now_ms >= d)
     }
 
-    /// Appends the pending lines to the log with one write.
+    /// Follows a reopened or changed log: the pending lines are first written to the target
+    /// they were recorded for (the file as it was before a SIGHUP), then later lines go to
+    /// `log`'s current target. One relaxed load when nothing changed; called by each worker
+    /// once per turn, before it records anything.
+    pub(crate) fn sync(&mut self, log: &AccessLog) {
+        let generation = log.generation.load(Relaxed);
+        if generation == self.generation {
+            return;
+        }
+        self.write_out();
+        self.target = log.current();
+        self.generation = generation;
+    }
+
+    /// Appends the pending lines to the log with one write (to the target they were recorded
+    /// for), then follows `log` if it changed.
     pub(crate) fn flush(&mut self, log: &AccessLog) {
+        self.write_out();
+        self.sync(log);
+    }
+
+    /// Writes the pending lines to their target with one write.
+    fn write_out(&mut self) {
         if self.buf.is_empty() {
             return;
         }
-        if let Some(t) = log.current() {
+        if let Some(t) = &self.target {
             if let Err(e) = t.write_batch(&self.buf) {
                 log::warn!("access log: {e}");
             }

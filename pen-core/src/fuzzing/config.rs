@@ -72,9 +72,7 @@ impl Harness {
     /// # Errors
     /// The file's first error, as `pen -F` reports it (`FILE:LINE: reason`).
     pub fn load(&self, file: &Path) -> Result<Loaded, ApplyError> {
-        let host = RealHost {
-            shared: self.bound.shared(),
-        };
+        let host = RealHost::new(self.bound.shared());
         let mut model = self.base.clone();
         let mut pending = Pending::default();
         let name = file.to_string_lossy();

@@ -426,9 +426,10 @@ impl Balancer {
         self.shared.stopped_cv.notify_all();
     }
 
-    /// Re-reads the `-F` config file and applies it as a whole or not at all (SIGHUP): on
-    /// success the running configuration is the command line plus the new file, applied as a
-    /// diff (live connections untouched); on error nothing changes.
+    /// Re-reads the `-F` config file and applies it on top of the running configuration, as a
+    /// whole or not at all (SIGHUP, as C pen): what penctl changed stays unless the file sets
+    /// it again; live connections are untouched; on error nothing changes. The command
+    /// `reload_reset` starts from the command line instead.
     ///
     /// # Errors
     /// [`ApplyError`] with `FILE:LINE: reason`, or when there is no config file.

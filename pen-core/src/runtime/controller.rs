@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::host::RealHost;
+use super::host::{RealHost, StartDir};
 use crate::control::command::Command;
 use crate::control::model::{Model, Pending};
 use crate::domain::event::{BlacklistReason, ConfigSource, Event, RestoreReason};
@@ -25,31 +25,36 @@ use crate::error::ApplyError;
 /// Owns configuration changes to one balancer.
 pub(crate) struct Controller {
     shared: Arc<Shared>,
-    /// The configuration before the `-F` file was applied (command line and `-O`): a reload
-    /// starts from it.
+    /// The configuration before the `-F` file was applied (command line and `-O`):
+    /// `reload_reset` starts from it.
     base: Mutex<Option<Model>>,
     /// Serialises configuration changes (snapshot, apply, commit).
     lock: Mutex<()>,
     /// The `-F` config file (re-read on reload, default target of `write`).
     config_file: Option<PathBuf>,
+    /// The directory pen was started from: relative file names point there.
+    start: Option<StartDir>,
 }
 
 /// Where a transaction starts from.
 enum Start {
     /// The running configuration.
     Running,
-    /// The configuration before the `-F` file (the running one if there was no file).
+    /// The configuration before the `-F` file (the running one if there was no file), for
+    /// `reload_reset`.
     Base,
 }
 
 impl Controller {
-    /// A controller for the balancer behind `shared`.
+    /// A controller for the balancer behind `shared`, made at bind time: the current
+    /// directory is recorded as the one relative file names point to.
     pub(crate) fn new(shared: Arc<Shared>, config_file: Option<PathBuf>) -> Self {
         Controller {
             shared,
             base: Mutex::new(None),
             lock: Mutex::new(()),
             config_file,
+            start: StartDir::current(),
         }
     }
 
@@ -78,9 +83,16 @@ impl Controller {
         .unwrap_or_else(|| snapshot(&self.shared));
         let host = RealHost {
             shared: &self.shared,
+            start: self.start.as_ref(),
         };
         let mut pending = Pending::default();
         let out = change(&mut model, &host, &mut pending)?;
+        // Stored file names keep pointing where they did when given (a daemon is in `/`).
+        if let Some(start) = &self.start {
+            let s = &mut model.settings;
+            s.log = s.log.take().map(|l| start.resolve_log(&l));
+            s.web_stats = s.web_stats.take().map(|w| start.resolve(&w));
+        }
         model.prepare(&host, &mut pending)?;
         commit(&self.shared, model, pending);
         Ok(out)
@@ -123,6 +135,9 @@ impl Controller {
         if let Command::Write(file) = cmd {
             return self.write(file.as_deref());
         }
+        if cmd == Command::ReloadReset {
+            return self.reload_reset().map(|()| String::new());
+        }
         super::queries::execute(&self.shared, cmd)
     }
 
@@ -143,7 +158,7 @@ impl Controller {
     }
 
     /// Applies the `-F` file at start, after the command line and `-O`; the configuration
-    /// before it is kept as the base that reloads start from.
+    /// before it is kept as the base that `reload_reset` starts from.
     pub(crate) fn apply_file(&self, file: &Path) -> Result<(), ApplyError> {
         let name = file.to_string_lossy();
         let mut base = None;
@@ -161,17 +176,34 @@ impl Controller {
         Ok(())
     }
 
-    /// Re-reads the `-F` file: the running configuration becomes the command line plus the
-    /// new file, applied as a diff, or, on any error, stays exactly as it was.
+    /// Re-reads the `-F` file (SIGHUP), as C pen does: the file is applied on top of the running
+    /// configuration, so what penctl changed since start stays unless the file sets it again.
+    /// All or nothing: on any error the running configuration stays exactly as it was.
     pub(crate) fn reload(&self) -> Result<(), ApplyError> {
+        self.reapply(Start::Running)
+    }
+
+    /// `reload_reset` \[ours\]: the running configuration becomes the command line plus the
+    /// `-F` file as it is now, applied as a diff; what penctl or an older version of the file
+    /// set and the file does not is undone. All or nothing, as [`Controller::reload`].
+    pub(crate) fn reload_reset(&self) -> Result<(), ApplyError> {
+        self.reapply(Start::Base)
+    }
+
+    /// Applies the `-F` file to a model taken from `start`, as one transaction.
+    fn reapply(&self, start: Start) -> Result<(), ApplyError> {
         let Some(file) = self.config_file.as_deref() else {
+            let token = match start {
+                Start::Running => "reload",
+                Start::Base => "reload_reset",
+            };
             return Err(ApplyError::Invalid {
-                token: "reload".to_string(),
+                token: token.to_string(),
                 reason: "no config file (-F) to reload".to_string(),
             });
         };
         let name = file.to_string_lossy();
-        let out = self.transact(Start::Base, |model, host, pending| {
+        let out = self.transact(start, |model, host, pending| {
             crate::control::file::include(host, model, pending, &name, 0)
         });
         self.report(ConfigSource::Reload, Some(name.to_string()), &out.as_ref());
@@ -181,7 +213,7 @@ impl Controller {
     /// `write [FILE]`: renders the running configuration to `file`, or to the `-F` file.
     fn write(&self, file: Option<&str>) -> Result<String, ApplyError> {
         let path: PathBuf = match file {
-            Some(f) => PathBuf::from(f),
+            Some(f) => PathBuf::from(super::host::resolve(self.start.as_ref(), f)),
             None => self
                 .config_file
                 .clone()
@@ -252,10 +284,12 @@ pub(crate) fn commit(shared: &Shared, model: Model, pending: Pending<RealHost<'_
         shared.wake_all(); // workers paused at the old limit may accept again
     }
     shared.clients.lock().grow(model.clients_max);
-    let moved = shared.servers.write().reconfigure(&model.servers);
-    if !moved.is_empty() {
+    // Clients tracked to a server whose address changed stay with it (as in C pen); those of
+    // a server that is gone (`reload_reset`) choose afresh.
+    let removed = shared.servers.write().reconfigure(&model.servers);
+    if !removed.is_empty() {
         let mut clients = shared.clients.lock();
-        for id in moved {
+        for id in removed {
             clients.forget_server(id);
         }
     }

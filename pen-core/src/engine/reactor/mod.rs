@@ -211,6 +211,8 @@ impl Worker {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
+            // A reopened log (SIGHUP): what this worker holds goes to the old file first.
+            self.log.sync(&self.shared.log);
             while let Ok(msg) = self.rx.try_recv() {
                 crate::engine::messages::dispatch(msg, &mut self);
             }
