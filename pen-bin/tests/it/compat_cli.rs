@@ -3,6 +3,8 @@
 //! PENCTL_BIN=/usr/bin/penctl`); where ours differs on purpose (declared in
 //! docs/compatibility.md) the test says which answer each gives.
 
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -10,8 +12,8 @@ use std::time::Duration;
 
 use super::backends::Backend;
 use super::harness::{
-    free_port, is_c_pen, pen_bin, read_to_eof, run_bounded_full, running_as_root, wait_for,
-    PenBuilder, ScratchDir, WAIT,
+    free_port, is_c_pen, pen_bin, penctl_bin, read_to_eof, run_bounded_full, running_as_root,
+    wait_for, PenBuilder, ScratchDir, WAIT,
 };
 
 /// The port of a backend's `127.0.0.1:PORT` spec.
@@ -281,4 +283,106 @@ fn hup_without_config_file_reopens_the_log_silently() {
     thread::sleep(Duration::from_millis(300));
     assert_eq!(pen.fetch(), "A", "pen relays after the HUPs");
     assert_eq!(pen.log_text(), before, "nothing said about the HUPs");
+}
+
+/// True when the penctl under test is not ours: `PENCTL_BIN` outside our build directory
+/// (`PEN_IS_C` decides for both binaries when set).
+fn is_c_penctl() -> bool {
+    if let Some(v) = std::env::var_os("PEN_IS_C") {
+        return v != "0";
+    }
+    let Some(p) = std::env::var_os("PENCTL_BIN") else {
+        return false;
+    };
+    let ours = Path::new(env!("CARGO_BIN_EXE_pen"))
+        .parent()
+        .and_then(|d| d.canonicalize().ok());
+    let theirs = Path::new(&p)
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from(&p));
+    !ours.is_some_and(|d| theirs.starts_with(d))
+}
+
+/// A fake control socket on 127.0.0.1:`port` answering one `pid` command with `4242\n`.
+fn fake_control(l: TcpListener) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let (mut s, _) = l.accept().expect("accept");
+        s.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut got = Vec::new();
+        let mut b = [0u8; 1];
+        while got.last() != Some(&b'\n') && s.read(&mut b).map(|n| n == 1).unwrap_or(false) {
+            got.push(b[0]);
+        }
+        let _ = s.write_all(b"4242\n");
+        String::from_utf8_lossy(&got).into_owned()
+    })
+}
+
+/// The first tcp service name in /etc/services whose port is free on 127.0.0.1 (above 1023,
+/// where nothing of the system's usually listens), with its listener.
+fn free_service_port() -> Option<(String, TcpListener)> {
+    let services = std::fs::read_to_string("/etc/services").ok()?;
+    services.lines().find_map(|line| {
+        let mut w = line.split('#').next()?.split_whitespace();
+        let name = w.next()?;
+        let (port, proto) = w.next()?.split_once('/')?;
+        let port: u16 = port.parse().ok()?;
+        if proto != "tcp" || port < 1024 || !name.bytes().all(|b| b.is_ascii_lowercase()) {
+            return None;
+        }
+        let l = TcpListener::bind(("127.0.0.1", port)).ok()?;
+        Some((name.to_string(), l))
+    })
+}
+
+/// Item 16: `penctl 127.0.0.1:SERVICE ...`: the port is looked up in /etc/services.
+#[test]
+fn penctl_takes_a_service_name_as_port() {
+    let Some((name, l)) = free_service_port() else {
+        eprintln!("skipped: no free service port in /etc/services");
+        return;
+    };
+    let server = fake_control(l);
+    let target = format!("127.0.0.1:{name}");
+    let (out, err, code) = run_bounded_full(&penctl_bin(), &words(&[&target, "pid"]), WAIT);
+    assert_eq!(
+        (out.as_str(), code),
+        ("4242\n", 0),
+        "penctl {target}: {err}"
+    );
+    assert_eq!(server.join().expect("fake control"), "pid\n");
+}
+
+/// C-18: `penctl -h` and `penctl --help`: the usage on stdout, exit 0 (Debian's penctl).
+#[test]
+fn penctl_help_is_the_usage_on_stdout() {
+    for flag in ["-h", "--help"] {
+        let (out, err, code) = run_bounded_full(&penctl_bin(), &words(&[flag]), WAIT);
+        assert_eq!(code, 0, "penctl {flag}: {err}");
+        assert!(
+            out.starts_with("usage: penctl host:port command\n"),
+            "penctl {flag}: {out:?}"
+        );
+    }
+}
+
+/// Item 16: no arguments, or an address alone: C penctl's usage line. Debian's penctl prints
+/// it on stdout and exits 0; ours on stderr with status 2 (a usage error, declared).
+#[test]
+fn penctl_without_a_command_prints_the_usage() {
+    let ours = !is_c_penctl();
+    for args in [words(&[]), words(&["127.0.0.1:1"])] {
+        let (out, err, code) = run_bounded_full(&penctl_bin(), &args, WAIT);
+        let text = if ours {
+            assert_eq!((code, out.as_str()), (2, ""), "penctl {args:?}");
+            err
+        } else {
+            assert_eq!(code, 0, "penctl {args:?}");
+            out
+        };
+        assert!(
+            text.starts_with("usage: penctl host:port command\n"),
+            "penctl {args:?}: {text:?}"
+        );
+    }
 }
