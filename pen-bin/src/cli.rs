@@ -64,14 +64,10 @@ pub(crate) enum CliError {
     },
     /// A C pen option we recognise but do not implement yet.
     NotSupported(char),
-    /// No listen address operand.
+    /// No listen address operand: the caller prints [`USAGE`] (as C pen does).
     NoListen,
-    /// A listen address but no server.
-    NoServers,
     /// A server without a port behind a Unix-socket listener (there is no port to default to).
     NoPort(String),
-    /// Root with `-C` but without `-u` (C pen refuses this too).
-    RootControl,
     /// A TLS option without `-E`.
     NeedsCert(char),
     /// A TLS option value that cannot be honoured.
@@ -101,9 +97,6 @@ impl fmt::Display for CliError {
             CliError::NoListen => {
                 write!(f, "no listen address: expected [host:]port|/path server [server ...]")
             }
-            CliError::NoServers => {
-                write!(f, "no server: expected at least one server after the listen address")
-            }
             CliError::NoPort(s) => write!(
                 f,
                 "'{s}': expected host:port (the listen address is a Unix socket, so no default port)"
@@ -113,71 +106,82 @@ impl fmt::Display for CliError {
                 "option -{c}: TLS options need the certificate: expected -E certfile"
             ),
             CliError::Tls { opt, reason } => write!(f, "option {opt}: {reason}"),
-            CliError::RootControl => write!(
-                f,
-                "refusing to open the control socket (-C) as root: expected -u USER (-u root to insist)"
-            ),
         }
     }
 }
 
-/// The usage text for `--help`.
+/// The usage text: printed on stdout for `--help` (exit 0), and on stderr when there is no
+/// listen address (no arguments at all, or only options; exit 2). It lists C pen's options with
+/// C pen's argument forms, then ours.
 pub(crate) const USAGE: &str = "\
-usage: pen [options] [host:]port|/path/to/socket server [server ...]
+usage: pen [-C [host:]port|path] [-X] [-b sec] [-c N] [-e host[:port]] [-t sec]
+           [-x N] [-w file] [-UHPWadfhrs] [-O option] [-o option] [-E certfile]
+           [-K keyfile] [-G cacertfile] [-A cacertdir] [-Z] [-R] [-L protocol]
+           [other options below] [host:]port|/path/to/socket
+           [h1[:p1[:maxc1[:hard1[:weight1[:prio1]]]]] [h2[:p2[:maxc2...]]] ...]
 
   listen address: port (all IPv4 addresses), host:port, [v6addr]:port,
                   :::port (all IPv6 addresses), ::1:port, or a Unix socket path
   server:         host[:port[:max[:hard[:weight[:prio]]]]] or [v6addr]:port:...
                   missing port = the listen port; ports may be service names (smtp)
+  The servers may be left out: -F, -O or penctl add them later
+  ('server N address HOST port PORT').
 
 options:
-  -C addr     control socket ([host:]port or path) for penctl; as root also needs -u
-  -F file     config file (penctl commands, one per line), read after the command
-              line and again on SIGHUP
-  -O cmd      run a penctl command at start (repeatable, in order); -o is the same
-  -X          enable the 'exit' control command
-  -b sec      blacklist time for a failed server [30]
-  -T sec      client tracking time, 0 = forever [0]
-  -c N        client table slots [2048]
-  -x N        max simultaneous connections [500]
-  -e server   emergency server, used when no other server is available
-  -B server   abuse server: where clients the client ACL denies go (else closed)
-  -t sec      connect timeout [3]
-  -h          hash the client address for the initial choice
-  -r          round robin, no client tracking
-  -s          stubborn: if the first choice fails, close instead of failing over
-  -W          weight-based selection
-  -U          UDP: one flow per client address, ended after idle_timeout seconds
-              (60 when idle_timeout is 0); -x bounds the flows
-  -m N        accept up to N connections per readiness event [100]
-  -q N        listen backlog [500]
-  -d          more debug output (repeat: -dd)
-  -a          ASCII rather than hex in traffic dumps
-  -l file     access log: a file, or host:port of a remote log collector
-  -w file     HTML status file, written on SIGUSR1 and on 'status'
-  -p file     write the process id to file (removed at exit)
-  -u user     run as this user after binding
-  -j dir      chroot to dir after binding (later -F and 'write' paths are inside it)
-  -H          HTTP mode: add X-Forwarded-For and X-Forwarded-Proto to every request
-  -E file     TLS: terminate TLS with this certificate chain (PEM, leaf first)
-  -K file     TLS: private key (PEM) [in the -E file]
-  -G file     TLS: CA certificates (PEM) trusted for client certificates
-  -A dir      TLS: directory of such CA files
-  -R          TLS: require a valid client certificate (needs -G or -A)
-  -L proto    TLS: ssl23 = TLS 1.2 and 1.3 [ssl23], tls1.2, tls1.3 (SSLv2/3 and
-              TLS 1.0/1.1 are refused: rustls does not speak them)
-  -f          stay in the foreground (otherwise: run as a daemon, log to syslog)
+  -B host:port  abuse server: where clients denied by the client ACL go
+  -C [host:]port|path
+                control socket for penctl; as root it also needs -u (without -u
+                pen says so and runs without it)
+  -T sec        client tracking time, 0 = forever [0]
+  -H            HTTP mode: add X-Forwarded-For and X-Forwarded-Proto to requests
+  -U            UDP: one flow per client address, ended after idle_timeout
+                seconds (60 when idle_timeout is 0); -x bounds the flows
+  -N            not supported yet (refused)
+  -O option     run a penctl command at start (repeatable, in order)
+  -P            accepted and ignored (pen picks its own event mechanism)
+  -Q            accepted and ignored (the same)
+  -W            weight-based selection
+  -X            enable the 'exit' control command
+  -a            ASCII rather than hex in traffic dumps
+  -b sec        blacklist time for a failed server [30]
+  -c N          client table slots [2048]
+  -d            more debug output (repeat: -dd)
+  -e host:port  emergency server, used when no other server is available
+  -f            stay in the foreground (else run as a daemon, log to syslog)
+  -h            hash the client address for the initial choice
+  -j dir        chroot to dir after binding; the -p, -l and -w files and later
+                'write' and SIGHUP -F paths are inside it
+  -F file       config file (penctl commands, one per line), read after the
+                command line and again on SIGHUP
+  -l file       access log: a file, or host:port of a remote log collector
+  -r            round robin, no client tracking
+  -s            stubborn: if the first choice fails, close, do not fail over
+  -t sec        connect timeout [3]
+  -u user       run as this user after binding
+  -p file       write the process id to file (removed at exit)
+  -x N          max simultaneous connections [500]
+  -w file       HTML status file, written on SIGUSR1 and on 'status'
+  -o option     the same as -O
+  -E certfile   TLS: terminate TLS with this certificate chain (PEM, leaf first)
+  -K keyfile    TLS: private key (PEM) [in the -E file]
+  -G cacertfile TLS: CA certificates (PEM) trusted for client certificates
+  -A cacertdir  TLS: directory of such CA files
+  -Z            accepted and ignored (no OpenSSL workarounds to turn on)
+  -R            TLS: require a valid client certificate (needs -G or -A)
+  -L protocol   TLS: ssl23 = TLS 1.2 and 1.3 [ssl23], tls1.2, tls1.3 (SSLv2/3
+                and TLS 1.0/1.1 are refused: rustls does not speak them)
+  -m N          accept up to N connections per readiness event [100]
+  -q N          listen backlog [500]
   --metrics addr
-              Prometheus /metrics HTTP endpoint on [host:]port (e.g.
-              127.0.0.1:9410)
-  --workers N worker threads, 0 = one per CPU [0]; also env PEN_WORKERS
-  --splice M  zero-copy relay (Linux splice): auto (only towards non-loopback
-              servers, where it pays), always, never [auto]
-  -V          print the version
-  -?, --help  print this text
+                Prometheus /metrics HTTP endpoint on [host:]port (e.g.
+                127.0.0.1:9410)
+  --workers N   worker threads, 0 = one per CPU [0]; also env PEN_WORKERS
+  --splice M    zero-copy relay (Linux splice): auto (only towards non-loopback
+                servers, where it pays), always, never [auto]
+  -V, --version print the version
+  -?, --help    print this text
 
-  Accepted and ignored: -P -Q -D -n -S N -Z.
-  Not supported yet (refused): -N.
+  Also accepted and ignored: -D -n -S N.
 
 signals: SIGHUP re-reads -F, reopens the log and re-reads the TLS certificates
 and keys, SIGUSR1 writes the -w file,
@@ -185,8 +189,8 @@ SIGTERM and SIGINT exit cleanly (removing the pid file).
 
 exit status: 0 after a clean exit, 1 on a runtime failure (e.g. cannot bind),
 2 on a usage or configuration error (bad option, number, address or server
-spec, -O command or -F file). Without -f, pen exits once the daemon has started,
-with the daemon's start-up status.
+spec, -O command or -F file, no listen address). Without -f, pen exits once the
+daemon has started, with the daemon's start-up status.
 
 example: pen -C 127.0.0.1:10080 80 www1:8000:10 www2:80:10 www3
 ";
@@ -440,12 +444,10 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
         context: String::new(),
         source,
     })?;
+    // No server is fine, as in C pen: `-F`, `-O` or penctl may add them (`pen -F pen.conf 80`).
     let servers = operands
         .map(|s| server(s, &listen, ""))
         .collect::<Result<Vec<_>, _>>()?;
-    if servers.is_empty() {
-        return Err(CliError::NoServers);
-    }
     let mut config = Config::new(listen, servers);
     // The `listen` and `control` queries echo the addresses as written, as C pen does.
     config.settings.listen_text = Some(listen_text.clone());
@@ -584,15 +586,19 @@ fn tls_options(o: &Opts) -> Result<Option<pen_core::TlsOptions>, CliError> {
     Ok(Some(t))
 }
 
+/// What C pen logs when it drops `-C` as root without `-u` (see [`drop_root_control`]).
+pub(crate) const ROOT_CONTROL_WARNING: &str =
+    "Won't open control port running as root; use -u to run as different user";
+
 /// C pen's rule: as root, open a control socket only if `-u` names a user (even `root`).
-///
-/// # Errors
-/// [`CliError::RootControl`] when `euid` is 0, `-C` is given and `-u` is not.
-pub(crate) fn check_root(run: &Run, euid: u32) -> Result<(), CliError> {
+/// Otherwise the control socket is dropped and pen keeps balancing without it; returns true
+/// when it was dropped (the caller logs [`ROOT_CONTROL_WARNING`]).
+pub(crate) fn drop_root_control(run: &mut Run, euid: u32) -> bool {
     if euid == 0 && run.config.control.is_some() && run.user.is_none() {
-        return Err(CliError::RootControl);
+        run.config.control = None;
+        return true;
     }
-    Ok(())
+    false
 }
 
 #[cfg(test)]

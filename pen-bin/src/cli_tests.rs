@@ -343,7 +343,16 @@ fn help_and_version() {
         "daemon",
         "exit status",
         "-u user",
-        "-C addr",
+        "-C [host:]port|path",
+        "-e host:port",
+        "-B host:port",
+        "-O option",
+        "-E certfile",
+        "-K keyfile",
+        "-G cacertfile",
+        "-A cacertdir",
+        "-L protocol",
+        "[-UHPWadfhrs]",
         "-F file",
         "-l file",
         "-w file",
@@ -397,7 +406,6 @@ fn error_lines() {
         ("80 127.0.0.1:80:x", "'x' in '127.0.0.1:80:x': expected a number (max connections)"),
         ("", "no listen address: expected [host:]port|/path server [server ...]"),
         ("-f", "no listen address: expected [host:]port|/path server [server ...]"),
-        ("80", "no server: expected at least one server after the listen address"),
         ("/tmp/pen.sock 127.0.0.1", "'127.0.0.1': expected host:port (the listen address is a Unix socket, so no default port)"),
     ];
     for (line, msg) in cases {
@@ -416,15 +424,28 @@ fn unix_listen_with_ported_server() {
 }
 
 #[test]
-fn root_needs_user_for_control() {
-    let r = run("-C 9000 80 127.0.0.1");
-    assert_eq!(
-        check_root(&r, 0).unwrap_err().to_string(),
-        "refusing to open the control socket (-C) as root: expected -u USER (-u root to insist)"
-    );
-    assert!(check_root(&r, 1000).is_ok());
-    assert!(check_root(&run("-u root -C 9000 80 127.0.0.1"), 0).is_ok());
-    assert!(check_root(&run("80 127.0.0.1"), 0).is_ok());
+fn root_without_user_runs_without_control() {
+    // C pen: as root, -C without -u is dropped with a warning; pen keeps balancing.
+    let mut r = run("-C 9000 80 127.0.0.1");
+    assert!(drop_root_control(&mut r, 0));
+    assert!(r.config.control.is_none());
+    let mut r = run("-C 9000 80 127.0.0.1");
+    assert!(!drop_root_control(&mut r, 1000), "not root: kept");
+    assert!(r.config.control.is_some());
+    let mut r = run("-u root -C 9000 80 127.0.0.1");
+    assert!(!drop_root_control(&mut r, 0), "-u root: kept");
+    assert!(r.config.control.is_some());
+    assert!(!drop_root_control(&mut run("80 127.0.0.1"), 0));
+}
+
+#[test]
+fn no_server_is_an_empty_server_table() {
+    // C pen starts with no server: -F, -O or penctl fill the table later.
+    let r = run("-F pen.conf 8080");
+    assert!(r.config.servers.is_empty());
+    assert_eq!(r.config.config_file, Some(PathBuf::from("pen.conf")));
+    assert!(run("-f 127.0.0.1:8080").config.servers.is_empty());
+    assert!(run("/tmp/pen.sock").config.servers.is_empty());
 }
 
 proptest! {

@@ -106,6 +106,11 @@ pub(crate) fn log_error(msg: &str) {
     log(SyslogLevel::Error, msg);
 }
 
+/// Reports something that went wrong while pen carries on, like [`log_error`].
+pub(crate) fn log_warning(msg: &str) {
+    log(SyslogLevel::Warning, msg);
+}
+
 /// Reports something worth knowing (e.g. the SIGUSR1 summary), like [`log_error`].
 pub(crate) fn log_info(msg: &str) {
     log(SyslogLevel::Info, msg);

@@ -1,10 +1,12 @@
 //! `pen`: command line -> `pen_core::Config` -> run.
 //!
-//! Start-up: parse -> root/`-C` check -> user lookup -> `Balancer::bind` (sockets, `-O`, `-F`)
-//! -> detach unless `-f` -> pid file -> chroot (`-j`) -> drop privileges (`-u`) ->
-//! `Bound::start` -> signal thread -> events thread -> wait. Everything that can fail for a configuration reason
-//! happens before detaching; what fails after it is reported to the waiting parent, so the
-//! launching command still prints the error and exits nonzero.
+//! Start-up: parse -> root/`-C` check (as root without `-u`, `-C` is dropped with C pen's
+//! warning) -> user lookup -> `Balancer::bind` (sockets, `-O`, `-F`) -> access log (`-l`),
+//! unless chrooting -> detach unless `-f` -> chroot (`-j`) -> pid file and access log inside
+//! the jail -> drop privileges (`-u`) -> `Bound::start` -> signal thread -> events thread ->
+//! wait. Everything that can fail for a configuration reason happens before detaching (with
+//! `-j`, the log and pid file are opened in the jail, after it); what fails after it is reported
+//! to the waiting parent, so the launching command still prints the error and exits nonzero.
 //!
 //! Exit status: 0 after a clean exit, 1 on a runtime failure (bind, privileges, pid file),
 //! 2 on a usage or configuration error (command line, `-O` command, `-F` file). Every error is
@@ -20,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use cli::{Cli, Run};
+use cli::{Cli, CliError, Run};
 use pen_core::{Balancer, Bound, StartError};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
@@ -48,6 +50,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Cli::Run(run)) => run_balancer(*run),
+        // No listen address (no arguments at all, or only options): the usage, as C pen.
+        Err(CliError::NoListen) => {
+            eprint!("{}", cli::USAGE);
+            ExitCode::from(EXIT_USAGE)
+        }
         Err(e) => fail(EXIT_USAGE, e),
     }
 }
@@ -79,11 +86,11 @@ fn is_remote_log(log: &str) -> bool {
     !log.contains('/') && log.contains(':')
 }
 
-fn run_balancer(run: Run) -> ExitCode {
+fn run_balancer(mut run: Run) -> ExitCode {
     daemon::install_logger();
-    if let Err(e) = cli::check_root(&run, pen_core::os::euid()) {
-        return fail(EXIT_USAGE, e);
-    }
+    // C pen: as root, no control socket without -u; it says so (in the log: syslog once
+    // detached, so the warning is logged after detaching) and balances on.
+    let no_control = cli::drop_root_control(&mut run, pen_core::os::euid());
     // Look the user up before starting, so a typo fails before anything is bound.
     let user = match run.user.as_deref().map(privs::lookup).transpose() {
         Ok(u) => u,
@@ -97,9 +104,12 @@ fn run_balancer(run: Run) -> ExitCode {
     } = run;
     if !foreground {
         // The daemon's working directory is `/`: keep relative names meaning what they meant
-        // on the command line (the pid file, reload of -F, the -w and -l files).
-        config.pid_file = config.pid_file.as_deref().map(absolute);
+        // on the command line (the pid file, reload of -F, the -w and -l files). With -j the
+        // pid file and the -w and -l files are inside the jail, relative to its root.
         config.config_file = config.config_file.as_deref().map(absolute);
+    }
+    if !foreground && chroot.is_none() {
+        config.pid_file = config.pid_file.as_deref().map(absolute);
         let st = &mut config.settings;
         st.web_stats = st
             .web_stats
@@ -116,10 +126,17 @@ fn run_balancer(run: Run) -> ExitCode {
     let pid_file = config.pid_file.clone();
     // Everything that can fail for a reason the operator should see happens here, while the
     // process is still attached to the terminal and has a single thread.
-    let bound = match Balancer::bind(config) {
+    let mut bound = match Balancer::bind(config) {
         Ok(b) => b,
         Err(e) => return fail(start_error_code(&e), e),
     };
+    // Without -j the access log opens now, while errors still reach the terminal; with -j it
+    // opens inside the jail (see `launch`), as with C pen.
+    if chroot.is_none() {
+        if let Err(e) = bound.open_log() {
+            return fail(start_error_code(&e), e);
+        }
+    }
     let report = if foreground {
         None
     } else {
@@ -131,6 +148,9 @@ fn run_balancer(run: Run) -> ExitCode {
             Err(e) => return fail(EXIT_RUNTIME, format_args!("cannot detach: {e}")),
         }
     };
+    if no_control {
+        daemon::log_warning(cli::ROOT_CONTROL_WARNING);
+    }
     let launched = launch(bound, pid_file.as_deref(), chroot.as_deref(), user.as_ref());
     let (balancer, pid_handle) = match launched {
         Ok(b) => b,
@@ -157,11 +177,11 @@ fn run_balancer(run: Run) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// After binding (and detaching): pid file, chroot, privileges, threads, signals. Returns the
-/// balancer and the open pid file. On error the pid file is removed again (best effort) and the
-/// balancer, if started, stopped.
+/// After binding (and detaching): chroot, pid file, access log (with a chroot), privileges,
+/// threads, signals. Returns the balancer and the open pid file. On error the pid file is
+/// removed again (best effort) and the balancer, if started, stopped.
 fn launch(
-    bound: Bound,
+    mut bound: Bound,
     pid_file: Option<&Path>,
     chroot: Option<&Path>,
     user: Option<&pen_core::os::User>,
@@ -170,9 +190,17 @@ fn launch(
     // acts on them starts with the balancer (signal-hook: no work inside a handler).
     let signals = Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT])
         .map_err(|e| (EXIT_RUNTIME, format!("cannot handle signals: {e}")))?;
-    // Written before chroot and dropping privileges, so it can live in /run, and after
-    // detaching, so it holds the daemon's pid. The balancer removes it when it stops (best
-    // effort once unprivileged or chrooted).
+    if let Some(dir) = chroot {
+        pen_core::os::chroot(dir).map_err(|e| {
+            (
+                EXIT_RUNTIME,
+                format!("cannot chroot to {}: {e}", dir.display()),
+            )
+        })?;
+    }
+    // Written after the chroot (so inside the jail, as C pen writes it), before dropping
+    // privileges (so it can live in /run), and after detaching (so it holds the daemon's
+    // pid). The balancer removes it when it stops (best effort once unprivileged).
     let pid_handle = match pid_file {
         Some(path) => Some(write_pid_file(path).map_err(|e| {
             (
@@ -187,13 +215,11 @@ fn launch(
             let _ = std::fs::remove_file(p);
         }
     };
-    if let Some(dir) = chroot {
-        if let Err(e) = pen_core::os::chroot(dir) {
+    if chroot.is_some() {
+        // The jail's file, opened before dropping privileges (as without -j).
+        if let Err(e) = bound.open_log() {
             remove_pid();
-            return Err((
-                EXIT_RUNTIME,
-                format!("cannot chroot to {}: {e}", dir.display()),
-            ));
+            return Err((start_error_code(&e), e.to_string()));
         }
     }
     if let Some(user) = user {
@@ -237,14 +263,15 @@ fn log_events(balancer: Arc<Balancer>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes `PID\n` to `path` and keeps the file open (see [`run_balancer`]'s exit).
+/// Writes the pid to `path`, without a newline (as C pen writes it), and keeps the file open
+/// (see [`run_balancer`]'s exit).
 fn write_pid_file(path: &Path) -> std::io::Result<File> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(path)?;
-    f.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+    f.write_all(std::process::id().to_string().as_bytes())?;
     Ok(f)
 }
 
@@ -265,9 +292,9 @@ fn handle_signals(mut signals: Signals, balancer: Arc<Balancer>) -> std::io::Res
                                 "SIGHUP: certificates not reloaded, the old ones stay: {e}"
                             ));
                         }
-                        // Without -F there is nothing else to reload: say so, unless the
-                        // certificates were what HUP was for.
-                        if balancer.has_config_file() || matches!(tls, Ok(false)) {
+                        // Without -F there is nothing else to reload, and nothing to say: HUP
+                        // is also how logs are rotated (C pen is silent too).
+                        if balancer.has_config_file() {
                             if let Err(e) = balancer.reload() {
                                 daemon::log_error(&format!(
                                     "SIGHUP: config not reloaded, the running one stays: {e}"

@@ -2,10 +2,13 @@
 //!
 //! `penctl host:port|/path command words...` connects (TCP, or a Unix socket if the target
 //! contains `/`), sends the words joined by single spaces and a newline, and copies the reply to
-//! stdout unchanged until pen closes the connection.
+//! stdout unchanged until pen closes the connection. The port may be a service name
+//! (`127.0.0.1:smtp`), looked up in `/etc/services` as pen looks up its own ports.
+//!
+//! `penctl -h` and `penctl --help` print the usage on stdout and exit 0, as Debian's penctl.
 //!
 //! Exit status: 0 on success, 1 if the reply starts with `error:`, 2 if the target cannot be
-//! reached or does not answer in time, or on a usage error.
+//! reached or does not answer in time, or on a usage error (the usage on stderr).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -17,7 +20,11 @@ use std::time::{Duration, Instant};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait for the whole reply.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
-const USAGE: &str = "usage: penctl host:port|/path/to/socket command [words ...]";
+/// C penctl's usage line, then what ours accepts besides.
+const USAGE: &str = "\
+usage: penctl host:port command
+  host:port may also be [v6addr]:port or /path/to/socket, and the port a service
+  name (smtp); the command's words may be separate arguments (penctl H:P mode)";
 
 /// A failure, printed as one line; all exit with status 2.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,6 +33,13 @@ enum Failure {
     Usage,
     /// The target is not `host:port` or a path.
     BadTarget(String),
+    /// The target's port is neither a number (0-65535) nor a known service name.
+    BadPort {
+        /// The whole target.
+        target: String,
+        /// The port text.
+        port: String,
+    },
     /// Resolving or connecting failed.
     Connect(String, String),
     /// Sending or receiving failed (including the reply timeout).
@@ -42,6 +56,10 @@ impl std::fmt::Display for Failure {
                     "penctl: '{t}': expected host:port, [v6addr]:port or a socket path"
                 )
             }
+            Failure::BadPort { target, port } => write!(
+                f,
+                "penctl: '{port}' in '{target}': expected a port number or service name"
+            ),
             Failure::Connect(t, why) => write!(f, "penctl: cannot connect to {t}: {why}"),
             Failure::Io(t, why) => write!(f, "penctl: {t}: {why}"),
         }
@@ -63,20 +81,23 @@ fn describe(e: &io::Error) -> String {
     }
 }
 
-/// Splits `host:port` or `[v6]:port` (also `::1:port`: the port follows the last colon).
-fn split_target(t: &str) -> Option<(&str, u16)> {
-    let (host, port) = t.rsplit_once(':')?;
+/// Splits `host:port` or `[v6]:port` (also `::1:port`: the port follows the last colon). The
+/// port is a number or a service name, resolved as pen resolves its own ports.
+fn split_target(t: &str) -> Result<(&str, u16), Failure> {
+    let bad = || Failure::BadTarget(t.to_string());
+    let (host, port) = t.rsplit_once(':').ok_or_else(bad)?;
     let host = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    let port_ok = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
-    let port = if port_ok {
-        port.parse().ok()?
-    } else {
-        return None;
-    };
-    (!host.is_empty()).then_some((host, port))
+    if host.is_empty() || port.is_empty() {
+        return Err(bad());
+    }
+    let port = pen_core::addr::parse_port(port).map_err(|_| Failure::BadPort {
+        target: t.to_string(),
+        port: port.to_string(),
+    })?;
+    Ok((host, port))
 }
 
 /// Either kind of stream, so the send/receive code is written once.
@@ -105,8 +126,7 @@ fn connect(target: &str) -> Result<Box<dyn Stream>, Failure> {
             .map(|s| Box::new(s) as Box<dyn Stream>)
             .map_err(|e| fail(describe(&e)));
     }
-    let (host, port) =
-        split_target(target).ok_or_else(|| Failure::BadTarget(target.to_string()))?;
+    let (host, port) = split_target(target)?;
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| fail(describe(&e)))?
@@ -164,8 +184,17 @@ fn run(args: &[String]) -> Result<Vec<u8>, Failure> {
     })
 }
 
+/// True for `penctl -h` and `penctl --help` (Debian's penctl prints its usage and exits 0).
+fn wants_help(args: &[String]) -> bool {
+    matches!(args.first().map(String::as_str), Some("-h" | "--help"))
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if wants_help(&args) {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     match run(&args) {
         Ok(reply) => {
             let mut out = io::stdout().lock();
@@ -197,13 +226,49 @@ mod tests {
 
     #[test]
     fn targets() {
-        assert_eq!(split_target("127.0.0.1:80"), Some(("127.0.0.1", 80)));
-        assert_eq!(split_target("[::1]:80"), Some(("::1", 80)));
-        assert_eq!(split_target("::1:80"), Some(("::1", 80)));
-        assert_eq!(split_target("localhost:80"), Some(("localhost", 80)));
-        for bad in ["80", ":80", "h:", "h:x", "h:70000", "h:+1"] {
-            assert_eq!(split_target(bad), None, "{bad}");
+        assert_eq!(split_target("127.0.0.1:80"), Ok(("127.0.0.1", 80)));
+        assert_eq!(split_target("[::1]:80"), Ok(("::1", 80)));
+        assert_eq!(split_target("::1:80"), Ok(("::1", 80)));
+        assert_eq!(split_target("localhost:80"), Ok(("localhost", 80)));
+        for bad in ["80", ":80", "h:"] {
+            assert_eq!(
+                split_target(bad),
+                Err(Failure::BadTarget(bad.into())),
+                "{bad}"
+            );
         }
+        for (bad, port) in [
+            ("h:x-no-such-service", "x-no-such-service"),
+            ("h:70000", "70000"),
+        ] {
+            let e = split_target(bad).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("penctl: '{port}' in '{bad}': expected a port number or service name")
+            );
+        }
+        assert!(split_target("h:+1").is_err());
+    }
+
+    #[test]
+    fn service_names_as_ports() {
+        // As pen's own addresses: a tcp service name from /etc/services.
+        let Ok(services) = std::fs::read_to_string("/etc/services") else {
+            return;
+        };
+        let Some(smtp) = pen_core::addr::lookup_service_in(&services, "smtp") else {
+            return;
+        };
+        assert_eq!(split_target("127.0.0.1:smtp"), Ok(("127.0.0.1", smtp)));
+        assert_eq!(split_target("[::1]:smtp"), Ok(("::1", smtp)));
+    }
+
+    #[test]
+    fn help_is_not_a_usage_error() {
+        assert!(wants_help(&args("-h")));
+        assert!(wants_help(&args("--help")));
+        assert!(!wants_help(&args("127.0.0.1:1 -h")));
+        assert!(USAGE.starts_with("usage: penctl host:port command\n"));
     }
 
     #[test]

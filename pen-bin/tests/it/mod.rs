@@ -6,6 +6,7 @@ pub(crate) mod harness;
 mod acl;
 mod cli;
 mod compat;
+mod compat_cli;
 mod compat_control;
 mod compat_runtime;
 mod control;

@@ -37,9 +37,27 @@ pub struct Bound {
     udp: Vec<std::net::UdpSocket>,
     control: Option<Listener>,
     metrics: Option<Listener>,
+    /// Whether [`Bound::open_log`] ran (else [`Bound::start`] opens the log).
+    log_open: bool,
 }
 
 impl Bound {
+    /// Opens the access log named by the `log` setting (`-l`, or a `log` line of `-O` or `-F`).
+    /// [`Bound::start`] does it if this was not called; a program that chroots between
+    /// [`Balancer::bind`] and [`Bound::start`] calls it after the chroot (and before dropping
+    /// privileges), so the log is the file inside the jail, as with C pen.
+    ///
+    /// # Errors
+    /// [`StartError::Config`] if the file cannot be opened (or the collector's socket made).
+    pub fn open_log(&mut self) -> Result<(), StartError> {
+        let log = self.shared.settings.read().log.clone();
+        (self.shared.log)
+            .reopen(log.as_deref())
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        self.log_open = true;
+        Ok(())
+    }
+
     /// The address the listener is bound to (with the real port when bound to port 0).
     pub fn listen_addr(&self) -> ListenAddr {
         self.shared.listen.lock().clone()
@@ -51,11 +69,15 @@ impl Bound {
         &self.shared
     }
 
-    /// Starts the worker threads, the control thread and the metrics listener.
+    /// Opens the access log unless [`Bound::open_log`] did, then starts the worker threads, the
+    /// control thread and the metrics listener.
     ///
     /// # Errors
-    /// [`StartError`] if a thread cannot be started.
-    pub fn start(self) -> Result<Balancer, StartError> {
+    /// [`StartError`] if the log cannot be opened or a thread cannot be started.
+    pub fn start(mut self) -> Result<Balancer, StartError> {
+        if !self.log_open {
+            self.open_log()?;
+        }
         let Bound {
             shared,
             ctl,
@@ -65,6 +87,7 @@ impl Bound {
             udp,
             control,
             metrics,
+            log_open: _,
         } = self;
         let mut threads = Vec::with_capacity(ends.len() + 2);
         let mut udp = udp.into_iter();
@@ -297,11 +320,8 @@ impl Balancer {
         if let Some(file) = &config.config_file {
             ctl.apply_file(file).map_err(StartError::ConfigFile)?;
         }
-        // Open the access log now (`-l`), before a daemon forks or chroots.
-        let log = shared.settings.read().log.clone();
-        (shared.log)
-            .reopen(log.as_deref())
-            .map_err(|e| StartError::Config(e.to_string()))?;
+        // The access log (`-l`) is opened by `Bound::open_log` (before a daemon forks, or after
+        // a chroot) or else by `Bound::start`.
         Ok(Bound {
             shared,
             ctl,
@@ -311,6 +331,7 @@ impl Balancer {
             udp,
             control: control.and_then(|c| c.0),
             metrics,
+            log_open: false,
         })
     }
 
