@@ -334,10 +334,9 @@ impl Pen {
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
-        let deadline = Instant::now() + WAIT;
-        loop {
+        let ready = poll_until(WAIT, || {
             if let Ok(Some(st)) = self.child.try_wait() {
-                return Err(format!("pen exited early with {st}"));
+                return Some(Err(format!("pen exited early with {st}")));
             }
             // Cheap probe first (the system may hold tens of thousands of TIME_WAIT sockets,
             // which makes /proc/net/tcp slow): is anything accepting on the control port?
@@ -348,50 +347,39 @@ impl Pen {
             } else {
                 TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok()
             };
-            if up {
-                // Then make sure both listeners belong to this pen (not to a port thief).
-                let inodes = socket_inodes(self.pid);
-                let listening = match &self.listen {
-                    Target::Tcp(a) => {
-                        let port = a
-                            .rsplit(':')
-                            .next()
-                            .and_then(|p| p.parse().ok())
-                            .unwrap_or(0);
-                        tcp_listening(port, &inodes)
-                    }
-                    Target::Unix(p) => unix_listening(p, &inodes),
-                };
-                let ctl_listening = if unix_ctl {
-                    unix_listening(Path::new(&self.control), &inodes)
-                } else {
-                    tcp_listening(cport, &inodes)
-                };
-                if listening && ctl_listening {
-                    return Ok(());
+            if !up {
+                return None;
+            }
+            // Then make sure both listeners belong to this pen (not to a port thief).
+            let inodes = socket_inodes(self.pid);
+            let listening = match &self.listen {
+                Target::Tcp(a) => {
+                    let port = a
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(0);
+                    tcp_listening(port, &inodes)
                 }
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return Err("pen did not listen within 5 s".into());
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+                Target::Unix(p) => unix_listening(p, &inodes),
+            };
+            let ctl_listening = if unix_ctl {
+                unix_listening(Path::new(&self.control), &inodes)
+            } else {
+                tcp_listening(cport, &inodes)
+            };
+            (listening && ctl_listening).then_some(Ok(()))
+        });
+        ready.unwrap_or_else(|| {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            Err("pen did not listen within 5 s".into())
+        })
     }
 
     /// Waits (bounded) for pen to exit on its own.
     pub(crate) fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        poll_until(within, || self.child.try_wait().ok().flatten())
     }
 
     /// Sends one control line directly over TCP and reads the reply to EOF.
@@ -477,20 +465,13 @@ pub(crate) fn run_bounded_full(
         .stderr(std::fs::File::create(&err_p).expect("create err"))
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {}: {e}", prog.display()));
-    let deadline = Instant::now() + within;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{} {args:?} did not finish within {within:?}",
-                prog.display()
-            );
-        }
-        thread::sleep(Duration::from_millis(5));
+    let Some(status) = poll_until(within, || child.try_wait().expect("try_wait")) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{} {args:?} did not finish within {within:?}",
+            prog.display()
+        );
     };
     let out = std::fs::read_to_string(&out_p).unwrap_or_default();
     let err = std::fs::read_to_string(&err_p).unwrap_or_default();
@@ -637,18 +618,31 @@ pub(crate) fn peek(s: &mut TcpStream, window: Duration) -> Peek {
     r
 }
 
-/// Polls `f` every 20 ms until it returns Some, or panics after `within` with `what`.
-pub(crate) fn wait_for<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+/// How often [`poll_until`] looks again.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Calls `f` until it returns `Some` (every [`POLL`]), or returns `None` once `within` has
+/// passed (`f` is called at least once, and once more at the deadline). The only pause of these
+/// tests' waits: whatever waits for pen, a process or a socket state polls through here (or
+/// blocks on a read with a timeout).
+pub(crate) fn poll_until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = f() {
-            return v;
+            return Some(v);
         }
-        if Instant::now() > deadline {
-            panic!("timed out after {within:?} waiting for {what}");
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
         }
-        thread::sleep(Duration::from_millis(20));
+        thread::sleep(POLL.min(deadline - now));
     }
+}
+
+/// Waits until `f` returns `Some` and returns it; panics naming `what` if that has not happened
+/// within `within`.
+pub(crate) fn wait_for<T>(within: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    poll_until(within, f).unwrap_or_else(|| panic!("timed out after {within:?} waiting for {what}"))
 }
 
 fn socket_inodes(pid: u32) -> HashSet<u64> {

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use super::backends::Backend;
 use super::harness::{
-    free_port, is_c_pen, pen_bin, run_bounded_full, running_as_root, wait_for, PenBuilder,
-    ScratchDir, WAIT,
+    free_port, is_c_pen, pen_bin, poll_until, run_bounded_full, running_as_root, wait_for,
+    PenBuilder, ScratchDir, WAIT,
 };
 
 /// Is process `pid` still there (a zombie counts as gone: nobody may reap a daemon's corpse)?
@@ -57,14 +57,7 @@ impl Daemon {
 
     /// Waits (bounded) for the process to be gone.
     fn wait_gone(&self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while alive(self.pid) {
-            if Instant::now() > deadline {
-                return false;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        true
+        poll_until(within, || (!alive(self.pid)).then_some(())).is_some()
     }
 }
 
