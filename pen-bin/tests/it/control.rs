@@ -3,7 +3,8 @@
 
 use super::backends::Backend;
 use super::harness::{
-    connect, is_c_pen, peek, poll_until, read_to_eof, wait_for, Peek, Pen, PenBuilder, WAIT,
+    connect, fd_count, is_c_pen, peek, poll_until, read_to_eof, wait_for, wait_until, Peek, Pen,
+    PenBuilder, WAIT,
 };
 use std::io::Write;
 use std::net::{Shutdown, TcpListener};
@@ -288,9 +289,12 @@ fn control_client_queued_behind_full_table_is_served() {
     }
     let a = Backend::name("A");
     let pen = PenBuilder::new().server(a.spec()).start();
+    let fds = fd_count(pen.pid);
     let mut idle: Vec<_> = (0..64).map(|_| connect(&pen.control)).collect();
     // Make sure pen has taken all 64 before the queued one arrives.
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until(WAIT, "pen to accept the 64 idle control clients", || {
+        fd_count(pen.pid) >= fds + 64
+    });
     let mut queued = connect(&pen.control);
     queued.write_all(b"timeout\n").expect("write");
     drop(idle.pop());

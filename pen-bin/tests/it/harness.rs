@@ -645,6 +645,11 @@ pub(crate) fn wait_for<T>(within: Duration, what: &str, f: impl FnMut() -> Optio
     poll_until(within, f).unwrap_or_else(|| panic!("timed out after {within:?} waiting for {what}"))
 }
 
+/// Waits until `cond` holds; panics naming `what` if it does not within `within`.
+pub(crate) fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    wait_for(within, what, || cond().then_some(()));
+}
+
 fn socket_inodes(pid: u32) -> HashSet<u64> {
     let mut set = HashSet::new();
     let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -678,6 +683,82 @@ fn tcp_listening(port: u16, inodes: &HashSet<u64>) -> bool {
         }
     }
     false
+}
+
+/// TCP state numbers of `/proc/net/tcp`.
+pub(crate) const TCP_ESTABLISHED: u8 = 0x01;
+pub(crate) const TCP_SYN_RECV: u8 = 0x03;
+pub(crate) const TCP_LISTEN: u8 = 0x0A;
+
+/// One TCP socket as `/proc/net/tcp` or `/proc/net/tcp6` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TcpRow {
+    pub(crate) local_port: u16,
+    pub(crate) remote_port: u16,
+    /// [`TCP_ESTABLISHED`], [`TCP_SYN_RECV`], [`TCP_LISTEN`], ...
+    pub(crate) state: u8,
+    /// Bytes sent and not yet acknowledged by the peer.
+    pub(crate) tx_queue: u64,
+    /// Established: bytes received and not yet read by the socket's owner. Listening:
+    /// connections waiting in the accept queue.
+    pub(crate) rx_queue: u64,
+    /// The socket's inode (as in the `socket:[INODE]` links of `/proc/PID/fd`).
+    pub(crate) inode: u64,
+}
+
+/// Every TCP socket (IPv4 and IPv6) of this network namespace.
+pub(crate) fn tcp_rows() -> Vec<TcpRow> {
+    let port = |a: &str| u16::from_str_radix(a.rsplit(':').next()?, 16).ok();
+    let mut rows = Vec::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        rows.extend(text.lines().skip(1).filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let (tx, rx) = w.get(4)?.split_once(':')?;
+            Some(TcpRow {
+                local_port: port(w.get(1)?)?,
+                remote_port: port(w.get(2)?)?,
+                state: u8::from_str_radix(w.get(3)?, 16).ok()?,
+                tx_queue: u64::from_str_radix(tx, 16).ok()?,
+                rx_queue: u64::from_str_radix(rx, 16).ok()?,
+                inode: w.get(9)?.parse().ok()?,
+            })
+        }));
+    }
+    rows
+}
+
+/// How many connections wait in the accept queue of the listener(s) on `port`; `None` if
+/// nothing listens there.
+pub(crate) fn accept_queue(port: u16) -> Option<u64> {
+    let rows: Vec<TcpRow> = tcp_rows()
+        .into_iter()
+        .filter(|r| r.state == TCP_LISTEN && r.local_port == port)
+        .collect();
+    (!rows.is_empty()).then(|| rows.iter().map(|r| r.rx_queue).sum())
+}
+
+/// This end and the other end of loopback connection `s`, if both are still there.
+pub(crate) fn both_ends(s: &TcpStream) -> Option<(TcpRow, TcpRow)> {
+    let (me, peer) = (s.local_addr().ok()?.port(), s.peer_addr().ok()?.port());
+    let rows = tcp_rows();
+    let end = |local: u16, remote: u16| {
+        rows.iter()
+            .find(|r| r.local_port == local && r.remote_port == remote)
+            .copied()
+    };
+    Some((end(me, peer)?, end(peer, me)?))
+}
+
+/// True once everything written on `s` (a loopback connection) has been acknowledged by the
+/// peer's kernel and read by the peer process.
+pub(crate) fn peer_read_all(s: &TcpStream) -> bool {
+    both_ends(s).is_some_and(|(mine, theirs)| mine.tx_queue == 0 && theirs.rx_queue == 0)
+}
+
+/// Does process `pid` hold the socket with this inode (see [`TcpRow::inode`])?
+pub(crate) fn holds_socket(pid: u32, inode: u64) -> bool {
+    socket_inodes(pid).contains(&inode)
 }
 
 /// Is there a listening Unix socket bound to `path` owned by one of `inodes`?

@@ -16,8 +16,8 @@ use rustls::{ClientConfig, HandshakeKind, ProtocolVersion};
 
 use super::backends::Backend;
 use super::harness::{
-    free_port, is_c_pen, pen_bin, run_bounded_full, running_as_root, stream_sum, wait_for,
-    write_stream, Fnv, Pen, PenBuilder, ScratchDir, WAIT,
+    accept_queue, free_port, is_c_pen, peer_read_all, pen_bin, run_bounded_full, running_as_root,
+    stream_sum, wait_for, wait_until, write_stream, Fnv, Pen, PenBuilder, ScratchDir, WAIT,
 };
 use super::tls_util::{
     drain, duplex, half_close, handshake, http_reporter, metric, metric_sum, put, read_all,
@@ -802,7 +802,23 @@ fn stalled_handshakes_do_not_block_other_clients() {
     let mut after_hello = pen.connect();
     let hello = client_hello_prefix(&cfg, usize::MAX);
     after_hello.write_all(&hello).expect("send a ClientHello");
-    thread::sleep(Duration::from_millis(200));
+    // pen has taken all three, read the partial ClientHello, and answered the whole one (its
+    // answer is left unread: peeked at).
+    let port: u16 = pen
+        .addr()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    wait_until(WAIT, "pen to accept the three stalling clients", || {
+        accept_queue(port) == Some(0)
+    });
+    wait_until(WAIT, "pen to read the partial ClientHello", || {
+        peer_read_all(&halfway)
+    });
+    after_hello
+        .peek(&mut [0u8; 1])
+        .expect("pen's first flight arrives");
     for i in 0..3 {
         let mut s = tls(&pen, &cfg, "localhost");
         echo_once(&mut s, format!("served while others stall, {i}").as_bytes());
