@@ -547,7 +547,10 @@ fn reload_case(tag: &str, reload: impl Fn(&Pen) -> Option<String>) {
             "reload of a broken key: {reply:?}"
         );
     } else {
-        thread::sleep(Duration::from_millis(300));
+        wait_until(WAIT, "the failed reload's log line", || {
+            pen.log_text()
+                .contains("pen: SIGHUP: certificates not reloaded")
+        });
     }
     let mut third = tls(&pen, &cfg, "localhost");
     assert!(leaf_of(&third) == b.der, "still certificate B");
