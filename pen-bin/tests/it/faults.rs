@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use super::backends::{abort, Backend, FullQueue};
 use super::harness::{
-    both_ends, connect, holds_socket, is_c_pen, peek, peer_read_all, read_to_eof, stream_sum,
-    wait_for, wait_until, write_stream, Fnv, Peek, Pen, PenBuilder, Prng, ScratchDir, WAIT,
+    connect, holds_socket, is_c_pen, peek, peer_has_read, read_to_eof, stream_sum, wait_for,
+    wait_until, write_stream, Fnv, Peek, Pen, PenBuilder, Prng, ScratchDir, WAIT,
 };
 
 /// [ours] Seconds left of server `n`'s blacklisting per `servers`, if blacklisted.
@@ -458,8 +458,7 @@ fn control_garbage_and_broken_clients_leave_pen_serving() {
     let mut c = connect(&pen.control);
     c.write_all(b"blacklist 9").expect("write");
     // pen reads the partial line first, then sees the reset and closes its end.
-    wait_until(WAIT, "pen to read the partial line", || peer_read_all(&c));
-    let (_, pen_end) = both_ends(&c).expect("both ends of the control connection");
+    let pen_end = wait_for(WAIT, "pen to read the partial line", || peer_has_read(&c));
     assert!(holds_socket(pen.pid, pen_end.inode), "pen holds its end");
     abort(c);
     wait_until(WAIT, "pen to close the reset control connection", || {

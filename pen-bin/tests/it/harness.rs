@@ -706,18 +706,21 @@ pub(crate) struct TcpRow {
     pub(crate) inode: u64,
 }
 
-/// Every TCP socket (IPv4 and IPv6) of this network namespace.
-pub(crate) fn tcp_rows() -> Vec<TcpRow> {
-    let port = |a: &str| u16::from_str_radix(a.rsplit(':').next()?, 16).ok();
+/// The TCP sockets (IPv4 and IPv6) with `port` as their local or remote port. Reading
+/// `/proc/net/tcp` takes tens of milliseconds when the system holds tens of thousands of sockets
+/// (e.g. in TIME_WAIT after the load tests), so only the lines naming the port are parsed.
+pub(crate) fn tcp_rows(port: u16) -> Vec<TcpRow> {
+    let pat = format!(":{port:04X} ");
+    let hex_port = |a: &str| u16::from_str_radix(a.rsplit(':').next()?, 16).ok();
     let mut rows = Vec::new();
     for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let text = std::fs::read_to_string(f).unwrap_or_default();
-        rows.extend(text.lines().skip(1).filter_map(|l| {
+        rows.extend(text.lines().filter(|l| l.contains(&pat)).filter_map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
             let (tx, rx) = w.get(4)?.split_once(':')?;
             Some(TcpRow {
-                local_port: port(w.get(1)?)?,
-                remote_port: port(w.get(2)?)?,
+                local_port: hex_port(w.get(1)?)?,
+                remote_port: hex_port(w.get(2)?)?,
                 state: u8::from_str_radix(w.get(3)?, 16).ok()?,
                 tx_queue: u64::from_str_radix(tx, 16).ok()?,
                 rx_queue: u64::from_str_radix(rx, 16).ok()?,
@@ -725,35 +728,32 @@ pub(crate) fn tcp_rows() -> Vec<TcpRow> {
             })
         }));
     }
+    rows.retain(|r| r.local_port == port || r.remote_port == port);
     rows
 }
 
 /// How many connections wait in the accept queue of the listener(s) on `port`; `None` if
 /// nothing listens there.
 pub(crate) fn accept_queue(port: u16) -> Option<u64> {
-    let rows: Vec<TcpRow> = tcp_rows()
+    let rows: Vec<TcpRow> = tcp_rows(port)
         .into_iter()
         .filter(|r| r.state == TCP_LISTEN && r.local_port == port)
         .collect();
     (!rows.is_empty()).then(|| rows.iter().map(|r| r.rx_queue).sum())
 }
 
-/// This end and the other end of loopback connection `s`, if both are still there.
-pub(crate) fn both_ends(s: &TcpStream) -> Option<(TcpRow, TcpRow)> {
+/// The other end of loopback connection `s` once everything written on `s` has been
+/// acknowledged by the peer's kernel and read by the peer process; `None` before.
+pub(crate) fn peer_has_read(s: &TcpStream) -> Option<TcpRow> {
     let (me, peer) = (s.local_addr().ok()?.port(), s.peer_addr().ok()?.port());
-    let rows = tcp_rows();
+    let rows = tcp_rows(me);
     let end = |local: u16, remote: u16| {
         rows.iter()
             .find(|r| r.local_port == local && r.remote_port == remote)
             .copied()
     };
-    Some((end(me, peer)?, end(peer, me)?))
-}
-
-/// True once everything written on `s` (a loopback connection) has been acknowledged by the
-/// peer's kernel and read by the peer process.
-pub(crate) fn peer_read_all(s: &TcpStream) -> bool {
-    both_ends(s).is_some_and(|(mine, theirs)| mine.tx_queue == 0 && theirs.rx_queue == 0)
+    let (mine, theirs) = (end(me, peer)?, end(peer, me)?);
+    (mine.tx_queue == 0 && theirs.rx_queue == 0).then_some(theirs)
 }
 
 /// Does process `pid` hold the socket with this inode (see [`TcpRow::inode`])?

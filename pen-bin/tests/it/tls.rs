@@ -16,7 +16,7 @@ use rustls::{ClientConfig, HandshakeKind, ProtocolVersion};
 
 use super::backends::Backend;
 use super::harness::{
-    accept_queue, free_port, is_c_pen, peer_read_all, pen_bin, run_bounded_full, running_as_root,
+    fd_count, free_port, is_c_pen, peer_has_read, pen_bin, run_bounded_full, running_as_root,
     stream_sum, wait_for, wait_until, write_stream, Fnv, Pen, PenBuilder, ScratchDir, WAIT,
 };
 use super::tls_util::{
@@ -795,6 +795,7 @@ fn stalled_handshakes_do_not_block_other_clients() {
     let echo = Backend::echo();
     let pen = site.pen(&[], echo.spec());
     let cfg = site.client();
+    let fds = fd_count(pen.pid);
     // One client says nothing; one stops in the middle of its ClientHello; one sends a whole
     // ClientHello and then never reads pen's reply nor sends its Finished.
     let silent = pen.connect();
@@ -805,19 +806,14 @@ fn stalled_handshakes_do_not_block_other_clients() {
     let mut after_hello = pen.connect();
     let hello = client_hello_prefix(&cfg, usize::MAX);
     after_hello.write_all(&hello).expect("send a ClientHello");
-    // pen has taken all three, read the partial ClientHello, and answered the whole one (its
-    // answer is left unread: peeked at).
-    let port: u16 = pen
-        .addr()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
+    // pen has taken all three (one descriptor each: no server connection before the handshake
+    // is done), read the partial ClientHello, and answered the whole one (its answer is left
+    // unread: peeked at).
     wait_until(WAIT, "pen to accept the three stalling clients", || {
-        accept_queue(port) == Some(0)
+        fd_count(pen.pid) >= fds + 3
     });
-    wait_until(WAIT, "pen to read the partial ClientHello", || {
-        peer_read_all(&halfway)
+    wait_for(WAIT, "pen to read the partial ClientHello", || {
+        peer_has_read(&halfway)
     });
     after_hello
         .peek(&mut [0u8; 1])

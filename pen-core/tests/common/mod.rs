@@ -85,10 +85,12 @@ pub(crate) struct TcpSocket {
 }
 
 /// The IPv4 TCP sockets whose local port is `port` (a listener and the connections it took).
+/// Only the lines naming the port are parsed: `/proc/net/tcp` may list tens of thousands.
 pub(crate) fn tcp_sockets_on(port: u16) -> Vec<TcpSocket> {
     let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let pat = format!(":{port:04X} ");
     text.lines()
-        .skip(1)
+        .filter(|l| l.contains(&pat))
         .filter_map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
             let local = u16::from_str_radix(w.get(1)?.rsplit(':').next()?, 16).ok()?;
