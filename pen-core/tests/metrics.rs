@@ -12,7 +12,7 @@
 )]
 
 mod common;
-use common::{echo_backend, wait_until};
+use common::{echo_backend, tcp_sockets_on, wait_until, TCP_ESTABLISHED, TCP_LISTEN};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
@@ -220,7 +220,17 @@ fn at_most_64_clients_and_a_freed_place_is_reused() {
     let (b, maddr) = start(&[echo_backend()]);
     // 64 idle clients take every place.
     let idle: Vec<TcpStream> = (0..64).map(|_| connect(maddr)).collect();
-    thread::sleep(Duration::from_millis(300)); // let the listener accept them all
+    // Let the listener accept them all: 64 connections on its port, none left in its queue.
+    wait_until("the listener to accept the 64 idle clients", || {
+        let socks = tcp_sockets_on(maddr.port());
+        let conns = socks.iter().filter(|s| s.state == TCP_ESTABLISHED).count();
+        let queued: u64 = socks
+            .iter()
+            .filter(|s| s.state == TCP_LISTEN)
+            .map(|s| s.rx_queue)
+            .sum();
+        conns >= 64 && queued == 0
+    });
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let r = get(maddr, "/metrics");

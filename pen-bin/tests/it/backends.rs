@@ -125,11 +125,14 @@ impl Backend {
         )
     }
 
-    /// Reads to EOF, then keeps the connection open (neither writing nor closing) for 10 s.
+    /// Reads to EOF, then keeps the connection open (neither writing nor closing) until the
+    /// backend is dropped.
     pub(crate) fn linger() -> Self {
-        Self::with(
-            "127.0.0.1:0",
-            Arc::new(|mut s: TcpStream| {
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let h2 = held.clone();
+        Self::spawn(
+            Self::bind("127.0.0.1:0"),
+            Arc::new(move |mut s: TcpStream| {
                 s.set_read_timeout(Some(Duration::from_secs(10))).ok();
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = s.read(&mut buf) {
@@ -137,8 +140,9 @@ impl Backend {
                         break;
                     }
                 }
-                thread::sleep(Duration::from_secs(10));
+                h2.lock().expect("lock").push(s);
             }),
+            held,
         )
     }
 

@@ -2,7 +2,10 @@
 //! captured C pen replies.
 
 use super::backends::Backend;
-use super::harness::{connect, is_c_pen, peek, read_to_eof, wait_for, Peek, Pen, PenBuilder, WAIT};
+use super::harness::{
+    connect, fd_count, is_c_pen, peek, poll_until, read_to_eof, wait_for, wait_until, Peek, Pen,
+    PenBuilder, WAIT,
+};
 use std::io::Write;
 use std::net::{Shutdown, TcpListener};
 use std::time::Duration;
@@ -286,9 +289,12 @@ fn control_client_queued_behind_full_table_is_served() {
     }
     let a = Backend::name("A");
     let pen = PenBuilder::new().server(a.spec()).start();
+    let fds = fd_count(pen.pid);
     let mut idle: Vec<_> = (0..64).map(|_| connect(&pen.control)).collect();
     // Make sure pen has taken all 64 before the queued one arrives.
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until(WAIT, "pen to accept the 64 idle control clients", || {
+        fd_count(pen.pid) >= fds + 64
+    });
     let mut queued = connect(&pen.control);
     queued.write_all(b"timeout\n").expect("write");
     drop(idle.pop());
@@ -476,16 +482,12 @@ fn recent_lists_each_client() {
         "127.0.0.2 connects 1 sx 1 rx 0",
         "127.0.0.3 connects 2 sx 2 rx 0",
     ];
-    let deadline = std::time::Instant::now() + WAIT;
-    let mut lines: Vec<String>;
-    loop {
+    let mut lines: Vec<String> = Vec::new();
+    poll_until(WAIT, || {
         lines = pen.ctl("recent").lines().map(str::to_string).collect();
         lines.sort();
-        if lines == want || std::time::Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        (lines == want).then_some(())
+    });
     assert_eq!(
         lines, want,
         "recent after 127.0.0.2 x1 and 127.0.0.3 x2 (1 byte from the server each)"

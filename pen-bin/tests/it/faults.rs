@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use super::backends::{abort, Backend, FullQueue};
 use super::harness::{
-    connect, is_c_pen, peek, read_to_eof, stream_sum, wait_for, write_stream, Fnv, Peek, Pen,
-    PenBuilder, Prng, ScratchDir, WAIT,
+    connect, holds_socket, is_c_pen, peek, peer_has_read, read_to_eof, stream_sum, wait_for,
+    wait_until, write_stream, Fnv, Peek, Pen, PenBuilder, Prng, ScratchDir, WAIT,
 };
 
 /// [ours] Seconds left of server `n`'s blacklisting per `servers`, if blacklisted.
@@ -454,10 +454,11 @@ fn control_garbage_and_broken_clients_leave_pen_serving() {
     );
     ping(&mut relayed);
 
-    // Vanishing mid-command with a reset: what arrived was executed at once.
+    // Vanishing mid-command with a reset: what arrived was executed at once (as C pen).
     let mut c = connect(&pen.control);
     c.write_all(b"blacklist 9").expect("write");
-    thread::sleep(Duration::from_millis(100)); // pen reads the partial line first
+    // pen reads the partial line first (a reset before that would discard it).
+    wait_for(WAIT, "pen to read the partial line", || peer_has_read(&c));
     abort(c);
     wait_for(WAIT, "the partial line of a reset client applied", || {
         (pen.ctl("blacklist") == "9\n").then_some(())

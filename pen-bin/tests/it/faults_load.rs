@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use super::backends::Backend;
 use super::harness::{
-    connect, cpu_seconds, fd_count, is_c_pen, peek, proc_status_kib, raise_nofile, read_sum,
-    read_to_eof, stream_sum, wait_for, write_stream, Fnv, Peek, Pen, PenBuilder, WAIT,
+    accept_queue, connect, cpu_seconds, fd_count, is_c_pen, peek, proc_status_kib, raise_nofile,
+    read_sum, read_to_eof, stream_sum, tcp_rows, wait_for, wait_until, write_stream, Fnv, Peek,
+    Pen, PenBuilder, TCP_ESTABLISHED, TCP_SYN_RECV, WAIT,
 };
 
 fn active(pen: &Pen) -> u64 {
@@ -288,21 +289,39 @@ fn out_of_descriptors_pen_waits_without_spinning_and_recovers() {
     wait_for(WAIT, "pen to run out of descriptors", || {
         (fd_count(pen.pid) as u64 >= NOFILE - 1).then_some(())
     });
-    // Let pen settle into its out-of-descriptors state, then classify every client.
-    thread::sleep(Duration::from_millis(300));
-    let mut fates: Vec<Fate> = clients
-        .iter_mut()
-        .enumerate()
-        .map(|(i, c)| match peek(c, Duration::from_millis(20)) {
-            Peek::Data(d) => {
-                assert_eq!(d, format!("{i:04}").as_bytes(), "client {i}");
-                Fate::Served
-            }
-            Peek::Closed => Fate::Dropped,
-            Peek::Quiet => Fate::Queued,
-        })
-        .collect();
+    // Let pen settle into its out-of-descriptors state: every connection it made to the server
+    // has been echoed back to its client. Classify the clients as their replies arrive.
     let count = |fates: &[Fate], f: Fate| fates.iter().filter(|x| **x == f).count();
+    let echo_port = echo.addr.port();
+    let mut fates = vec![Fate::Queued; CLIENTS];
+    wait_until(
+        WAIT,
+        "pen's connections to the server echoed to their clients",
+        || {
+            for (i, c) in clients.iter_mut().enumerate() {
+                if fates[i] == Fate::Queued {
+                    fates[i] = match peek(c, Duration::from_millis(1)) {
+                        Peek::Data(d) => {
+                            assert_eq!(d, format!("{i:04}").as_bytes(), "client {i}");
+                            Fate::Served
+                        }
+                        Peek::Closed => Fate::Dropped,
+                        Peek::Quiet => Fate::Queued,
+                    };
+                }
+            }
+            // The server's ends of pen's connections, accepted or not yet.
+            let at_server = tcp_rows(echo_port)
+                .iter()
+                .filter(|r| {
+                    r.local_port == echo_port && matches!(r.state, TCP_ESTABLISHED | TCP_SYN_RECV)
+                })
+                .count();
+            // (A dropped client ends the wait: the assertion below says so.)
+            count(&fates, Fate::Dropped) > 0
+                || (at_server > 0 && count(&fates, Fate::Served) >= at_server)
+        },
+    );
     // A control client arriving now waits (pen has no descriptor to accept it).
     let control = pen.control.clone();
     let ctl = thread::spawn(move || {
@@ -433,8 +452,15 @@ fn connection_limit_under_load_queues_and_loses_nobody() {
         let pauses = pen.metric("pen_accept_pauses_total").unwrap_or(0.0);
         (active(&pen) == 20 && pauses > 0.0).then_some(pauses)
     });
-    // Stays at the limit: the others are queued, not refused.
-    thread::sleep(Duration::from_millis(100));
+    // Stays at the limit: the others are queued (in the kernel's accept queue), not refused.
+    let port: u16 = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    wait_until(WAIT, "the other 80 clients in pen's accept queue", || {
+        accept_queue(port) == Some((CLIENTS - 20) as u64)
+    });
     assert_eq!(
         active(&pen),
         20,

@@ -334,10 +334,9 @@ impl Pen {
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
-        let deadline = Instant::now() + WAIT;
-        loop {
+        let ready = poll_until(WAIT, || {
             if let Ok(Some(st)) = self.child.try_wait() {
-                return Err(format!("pen exited early with {st}"));
+                return Some(Err(format!("pen exited early with {st}")));
             }
             // Cheap probe first (the system may hold tens of thousands of TIME_WAIT sockets,
             // which makes /proc/net/tcp slow): is anything accepting on the control port?
@@ -348,50 +347,39 @@ impl Pen {
             } else {
                 TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok()
             };
-            if up {
-                // Then make sure both listeners belong to this pen (not to a port thief).
-                let inodes = socket_inodes(self.pid);
-                let listening = match &self.listen {
-                    Target::Tcp(a) => {
-                        let port = a
-                            .rsplit(':')
-                            .next()
-                            .and_then(|p| p.parse().ok())
-                            .unwrap_or(0);
-                        tcp_listening(port, &inodes)
-                    }
-                    Target::Unix(p) => unix_listening(p, &inodes),
-                };
-                let ctl_listening = if unix_ctl {
-                    unix_listening(Path::new(&self.control), &inodes)
-                } else {
-                    tcp_listening(cport, &inodes)
-                };
-                if listening && ctl_listening {
-                    return Ok(());
+            if !up {
+                return None;
+            }
+            // Then make sure both listeners belong to this pen (not to a port thief).
+            let inodes = socket_inodes(self.pid);
+            let listening = match &self.listen {
+                Target::Tcp(a) => {
+                    let port = a
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(0);
+                    tcp_listening(port, &inodes)
                 }
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return Err("pen did not listen within 5 s".into());
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+                Target::Unix(p) => unix_listening(p, &inodes),
+            };
+            let ctl_listening = if unix_ctl {
+                unix_listening(Path::new(&self.control), &inodes)
+            } else {
+                tcp_listening(cport, &inodes)
+            };
+            (listening && ctl_listening).then_some(Ok(()))
+        });
+        ready.unwrap_or_else(|| {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            Err("pen did not listen within 5 s".into())
+        })
     }
 
     /// Waits (bounded) for pen to exit on its own.
     pub(crate) fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        poll_until(within, || self.child.try_wait().ok().flatten())
     }
 
     /// Sends one control line directly over TCP and reads the reply to EOF.
@@ -477,20 +465,13 @@ pub(crate) fn run_bounded_full(
         .stderr(std::fs::File::create(&err_p).expect("create err"))
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {}: {e}", prog.display()));
-    let deadline = Instant::now() + within;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{} {args:?} did not finish within {within:?}",
-                prog.display()
-            );
-        }
-        thread::sleep(Duration::from_millis(5));
+    let Some(status) = poll_until(within, || child.try_wait().expect("try_wait")) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{} {args:?} did not finish within {within:?}",
+            prog.display()
+        );
     };
     let out = std::fs::read_to_string(&out_p).unwrap_or_default();
     let err = std::fs::read_to_string(&err_p).unwrap_or_default();
@@ -637,18 +618,36 @@ pub(crate) fn peek(s: &mut TcpStream, window: Duration) -> Peek {
     r
 }
 
-/// Polls `f` every 20 ms until it returns Some, or panics after `within` with `what`.
-pub(crate) fn wait_for<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+/// How often [`poll_until`] looks again.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Calls `f` until it returns `Some` (every [`POLL`]), or returns `None` once `within` has
+/// passed (`f` is called at least once, and once more at the deadline). The only pause of these
+/// tests' waits: whatever waits for pen, a process or a socket state polls through here (or
+/// blocks on a read with a timeout).
+pub(crate) fn poll_until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = f() {
-            return v;
+            return Some(v);
         }
-        if Instant::now() > deadline {
-            panic!("timed out after {within:?} waiting for {what}");
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
         }
-        thread::sleep(Duration::from_millis(20));
+        thread::sleep(POLL.min(deadline - now));
     }
+}
+
+/// Waits until `f` returns `Some` and returns it; panics naming `what` if that has not happened
+/// within `within`.
+pub(crate) fn wait_for<T>(within: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    poll_until(within, f).unwrap_or_else(|| panic!("timed out after {within:?} waiting for {what}"))
+}
+
+/// Waits until `cond` holds; panics naming `what` if it does not within `within`.
+pub(crate) fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    wait_for(within, what, || cond().then_some(()));
 }
 
 fn socket_inodes(pid: u32) -> HashSet<u64> {
@@ -684,6 +683,82 @@ fn tcp_listening(port: u16, inodes: &HashSet<u64>) -> bool {
         }
     }
     false
+}
+
+/// TCP state numbers of `/proc/net/tcp`.
+pub(crate) const TCP_ESTABLISHED: u8 = 0x01;
+pub(crate) const TCP_SYN_RECV: u8 = 0x03;
+pub(crate) const TCP_LISTEN: u8 = 0x0A;
+
+/// One TCP socket as `/proc/net/tcp` or `/proc/net/tcp6` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TcpRow {
+    pub(crate) local_port: u16,
+    pub(crate) remote_port: u16,
+    /// [`TCP_ESTABLISHED`], [`TCP_SYN_RECV`], [`TCP_LISTEN`], ...
+    pub(crate) state: u8,
+    /// Bytes sent and not yet acknowledged by the peer.
+    pub(crate) tx_queue: u64,
+    /// Established: bytes received and not yet read by the socket's owner. Listening:
+    /// connections waiting in the accept queue.
+    pub(crate) rx_queue: u64,
+    /// The socket's inode (as in the `socket:[INODE]` links of `/proc/PID/fd`).
+    pub(crate) inode: u64,
+}
+
+/// The TCP sockets (IPv4 and IPv6) with `port` as their local or remote port. Reading
+/// `/proc/net/tcp` takes tens of milliseconds when the system holds tens of thousands of sockets
+/// (e.g. in TIME_WAIT after the load tests), so only the lines naming the port are parsed.
+pub(crate) fn tcp_rows(port: u16) -> Vec<TcpRow> {
+    let pat = format!(":{port:04X} ");
+    let hex_port = |a: &str| u16::from_str_radix(a.rsplit(':').next()?, 16).ok();
+    let mut rows = Vec::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        rows.extend(text.lines().filter(|l| l.contains(&pat)).filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let (tx, rx) = w.get(4)?.split_once(':')?;
+            Some(TcpRow {
+                local_port: hex_port(w.get(1)?)?,
+                remote_port: hex_port(w.get(2)?)?,
+                state: u8::from_str_radix(w.get(3)?, 16).ok()?,
+                tx_queue: u64::from_str_radix(tx, 16).ok()?,
+                rx_queue: u64::from_str_radix(rx, 16).ok()?,
+                inode: w.get(9)?.parse().ok()?,
+            })
+        }));
+    }
+    rows.retain(|r| r.local_port == port || r.remote_port == port);
+    rows
+}
+
+/// How many connections wait in the accept queue of the listener(s) on `port`; `None` if
+/// nothing listens there.
+pub(crate) fn accept_queue(port: u16) -> Option<u64> {
+    let rows: Vec<TcpRow> = tcp_rows(port)
+        .into_iter()
+        .filter(|r| r.state == TCP_LISTEN && r.local_port == port)
+        .collect();
+    (!rows.is_empty()).then(|| rows.iter().map(|r| r.rx_queue).sum())
+}
+
+/// The other end of loopback connection `s` once everything written on `s` has been
+/// acknowledged by the peer's kernel and read by the peer process; `None` before.
+pub(crate) fn peer_has_read(s: &TcpStream) -> Option<TcpRow> {
+    let (me, peer) = (s.local_addr().ok()?.port(), s.peer_addr().ok()?.port());
+    let rows = tcp_rows(me);
+    let end = |local: u16, remote: u16| {
+        rows.iter()
+            .find(|r| r.local_port == local && r.remote_port == remote)
+            .copied()
+    };
+    let (mine, theirs) = (end(me, peer)?, end(peer, me)?);
+    (mine.tx_queue == 0 && theirs.rx_queue == 0).then_some(theirs)
+}
+
+/// Does process `pid` hold the socket with this inode (see [`TcpRow::inode`])?
+pub(crate) fn holds_socket(pid: u32, inode: u64) -> bool {
+    socket_inodes(pid).contains(&inode)
 }
 
 /// Is there a listening Unix socket bound to `path` owned by one of `inodes`?

@@ -8,13 +8,12 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use super::backends::Backend;
 use super::harness::{
-    free_port, is_c_pen, pen_bin, run_bounded_full, running_as_root, wait_for, PenBuilder,
-    ScratchDir, WAIT,
+    free_port, is_c_pen, pen_bin, poll_until, run_bounded_full, running_as_root, wait_for,
+    wait_until, PenBuilder, ScratchDir, WAIT,
 };
 
 /// Is process `pid` still there (a zombie counts as gone: nobody may reap a daemon's corpse)?
@@ -57,14 +56,7 @@ impl Daemon {
 
     /// Waits (bounded) for the process to be gone.
     fn wait_gone(&self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while alive(self.pid) {
-            if Instant::now() > deadline {
-                return false;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        true
+        poll_until(within, || (!alive(self.pid)).then_some(())).is_some()
     }
 }
 
@@ -390,8 +382,17 @@ fn usr1_and_hup_do_not_kill_pen() {
     let a = Backend::name("A");
     let mut pen = PenBuilder::new().pid_file().server(a.spec()).start();
     for sig in ["USR1", "HUP", "USR1", "HUP"] {
+        // Each USR1 logs a summary, each HUP an error line (no -F): wait for pen's line.
+        let mark = if sig == "USR1" {
+            "pen: statistics: "
+        } else {
+            "pen: SIGHUP"
+        };
+        let before = pen.log_text().matches(mark).count();
         pen.signal(sig);
-        thread::sleep(Duration::from_millis(50));
+        wait_until(WAIT, &format!("pen's log line for {sig}"), || {
+            pen.log_text().matches(mark).count() > before
+        });
         assert!(
             pen.wait_exit(Duration::ZERO).is_none(),
             "pen survives {sig}"
@@ -422,12 +423,31 @@ fn daemon_survives_hup_and_usr1() {
     let a = Backend::name("A");
     let dir = ScratchDir::new("daemonsig");
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let (msg, code, daemon) = launch(&dir, &[listen.to_string(), a.spec()]);
+    // A daemon logs to syslog; what shows that it acted on a signal is a file: HUP reopens the
+    // access log (-l), USR1 writes the status file (-w), each creating its file if missing.
+    let access = dir.0.join("access.log");
+    let status = dir.0.join("status.html");
+    let (msg, code, daemon) = launch(
+        &dir,
+        &[
+            "-l".into(),
+            access.display().to_string(),
+            "-w".into(),
+            status.display().to_string(),
+            listen.to_string(),
+            a.spec(),
+        ],
+    );
     assert_eq!(code, 0, "{msg}");
     let daemon = daemon.expect("pid file");
-    for sig in ["HUP", "USR1"] {
+    for (sig, file) in [("HUP", &access), ("USR1", &status)] {
+        let _ = std::fs::remove_file(file);
         daemon.signal(sig);
-        thread::sleep(Duration::from_millis(50));
+        wait_until(
+            WAIT,
+            &format!("the daemon to act on {sig} ({} created)", file.display()),
+            || file.exists(),
+        );
         assert!(daemon.is_ours(), "the daemon survives {sig}");
         assert_eq!(fetch(listen), "A", "the daemon relays after {sig}");
     }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::TcpStream;
 
 use super::backends::Backend;
-use super::harness::{is_c_pen, wait_for, Pen, PenBuilder, WAIT};
+use super::harness::{is_c_pen, wait_for, wait_until, Pen, PenBuilder, WAIT};
 
 #[test]
 fn tracking_sends_a_client_back_to_its_server() {
@@ -199,8 +199,11 @@ fn tracking_expires_after_dash_t_seconds() {
     if is_c_pen() {
         return; // C pen 0.34.1 never forgets the entry here (still "A" after 4 s)
     }
-    // Each connection refreshes the entry, so no polling here: wait out -T (whole seconds).
-    std::thread::sleep(std::time::Duration::from_millis(2200));
+    // Wait out -T (each connection would refresh the entry, so poll `recent 1` instead: it
+    // lists the clients seen within the last second, and the entry expires once not listed).
+    wait_until(WAIT, "127.0.0.2 to drop out of `recent 1`", || {
+        !pen.ctl("recent 1").contains("127.0.0.2 ")
+    });
     assert_eq!(
         pen.fetch_from(2),
         "B",

@@ -16,8 +16,8 @@ use rustls::{ClientConfig, HandshakeKind, ProtocolVersion};
 
 use super::backends::Backend;
 use super::harness::{
-    free_port, is_c_pen, pen_bin, run_bounded_full, running_as_root, stream_sum, wait_for,
-    write_stream, Fnv, Pen, PenBuilder, ScratchDir, WAIT,
+    fd_count, free_port, is_c_pen, peer_has_read, pen_bin, run_bounded_full, running_as_root,
+    stream_sum, wait_for, wait_until, write_stream, Fnv, Pen, PenBuilder, ScratchDir, WAIT,
 };
 use super::tls_util::{
     drain, duplex, half_close, handshake, http_reporter, metric, metric_sum, put, read_all,
@@ -547,7 +547,10 @@ fn reload_case(tag: &str, reload: impl Fn(&Pen) -> Option<String>) {
             "reload of a broken key: {reply:?}"
         );
     } else {
-        thread::sleep(Duration::from_millis(300));
+        wait_until(WAIT, "the failed reload's log line", || {
+            pen.log_text()
+                .contains("pen: SIGHUP: certificates not reloaded")
+        });
     }
     let mut third = tls(&pen, &cfg, "localhost");
     assert!(leaf_of(&third) == b.der, "still certificate B");
@@ -792,6 +795,7 @@ fn stalled_handshakes_do_not_block_other_clients() {
     let echo = Backend::echo();
     let pen = site.pen(&[], echo.spec());
     let cfg = site.client();
+    let fds = fd_count(pen.pid);
     // One client says nothing; one stops in the middle of its ClientHello; one sends a whole
     // ClientHello and then never reads pen's reply nor sends its Finished.
     let silent = pen.connect();
@@ -802,7 +806,18 @@ fn stalled_handshakes_do_not_block_other_clients() {
     let mut after_hello = pen.connect();
     let hello = client_hello_prefix(&cfg, usize::MAX);
     after_hello.write_all(&hello).expect("send a ClientHello");
-    thread::sleep(Duration::from_millis(200));
+    // pen has taken all three (one descriptor each: no server connection before the handshake
+    // is done), read the partial ClientHello, and answered the whole one (its answer is left
+    // unread: peeked at).
+    wait_until(WAIT, "pen to accept the three stalling clients", || {
+        fd_count(pen.pid) >= fds + 3
+    });
+    wait_for(WAIT, "pen to read the partial ClientHello", || {
+        peer_has_read(&halfway)
+    });
+    after_hello
+        .peek(&mut [0u8; 1])
+        .expect("pen's first flight arrives");
     for i in 0..3 {
         let mut s = tls(&pen, &cfg, "localhost");
         echo_once(&mut s, format!("served while others stall, {i}").as_bytes());

@@ -9,10 +9,10 @@
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::harness::{
-    control, free_port, ipv6_available, is_c_pen, pen_bin, penctl_bin, run_bounded,
+    control, free_port, ipv6_available, is_c_pen, pen_bin, penctl_bin, poll_until, run_bounded,
     running_as_root, wait_for, ScratchDir, WAIT,
 };
 
@@ -89,19 +89,15 @@ impl UdpPen {
     /// Waits (at most [`WAIT`]) until the control socket accepts; fails if pen exits.
     fn wait_ready(&mut self) -> Result<(), String> {
         let probe: SocketAddr = self.control.parse().expect("control address");
-        let deadline = Instant::now() + WAIT;
-        loop {
+        poll_until(WAIT, || {
             if let Ok(Some(st)) = self.child.try_wait() {
-                return Err(format!("pen exited early: {st}"));
+                return Some(Err(format!("pen exited early: {st}")));
             }
-            if TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err("control socket not up within 5 s".into());
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+            TcpStream::connect_timeout(&probe, Duration::from_millis(200))
+                .is_ok()
+                .then_some(Ok(()))
+        })
+        .unwrap_or_else(|| Err("control socket not up within 5 s".into()))
     }
 
     fn log_text(&self) -> String {

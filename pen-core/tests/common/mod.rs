@@ -56,11 +56,49 @@ pub(crate) fn addr_of(b: &Balancer) -> SocketAddr {
     }
 }
 
-/// Waits (at most 10 s) until `f` holds.
+/// Waits (at most 10 s, looking every 10 ms) until `f` holds; panics naming `what` if it does
+/// not. The only pause of these tests' waits.
 pub(crate) fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let within = Duration::from_secs(10);
+    let deadline = Instant::now() + within;
     while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// TCP states of `/proc/net/tcp`.
+pub(crate) const TCP_ESTABLISHED: u8 = 0x01;
+pub(crate) const TCP_LISTEN: u8 = 0x0A;
+
+/// A TCP socket bound to a local port, as `/proc/net/tcp` shows it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TcpSocket {
+    /// [`TCP_ESTABLISHED`], [`TCP_LISTEN`], ...
+    pub(crate) state: u8,
+    /// Established: bytes not yet read by the owner. Listening: connections waiting to be
+    /// accepted.
+    pub(crate) rx_queue: u64,
+}
+
+/// The IPv4 TCP sockets whose local port is `port` (a listener and the connections it took).
+/// Only the lines naming the port are parsed: `/proc/net/tcp` may list tens of thousands.
+pub(crate) fn tcp_sockets_on(port: u16) -> Vec<TcpSocket> {
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let pat = format!(":{port:04X} ");
+    text.lines()
+        .filter(|l| l.contains(&pat))
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let local = u16::from_str_radix(w.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let (_, rx) = w.get(4)?.split_once(':')?;
+            (local == port).then_some(TcpSocket {
+                state: u8::from_str_radix(w.get(3)?, 16).ok()?,
+                rx_queue: u64::from_str_radix(rx, 16).ok()?,
+            })
+        })
+        .collect()
 }
