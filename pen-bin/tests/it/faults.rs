@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use super::backends::{abort, Backend, FullQueue};
 use super::harness::{
-    connect, holds_socket, is_c_pen, peek, peer_has_read, read_to_eof, stream_sum, wait_for,
-    wait_until, write_stream, Fnv, Peek, Pen, PenBuilder, Prng, ScratchDir, WAIT,
+    connect, is_c_pen, peek, peer_has_read, read_to_eof, stream_sum, wait_for, write_stream, Fnv,
+    Peek, Pen, PenBuilder, Prng, ScratchDir, WAIT,
 };
 
 /// [ours] Seconds left of server `n`'s blacklisting per `servers`, if blacklisted.

@@ -756,11 +756,6 @@ pub(crate) fn peer_has_read(s: &TcpStream) -> Option<TcpRow> {
     (mine.tx_queue == 0 && theirs.rx_queue == 0).then_some(theirs)
 }
 
-/// Does process `pid` hold the socket with this inode (see [`TcpRow::inode`])?
-pub(crate) fn holds_socket(pid: u32, inode: u64) -> bool {
-    socket_inodes(pid).contains(&inode)
-}
-
 /// Is there a listening Unix socket bound to `path` owned by one of `inodes`?
 fn unix_listening(path: &Path, inodes: &HashSet<u64>) -> bool {
     let text = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
