@@ -6,6 +6,7 @@ pub(crate) mod harness;
 mod acl;
 mod cli;
 mod compat;
+mod compat_output;
 mod control;
 mod failover;
 mod faults;

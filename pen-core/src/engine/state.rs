@@ -28,6 +28,8 @@ pub(crate) enum WorkerMsg {
     Describe(usize, mpsc::Sender<Option<String>>),
     /// Which connection (slot) owns this file descriptor?
     FindSocket(RawFd, mpsc::Sender<Option<usize>>),
+    /// The open connections, for the status page.
+    List(mpsc::Sender<Vec<crate::engine::messages::ConnRow>>),
 }
 
 /// The way into one worker: its poller (to wake it) and its message channel.

@@ -159,6 +159,20 @@ impl crate::engine::messages::Engine for UdpWorker {
         (self.slots.iter()).find_map(|(slot, f)| (f.sock.as_raw_fd() == fd).then_some(slot))
     }
 
+    fn connections(&self) -> Vec<crate::engine::messages::ConnRow> {
+        (self.slots.iter())
+            .map(|(slot, f)| crate::engine::messages::ConnRow {
+                slot,
+                downfd: self.sock.as_raw_fd(),
+                upfd: f.sock.as_raw_fd(),
+                pending_down: 0,
+                pending_up: 0,
+                client: f.ip,
+                target: f.target,
+            })
+            .collect()
+    }
+
     fn describe(&self, slot: usize) -> Option<String> {
         let f = self.slots.get(slot)?;
         Some(format!(

@@ -32,6 +32,8 @@ pub(crate) struct Controller {
     lock: Mutex<()>,
     /// The `-F` config file (re-read on reload, default target of `write`).
     config_file: Option<PathBuf>,
+    /// The start-up options `write` shows (the parts that cannot change while running).
+    start: crate::control::write::StartLine,
 }
 
 /// Where a transaction starts from.
@@ -50,7 +52,24 @@ impl Controller {
             base: Mutex::new(None),
             lock: Mutex::new(()),
             config_file,
+            start: crate::control::write::StartLine::default(),
         }
+    }
+
+    /// Records the start-up options `write` shows in its second comment line (C pen's
+    /// `-U -f -X -j -p -u`).
+    pub(crate) fn with_start(mut self, config: &crate::runtime::config::Config) -> Self {
+        let shown = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        self.start = crate::control::write::StartLine {
+            udp: config.udp,
+            foreground: config.foreground,
+            exit_enabled: config.exit_enabled,
+            chroot: shown(&config.chroot),
+            pid_file: shown(&config.pid_file),
+            user: config.user.clone(),
+            ..Default::default()
+        };
+        self
     }
 
     /// The `-F` config file, if any.
@@ -191,9 +210,18 @@ impl Controller {
                 })?,
         };
         let model = snapshot(&self.shared);
-        let control = self.shared.control.lock().clone();
+        let mut start = self.start.clone();
+        start.control = self.shared.control.lock().clone();
+        {
+            let t = self.shared.servers.read();
+            let shown = |s: Option<&crate::domain::server::Server>| {
+                s.and_then(|s| s.addr).map(|a| a.to_string())
+            };
+            start.emergency = shown(t.emergency.as_ref());
+            start.abuse = shown(t.abuse.as_ref());
+        }
         let time = crate::domain::clock::format_utc(self.shared.clock.wall_secs());
-        let text = crate::control::write::render(&model, control.as_ref(), &path, time);
+        let text = crate::control::write::render(&model, &start, &path, time);
         crate::files::write_atomically(&path, text.as_bytes()).map_err(|source| {
             ApplyError::Io {
                 context: format!("cannot write '{}'", path.display()),
