@@ -265,6 +265,7 @@ fn udp_write_header_starts_with_dash_u() {
 struct Spawned {
     child: Child,
     control: String,
+    listen: String,
 }
 
 impl Spawned {
@@ -279,7 +280,7 @@ impl Spawned {
             }
             args.extend(["-C".into(), control.clone()]);
             args.extend(opts.iter().map(|o| o.to_string()));
-            args.push(listen);
+            args.push(listen.clone());
             args.extend(servers.iter().map(|s| s.to_string()));
             let log = std::fs::File::create(dir.join("spawned.log")).unwrap();
             let mut child = Command::new(bin)
@@ -292,7 +293,11 @@ impl Spawned {
             let t0 = Instant::now();
             while t0.elapsed() < WAIT {
                 if TcpStream::connect(&control).is_ok() {
-                    return Spawned { child, control };
+                    return Spawned {
+                        child,
+                        control,
+                        listen,
+                    };
                 }
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
@@ -389,4 +394,78 @@ fn each_pen_loads_the_others_write_file() {
         server_lines(&reader.control),
         "servers after loading\n{text}"
     );
+}
+
+/// The `recent` line of 127.0.0.1, if any.
+fn recent_line(control_addr: &str) -> Option<String> {
+    (control(control_addr, "recent").lines())
+        .find(|l| l.starts_with("127.0.0.1 "))
+        .map(str::to_string)
+}
+
+#[test]
+fn recent_and_connects_carry_on_across_tracking_expiry() {
+    let a = Backend::name("A");
+    let b = Backend::name("B");
+    let pen = PenBuilder::new()
+        .opts(&["-T", "1"])
+        .server(a.spec())
+        .server(b.spec())
+        .start();
+    for _ in 0..2 {
+        pen.fetch();
+    }
+    wait_for(WAIT, "two connects in recent", || {
+        let l = recent_line(&pen.control)?;
+        (l == "127.0.0.1 connects 2 sx 2 rx 0").then_some(())
+    });
+    // The tracking time passes: the next connect may go elsewhere, but the client's entry,
+    // its connects and its bytes carry on (C pen: `connects 3`).
+    std::thread::sleep(Duration::from_millis(2100));
+    pen.fetch();
+    let line = wait_for(WAIT, "the third connect in recent", || {
+        recent_line(&pen.control).filter(|l| l.contains(" sx 3 "))
+    });
+    assert_eq!(line, "127.0.0.1 connects 3 sx 3 rx 0");
+}
+
+#[test]
+fn udp_recent_counts_the_clients_bytes_while_its_flow_lives() {
+    let dir = ScratchDir::new("udprecent");
+    let backend = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = backend.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = backend.recv_from(&mut buf) {
+            let mut reply = b"reply:".to_vec();
+            reply.extend_from_slice(buf.get(..n).unwrap_or_default());
+            let _ = backend.send_to(&reply, from);
+        }
+    });
+    let pen = Spawned::start(&pen_bin(), &["-U"], &dir.0, &[&server]);
+    let listen = pen.listen.clone();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 64];
+    for _ in 0..4 {
+        client.send_to(b"ab", &listen).unwrap();
+        let (n, _) = client.recv_from(&mut buf).expect("a reply through pen");
+        assert_eq!(buf.get(..n), Some(&b"reply:ab"[..]));
+    }
+    // While the flow lives, `recent` counts the bytes received from the client (C pen: `rx 6`,
+    // the first datagram left out; ours: `rx 8`), and `servers` the bytes sent to the server.
+    let line = wait_for(WAIT, "the client's bytes in recent", || {
+        recent_line(&pen.control).filter(|l| !l.ends_with(" rx 0"))
+    });
+    let rx: u64 = (line.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_default();
+    assert!((6..=8).contains(&rx), "{line}");
+    assert!(line.starts_with("127.0.0.1 connects 1 sx "), "{line}");
+    let servers = control(&pen.control, "servers");
+    let sx: u64 = (servers.split(" sx ").nth(1))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_default();
+    assert_eq!(sx, rx, "{servers}");
 }
