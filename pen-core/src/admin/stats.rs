@@ -155,6 +155,9 @@ pub struct CounterValues {
 pub struct Status {
     /// Wall-clock time of the snapshot (seconds since the Unix epoch).
     pub wall_secs: u64,
+    /// The local time zone's offset from UTC then, in seconds east (the page shows local
+    /// time, as C pen's does).
+    pub utc_offset_secs: i64,
     /// Milliseconds since this balancer was bound.
     pub uptime_ms: u64,
     /// The address clients connect to, as `listen` shows it.
@@ -222,10 +225,12 @@ impl Status {
             (rows, t.len(), t.capacity())
         };
         let c = &shared.counters;
+        let wall_secs = shared.clock.wall_secs();
         Status {
             current: shared.rr.load(Relaxed),
             connections: Vec::new(),
-            wall_secs: shared.clock.wall_secs(),
+            wall_secs,
+            utc_offset_secs: crate::sys::process::utc_offset_secs(wall_secs),
             uptime_ms: now.saturating_sub(shared.started_ms),
             listen,
             control,
@@ -431,7 +436,7 @@ fn render_c_part(h: &mut String, s: &Status) {
     let _ = writeln!(
         h,
         "Time {}, {} servers, {} current<p>",
-        crate::domain::clock::format_utc(s.wall_secs),
+        crate::domain::clock::format_utc(s.wall_secs.saturating_add_signed(s.utc_offset_secs)),
         s.servers.len(),
         s.current
     );

@@ -7,6 +7,7 @@ pub(crate) fn sample() -> Status {
     let addr = |p| Some(SocketAddr::from((Ipv4Addr::LOCALHOST, p)));
     Status {
         wall_secs: 1_700_000_000,
+        utc_offset_secs: 0,
         uptime_ms: 90_061_000,
         listen: "127.0.0.1:8080".into(),
         control: Some("127.0.0.1:10080".into()),
@@ -189,6 +190,19 @@ fn page_starts_with_c_pens_page() {
     let page = render_page(&sample());
     assert!(page.starts_with(C_PAGE), "{page}");
     assert!(page.ends_with("</table>\n</body>\n</html>\n"), "{page}");
+}
+
+#[test]
+fn time_line_shows_local_time() {
+    let mut s = sample();
+    s.utc_offset_secs = 9 * 3600;
+    let page = render_page(&s);
+    assert!(
+        page.contains("\nTime 2023-11-15 07:13:20, 3 servers, 1 current<p>\n"),
+        "{page}"
+    );
+    // Our details keep UTC, named as such.
+    assert!(page.contains("2023-11-14 22:13:20 UTC"));
 }
 
 #[test]

@@ -59,6 +59,9 @@ impl Controller {
     /// Records the start-up options `write` shows in its second comment line (C pen's
     /// `-U -f -X -j -p -u`).
     pub(crate) fn with_start(mut self, config: &crate::runtime::config::Config) -> Self {
+        // Reads the time zone now, before any chroot hides /etc/localtime (the C library
+        // keeps it), so that `write` and the status page show local time after it too.
+        let _ = crate::sys::process::utc_offset_secs(0);
         let shown = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
         self.start = crate::control::write::StartLine {
             udp: config.udp,
@@ -220,7 +223,10 @@ impl Controller {
             start.emergency = shown(t.emergency.as_ref());
             start.abuse = shown(t.abuse.as_ref());
         }
-        let time = crate::domain::clock::format_utc(self.shared.clock.wall_secs());
+        // Local time, as C pen writes it.
+        let wall = self.shared.clock.wall_secs();
+        let local = wall.saturating_add_signed(crate::sys::process::utc_offset_secs(wall));
+        let time = crate::domain::clock::format_utc(local);
         let text = crate::control::write::render(&model, &start, &path, time);
         crate::files::write_atomically(&path, text.as_bytes()).map_err(|source| {
             ApplyError::Io {
