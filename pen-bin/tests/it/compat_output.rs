@@ -541,3 +541,35 @@ fn write_and_status_show_local_time_as_c_pen_does() {
         .unwrap_or_else(|| panic!("{line}"));
     assert!((shown - now - 9 * 3600).abs() <= 5, "{line} (now {now})");
 }
+
+#[test]
+fn recent_counts_an_open_connections_bytes() {
+    use std::io::{Read, Write};
+    let echo = Backend::echo();
+    let dir = ScratchDir::new("liverecent");
+    // C pen's `status` needs -w.
+    let stats = dir.0.join("s.html").display().to_string();
+    let pen = PenBuilder::new()
+        .opts(&["-w", &stats])
+        .server(echo.spec())
+        .start();
+    let mut c = pen.connect();
+    c.write_all(b"hello").unwrap();
+    let mut buf = [0u8; 5];
+    c.read_exact(&mut buf).unwrap();
+    // Still open: C pen counts the bytes as they pass.
+    let line = wait_for(WAIT, "the open connection's bytes in recent", || {
+        recent_line(&pen.control).filter(|l| !l.ends_with(" rx 0"))
+    });
+    assert_eq!(line, "127.0.0.1 connects 1 sx 5 rx 5");
+    // And the status page's client row.
+    let page = pen.ctl("status");
+    let clients = page.split("Active clients").nth(1).unwrap_or_default();
+    assert!(
+        clients.contains(
+            "<td>127.0.0.1</td>\n<td>0</td>\n<td>0</td>\n<td>1</td>\n<td>5</td>\n<td>5</td>\n"
+        ),
+        "{clients}"
+    );
+    drop(c);
+}

@@ -4,6 +4,7 @@
 //! at a time, so the page cannot deadlock against the relay or the control plane), then
 //! rendered from plain data: the renderers are pure and testable without a running balancer.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use crate::domain::server::{Server, Target};
 use crate::domain::settings::Settings;
-use crate::engine::state::{Shared, WorkerMsg};
+use crate::engine::state::{ConnRow, Shared, WorkerMsg};
 use crate::error::ApplyError;
 use crate::tls::TlsValues;
 
@@ -262,35 +263,65 @@ impl Status {
     }
 }
 
-impl Status {
-    /// Adds the open connections, asked of each running worker (each answers within
-    /// [`WORKER_REPLY`] or is left out), sorted by number.
-    pub(crate) fn with_connections(mut self, shared: &Shared) -> Self {
-        if !shared.running.load(Relaxed) {
-            return self;
+/// The open connections of every running worker, each with its number (each worker answers
+/// within [`WORKER_REPLY`] or is left out), sorted by number.
+pub(crate) fn open_connections(shared: &Shared) -> Vec<(usize, ConnRow)> {
+    if !shared.running.load(Relaxed) {
+        return Vec::new();
+    }
+    let nw = shared.nworkers();
+    let mut rows = Vec::new();
+    for (w, link) in shared.workers.iter().enumerate() {
+        let (tx, rx) = mpsc::channel();
+        if !link.send(WorkerMsg::List(tx)) {
+            continue;
         }
-        let nw = shared.nworkers();
-        let mut rows = Vec::new();
-        for (w, link) in shared.workers.iter().enumerate() {
-            let (tx, rx) = mpsc::channel();
-            if !link.send(WorkerMsg::List(tx)) {
-                continue;
+        let Ok(list) = rx.recv_timeout(WORKER_REPLY) else {
+            continue;
+        };
+        rows.extend(
+            list.into_iter()
+                .map(|r| (r.slot.saturating_mul(nw).saturating_add(w), r)),
+        );
+    }
+    rows.sort_by_key(|(n, _)| *n);
+    rows
+}
+
+/// Each client's bytes (to it, from it) in open connections, not yet in the client table.
+pub(crate) fn live_client_bytes(rows: &[(usize, ConnRow)]) -> HashMap<IpAddr, (u64, u64)> {
+    let mut live: HashMap<IpAddr, (u64, u64)> = HashMap::new();
+    for (_, r) in rows {
+        let e = live.entry(r.client).or_default();
+        e.0 = e.0.saturating_add(r.to_client);
+        e.1 = e.1.saturating_add(r.from_client);
+    }
+    live
+}
+
+impl Status {
+    /// Adds the open connections, and their bytes to their clients' (C pen counts a client's
+    /// bytes as they pass; ours adds a connection's when it closes).
+    pub(crate) fn with_connections(mut self, shared: &Shared) -> Self {
+        let rows = open_connections(shared);
+        let live = live_client_bytes(&rows);
+        for c in &mut self.clients {
+            if let Some((to, from)) = live.get(&c.addr) {
+                c.sent = c.sent.saturating_add(*to);
+                c.received = c.received.saturating_add(*from);
             }
-            let Ok(list) = rx.recv_timeout(WORKER_REPLY) else {
-                continue;
-            };
-            rows.extend(list.into_iter().map(|r| ConnectionStatus {
-                number: r.slot.saturating_mul(nw).saturating_add(w),
+        }
+        self.connections = (rows.into_iter())
+            .map(|(number, r)| ConnectionStatus {
+                number,
                 downfd: r.downfd,
                 upfd: r.upfd,
                 pending_down: r.pending_down,
                 pending_up: r.pending_up,
                 client: r.client,
                 target: r.target,
-            }));
-        }
-        rows.sort_by_key(|r| r.number);
-        self.connections = rows;
+            })
+            .collect();
         self
     }
 }

@@ -28,6 +28,10 @@ pub(crate) struct ConnRow {
     pub(crate) client: IpAddr,
     /// Where it goes.
     pub(crate) target: Target,
+    /// Bytes sent to the client and not yet added to its entry in the client table.
+    pub(crate) to_client: u64,
+    /// Bytes received from the client and not yet added to its entry in the client table.
+    pub(crate) from_client: u64,
 }
 
 /// What a worker (TCP or UDP) does for the control plane.

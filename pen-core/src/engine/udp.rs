@@ -181,6 +181,8 @@ impl crate::engine::messages::Engine for UdpWorker {
                 pending_up: 0,
                 client: f.ip,
                 target: f.target,
+                to_client: f.received.saturating_sub(f.reported.1),
+                from_client: f.sent.saturating_sub(f.reported.0),
             })
             .collect()
     }

@@ -154,6 +154,9 @@ impl crate::engine::messages::Engine for Worker {
                 pending_up: c.up.pending(),
                 client: c.peer.ip,
                 target: c.target,
+                // A connection's bytes go into the client table when it closes.
+                to_client: c.down.bytes,
+                from_client: c.up.bytes,
             })
             .collect()
     }
