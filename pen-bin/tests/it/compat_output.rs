@@ -155,6 +155,19 @@ fn status_page_has_c_pens_structure_and_text() {
         clients.contains("<tr>\n<td>0</td>\n<td>127.0.0.1</td>\n"),
         "{c_part}"
     );
+    // SIGUSR1 writes the same page to the -w file.
+    std::fs::remove_file(&file).unwrap();
+    pen.signal("USR1");
+    let written = wait_for(WAIT, "SIGUSR1 to write the -w file", || {
+        // C pen writes in place: wait for the whole page.
+        std::fs::read_to_string(&file)
+            .ok()
+            .filter(|p| p.ends_with("</html>\n"))
+    });
+    assert!(
+        blank_cells(split_c_part(&written).0).starts_with(&want),
+        "{written}"
+    );
     // C pen's page ends there; ours adds its details after C pen's content.
     if is_c_pen() {
         assert_eq!(rest, "</body>\n</html>\n");
