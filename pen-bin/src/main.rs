@@ -100,8 +100,11 @@ fn run_balancer(mut run: Run) -> ExitCode {
         mut config,
         foreground,
         chroot,
+        user: user_name,
         ..
     } = run;
+    // Shown by `write` (C pen's second comment line).
+    (config.foreground, config.chroot, config.user) = (foreground, chroot.clone(), user_name);
     if !foreground {
         // The daemon's working directory is `/`: keep relative names meaning what they meant
         // on the command line (the pid file, reload of -F, the -w and -l files). With -j the

@@ -4,14 +4,17 @@
 //! at a time, so the page cannot deadlock against the relay or the control plane), then
 //! rendered from plain data: the renderers are pure and testable without a running balancer.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc;
+use std::time::Duration;
 
-use crate::domain::server::Server;
+use crate::domain::server::{Server, Target};
 use crate::domain::settings::Settings;
-use crate::engine::state::Shared;
+use crate::engine::state::{ConnRow, Shared, WorkerMsg};
 use crate::error::ApplyError;
 use crate::tls::TlsValues;
 
@@ -91,6 +94,26 @@ pub struct ClientStatus {
     pub received: u64,
 }
 
+/// One open connection (or UDP flow): a row of the status page's connection table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionStatus {
+    /// Its number, as `connection N` and `close N` take it.
+    pub number: usize,
+    /// The client side's descriptor.
+    pub downfd: i32,
+    /// The server side's descriptor (-1 before there is one).
+    pub upfd: i32,
+    /// Bytes waiting to be written to the client.
+    pub pending_down: usize,
+    /// Bytes waiting to be written to the server.
+    pub pending_up: usize,
+    /// The client's address.
+    pub client: IpAddr,
+    /// Where it goes.
+    pub target: Target,
+}
+
 /// The balancer's global counters, as plain numbers (per-server figures are in
 /// [`ServerStatus`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -133,6 +156,9 @@ pub struct CounterValues {
 pub struct Status {
     /// Wall-clock time of the snapshot (seconds since the Unix epoch).
     pub wall_secs: u64,
+    /// The local time zone's offset from UTC then, in seconds east (the page shows local
+    /// time, as C pen's does).
+    pub utc_offset_secs: i64,
     /// Milliseconds since this balancer was bound.
     pub uptime_ms: u64,
     /// The address clients connect to, as `listen` shows it.
@@ -162,6 +188,12 @@ pub struct Status {
     pub counters: CounterValues,
     /// TLS handshake counters, when TLS is on.
     pub tls: Option<TlsValues>,
+    /// The server chosen last (the round-robin cursor: C pen's "current").
+    pub current: usize,
+    /// The open connections, by number: filled for the status page only (empty in
+    /// [`Balancer::snapshot`](crate::Balancer::snapshot) and the metrics, which do not wait
+    /// for the workers).
+    pub connections: Vec<ConnectionStatus>,
 }
 
 impl Status {
@@ -194,8 +226,12 @@ impl Status {
             (rows, t.len(), t.capacity())
         };
         let c = &shared.counters;
+        let wall_secs = shared.clock.wall_secs();
         Status {
-            wall_secs: shared.clock.wall_secs(),
+            current: shared.rr.load(Relaxed),
+            connections: Vec::new(),
+            wall_secs,
+            utc_offset_secs: crate::sys::process::utc_offset_secs(wall_secs),
             uptime_ms: now.saturating_sub(shared.started_ms),
             listen,
             control,
@@ -226,6 +262,72 @@ impl Status {
         }
     }
 }
+
+/// The open connections of every running worker, each with its number (each worker answers
+/// within [`WORKER_REPLY`] or is left out), sorted by number.
+pub(crate) fn open_connections(shared: &Shared) -> Vec<(usize, ConnRow)> {
+    if !shared.running.load(Relaxed) {
+        return Vec::new();
+    }
+    let nw = shared.nworkers();
+    let mut rows = Vec::new();
+    for (w, link) in shared.workers.iter().enumerate() {
+        let (tx, rx) = mpsc::channel();
+        if !link.send(WorkerMsg::List(tx)) {
+            continue;
+        }
+        let Ok(list) = rx.recv_timeout(WORKER_REPLY) else {
+            continue;
+        };
+        rows.extend(
+            list.into_iter()
+                .map(|r| (r.slot.saturating_mul(nw).saturating_add(w), r)),
+        );
+    }
+    rows.sort_by_key(|(n, _)| *n);
+    rows
+}
+
+/// Each client's bytes (to it, from it) in open connections, not yet in the client table.
+pub(crate) fn live_client_bytes(rows: &[(usize, ConnRow)]) -> HashMap<IpAddr, (u64, u64)> {
+    let mut live: HashMap<IpAddr, (u64, u64)> = HashMap::new();
+    for (_, r) in rows {
+        let e = live.entry(r.client).or_default();
+        e.0 = e.0.saturating_add(r.to_client);
+        e.1 = e.1.saturating_add(r.from_client);
+    }
+    live
+}
+
+impl Status {
+    /// Adds the open connections, and their bytes to their clients' (C pen counts a client's
+    /// bytes as they pass; ours adds a connection's when it closes).
+    pub(crate) fn with_connections(mut self, shared: &Shared) -> Self {
+        let rows = open_connections(shared);
+        let live = live_client_bytes(&rows);
+        for c in &mut self.clients {
+            if let Some((to, from)) = live.get(&c.addr) {
+                c.sent = c.sent.saturating_add(*to);
+                c.received = c.received.saturating_add(*from);
+            }
+        }
+        self.connections = (rows.into_iter())
+            .map(|(number, r)| ConnectionStatus {
+                number,
+                downfd: r.downfd,
+                upfd: r.upfd,
+                pending_down: r.pending_down,
+                pending_up: r.pending_up,
+                client: r.client,
+                target: r.target,
+            })
+            .collect();
+        self
+    }
+}
+
+/// How long the status page waits for a worker's list of connections.
+const WORKER_REPLY: Duration = Duration::from_secs(2);
 
 /// Escapes text for HTML element content and quoted attribute values.
 fn esc(s: &str) -> String {
@@ -285,65 +387,200 @@ fn modes(s: &Settings) -> String {
     .join(" ")
 }
 
-const STYLE: &str =
-    "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}\
-h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}\
-table{border-collapse:collapse;margin:.4em 0}\
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}\
-th{background:#f0f0f0}td.l,th.l{text-align:left}\
-table.kv th{text-align:left}table.kv td{text-align:left}\
-tr.up td.state{color:#060}tr.bl td.state{color:#a00;font-weight:bold}tr.na td.state{color:#777}\
-caption{text-align:left;font-weight:bold;padding:.3em 0}p.note{color:#555}";
+/// A table's header row in C pen's style: one green cell per column, one per line.
+fn head_row(h: &mut String, columns: &[&str]) {
+    h.push_str("<tr>\n");
+    for c in columns {
+        let _ = writeln!(h, "<td bgcolor=\"#80f080\">{c}</td>");
+    }
+    h.push_str("</tr>\n");
+}
 
-const SERVER_HEAD: &str = "<thead><tr><th>#</th><th class=\"l\">address</th><th>port</th><th class=\"l\">state</th><th>connections</th><th>max soft</th><th>max hard</th><th>total connections</th><th>bytes sent</th><th>bytes received</th><th>weight</th><th>prio</th><th>acl</th></tr></thead>\n";
+/// A data row in C pen's style: one cell per line, every value escaped.
+fn data_row(h: &mut String, cells: &[String]) {
+    h.push_str("<tr>\n");
+    for c in cells {
+        let _ = writeln!(h, "<td>{}</td>", esc(c));
+    }
+    h.push_str("</tr>\n");
+}
 
-fn server_row(h: &mut String, id: &str, r: &ServerStatus) {
-    let (class, state) = match (r.has_address, r.blacklist_left) {
-        (false, _) => ("na", "no address".to_string()),
-        (true, Some(left)) => ("bl", format!("blacklisted, {left} s left")),
-        (true, None) => ("up", "up".to_string()),
-    };
+/// C pen's server `status` column: 0, or for a blacklisted server the time its blacklisting
+/// counts from (its end less the `blacklist` setting, as C pen keeps it).
+fn blacklist_status(s: &Status, r: &ServerStatus) -> u64 {
+    r.blacklist_left.map_or(0, |left| {
+        (s.wall_secs.saturating_add(left)).saturating_sub(s.settings.blacklist_secs)
+    })
+}
+
+/// The columns of C pen's server table, in its order.
+const SERVER_COLUMNS: [&str; 11] = [
+    "server",
+    "address",
+    "status",
+    "port",
+    "connections",
+    "max soft",
+    "max hard",
+    "sent",
+    "received",
+    "weight",
+    "prio",
+];
+
+fn server_cells(s: &Status, id: String, r: &ServerStatus) -> Vec<String> {
     let (ip, port) = match r.addr {
         Some(a) => (a.ip().to_string(), a.port().to_string()),
-        None => (String::new(), String::new()),
+        None => (String::new(), "0".to_string()),
     };
-    let acl = r.acl.map_or_else(|| "-".to_string(), |a| a.to_string());
-    let _ = writeln!(
-        h,
-        "<tr class=\"{class}\"><td>{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l state\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        esc(id),
-        esc(&ip),
-        esc(&port),
-        esc(&state),
-        r.conns,
-        r.max,
-        r.hard,
-        r.total,
-        r.sent,
-        r.received,
-        r.weight,
-        r.prio,
-        esc(&acl),
-    );
+    vec![
+        id,
+        ip,
+        blacklist_status(s, r).to_string(),
+        port,
+        r.conns.to_string(),
+        r.max.to_string(),
+        r.hard.to_string(),
+        r.sent.to_string(),
+        r.received.to_string(),
+        r.weight.to_string(),
+        r.prio.to_string(),
+    ]
 }
 
 fn kv(h: &mut String, key: &str, value: &str) {
-    let _ = writeln!(h, "<tr><th>{}</th><td>{}</td></tr>", esc(key), esc(value));
+    let _ = writeln!(
+        h,
+        "<tr>\n<td bgcolor=\"#80f080\">{}</td>\n<td>{}</td>\n</tr>",
+        esc(key),
+        esc(value)
+    );
 }
 
-/// Renders the page (valid HTML5, self-contained: inline style, no scripts, no external
-/// resources). Every value from the tables is escaped.
-pub(crate) fn render_page(s: &Status) -> String {
-    let mut h = String::with_capacity(4096 + 160 * (s.servers.len() + s.clients.len()));
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>pen status: {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>pen status: {}</h1>\n",
-        esc(&s.listen),
-        esc(&s.listen)
+/// C pen's page: the title, the time line, the servers, the active clients and the active
+/// connections, with C pen's markup, columns and order.
+fn render_c_part(h: &mut String, s: &Status) {
+    h.push_str(
+        "<html>\n<head>\n<title>Pen status page</title>\n</head>\n\
+         <body bgcolor=\"#ffffff\"><h1>Pen status page</h1>\n",
     );
-    h.push_str("<table class=\"kv\">\n");
+    let _ = writeln!(
+        h,
+        "Time {}, {} servers, {} current<p>",
+        crate::domain::clock::format_utc(s.wall_secs.saturating_add_signed(s.utc_offset_secs)),
+        s.servers.len(),
+        s.current
+    );
+    h.push_str("<table bgcolor=\"#c0c0c0\">\n");
+    head_row(h, &SERVER_COLUMNS);
+    for (i, r) in s.servers.iter().enumerate() {
+        data_row(h, &server_cells(s, i.to_string(), r));
+    }
+    h.push_str("</table>\n");
+
+    let _ = writeln!(
+        h,
+        "<h2>Active clients</h2>Max number of clients: {}<p><table bgcolor=\"#c0c0c0\">",
+        s.clients_capacity
+    );
+    head_row(
+        h,
+        &[
+            "client",
+            "address",
+            "age(secs)",
+            "last server",
+            "connects",
+            "sent",
+            "received",
+        ],
+    );
+    for (i, c) in s.clients.iter().enumerate() {
+        data_row(
+            h,
+            &[
+                i.to_string(),
+                c.addr.to_string(),
+                c.age_secs.to_string(),
+                c.server.to_string(),
+                c.connects.to_string(),
+                c.sent.to_string(),
+                c.received.to_string(),
+            ],
+        );
+    }
+    h.push_str("</table>\n");
+
+    let last = s.connections.iter().map(|c| c.number).max().unwrap_or(0);
+    let _ = writeln!(
+        h,
+        "<h2>Active connections</h2>Number of connections: {} max, {} used, {} last<p><table bgcolor=\"#c0c0c0\">",
+        s.conn_max, s.active, last
+    );
+    head_row(
+        h,
+        &[
+            "connection",
+            "downfd",
+            "upfd",
+            "pending data down",
+            "pending data up",
+            "client",
+            "server",
+        ],
+    );
+    for c in &s.connections {
+        // The client's row in the table above (-1: not listed there).
+        let client = s
+            .clients
+            .iter()
+            .position(|t| t.addr == c.client)
+            .map_or(-1, |i| i64::try_from(i).unwrap_or(-1));
+        let server = match c.target {
+            Target::Server(id) => id.to_string(),
+            Target::Emergency => "emergency".to_string(),
+            Target::Abuse => "abuse".to_string(),
+        };
+        data_row(
+            h,
+            &[
+                c.number.to_string(),
+                c.downfd.to_string(),
+                c.upfd.to_string(),
+                c.pending_down.to_string(),
+                c.pending_up.to_string(),
+                client.to_string(),
+                server,
+            ],
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+/// Renders the page: C pen's page (its markup, tables, columns and order), then ours: the
+/// emergency server, a note when the client list is cut, and a table of further facts (uptime,
+/// version, modes, counters). Every value from the tables is escaped.
+pub(crate) fn render_page(s: &Status) -> String {
+    let rows = s.servers.len() + s.clients.len() + s.connections.len();
+    let mut h = String::with_capacity(4096 + 200 * rows);
+    render_c_part(&mut h, s);
+
+    // Ours, after C pen's content.
+    if let Some(e) = &s.emergency {
+        h.push_str("<h2>Emergency server</h2><table bgcolor=\"#c0c0c0\">\n");
+        head_row(&mut h, &SERVER_COLUMNS);
+        data_row(&mut h, &server_cells(s, "emergency".to_string(), e));
+        h.push_str("</table>\n");
+    }
+    if s.clients_tracked > s.clients.len() {
+        let _ = writeln!(
+            h,
+            "<p>Showing the {} most recently seen of {} clients.</p>",
+            s.clients.len(),
+            s.clients_tracked
+        );
+    }
+    h.push_str("<h2>Details</h2><table bgcolor=\"#c0c0c0\">\n");
     kv(&mut h, "time", &utc(s.wall_secs));
     kv(&mut h, "uptime", &duration(s.uptime_ms));
     kv(
@@ -358,12 +595,12 @@ pub(crate) fn render_page(s: &Status) -> String {
         s.control.as_deref().unwrap_or("none"),
     );
     kv(&mut h, "modes", &modes(&s.settings));
+    kv(&mut h, "workers", &s.workers.to_string());
     kv(
         &mut h,
-        "connections open / limit",
-        &format!("{} / {}", s.active, s.conn_max),
+        "clients tracked",
+        &format!("{} of {}", s.clients_tracked, s.clients_capacity),
     );
-    kv(&mut h, "workers", &s.workers.to_string());
     kv(
         &mut h,
         "connections accepted",
@@ -396,63 +633,20 @@ pub(crate) fn render_page(s: &Status) -> String {
             s.settings.connect_timeout_secs
         ),
     );
-    h.push_str("</table>\n");
-
-    let _ = write!(
-        h,
-        "<h2>Servers</h2>\n<table id=\"servers\">\n<caption>{} server{}</caption>\n{SERVER_HEAD}<tbody>\n",
-        s.servers.len(),
-        if s.servers.len() == 1 { "" } else { "s" }
-    );
     for (i, r) in s.servers.iter().enumerate() {
-        server_row(&mut h, &i.to_string(), r);
-    }
-    h.push_str("</tbody>\n</table>\n");
-    if let Some(e) = &s.emergency {
-        let _ = write!(
-            h,
-            "<h2>Emergency server</h2>\n<table id=\"emergency\">\n{SERVER_HEAD}<tbody>\n"
-        );
-        server_row(&mut h, "emergency", e);
-        h.push_str("</tbody>\n</table>\n");
-    }
-
-    let _ = write!(
-        h,
-        "<h2>Clients</h2>\n<table id=\"clients\">\n<caption>{} tracked, {} slots</caption>\n\
-         <thead><tr><th class=\"l\">address</th><th>age (s)</th><th>last server</th><th>connects</th><th>bytes sent to client</th><th>bytes received from client</th></tr></thead>\n<tbody>\n",
-        s.clients_tracked, s.clients_capacity
-    );
-    for c in &s.clients {
-        let _ = writeln!(
-            h,
-            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&c.addr.to_string()),
-            c.age_secs,
-            c.server,
-            c.connects,
-            c.sent,
-            c.received
+        let state = match (r.has_address, r.blacklist_left) {
+            (false, _) => "no address".to_string(),
+            (true, Some(left)) => format!("blacklisted, {left} s left"),
+            (true, None) => "up".to_string(),
+        };
+        let acl = r.acl.map_or_else(|| "-".to_string(), |a| a.to_string());
+        kv(
+            &mut h,
+            &format!("server {i}"),
+            &format!("{state}; {} connections in total; acl {acl}", r.total),
         );
     }
-    h.push_str("</tbody>\n</table>\n");
-    if s.clients_tracked > s.clients.len() {
-        let _ = writeln!(
-            h,
-            "<p class=\"note\">Showing the {} most recently seen of {} clients.</p>",
-            s.clients.len(),
-            s.clients_tracked
-        );
-    }
-
-    let _ = write!(
-        h,
-        "<h2>Open connections</h2>\n<p>{} open (limit {}) across {} worker{}.</p>\n</body>\n</html>\n",
-        s.active,
-        s.conn_max,
-        s.workers,
-        if s.workers == 1 { "" } else { "s" }
-    );
+    h.push_str("</table>\n</body>\n</html>\n");
     h
 }
 
@@ -460,7 +654,7 @@ pub(crate) fn render_page(s: &Status) -> String {
 /// one is set (PEN-SPEC 1: the file is written on `status`). A failed write does not fail the
 /// command: the page is still returned and the reason is logged.
 pub(crate) fn status_html(shared: &Shared) -> String {
-    let page = render_page(&Status::take(shared, MAX_CLIENT_ROWS));
+    let page = render_page(&Status::take(shared, MAX_CLIENT_ROWS).with_connections(shared));
     let file = shared.settings.read().web_stats.clone();
     if let Some(path) = file {
         if let Err(e) = write_atomically(Path::new(&path), &page) {
@@ -478,7 +672,7 @@ pub(crate) fn write_web_stats(shared: &Shared) -> Result<(), ApplyError> {
     let Some(path) = shared.settings.read().web_stats.clone() else {
         return Ok(());
     };
-    let page = render_page(&Status::take(shared, MAX_CLIENT_ROWS));
+    let page = render_page(&Status::take(shared, MAX_CLIENT_ROWS).with_connections(shared));
     write_atomically(Path::new(&path), &page)
 }
 
@@ -491,115 +685,5 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), ApplyError> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use std::net::Ipv4Addr;
-
-    pub(crate) fn sample() -> Status {
-        let addr = |p| Some(SocketAddr::from((Ipv4Addr::LOCALHOST, p)));
-        Status {
-            wall_secs: 1_700_000_000,
-            uptime_ms: 90_061_000,
-            listen: "127.0.0.1:8080".into(),
-            control: Some("127.0.0.1:10080".into()),
-            settings: Settings::default(),
-            active: 3,
-            conn_max: 500,
-            workers: 2,
-            servers: vec![
-                ServerStatus {
-                    addr: addr(81),
-                    has_address: true,
-                    conns: 2,
-                    total: 10,
-                    sent: 100,
-                    received: 2000,
-                    ..ServerStatus::default()
-                },
-                ServerStatus {
-                    addr: addr(82),
-                    has_address: true,
-                    blacklist_left: Some(17),
-                    acl: Some(3),
-                    ..ServerStatus::default()
-                },
-                ServerStatus::default(),
-            ],
-            emergency: Some(ServerStatus {
-                addr: addr(99),
-                has_address: true,
-                ..ServerStatus::default()
-            }),
-            clients: vec![ClientStatus {
-                addr: IpAddr::from(Ipv4Addr::new(127, 0, 0, 2)),
-                age_secs: 5,
-                server: 0,
-                connects: 4,
-                sent: 7,
-                received: 8,
-            }],
-            clients_tracked: 1,
-            clients_capacity: 2048,
-            counters: CounterValues::default(),
-            tls: None,
-        }
-    }
-
-    #[test]
-    fn time_and_duration_formats() {
-        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(duration(90_061_000), "1d 01:01:01");
-        assert_eq!(duration(59_999), "00:00:59");
-    }
-
-    #[test]
-    fn escapes_markup_and_controls() {
-        assert_eq!(
-            esc("<a href=\"x\">'&'</a>\u{1}"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;\u{fffd}"
-        );
-    }
-
-    #[test]
-    fn page_shows_servers_states_and_emergency() {
-        let page = render_page(&sample());
-        assert!(page.starts_with("<!DOCTYPE html>\n"));
-        assert!(
-            page.contains("<td class=\"l\">127.0.0.1</td><td>81</td><td class=\"l state\">up</td>")
-        );
-        assert!(page.contains("blacklisted, 17 s left"));
-        assert!(page.contains("no address"));
-        assert!(page.contains("<td>emergency</td><td class=\"l\">127.0.0.1</td><td>99</td>"));
-        assert!(page.contains("1d 01:01:01"));
-        assert!(page.contains("3 / 500"));
-        assert!(page.contains("no hash no roundrobin"));
-        assert!(!page.contains("most recently seen"));
-    }
-
-    #[test]
-    fn long_client_list_is_capped_with_a_note() {
-        let mut s = sample();
-        s.clients = vec![s.clients[0].clone(); MAX_CLIENT_ROWS];
-        s.clients_tracked = 5000;
-        let page = render_page(&s);
-        assert!(page.contains("Showing the 1000 most recently seen of 5000 clients."));
-    }
-
-    #[test]
-    fn atomic_write_replaces_the_file_and_leaves_no_temporary() {
-        let dir = std::env::temp_dir().join(format!("pen-stats-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("status.html");
-        write_atomically(&p, "one").unwrap();
-        write_atomically(&p, "two").unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
-        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
-        assert_eq!(names.len(), 1, "temporary file left behind");
-        let err = write_atomically(&dir.join("missing/x.html"), "x").unwrap_err();
-        assert!(err.to_string().contains("missing/x.html"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
+#[path = "stats_tests.rs"]
+pub(crate) mod tests;

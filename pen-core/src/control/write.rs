@@ -7,6 +7,7 @@ use std::path::Path;
 use super::command::{Command, ModeFlag, ServerField, SslCommand, Switch};
 use super::model::Model;
 use crate::domain::addr::ListenAddr;
+use crate::domain::settings::Settings;
 
 /// The `-E -K -G -A -R` options of the equivalent command line (files cannot be set by
 /// commands).
@@ -56,14 +57,104 @@ fn tls_commands(t: &crate::tls::TlsOptions) -> Vec<Command> {
     cmds
 }
 
+/// What `write`'s second comment line shows besides the model: the start-up options C pen
+/// writes there (`-U -f -X -e -B -j -p -u` and the control address), as they are now.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StartLine {
+    /// `-U`: UDP.
+    pub(crate) udp: bool,
+    /// `-f`: stays in the foreground.
+    pub(crate) foreground: bool,
+    /// `-X`: the `exit` command is enabled.
+    pub(crate) exit_enabled: bool,
+    /// `-e`: the emergency server, `host:port`.
+    pub(crate) emergency: Option<String>,
+    /// `-B`: the abuse server, `host:port`.
+    pub(crate) abuse: Option<String>,
+    /// `-j`: the chroot directory.
+    pub(crate) chroot: Option<String>,
+    /// `-p`: the pid file.
+    pub(crate) pid_file: Option<String>,
+    /// `-u`: the user pen runs as.
+    pub(crate) user: Option<String>,
+    /// `-C`: the control socket.
+    pub(crate) control: Option<ListenAddr>,
+}
+
+/// C pen's defaults for `-c` and `-x`: the header names them only when they differ.
+const CLIENTS_MAX_DEFAULT: usize = 2048;
+const CONN_MAX_DEFAULT: usize = 500;
+
+/// The second comment line: the command line that starts an equivalent pen, with C pen's
+/// options in C pen's order (`-U -f -X -c -e -B -j -p -u -x -F -C`), then ours (`-E -K -G -A
+/// -R`), then the listen address.
+fn start_line(model: &Model, start: &StartLine, path: &Path) -> String {
+    let mut out = String::from("# pen");
+    for (on, flag) in [
+        (start.udp, " -U"),
+        (start.foreground, " -f"),
+        (start.exit_enabled, " -X"),
+    ] {
+        if on {
+            out.push_str(flag);
+        }
+    }
+    if model.clients_max != CLIENTS_MAX_DEFAULT {
+        out.push_str(&format!(" -c {}", model.clients_max));
+    }
+    for (opt, v) in [("-e", &start.emergency), ("-B", &start.abuse)] {
+        if let Some(v) = v {
+            out.push_str(&format!(" {opt} {v}"));
+        }
+    }
+    for (opt, v) in [
+        ("-j", &start.chroot),
+        ("-p", &start.pid_file),
+        ("-u", &start.user),
+    ] {
+        if let Some(v) = v {
+            out.push_str(&format!(" {opt} '{v}'"));
+        }
+    }
+    if model.conn_max != CONN_MAX_DEFAULT {
+        out.push_str(&format!(" -x {}", model.conn_max));
+    }
+    out.push_str(&format!(" -F '{}'", path.display()));
+    if let Some(c) = &start.control {
+        out.push_str(&format!(" -C {c}"));
+    }
+    if let Some(t) = &model.tls {
+        out.push_str(&tls_options(t));
+    }
+    out.push_str(&format!(" {}\n", model.listen));
+    out
+}
+
+/// `server N ...` as C pen writes it: `acl A` (when set), `address IP port P` (when set), `max M
+/// hard H`, then `weight W` when weight mode is on and `prio P` when prio mode is on (as C pen),
+/// or when the value is not 0 (ours: so that reading the file back restores it).
+fn server_command(id: usize, c: &crate::domain::server::ServerConf, s: &Settings) -> Command {
+    let mut fields = Vec::new();
+    if let Some(a) = c.acl {
+        fields.push(ServerField::Acl(a));
+    }
+    if let Some(a) = c.addr {
+        fields.push(ServerField::Address(a.ip().to_string()));
+        fields.push(ServerField::Port(a.port()));
+    }
+    fields.extend([ServerField::Max(c.max), ServerField::Hard(c.hard)]);
+    if s.weight || c.weight != 0 {
+        fields.push(ServerField::Weight(c.weight));
+    }
+    if s.prio || c.prio != 0 {
+        fields.push(ServerField::Prio(c.prio));
+    }
+    Command::Server { id, fields }
+}
+
 /// The config file text for `model`: two comment lines (the time, an equivalent command line),
 /// then the commands that recreate the state, in C pen's order, plus our extra settings.
-pub(crate) fn render(
-    model: &Model,
-    control: Option<&ListenAddr>,
-    path: &Path,
-    time: String,
-) -> String {
+pub(crate) fn render(model: &Model, start: &StartLine, path: &Path, time: String) -> String {
     let s = &model.settings;
     let mut cmds: Vec<Command> = Vec::new();
     for list in 0..crate::domain::acl::ACL_LISTS as u8 {
@@ -89,21 +180,7 @@ pub(crate) fn render(
     );
     cmds.push(Command::Mode(ModeFlag::RoundRobin, s.roundrobin));
     for (id, c) in model.servers.iter().enumerate() {
-        let mut fields = Vec::new();
-        if let Some(a) = c.acl {
-            fields.push(ServerField::Acl(a));
-        }
-        if let Some(a) = c.addr {
-            fields.push(ServerField::Address(a.ip().to_string()));
-            fields.push(ServerField::Port(a.port()));
-        }
-        fields.extend([
-            ServerField::Max(c.max),
-            ServerField::Hard(c.hard),
-            ServerField::Weight(c.weight),
-            ServerField::Prio(c.prio),
-        ]);
-        cmds.push(Command::Server { id, fields });
+        cmds.push(server_command(id, c, s));
     }
     cmds.push(Command::Mode(ModeFlag::Stubborn, s.stubborn));
     cmds.push(Command::TcpFastclose(Some(s.tcp_fastclose)));
@@ -117,7 +194,8 @@ pub(crate) fn render(
     );
     cmds.push(Command::Mode(ModeFlag::Weight, s.weight));
     cmds.push(Command::Mode(ModeFlag::Prio, s.prio));
-    // Ours: settings C pen keeps on its command line or does not write.
+    // Ours: settings C pen keeps on its command line or does not write (C pen reads each of
+    // these lines without a complaint).
     cmds.push(Command::IdleTimeout(Some(s.idle_timeout_secs)));
     cmds.push(Command::ConnMax(Some(model.conn_max)));
     cmds.push(Command::ClientsMax(Some(model.clients_max)));
@@ -132,14 +210,8 @@ pub(crate) fn render(
         cmds.extend(tls_commands(t));
     }
 
-    let mut out = format!("# Generated by pen {time}\n# pen -F '{}'", path.display());
-    if let Some(c) = control {
-        out.push_str(&format!(" -C {c}"));
-    }
-    if let Some(t) = &model.tls {
-        out.push_str(&tls_options(t));
-    }
-    out.push_str(&format!(" {}\n", model.listen));
+    let mut out = format!("# Generated by pen {time}\n");
+    out.push_str(&start_line(model, start, path));
     for c in cmds {
         out.push_str(&c.to_string());
         out.push('\n');

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 
-use super::render;
+use super::{render, StartLine};
 use crate::control::command::{
     AclAction, AclEntry, AclPattern, Command, Fastclose, ModeFlag, ServerField, Switch,
 };
@@ -169,11 +169,14 @@ fn write_then_load_is_the_identity() {
             }
             // The renderer alone: text, file, load.
             let file = dir.0.join("rendered.cfg");
-            let text = render(&model, None, &file, "now".to_string());
+            let text = render(&model, &StartLine::default(), &file, "now".to_string());
             std::fs::write(&file, &text).unwrap();
             let again = load(shared, &base, &file)?;
             prop_assert_eq!(&again, &model, "{}", text);
-            prop_assert_eq!(render(&again, None, &file, "now".to_string()), text);
+            prop_assert_eq!(
+                render(&again, &StartLine::default(), &file, "now".to_string()),
+                text
+            );
             // The real `write` command on the running balancer once the model is installed.
             commit(shared, model.clone(), Pending::default());
             let written = dir.0.join("written.cfg");

@@ -104,13 +104,13 @@ impl ClientTable {
         self.capacity = self.capacity.max(capacity.min(NIL as usize - 1));
     }
 
-    /// The server `addr` used last, unless forgotten: entries older than `tracking_secs`
-    /// (when > 0) are removed on lookup.
+    /// The server `addr` used last, unless forgotten: an entry older than `tracking_secs`
+    /// (when > 0) no longer chooses the server, but stays (with its connects and bytes, which
+    /// the next [`record`](Self::record) adds to, as in C pen) until evicted.
     pub fn lookup(&mut self, addr: IpAddr, now: u64, tracking_secs: u64) -> Option<ServerId> {
         let i = *self.index.get(&addr)?;
         let e = &self.slot(i)?.entry;
         if tracking_secs > 0 && now.saturating_sub(e.last_ms) > tracking_secs.saturating_mul(1000) {
-            self.remove_slot(i);
             return None;
         }
         Some(e.server)
@@ -299,7 +299,12 @@ mod tests {
         t.record(ip(1), ServerId(0), 1000);
         assert_eq!(t.lookup(ip(1), 10_000, 10), Some(ServerId(0)));
         assert_eq!(t.lookup(ip(1), 11_001, 10), None);
-        assert!(t.is_empty());
+        // The entry stays: the next connect counts on (C pen's `recent` after expiry).
+        t.record(ip(1), ServerId(1), 11_002);
+        assert_eq!(
+            t.get(ip(1)).map(|e| (e.server, e.connects)),
+            Some((ServerId(1), 2))
+        );
     }
 
     proptest! {

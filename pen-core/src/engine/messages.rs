@@ -3,10 +3,36 @@
 //! it ([`Engine`]), and [`dispatch`] carries each message out (the worker's loop drains its
 //! channel: `while let Ok(msg) = self.rx.try_recv() { dispatch(msg, self) }`).
 
+use std::net::IpAddr;
 use std::os::fd::RawFd;
 
+use crate::domain::server::Target;
 use crate::engine::net::Listener;
 use crate::engine::state::WorkerMsg;
+
+/// One open connection (or UDP flow) as its worker reports it: a row of the status page's
+/// connection table.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnRow {
+    /// Its slot in the worker.
+    pub(crate) slot: usize,
+    /// The client side's descriptor.
+    pub(crate) downfd: RawFd,
+    /// The server side's descriptor (-1 before there is one).
+    pub(crate) upfd: RawFd,
+    /// Bytes waiting to be written to the client.
+    pub(crate) pending_down: usize,
+    /// Bytes waiting to be written to the server.
+    pub(crate) pending_up: usize,
+    /// The client's address.
+    pub(crate) client: IpAddr,
+    /// Where it goes.
+    pub(crate) target: Target,
+    /// Bytes sent to the client and not yet added to its entry in the client table.
+    pub(crate) to_client: u64,
+    /// Bytes received from the client and not yet added to its entry in the client table.
+    pub(crate) from_client: u64,
+}
 
 /// What a worker (TCP or UDP) does for the control plane.
 pub(crate) trait Engine {
@@ -18,6 +44,8 @@ pub(crate) trait Engine {
     fn describe(&self, slot: usize) -> Option<String>;
     /// The slot whose connection or flow owns the descriptor `fd`.
     fn find_socket(&self, fd: RawFd) -> Option<usize>;
+    /// The open connections or flows.
+    fn connections(&self) -> Vec<ConnRow>;
 }
 
 /// Carries out one message.
@@ -36,6 +64,9 @@ pub(crate) fn dispatch(msg: WorkerMsg, engine: &mut impl Engine) {
             }
             WorkerMsg::FindSocket(fd, reply) => {
                 let _ = reply.send(engine.find_socket(fd));
+            }
+            WorkerMsg::List(reply) => {
+                let _ = reply.send(engine.connections());
             }
         }
     }

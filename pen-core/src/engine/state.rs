@@ -17,6 +17,8 @@ use crate::domain::server::ServerTable;
 use crate::domain::settings::Settings;
 use crate::engine::net::Listener;
 
+pub(crate) use crate::engine::messages::ConnRow;
+
 /// Requests from the control plane to one worker (TCP or UDP).
 pub(crate) enum WorkerMsg {
     /// Replace the listener (`None`: this worker has none, e.g. for a Unix socket); the
@@ -28,6 +30,8 @@ pub(crate) enum WorkerMsg {
     Describe(usize, mpsc::Sender<Option<String>>),
     /// Which connection (slot) owns this file descriptor?
     FindSocket(RawFd, mpsc::Sender<Option<usize>>),
+    /// The open connections, for the status page.
+    List(mpsc::Sender<Vec<ConnRow>>),
 }
 
 /// The way into one worker: its poller (to wake it) and its message channel.

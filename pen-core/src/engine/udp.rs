@@ -124,6 +124,18 @@ struct Flow {
     sent: u64,
     /// Bytes received from the server(s).
     received: u64,
+    /// `sent` and `received` as last added to the client table (`recent` shows a flow's bytes
+    /// while it lives, as C pen's does: see [`UdpWorker::report_bytes`]).
+    reported: (u64, u64),
+}
+
+/// The flow's bytes not yet added to its client's counters, as (client, to the client, from the
+/// client) (sx is the bytes sent to the client, as for TCP), marked as reported; `None` if none.
+fn unreported(f: &mut Flow) -> Option<(IpAddr, u64, u64)> {
+    let to_client = f.received.saturating_sub(f.reported.1);
+    let from_client = f.sent.saturating_sub(f.reported.0);
+    f.reported = (f.sent, f.received);
+    (to_client > 0 || from_client > 0).then_some((f.ip, to_client, from_client))
 }
 
 /// A UDP worker: one thread, one poller, its own listening socket, its own flows.
@@ -157,6 +169,22 @@ impl crate::engine::messages::Engine for UdpWorker {
 
     fn find_socket(&self, fd: RawFd) -> Option<usize> {
         (self.slots.iter()).find_map(|(slot, f)| (f.sock.as_raw_fd() == fd).then_some(slot))
+    }
+
+    fn connections(&self) -> Vec<crate::engine::messages::ConnRow> {
+        (self.slots.iter())
+            .map(|(slot, f)| crate::engine::messages::ConnRow {
+                slot,
+                downfd: self.sock.as_raw_fd(),
+                upfd: f.sock.as_raw_fd(),
+                pending_down: 0,
+                pending_up: 0,
+                client: f.ip,
+                target: f.target,
+                to_client: f.received.saturating_sub(f.reported.1),
+                from_client: f.sent.saturating_sub(f.reported.0),
+            })
+            .collect()
     }
 
     fn describe(&self, slot: usize) -> Option<String> {
@@ -418,6 +446,7 @@ impl UdpWorker {
             last_active: now,
             sent: 0,
             received: 0,
+            reported: (0, 0),
         };
         let (slot, gen) = self.slots.insert(flow);
         let registered = match self.slots.get(slot) {
@@ -589,8 +618,29 @@ impl UdpWorker {
 
     // ---- expiry and closing ---------------------------------------------------------------
 
+    /// Adds the bytes each flow relayed since its last report to its client's counters (one
+    /// lock for all), so that `recent` counts a UDP client's bytes while its flow lives.
+    fn report_bytes(&mut self) {
+        let mut deltas = Vec::new();
+        for slot in 0..self.slots.capacity() {
+            if let Some(f) = self.slots.get_mut(slot) {
+                if let Some(d) = unreported(f) {
+                    deltas.push(d);
+                }
+            }
+        }
+        if deltas.is_empty() {
+            return;
+        }
+        let mut clients = self.shared.clients.lock();
+        for (ip, to_client, from_client) in deltas {
+            clients.add_bytes(ip, to_client, from_client);
+        }
+    }
+
     /// Closes flows idle for the flow idle time.
     fn sweep(&mut self, now: u64) {
+        self.report_bytes();
         let idle = idle_secs(self.shared.settings.read().idle_timeout_secs);
         let limit = idle.saturating_mul(1000);
         for slot in 0..self.slots.capacity() {
@@ -615,17 +665,16 @@ impl UdpWorker {
 
     /// Closes without touching the target's flow count (already released).
     fn close_uncounted(&mut self, slot: usize) {
-        let Some(flow) = self.slots.remove(slot) else {
+        let Some(mut flow) = self.slots.remove(slot) else {
             return;
         };
         self.flows.remove(&flow.client);
         self.poller.delete(&flow.sock);
-        if flow.sent + flow.received > 0 {
-            // sx: bytes to the client (as for TCP).
+        if let Some((ip, to_client, from_client)) = unreported(&mut flow) {
             self.shared
                 .clients
                 .lock()
-                .add_bytes(flow.ip, flow.received, flow.sent);
+                .add_bytes(ip, to_client, from_client);
         }
         self.shared.release();
     }

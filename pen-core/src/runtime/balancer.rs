@@ -306,10 +306,9 @@ impl Balancer {
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
         });
-        let ctl = Arc::new(Controller::new(
-            Arc::clone(&shared),
-            config.config_file.clone(),
-        ));
+        let ctl = Arc::new(
+            Controller::new(Arc::clone(&shared), config.config_file.clone()).with_start(&config),
+        );
         for cmd in &config.commands {
             ctl.apply_line(cmd, ConfigSource::CommandLine)
                 .map_err(|source| StartError::Command {

@@ -72,6 +72,12 @@ pub struct Config {
     pub splice: Splice,
     /// TLS termination on the listener (`-E` and friends); `None`: plain TCP.
     pub tls: Option<crate::tls::TlsOptions>,
+    /// `-f` was given. The binary acts on it; `write` shows it (C pen's second comment line).
+    pub foreground: bool,
+    /// `-j DIR` as given. The binary acts on it; `write` shows it.
+    pub chroot: Option<PathBuf>,
+    /// `-u USER` as given. The binary acts on it; `write` shows it.
+    pub user: Option<String>,
     /// Where the balancer started from this config reports its events (shared by clones).
     pub(crate) events: Arc<EventHub>,
     /// The selection policy; `None`: the built-in modes.
@@ -103,6 +109,9 @@ impl Config {
             abuse: None,
             splice: Splice::Auto,
             tls: None,
+            foreground: false,
+            chroot: None,
+            user: None,
             events: Arc::default(),
             policy: None,
             health: None,

@@ -34,6 +34,8 @@ pub(crate) struct Controller {
     config_file: Option<PathBuf>,
     /// The directory pen was started from: relative file names point there.
     start: Option<StartDir>,
+    /// The start-up options `write` shows (the parts that cannot change while running).
+    start_line: crate::control::write::StartLine,
 }
 
 /// Where a transaction starts from.
@@ -55,7 +57,27 @@ impl Controller {
             lock: Mutex::new(()),
             config_file,
             start: StartDir::current(),
+            start_line: crate::control::write::StartLine::default(),
         }
+    }
+
+    /// Records the start-up options `write` shows in its second comment line (C pen's
+    /// `-U -f -X -j -p -u`).
+    pub(crate) fn with_start(mut self, config: &crate::runtime::config::Config) -> Self {
+        // Reads the time zone now, before any chroot hides /etc/localtime (the C library
+        // keeps it), so that `write` and the status page show local time after it too.
+        let _ = crate::sys::process::utc_offset_secs(0);
+        let shown = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        self.start_line = crate::control::write::StartLine {
+            udp: config.udp,
+            foreground: config.foreground,
+            exit_enabled: config.exit_enabled,
+            chroot: shown(&config.chroot),
+            pid_file: shown(&config.pid_file),
+            user: config.user.clone(),
+            ..Default::default()
+        };
+        self
     }
 
     /// The `-F` config file, if any.
@@ -223,9 +245,21 @@ impl Controller {
                 })?,
         };
         let model = snapshot(&self.shared);
-        let control = self.shared.control.lock().clone();
-        let time = crate::domain::clock::format_utc(self.shared.clock.wall_secs());
-        let text = crate::control::write::render(&model, control.as_ref(), &path, time);
+        let mut start = self.start_line.clone();
+        start.control = self.shared.control.lock().clone();
+        {
+            let t = self.shared.servers.read();
+            let shown = |s: Option<&crate::domain::server::Server>| {
+                s.and_then(|s| s.addr).map(|a| a.to_string())
+            };
+            start.emergency = shown(t.emergency.as_ref());
+            start.abuse = shown(t.abuse.as_ref());
+        }
+        // Local time, as C pen writes it.
+        let wall = self.shared.clock.wall_secs();
+        let local = wall.saturating_add_signed(crate::sys::process::utc_offset_secs(wall));
+        let time = crate::domain::clock::format_utc(local);
+        let text = crate::control::write::render(&model, &start, &path, time);
         crate::files::write_atomically(&path, text.as_bytes()).map_err(|source| {
             ApplyError::Io {
                 context: format!("cannot write '{}'", path.display()),

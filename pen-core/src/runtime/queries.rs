@@ -123,15 +123,23 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
         }
         Command::Pid => nl(std::process::id()),
         Command::Recent(secs) => {
+            drop(settings);
             let secs = secs.unwrap_or(300);
+            // Open connections' bytes count too, as in C pen (which counts them as they pass).
+            let rows = crate::admin::stats::open_connections(shared);
+            let live = crate::admin::stats::live_client_bytes(&rows);
             let now = shared.now_ms();
             let mut out = String::new();
             for e in shared.clients.lock().iter() {
                 if now.saturating_sub(e.last_ms) <= secs.saturating_mul(1000) {
+                    let (to, from) = live.get(&e.addr).copied().unwrap_or_default();
                     let _ = writeln!(
                         out,
                         "{} connects {} sx {} rx {}",
-                        e.addr, e.connects, e.sent, e.received
+                        e.addr,
+                        e.connects,
+                        e.sent.saturating_add(to),
+                        e.received.saturating_add(from)
                     );
                 }
             }

@@ -157,9 +157,32 @@ pub(crate) fn syslog(priority: libc::c_int, msg: &CStr) {
     unsafe { libc::syslog(priority, c"%s".as_ptr(), msg.as_ptr()) };
 }
 
+/// The local time zone's offset from UTC at `secs` (seconds since the Unix epoch), in seconds
+/// east of UTC, as `localtime_r` gives it (`TZ`, else /etc/localtime); 0 if unknown.
+pub(crate) fn utc_offset_secs(secs: u64) -> i64 {
+    let Ok(t) = libc::time_t::try_from(secs) else {
+        return 0;
+    };
+    // SAFETY: `libc::tm` is plain integers and a pointer, for which all-zero bytes are valid.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; localtime_r writes only `tm`.
+    let r = unsafe { libc::localtime_r(&t, &mut tm) };
+    if r.is_null() {
+        return 0;
+    }
+    // `c_long` is `i64` here but `i32` on 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    i64::from(tm.tm_gmtoff)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_offset_is_within_a_day() {
+        assert!(utc_offset_secs(1_700_000_000).abs() <= 86_400);
+    }
 
     #[test]
     fn counts_threads() {

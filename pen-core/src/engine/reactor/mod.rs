@@ -144,6 +144,23 @@ impl crate::engine::messages::Engine for Worker {
         })
     }
 
+    fn connections(&self) -> Vec<crate::engine::messages::ConnRow> {
+        (self.slots.iter())
+            .map(|(slot, c)| crate::engine::messages::ConnRow {
+                slot,
+                downfd: c.client.as_raw_fd(),
+                upfd: c.server.as_ref().map_or(-1, |s| s.as_raw_fd()),
+                pending_down: c.down.pending(),
+                pending_up: c.up.pending(),
+                client: c.peer.ip,
+                target: c.target,
+                // A connection's bytes go into the client table when it closes.
+                to_client: c.down.bytes,
+                from_client: c.up.bytes,
+            })
+            .collect()
+    }
+
     fn describe(&self, slot: usize) -> Option<String> {
         let c = self.slots.get(slot)?;
         let state = match c.life.phase() {
