@@ -928,3 +928,9 @@ pub(crate) fn raise_nofile(want: u64) -> u64 {
         .status();
     nofile_limits().map_or(soft, |(s, _)| s)
 }
+
+/// True when process `pid` has a TCP socket listening on `port` (read from /proc, no connect:
+/// a probe connection would show in pen's counters).
+pub(crate) fn pid_listens_on(pid: u32, port: u16) -> bool {
+    tcp_listening(port, &socket_inodes(pid))
+}

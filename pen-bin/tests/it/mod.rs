@@ -11,6 +11,7 @@ mod compat_control;
 mod compat_output;
 mod compat_runtime;
 mod control;
+mod differential;
 mod failover;
 mod faults;
 mod faults_load;
