@@ -131,7 +131,9 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
             let now = shared.now_ms();
             let mut out = String::new();
             for e in shared.clients.lock().iter() {
-                if now.saturating_sub(e.last_ms) <= secs.saturating_mul(1000) {
+                // Whole seconds, as C pen compares time(2) values: `recent 0` lists the
+                // clients seen in the current second.
+                if (now / 1000).saturating_sub(e.last_ms / 1000) <= secs {
                     let (to, from) = live.get(&e.addr).copied().unwrap_or_default();
                     let _ = writeln!(
                         out,
