@@ -8,6 +8,7 @@ mod cli;
 mod compat;
 mod compat_cli;
 mod compat_control;
+mod compat_engine;
 mod compat_runtime;
 mod control;
 mod failover;
