@@ -15,6 +15,7 @@ mod failover;
 mod faults;
 mod faults_load;
 mod http;
+mod netns;
 mod ops_config;
 mod ops_daemon;
 mod ops_stats;
