@@ -159,17 +159,9 @@ impl Namespaces {
 
     /// Runs the client in its namespace; what the server told it.
     fn client_sees(&self) -> String {
-        let out = Command::new("timeout")
-            .args([
-                "10",
-                "ip",
-                "netns",
-                "exec",
-                &self.client,
-                "python3",
-                "-c",
-                CLIENT_PY,
-            ])
+        // Bounded by the script's own timeouts (5 s to connect, then 3 s per read).
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.client, "python3", "-c", CLIENT_PY])
             .output()
             .expect("run the client");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
