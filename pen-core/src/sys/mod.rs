@@ -132,10 +132,14 @@ pub(crate) fn accept_nonblocking(
 }
 
 /// Starts a non-blocking connect to `addr` from `source` (if given). The result is known when
-/// the socket becomes writable: see [`connect_result`].
+/// the socket becomes writable: see [`connect_result`]. With `transparent` (the client's
+/// address, under `transparent`) the socket is bound to that foreign address with
+/// `IP_TRANSPARENT` (Linux, needs `CAP_NET_ADMIN`), so the server sees the client as the peer;
+/// it takes the place of `source`.
 pub(crate) fn connect_start(
     addr: SocketAddr,
     source: Option<IpAddr>,
+    transparent: Option<IpAddr>,
     nodelay: bool,
 ) -> io::Result<TcpStream> {
     // Created non-blocking: no fcntl pair per connection.
@@ -154,7 +158,9 @@ pub(crate) fn connect_start(
     if nodelay {
         sock.set_tcp_nodelay(true)?;
     }
-    if let Some(ip) = source {
+    if let Some(client) = transparent {
+        bind_transparent(&sock, client, addr)?;
+    } else if let Some(ip) = source {
         if ip.is_ipv4() == addr.is_ipv4() {
             sock.bind(&SocketAddr::new(ip, 0).into())?;
         }
@@ -166,6 +172,34 @@ pub(crate) fn connect_start(
         Err(e) => return Err(e),
     }
     Ok(sock.into())
+}
+
+/// Binds `sock` (about to connect to `server`) to the client's address `client` with
+/// `IP_TRANSPARENT`, as C pen's `transparent` does; a client of the other family than the
+/// server leaves the socket unbound. As in C pen, a refusal (no `CAP_NET_ADMIN`, e.g. after
+/// `-u`) is logged and the connect goes ahead from pen's own address: it is not the server's
+/// fault, so it must not fail the connect (and blacklist the server).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn bind_transparent(sock: &Socket, client: IpAddr, server: SocketAddr) -> io::Result<()> {
+    if client.is_ipv4() != server.is_ipv4() {
+        return Ok(());
+    }
+    let set = if client.is_ipv4() {
+        sock.set_ip_transparent_v4(true)
+    } else {
+        sock.set_ip_transparent_v6(true)
+    };
+    let bound = set.and_then(|()| sock.bind(&SocketAddr::new(client, 0).into()));
+    if let Err(e) = bound {
+        log::warn!("transparent: cannot use client address {client} towards {server}: {e}");
+    }
+    Ok(())
+}
+
+/// Without `IP_TRANSPARENT` (not Linux) `transparent` has no effect.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn bind_transparent(_sock: &Socket, _client: IpAddr, _server: SocketAddr) -> io::Result<()> {
+    Ok(())
 }
 
 /// The outcome of a non-blocking connect once its socket reported readiness: `Ok(true)` when

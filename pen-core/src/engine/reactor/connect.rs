@@ -21,9 +21,14 @@ impl Worker {
     pub(super) fn connect(&mut self, slot: usize, now: u64) {
         loop {
             let shared = Arc::clone(&self.shared);
-            let (source, nodelay, timeout) = {
+            let (source, nodelay, timeout, transparent) = {
                 let s = shared.settings.read();
-                (s.source, s.tcp_nodelay, s.connect_timeout_secs)
+                (
+                    s.source,
+                    s.tcp_nodelay,
+                    s.connect_timeout_secs,
+                    s.transparent,
+                )
             };
             let Some(gen) = self.slots.gen(slot) else {
                 return;
@@ -39,9 +44,12 @@ impl Worker {
                 }
                 srv.and_then(|s| s.addr)
             };
+            // `transparent`: the server sees the client's address (a Unix-socket client has
+            // none: its peer address is unspecified).
+            let foreign = (transparent && !conn.peer.ip.is_unspecified()).then_some(conn.peer.ip);
             let started = addr
                 .ok_or_else(|| io::Error::from(io::ErrorKind::AddrNotAvailable))
-                .and_then(|a| sys::connect_start(a, source, nodelay));
+                .and_then(|a| sys::connect_start(a, source, foreign, nodelay));
             match started {
                 Ok(stream) => {
                     let stream = Stream::Tcp(stream);

@@ -29,6 +29,7 @@ use crate::engine::state::{Shared, WorkerMsg};
 
 mod connect;
 mod drive;
+mod dummy;
 mod tls;
 
 /// Out of descriptors (or memory): how long until accepting or a connect is tried again.
@@ -57,6 +58,8 @@ struct Conn {
     /// Cached readiness of the client and server sockets.
     c: Readiness,
     s: Readiness,
+    /// `dummy` mode: no server; the client gets the built-in page (see `dummy`).
+    dummy: bool,
 }
 
 impl Conn {
@@ -83,6 +86,7 @@ impl Conn {
             down: Pipe::default(),
             c: Readiness::default(),
             s: Readiness::default(),
+            dummy: false,
         }
     }
 }
@@ -333,13 +337,21 @@ impl Worker {
             self.start_tls(client, peer, now);
             return;
         }
+        let (nodelay, dummy) = {
+            let s = self.shared.settings.read();
+            (s.tcp_nodelay, s.dummy)
+        };
+        if dummy {
+            self.start_dummy(client, peer, now);
+            return;
+        }
         let shared = Arc::clone(&self.shared);
         let who = format_args!("client {}:{}", peer.ip, peer.port);
         let Some((target, first)) = route::choose(&shared, peer.ip, peer.port, now, &who) else {
             self.shared.release();
             return;
         };
-        if shared.settings.read().tcp_nodelay {
+        if nodelay {
             let _ = client.set_nodelay(true);
         }
         let conn = Conn::new(client, peer, target, first, Lifecycle::connecting(now));
@@ -404,7 +416,13 @@ impl Worker {
                     self.handshake(slot, now);
                     return;
                 }
-                Phase::Connecting => return, // client data waits until the server side is up
+                // Client data waits until the server side is up (a dummy connection has none).
+                Phase::Connecting => {
+                    if conn.dummy {
+                        self.dummy_turn(slot);
+                    }
+                    return;
+                }
                 Phase::Established => {}
             }
         }
@@ -462,8 +480,8 @@ impl Worker {
         let Some(conn) = self.slots.get(slot) else {
             return;
         };
-        // A connection still in its TLS handshake has no target yet.
-        if conn.life.phase() != Phase::Handshake {
+        // A connection still in its TLS handshake has no target yet, a dummy one never has.
+        if conn.life.phase() != Phase::Handshake && !conn.dummy {
             if let Some(s) = self.shared.servers.read().target(conn.target) {
                 s.release();
             }

@@ -1,0 +1,248 @@
+//! `transparent` for real (issue 12, C-11): three network namespaces made for the test (a
+//! client, pen, a server), joined by veth pairs, with the server's route back to the client
+//! through pen's namespace. Under `transparent` the server must see the client's address as
+//! its peer; without it, pen's. Every address lives inside the namespaces only (the host's
+//! interfaces and routes are never touched) and the namespaces are deleted at the end, also on
+//! failure. Skips (with a message) when not root, or `ip` or `python3` is missing, or namespaces
+//! cannot be created. Runs against both binaries.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::harness::{pen_bin, poll_until, running_as_root};
+
+/// Client namespace side, pen's two sides, server side.
+const CLIENT_IP: &str = "10.77.1.2";
+const PEN_CLIENT_SIDE: &str = "10.77.1.1";
+const PEN_SERVER_SIDE: &str = "10.77.2.1";
+const SERVER_IP: &str = "10.77.2.2";
+const PEN_PORT: u16 = 8000;
+const SERVER_PORT: u16 = 8080;
+
+/// Answers every connection with `peer ADDRESS\n` (its peer's address), forever.
+const SERVER_PY: &str = r"
+import socket
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(('10.77.2.2', 8080))
+l.listen()
+while True:
+    s, a = l.accept()
+    s.sendall(('peer %s\n' % a[0]).encode())
+    s.close()
+";
+
+/// Connects to pen (retrying until it listens, up to 5 s), prints what the server said.
+const CLIENT_PY: &str = r"
+import socket, time
+end = time.time() + 5
+while True:
+    try:
+        s = socket.create_connection(('10.77.1.1', 8000), timeout=3)
+        break
+    except OSError:
+        if time.time() > end: raise
+        time.sleep(0.05)
+d = b''
+while True:
+    x = s.recv(100)
+    if not x: break
+    d += x
+print(d.decode().strip())
+";
+
+/// Runs `ip ARGS`; whether it succeeded.
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn have(tool: &str, arg: &str) -> bool {
+    Command::new(tool)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The test's namespaces; dropping deletes them (and with them their veth ends).
+struct Namespaces {
+    client: String,
+    pen: String,
+    server: String,
+}
+
+impl Namespaces {
+    /// Creates and wires the three namespaces; `None` if it cannot (then nothing is left).
+    fn create() -> Option<Namespaces> {
+        let id = std::process::id();
+        let ns = Namespaces {
+            client: format!("penc{id}"),
+            pen: format!("penp{id}"),
+            server: format!("pens{id}"),
+        };
+        for n in [&ns.client, &ns.pen, &ns.server] {
+            if !ip(&["netns", "add", n]) {
+                return None; // `ns` drops: what was made is deleted
+            }
+        }
+        let (vc, vp1, vp2, vs) = (
+            format!("vc{id}"),
+            format!("vp1{id}"),
+            format!("vp2{id}"),
+            format!("vs{id}"),
+        );
+        let (c, p, s) = (ns.client.as_str(), ns.pen.as_str(), ns.server.as_str());
+        let steps: Vec<Vec<&str>> = vec![
+            // veth pairs created with both ends already inside the namespaces.
+            vec![
+                "link", "add", &vc, "netns", c, "type", "veth", "peer", "name", &vp1, "netns", p,
+            ],
+            vec![
+                "link", "add", &vs, "netns", s, "type", "veth", "peer", "name", &vp2, "netns", p,
+            ],
+            vec!["-n", c, "addr", "add", "10.77.1.2/24", "dev", &vc],
+            vec!["-n", p, "addr", "add", "10.77.1.1/24", "dev", &vp1],
+            vec!["-n", p, "addr", "add", "10.77.2.1/24", "dev", &vp2],
+            vec!["-n", s, "addr", "add", "10.77.2.2/24", "dev", &vs],
+            vec!["-n", c, "link", "set", &vc, "up"],
+            vec!["-n", p, "link", "set", &vp1, "up"],
+            vec!["-n", p, "link", "set", &vp2, "up"],
+            vec!["-n", s, "link", "set", &vs, "up"],
+            vec!["-n", c, "link", "set", "lo", "up"],
+            vec!["-n", p, "link", "set", "lo", "up"],
+            vec!["-n", s, "link", "set", "lo", "up"],
+            // The server answers the client's address through pen's namespace...
+            vec!["-n", s, "route", "add", "default", "via", "10.77.2.1"],
+            // ...where whatever comes from the server's side is delivered locally (to pen's
+            // transparent socket bound to the client's address) rather than forwarded: the
+            // minimal policy routing, no packet marks or firewall rules needed.
+            vec!["-n", p, "rule", "add", "iif", &vp2, "lookup", "100"],
+            vec![
+                "-n",
+                p,
+                "route",
+                "add",
+                "local",
+                "0.0.0.0/0",
+                "dev",
+                "lo",
+                "table",
+                "100",
+            ],
+        ];
+        for step in &steps {
+            if !ip(step) {
+                eprintln!("netns setup failed at: ip {}", step.join(" "));
+                return None;
+            }
+        }
+        Some(ns)
+    }
+
+    /// `ip netns exec NS PROG ARGS` (ip execs the program: the child is it).
+    fn spawn(&self, ns: &str, prog: &str, args: &[&str]) -> Killed {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, prog])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn in namespace");
+        Killed(child)
+    }
+
+    /// Runs the client in its namespace; what the server told it.
+    fn client_sees(&self) -> String {
+        // Bounded by the script's own timeouts (5 s to connect, then 3 s per read).
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.client, "python3", "-c", CLIENT_PY])
+            .output()
+            .expect("run the client");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for n in [&self.client, &self.pen, &self.server] {
+            let _ = ip(&["netns", "del", n]);
+        }
+    }
+}
+
+/// A child killed (and reaped) when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// C-11: under `transparent` the server sees the client's own address (pen binds its
+/// server-side socket to it with `IP_TRANSPARENT`); without it, or without the privilege,
+/// pen's address.
+#[test]
+fn transparent_shows_the_client_address_to_the_server() {
+    if !running_as_root() {
+        eprintln!("SKIPPED transparent_shows_the_client_address_to_the_server: needs root");
+        return;
+    }
+    if !have("ip", "-V") || !have("python3", "-V") {
+        eprintln!(
+            "SKIPPED transparent_shows_the_client_address_to_the_server: needs ip and python3"
+        );
+        return;
+    }
+    // Declared first: dropped last, after the processes below are gone.
+    let Some(ns) = Namespaces::create() else {
+        eprintln!(
+            "SKIPPED transparent_shows_the_client_address_to_the_server: \
+             cannot create network namespaces"
+        );
+        return;
+    };
+    let _server = ns.spawn(&ns.server, "python3", &["-c", SERVER_PY]);
+    // The server must listen before pen's first connect (a refused one blacklists it).
+    let up = poll_until(Duration::from_secs(10), || {
+        let probe = format!(
+            "import socket; socket.create_connection(('{SERVER_IP}', {SERVER_PORT}), timeout=1)"
+        );
+        let ok = Command::new("ip")
+            .args(["netns", "exec", &ns.pen, "python3", "-c", &probe])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(())
+    });
+    assert!(up.is_some(), "the server in its namespace did not start");
+    let pen = pen_bin().display().to_string();
+    let listen = format!("{PEN_CLIENT_SIDE}:{PEN_PORT}");
+    let server = format!("{SERVER_IP}:{SERVER_PORT}");
+    // Without `transparent`; with it; with it but without the privilege (`-u nobody`): as in
+    // C pen the connect then goes ahead from pen's own address (the server is not failed).
+    let cases: [(&[&str], &str); 3] = [
+        (&[], PEN_SERVER_SIDE),
+        (&["-o", "transparent"], CLIENT_IP),
+        (&["-u", "nobody", "-o", "transparent"], PEN_SERVER_SIDE),
+    ];
+    for (opts, expected) in cases {
+        let mut args = vec!["-f"];
+        args.extend(opts);
+        args.extend([listen.as_str(), server.as_str()]);
+        let _pen = ns.spawn(&ns.pen, &pen, &args);
+        // The client retries until pen listens; the server may start a moment late too.
+        let seen = poll_until(Duration::from_secs(10), || {
+            Some(ns.client_sees()).filter(|s| s.starts_with("peer "))
+        })
+        .unwrap_or_default();
+        assert_eq!(seen, format!("peer {expected}"), "options {opts:?}");
+    }
+}
