@@ -113,7 +113,12 @@ impl Harness {
     /// What `write FILE` writes for `loaded` (with a fixed time in the comment).
     pub fn render(&self, loaded: &Loaded, file: &Path) -> String {
         let time = "Thu Jan  1 00:00:00 1970".to_string();
-        crate::control::write::render(&loaded.model, None, file, time)
+        crate::control::write::render(
+            &loaded.model,
+            &crate::control::write::StartLine::default(),
+            file,
+            time,
+        )
     }
 
     /// Puts the start-up configuration back (the client table too: it only grows otherwise).
