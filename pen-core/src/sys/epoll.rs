@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-use crate::poll::Event;
+use crate::poll::event::Event;
 
 /// Whether this backend reports `hup` (so short reads may be trusted): yes, `EPOLLRDHUP` is
 /// registered with every socket.

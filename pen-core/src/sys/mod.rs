@@ -302,7 +302,7 @@ fn splice(from: std::os::fd::RawFd, to: std::os::fd::RawFd, len: usize) -> io::R
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-crate::poll::by_backend! {
+crate::poll::event::by_backend! {
     epoll {
         /// The Linux epoll backend of [`crate::poll`].
         pub(crate) mod epoll;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use polling::PollMode;
 
-use crate::poll::Event;
+use crate::poll::event::Event;
 
 /// Whether this backend reports `hup` (so short reads may be trusted): no.
 pub(crate) const REPORTS_HUP: bool = false;
