@@ -63,7 +63,7 @@ pub(crate) enum CliError {
         source: AddrError,
     },
     /// A C pen option we recognise but do not implement yet.
-    NotSupported(char),
+
     /// No listen address operand: the caller prints [`USAGE`] (as C pen does).
     NoListen,
     /// A server without a port behind a Unix-socket listener (there is no port to default to).
@@ -93,7 +93,6 @@ impl fmt::Display for CliError {
             }
             CliError::Addr { context, source } if context.is_empty() => write!(f, "{source}"),
             CliError::Addr { context, source } => write!(f, "{context}: {source}"),
-            CliError::NotSupported(c) => write!(f, "option -{c} is not supported yet"),
             CliError::NoListen => {
                 write!(f, "no listen address: expected [host:]port|/path server [server ...]")
             }
@@ -136,7 +135,7 @@ options:
   -H            HTTP mode: add X-Forwarded-For and X-Forwarded-Proto to requests
   -U            UDP: one flow per client address, ended after idle_timeout
                 seconds (60 when idle_timeout is 0); -x bounds the flows
-  -N            not supported yet (refused)
+  -N            hash without remembering the server (as -h, never tracked)
   -O option     run a penctl command at start (repeatable, in order)
   -P            accepted and ignored (pen picks its own event mechanism)
   -Q            accepted and ignored (the same)
@@ -204,14 +203,12 @@ enum Kind {
     Value(&'static str),
     /// Accepted for compatibility and ignored (`true` if it takes an argument).
     Ignored(bool),
-    /// Refused with "not supported yet" (before any argument it takes is looked at).
-    Refused,
 }
 
 fn kind(c: char) -> Option<Kind> {
     use Kind::*;
     Some(match c {
-        'f' | 'h' | 'r' | 's' | 'W' | 'X' | 'a' | 'd' | 'V' | '?' | 'U' | 'H' => Flag,
+        'f' | 'h' | 'r' | 's' | 'W' | 'X' | 'a' | 'd' | 'V' | '?' | 'U' | 'H' | 'N' => Flag,
         'b' => Value("blacklist seconds"),
         'c' => Value("client table slots"),
         'C' => Value("control address"),
@@ -239,7 +236,6 @@ fn kind(c: char) -> Option<Kind> {
         'R' => Flag,
         // C pen's "SSL compatibility mode" (OpenSSL bug workarounds): nothing to do in rustls.
         'Z' => Ignored(false),
-        'N' => Refused,
         _ => return None,
     })
 }
@@ -325,10 +321,6 @@ pub(crate) fn parse_args_env(args: &[String], env_workers: Option<&str>) -> Resu
             let Some(k) = kind(c) else {
                 return Err(CliError::UnknownOption(format!("-{c}")));
             };
-            if matches!(k, Kind::Refused) {
-                // Refused before its argument is even looked at: nothing runs either way.
-                return Err(CliError::NotSupported(c));
-            }
             let takes_arg = matches!(k, Kind::Value(_) | Kind::Ignored(true));
             let value = if takes_arg {
                 // `i` is where `c` starts, so this is a character boundary.
@@ -350,7 +342,7 @@ pub(crate) fn parse_args_env(args: &[String], env_workers: Option<&str>) -> Resu
                 None
             };
             match (k, value) {
-                (Kind::Refused | Kind::Ignored(_), _) => {}
+                (Kind::Ignored(_), _) => {}
                 (Kind::Flag, _) if c == '?' => return Ok(Cli::Help),
                 (Kind::Flag, _) if c == 'V' => return Ok(Cli::Version),
                 (Kind::Flag, _) if c == 'd' => o.debug = o.debug.saturating_add(1),
@@ -496,6 +488,11 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
     for c in &o.flags {
         match c {
             'h' => st.hash = true,
+            // Hash without remembering the server (C pen's usage line; 0.34.1 lists it only).
+            'N' => {
+                st.hash = true;
+                st.no_tracking = true;
+            }
             'r' => st.roundrobin = true,
             's' => st.stubborn = true,
             'W' => st.weight = true,

@@ -131,12 +131,12 @@ fn ignored_options() {
 }
 
 #[test]
-fn refused_options() {
-    assert_eq!(error("-N 8080 127.0.0.1"), "option -N is not supported yet");
-    assert_eq!(
-        error("-fN 8080 127.0.0.1"),
-        "option -N is not supported yet"
-    );
+fn dash_n_is_hash_without_tracking() {
+    let r = run("-fN 8080 127.0.0.1");
+    assert!(r.config.settings.hash);
+    assert!(r.config.settings.no_tracking);
+    let r = run("-h 8080 127.0.0.1");
+    assert!(r.config.settings.hash && !r.config.settings.no_tracking);
 }
 
 #[test]

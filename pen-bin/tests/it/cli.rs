@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use super::harness::{free_port, is_c_pen, pen_bin, run_bounded_full};
+use super::backends::Backend;
+use super::harness::{free_port, is_c_pen, pen_bin, run_bounded_full, PenBuilder};
 
 /// Runs pen with `args` (it must exit by itself); returns (stdout, stderr, status).
 fn run(args: &[String]) -> (String, String, i32) {
@@ -73,18 +74,33 @@ fn malformed_server_limit() {
     expect_usage_error(s(&["-f", &listen(), "1.2.3.4:80:x"]), "1.2.3.4:80:x");
 }
 
+/// [ours] `-N`: hash without remembering the server (C pen 0.34.1 lists `-N` in its usage but
+/// prints the usage for it). A client that failed over while its hashed server was down goes
+/// back to that server once it is up; under `-h` tracking keeps it on the other one.
 #[test]
-fn refused_option_is_not_supported_yet() {
+fn dash_n_hashes_without_remembering_the_server() {
     if is_c_pen() {
         return;
     }
-    let args = s(&["-f", "-N", &listen(), "127.0.0.1:9"]);
-    let (out, err, code) = run(&args);
-    assert_eq!(code, 2, "pen -N: stdout {out:?} stderr {err:?}");
-    assert!(
-        format!("{out}{err}").contains("not supported yet"),
-        "pen -N: {out:?} {err:?}"
-    );
+    for (opt, back_home) in [("-N", true), ("-h", false)] {
+        let (a, b) = (Backend::name("A"), Backend::name("B"));
+        let pen = PenBuilder::new()
+            .opts(&[opt])
+            .server(a.spec())
+            .server(b.spec())
+            .start();
+        let home = pen.fetch_from(7);
+        let (id, other) = if home == "A" { (0, "B") } else { (1, "A") };
+        pen.ctl(&format!("server {id} blacklist 60"));
+        assert_eq!(
+            pen.fetch_from(7),
+            other,
+            "{opt}: fails over while blacklisted"
+        );
+        pen.ctl(&format!("server {id} blacklist 0"));
+        let want = if back_home { home.as_str() } else { other };
+        assert_eq!(pen.fetch_from(7), want, "{opt}: after the server is back");
+    }
 }
 
 #[test]

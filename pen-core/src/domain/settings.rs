@@ -41,6 +41,9 @@ pub struct Settings {
     pub debug: u32,
     /// `-h`, `hash`.
     pub hash: bool,
+    /// `-N`: hash without remembering the server: the client table is not consulted, so a
+    /// client's server is its hash's every time (still recorded for `recent`).
+    pub no_tracking: bool,
     /// `-r`, `roundrobin`.
     pub roundrobin: bool,
     /// `-s`, `stubborn`.
@@ -97,6 +100,7 @@ impl Default for Settings {
             idle_timeout_secs: 0,
             debug: 0,
             hash: false,
+            no_tracking: false,
             roundrobin: false,
             stubborn: false,
             weight: false,

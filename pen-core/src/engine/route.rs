@@ -54,9 +54,14 @@ pub(crate) fn choose(
     now: u64,
     what: &dyn Display,
 ) -> Option<(Target, Option<ServerId>)> {
-    let (client_acl, roundrobin, tracking, debug) = {
+    let (client_acl, untracked, tracking, debug) = {
         let s = shared.settings.read();
-        (s.client_acl, s.roundrobin, s.tracking_secs, s.debug)
+        (
+            s.client_acl,
+            s.roundrobin || s.no_tracking,
+            s.tracking_secs,
+            s.debug,
+        )
     };
     if !shared.acls.read().permits(client_acl, ip) {
         shared.counters.refused_acl.fetch_add(1, Relaxed);
@@ -77,7 +82,7 @@ pub(crate) fn choose(
         // Denied clients are not tracked and never fail over: no first choice.
         return abuse.then_some((Target::Abuse, None));
     }
-    let tracked = if roundrobin {
+    let tracked = if untracked {
         None
     } else {
         shared.clients.lock().lookup(ip, now, tracking)
