@@ -25,7 +25,11 @@ use pen_core::control::{parse_line, Command};
 /// What the naive reader makes of a line starting with `acl`: `Some(Ok((list, entry)))`,
 /// `Some(Err(()))` for a line that must be refused, `None` when the line is not an `acl` line.
 fn naive(line: &str) -> Option<Result<(u8, AclEntry), ()>> {
-    let w: Vec<&str> = line.split_ascii_whitespace().collect();
+    // A word starting with `#` starts a comment that runs to the end of the line (as C pen).
+    let w: Vec<&str> = line
+        .split_ascii_whitespace()
+        .take_while(|w| !w.starts_with('#'))
+        .collect();
     if w.first() != Some(&"acl") {
         return None;
     }
