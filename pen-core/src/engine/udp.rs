@@ -5,12 +5,12 @@
 //! A *flow* is one client address (ip:port) with a connected upstream UDP socket to the server
 //! chosen for it. Client datagrams go out through the flow's socket; the server's answers come
 //! back on that socket and leave through the listening socket with `send_to` the client.
-//! Selection is the TCP engine's ([`crate::engine::reactor`]): client ACL (a denied client's flow goes
-//! to the abuse server `-B` if one is set, else its datagrams are dropped; a flow keeps the
-//! decision made when it began, as a TCP connection does), tracking, round robin, hash,
-//! weight, prio, limits (a flow counts as one connection of its server and of `-x`), stubborn,
-//! emergency, blacklisting. The logic is copied here rather than shared, because the TCP engine
-//! works on connections that connect asynchronously and this one on flows that never do.
+//! Selection is the TCP engine's: client ACL (a denied client's flow goes to the abuse server
+//! `-B` if one is set, else its datagrams are dropped; a flow keeps the decision made when it
+//! began, as a TCP connection does), tracking, round robin, hash, weight, prio, limits (a flow
+//! counts as one connection of its server and of `-x`), stubborn, emergency, blacklisting: the
+//! routing decisions are `engine::route`'s, shared with the TCP
+//! engine, as are the slot scheme, admission against `-x` and the message loop.
 //!
 //! Failure: an ICMP "port unreachable" from the server makes the connected socket's next
 //! `recv`/`send` fail with `ECONNREFUSED`. The server is then blacklisted for the `blacklist`
