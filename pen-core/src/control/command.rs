@@ -38,6 +38,9 @@ pub enum Switch {
     TcpNodelay,
     /// `transparent` (IP_TRANSPARENT towards servers).
     Transparent,
+    /// `connect_on_data` \[ours\]: connect to a server only once the client has sent its first
+    /// bytes (within `request_timeout`), so an idle client holds no server connection.
+    ConnectOnData,
 }
 
 /// One field of `server N ...`.
@@ -135,6 +138,19 @@ pub enum Command {
     Control,
     /// `debug [N]`.
     Debug(Option<u32>),
+    /// `conn_per_client [N]` \[ours\]: at most N connections at once from one client address
+    /// (IPv6: one /64); 0 = unlimited.
+    ConnPerClient(Option<usize>),
+    /// `handshake_timeout [S]` \[ours\]: seconds a client has to finish its TLS handshake.
+    HandshakeTimeout(Option<u64>),
+    /// `metrics_acl [N]` \[ours\]: the ACL list checked for metrics scrapers.
+    MetricsAcl(Option<u8>),
+    /// `request_timeout [S]` \[ours\]: seconds a client has to send a complete request head
+    /// (`-H`) or, with `connect_on_data`, its first bytes.
+    RequestTimeout(Option<u64>),
+    /// `trusted_proxy_acl [N]` \[ours\]: in HTTP mode, clients permitted by list N are proxies
+    /// whose `X-Forwarded-For` pen appends to (others' is replaced); -1: none.
+    TrustedProxyAcl(Option<i8>),
     /// `dsr_if [IF]`: the direct server return interface; stored, no effect (DSR is not
     /// implemented).
     DsrIf(Option<String>),

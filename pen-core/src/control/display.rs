@@ -59,6 +59,7 @@ impl fmt::Display for Switch {
             Switch::Http => "http",
             Switch::TcpNodelay => "tcp_nodelay",
             Switch::Transparent => "transparent",
+            Switch::ConnectOnData => "connect_on_data",
         })
     }
 }
@@ -131,6 +132,11 @@ impl fmt::Display for Command {
             Command::Control => f.write_str("control"),
             Command::Debug(n) => opt(f, "debug", n.as_ref()),
             Command::DsrIf(i) => opt(f, "dsr_if", i.as_ref()),
+            Command::ConnPerClient(n) => opt(f, "conn_per_client", n.as_ref()),
+            Command::HandshakeTimeout(n) => opt(f, "handshake_timeout", n.as_ref()),
+            Command::MetricsAcl(n) => opt(f, "metrics_acl", n.as_ref()),
+            Command::RequestTimeout(n) => opt(f, "request_timeout", n.as_ref()),
+            Command::TrustedProxyAcl(n) => opt(f, "trusted_proxy_acl", n.as_ref()),
             Command::EventMechanism(m) => write!(f, "{m}"),
             Command::Exit => f.write_str("exit"),
             Command::IdleTimeout(n) => opt(f, "idle_timeout", n.as_ref()),
@@ -355,6 +361,21 @@ mod tests {
                 .prop_map(Command::DsrIf)
                 .boxed(),
             any::<Option<u32>>().prop_map(Command::Idlers).boxed(),
+            any::<Option<usize>>()
+                .prop_map(Command::ConnPerClient)
+                .boxed(),
+            any::<Option<u64>>()
+                .prop_map(Command::HandshakeTimeout)
+                .boxed(),
+            proptest::option::of(acl_list())
+                .prop_map(Command::MetricsAcl)
+                .boxed(),
+            any::<Option<u64>>()
+                .prop_map(Command::RequestTimeout)
+                .boxed(),
+            proptest::option::of(-1i8..10)
+                .prop_map(Command::TrustedProxyAcl)
+                .boxed(),
             Just(Command::NoObsolete(Obsolete::Block)).boxed(),
             Just(Command::NoObsolete(Obsolete::DelayedForward)).boxed(),
             proptest::option::of(-1i8..10)

@@ -102,6 +102,11 @@ impl Model {
                 | Command::ConnMax(Some(_))
                 | Command::Debug(Some(_))
                 | Command::DsrIf(Some(_))
+                | Command::ConnPerClient(Some(_))
+                | Command::HandshakeTimeout(Some(_))
+                | Command::MetricsAcl(Some(_))
+                | Command::RequestTimeout(Some(_))
+                | Command::TrustedProxyAcl(Some(_))
                 | Command::IdleTimeout(Some(_))
                 | Command::Idlers(Some(_))
                 | Command::Include(_)
@@ -147,6 +152,7 @@ impl Model {
                     Switch::Http => &mut s.http,
                     Switch::TcpNodelay => &mut s.tcp_nodelay,
                     Switch::Transparent => &mut s.transparent,
+                    Switch::ConnectOnData => &mut s.connect_on_data,
                 } = on;
                 String::new()
             }
@@ -180,6 +186,14 @@ impl Model {
                 nl(*set(&mut s.connect_timeout_secs, v))
             }
             Command::Tracking(v) => nl(*set(&mut s.tracking_secs, v)),
+            Command::ConnPerClient(v) => nl(*set(&mut s.conn_per_client, v)),
+            Command::MetricsAcl(v) => nl(*set(&mut s.metrics_acl, v)),
+            Command::TrustedProxyAcl(v) => nl(*set(&mut s.trusted_proxy_acl, v)),
+            Command::HandshakeTimeout(v) | Command::RequestTimeout(v) if v == Some(0) => {
+                return Err(invalid("0", "expected a timeout of at least 1 second"));
+            }
+            Command::HandshakeTimeout(v) => nl(*set(&mut s.handshake_timeout_secs, v)),
+            Command::RequestTimeout(v) => nl(*set(&mut s.request_timeout_secs, v)),
             Command::PendingMax(v) => nl(*set(&mut s.pending_max, v)),
             // Stored for the queries and `write`-free round trips; they have no effect.
             Command::DsrIf(v) => {

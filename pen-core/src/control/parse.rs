@@ -93,6 +93,12 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
         "http" => Command::Switch(Switch::Http, true),
         "tcp_nodelay" => Command::Switch(Switch::TcpNodelay, true),
         "transparent" => Command::Switch(Switch::Transparent, true),
+        "connect_on_data" => Command::Switch(Switch::ConnectOnData, true),
+        "conn_per_client" => Command::ConnPerClient(opt_num(w, "a number of connections")?),
+        "handshake_timeout" => Command::HandshakeTimeout(opt_num(w, SECONDS)?),
+        "metrics_acl" => Command::MetricsAcl(w.next().map(acl_list).transpose()?),
+        "request_timeout" => Command::RequestTimeout(opt_num(w, SECONDS)?),
+        "trusted_proxy_acl" => Command::TrustedProxyAcl(w.next().map(tarpit_list).transpose()?),
         "hash" => Command::Mode(ModeFlag::Hash, true),
         "roundrobin" => Command::Mode(ModeFlag::RoundRobin, true),
         "stubborn" => Command::Mode(ModeFlag::Stubborn, true),
@@ -170,6 +176,7 @@ fn parse_no(w: &mut Words<'_>) -> Result<Command, ParseError> {
         "http" => Command::Switch(Switch::Http, false),
         "tcp_nodelay" => Command::Switch(Switch::TcpNodelay, false),
         "transparent" => Command::Switch(Switch::Transparent, false),
+        "connect_on_data" => Command::Switch(Switch::ConnectOnData, false),
         "hash" => Command::Mode(ModeFlag::Hash, false),
         "roundrobin" => Command::Mode(ModeFlag::RoundRobin, false),
         "stubborn" => Command::Mode(ModeFlag::Stubborn, false),
@@ -179,7 +186,7 @@ fn parse_no(w: &mut Words<'_>) -> Result<Command, ParseError> {
             return Err(ParseError::BadArgument {
                 token: other.to_string(),
                 expected: "a command with a 'no' form (acl, ascii, abort_on_error, block, \
-                           delayed_forward, dummy, hash, http, log, prio, roundrobin, stubborn, \
+                           connect_on_data, delayed_forward, dummy, hash, http, log, prio, roundrobin, stubborn, \
                            tcp_nodelay, transparent, web_stats, weight)",
             })
         }
@@ -332,7 +339,7 @@ fn acl_list(token: &str) -> Result<u8, ParseError> {
     }
 }
 
-/// `tarpit_acl`'s list: 0-9, or -1 for none.
+/// An ACL list number or -1 for none (`tarpit_acl`, `trusted_proxy_acl`).
 fn tarpit_list(token: &str) -> Result<i8, ParseError> {
     const EXPECTED: &str = "an ACL list number 0-9, or -1 for none";
     if token == "-1" {

@@ -206,6 +206,23 @@ pub(crate) fn render(model: &Model, start: &StartLine, path: &Path, time: String
     cmds.push(Command::Switch(Switch::Transparent, s.transparent));
     cmds.push(Command::Switch(Switch::Dummy, s.dummy));
     cmds.push(Command::Switch(Switch::AbortOnError, s.abort_on_error));
+    // The hardening settings (docs/compatibility.md: C pen rejects these lines).
+    cmds.push(Command::MetricsAcl(Some(s.metrics_acl)));
+    cmds.push(Command::ConnPerClient(Some(s.conn_per_client)));
+    cmds.push(Command::HandshakeTimeout(Some(s.handshake_timeout_secs)));
+    cmds.push(Command::RequestTimeout(Some(s.request_timeout_secs)));
+    cmds.push(Command::Switch(Switch::ConnectOnData, s.connect_on_data));
+    cmds.push(Command::TrustedProxyAcl(Some(s.trusted_proxy_acl)));
+    // Stored without effect, but kept across `write` then `-F` so the file says what was set.
+    if s.idlers != 0 {
+        cmds.push(Command::Idlers(Some(s.idlers)));
+    }
+    if s.tarpit_acl >= 0 {
+        cmds.push(Command::TarpitAcl(Some(s.tarpit_acl)));
+    }
+    if let Some(dsr) = &s.dsr_if {
+        cmds.push(Command::DsrIf(Some(dsr.clone())));
+    }
     if let Some(t) = &model.tls {
         cmds.extend(tls_commands(t));
     }

@@ -83,6 +83,7 @@ fn config_command() -> impl Strategy<Value = Command> {
         Just(Switch::Http),
         Just(Switch::TcpNodelay),
         Just(Switch::Transparent),
+        Just(Switch::ConnectOnData),
     ];
     let mode = prop_oneof![
         Just(ModeFlag::Hash),
@@ -119,6 +120,14 @@ fn config_command() -> impl Strategy<Value = Command> {
         1 => Just(Command::NoLog),
         1 => word.prop_map(|w| Command::WebStats(Some(w))),
         1 => Just(Command::NoWebStats),
+        1 => any::<u32>().prop_map(|n| Command::Idlers(Some(n))),
+        1 => (-1i8..10).prop_map(|n| Command::TarpitAcl(Some(n))),
+        1 => word.prop_map(|w| Command::DsrIf(Some(w))),
+        1 => any::<usize>().prop_map(|n| Command::ConnPerClient(Some(n))),
+        1 => (1u64..1_000_000).prop_map(|n| Command::HandshakeTimeout(Some(n))),
+        1 => (0u8..10).prop_map(|n| Command::MetricsAcl(Some(n))),
+        1 => (1u64..1_000_000).prop_map(|n| Command::RequestTimeout(Some(n))),
+        1 => (-1i8..10).prop_map(|n| Command::TrustedProxyAcl(Some(n))),
         6 => (0usize..12, prop::collection::vec(server_field(), 0..6))
             .prop_map(|(id, fields)| Command::Server { id, fields }),
     ]

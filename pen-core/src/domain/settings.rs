@@ -84,6 +84,21 @@ pub struct Settings {
     pub tarpit_acl: i8,
     /// Direct server return interface (`dsr_if`): stored, no effect.
     pub dsr_if: Option<String>,
+    /// ACL list checked for metrics scrapers (`metrics_acl`) (default 0).
+    pub metrics_acl: u8,
+    /// At most this many connections at once per client address, IPv6 per /64
+    /// (`conn_per_client`), 0 = unlimited (default 0).
+    pub conn_per_client: usize,
+    /// Seconds a client has to finish its TLS handshake (`handshake_timeout`) (default 10).
+    pub handshake_timeout_secs: u64,
+    /// Seconds a client has to send a complete request head under `-H`, or its first bytes
+    /// with `connect_on_data` (`request_timeout`) (default 10).
+    pub request_timeout_secs: u64,
+    /// Connect to the server only once the client has sent data (`connect_on_data`).
+    pub connect_on_data: bool,
+    /// ACL list of trusted proxies whose `X-Forwarded-For` is appended to
+    /// (`trusted_proxy_acl`), -1 for none (default -1).
+    pub trusted_proxy_acl: i8,
     /// The listen address as the operator wrote it (`8080`, `127.0.0.1:gopher`), which the
     /// `listen` query echoes as C pen does; `None` shows the bound address.
     pub listen_text: Option<String>,
@@ -121,6 +136,12 @@ impl Default for Settings {
             idlers: 0,
             tarpit_acl: -1,
             dsr_if: None,
+            metrics_acl: 0,
+            conn_per_client: 0,
+            handshake_timeout_secs: 10,
+            request_timeout_secs: 10,
+            connect_on_data: false,
+            trusted_proxy_acl: -1,
             listen_text: None,
             control_text: None,
         }

@@ -41,6 +41,11 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
         Command::Timeout(None) => nl(settings.connect_timeout_secs),
         Command::Tracking(None) => nl(settings.tracking_secs),
         Command::PendingMax(None) => nl(settings.pending_max),
+        Command::ConnPerClient(None) => nl(settings.conn_per_client),
+        Command::HandshakeTimeout(None) => nl(settings.handshake_timeout_secs),
+        Command::MetricsAcl(None) => nl(settings.metrics_acl),
+        Command::RequestTimeout(None) => nl(settings.request_timeout_secs),
+        Command::TrustedProxyAcl(None) => nl(settings.trusted_proxy_acl),
         Command::DsrIf(None) | Command::NoObsolete(_) => String::new(),
         Command::Idlers(None) => format!("Idlers: 0/{}\n", settings.idlers),
         // C pen's reply has no newline.
