@@ -129,8 +129,9 @@ usage: pen [-C [host:]port|path] [-X] [-b sec] [-c N] [-e host[:port]] [-t sec]
 options:
   -B host:port  abuse server: where clients denied by the client ACL go
   -C [host:]port|path
-                control socket for penctl; as root it also needs -u (without -u
-                pen says so and runs without it)
+                control socket for penctl (a bare port: 127.0.0.1 only); as
+                root it also needs -u (without -u pen says so and runs without
+                it)
   -T sec        client tracking time, 0 = forever [0]
   -H            HTTP mode: add X-Forwarded-For and X-Forwarded-Proto to requests
   -U            UDP: one flow per client address, ended after idle_timeout
@@ -172,8 +173,16 @@ options:
   -m N          accept up to N connections per readiness event [100]
   -q N          listen backlog [500]
   --metrics addr
-                Prometheus /metrics HTTP endpoint on [host:]port (e.g.
-                127.0.0.1:9410)
+                Prometheus /metrics HTTP endpoint on [host:]port (a bare port:
+                127.0.0.1 only); scrapers are checked against metrics_acl
+  --control-level read|operate|admin
+                what -C accepts: read = queries only, operate = runtime
+                changes too, admin = everything, including commands that
+                name files, sockets or hosts [admin on a Unix socket or a
+                loopback address, else operate]
+  --control-group group
+                a Unix -C socket is mode 0660 for this group (else 0600 for
+                the user pen runs as)
   --workers N   worker threads, 0 = one per CPU [0]; also env PEN_WORKERS
   --splice M    zero-copy relay (Linux splice): auto (only towards non-loopback
                 servers, where it pays), always, never [auto]
@@ -249,6 +258,8 @@ struct Opts {
     workers: Option<String>,
     splice: Option<String>,
     metrics: Option<String>,
+    control_level: Option<String>,
+    control_group: Option<String>,
     operands: Vec<String>,
 }
 
@@ -299,14 +310,23 @@ pub(crate) fn parse_args_env(args: &[String], env_workers: Option<&str>) -> Resu
                     })?;
                     o.splice = Some(v);
                 }
-                "metrics" => {
+                "metrics" | "control-level" | "control-group" => {
+                    let what = match name {
+                        "metrics" => "metrics listen address",
+                        "control-level" => "read, operate or admin",
+                        _ => "group name or number",
+                    };
                     let v = inline.or_else(|| it.next().cloned()).ok_or_else(|| {
                         CliError::MissingArgument {
                             opt: arg.clone(),
-                            what: "metrics listen address",
+                            what,
                         }
                     })?;
-                    o.metrics = Some(v);
+                    match name {
+                        "metrics" => o.metrics = Some(v),
+                        "control-level" => o.control_level = Some(v),
+                        _ => o.control_group = Some(v),
+                    }
                 }
                 _ => return Err(CliError::UnknownOption(format!("--{name}"))),
             }
@@ -462,11 +482,7 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
             }
             'q' => config.backlog = positive(&opt, v, "a positive number (listen backlog)")?,
             'C' => {
-                let ctl = addr::parse_listen(v).map_err(|source| CliError::Addr {
-                    context: "option -C".into(),
-                    source,
-                })?;
-                config.control = Some(ctl);
+                config.control = Some(endpoint_addr("option -C", v)?);
                 config.settings.control_text = Some(v.clone());
             }
             'e' => config.emergency = Some(server(v, &config.listen, "option -e")?),
@@ -535,11 +551,26 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
         };
     }
     if let Some(m) = &o.metrics {
-        let addr = addr::parse_listen(m).map_err(|source| CliError::Addr {
-            context: "option --metrics".into(),
-            source,
-        })?;
-        config.metrics = Some(addr);
+        config.metrics = Some(endpoint_addr("option --metrics", m)?);
+    }
+    if let Some(l) = &o.control_level {
+        config.control_level = Some(l.parse().map_err(|_| CliError::BadValue {
+            opt: "--control-level".into(),
+            token: l.clone(),
+            expected: "read, operate or admin",
+        })?);
+    }
+    if let Some(g) = &o.control_group {
+        let bad = || CliError::BadValue {
+            opt: "--control-group".into(),
+            token: g.clone(),
+            expected: "an existing group name or a group number",
+        };
+        config.control_group = Some(
+            pen_core::os::lookup_group(g)
+                .map_err(|_| bad())?
+                .ok_or_else(bad)?,
+        );
     }
     config.tls = tls_options(&o)?;
     let foreground = o.flags.contains(&'f');
@@ -549,6 +580,28 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
         foreground,
         chroot,
     })))
+}
+
+/// A control or metrics endpoint: as [`addr::parse_listen`], except that a bare port means
+/// 127.0.0.1, not every address (C pen binds all addresses; ours reach only this host unless an
+/// address is written, see docs/compatibility.md 8.1).
+fn endpoint_addr(context: &str, text: &str) -> Result<ListenAddr, CliError> {
+    let err = |source| CliError::Addr {
+        context: context.into(),
+        source,
+    };
+    let parsed = addr::parse_listen(text).map_err(err)?;
+    let bare = matches!(
+        addr::split_listen(text),
+        Ok(addr::ListenParts::Inet { host: None, .. })
+    );
+    Ok(match parsed {
+        ListenAddr::Inet(a) if bare => ListenAddr::Inet(std::net::SocketAddr::new(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            a.port(),
+        )),
+        other => other,
+    })
 }
 
 /// `-E -K -G -A -R -L`: TLS termination when `-E` is given; the others need it.

@@ -88,7 +88,8 @@ fn every_flag_and_bundling() {
     assert!(r.config.exit_enabled);
     assert_eq!(s.debug, 3);
     let r = run("-fC8888 -x12 8080 127.0.0.1");
-    assert_eq!(r.config.control, Some(inet("0.0.0.0:8888")));
+    // A bare control port is loopback only (C pen: every address; docs/compatibility.md 8.1).
+    assert_eq!(r.config.control, Some(inet("127.0.0.1:8888")));
     assert_eq!(r.config.conn_max, 12);
     assert!(r.foreground);
 }
@@ -283,6 +284,8 @@ fn metrics_option() {
     let r = run("--metrics 127.0.0.1:9410 8080 127.0.0.1");
     assert_eq!(r.config.metrics, Some(inet("127.0.0.1:9410")));
     let r = run("--metrics=9410 8080 127.0.0.1");
+    assert_eq!(r.config.metrics, Some(inet("127.0.0.1:9410")));
+    let r = run("--metrics 0.0.0.0:9410 8080 127.0.0.1");
     assert_eq!(r.config.metrics, Some(inet("0.0.0.0:9410")));
     let r = run("--metrics [::1]:9410 8080 127.0.0.1");
     assert_eq!(r.config.metrics, Some(inet("[::1]:9410")));
@@ -468,4 +471,53 @@ fn splice_modes() {
     assert_eq!(run("--splice"), pen_core::Splice::Always);
     let err = parse_args(&args("--splice sometimes 8080 127.0.0.1:80")).unwrap_err();
     assert!(err.to_string().contains("'sometimes'"), "{err}");
+}
+
+#[test]
+fn control_endpoint_options() {
+    // Bare port: loopback, and `control` still echoes the text as given.
+    let r = run("-C 10080 8080 127.0.0.1");
+    assert_eq!(r.config.control, Some(inet("127.0.0.1:10080")));
+    assert_eq!(r.config.settings.control_text.as_deref(), Some("10080"));
+    assert_eq!(
+        run("-C 0.0.0.0:10080 8080 127.0.0.1").config.control,
+        Some(inet("0.0.0.0:10080"))
+    );
+    assert_eq!(
+        run("-C :::10080 8080 127.0.0.1").config.control,
+        Some(inet("[::]:10080"))
+    );
+    assert_eq!(run("8080 127.0.0.1").config.control_level, None);
+    for (word, level) in [
+        ("read", pen_core::control::Level::Read),
+        ("operate", pen_core::control::Level::Operate),
+        ("admin", pen_core::control::Level::Admin),
+    ] {
+        let r = run(&format!("--control-level {word} -C 10080 8080 127.0.0.1"));
+        assert_eq!(r.config.control_level, Some(level));
+    }
+    assert_eq!(
+        error("--control-level=root -C 1 8080 127.0.0.1"),
+        "option --control-level: 'root': expected read, operate or admin"
+    );
+    assert_eq!(
+        error("8080 127.0.0.1 --control-level"),
+        "option --control-level: expected an argument (read, operate or admin)"
+    );
+    assert_eq!(
+        run("--control-group root 8080 127.0.0.1")
+            .config
+            .control_group,
+        Some(0)
+    );
+    assert_eq!(
+        run("--control-group=4242 8080 127.0.0.1")
+            .config
+            .control_group,
+        Some(4242)
+    );
+    assert_eq!(
+        error("--control-group no-such-group-x 8080 127.0.0.1"),
+        "option --control-group: 'no-such-group-x': expected an existing group name or a group number"
+    );
 }

@@ -105,6 +105,8 @@ fn run_balancer(mut run: Run) -> ExitCode {
     } = run;
     // Shown by `write` (C pen's second comment line).
     (config.foreground, config.chroot, config.user) = (foreground, chroot.clone(), user_name);
+    // A Unix control socket belongs to the user pen runs as once privileges are dropped.
+    config.control_owner = user.as_ref().map(|u| (u.uid(), u.gid()));
     if !foreground {
         // The daemon's working directory is `/`: keep relative names meaning what they meant
         // on the command line (the pid file, reload of -F, the -w and -l files). With -j the

@@ -76,6 +76,20 @@ pub fn lookup_user(name: &str) -> io::Result<Option<User>> {
     }))
 }
 
+/// Looks a group up by name (`getgrnam_r`) or, failing that, takes a number as its gid:
+/// `Ok(None)` when there is no such group.
+///
+/// # Errors
+/// The OS error when the database cannot be read.
+pub fn lookup_group(name: &str) -> io::Result<Option<u32>> {
+    if let Ok(cname) = CString::new(name) {
+        if let Some(gid) = process::getgrnam(&cname)? {
+            return Ok(Some(gid));
+        }
+    }
+    Ok(name.parse().ok())
+}
+
 /// A credential call of [`drop_privileges`] failed.
 #[derive(Debug, thiserror::Error)]
 #[error("{call}: {source}")]

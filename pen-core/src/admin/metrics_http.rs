@@ -1,7 +1,10 @@
 //! The metrics HTTP listener (`--metrics ADDR`): `GET /metrics` over HTTP/1.x for Prometheus.
 //!
 //! Served by [`crate::admin::oneshot`], like the control socket: its own thread and poller, bounded
-//! clients with a timeout, the control ACL. One request per connection (`Connection: close`).
+//! clients with a timeout. Scrapers are checked against the metrics ACL list (`metrics_acl`,
+//! default 0: an empty list permits everyone), not the control ACL, so opening metrics to a
+//! monitoring network does not open penctl to it. Read-only by nature: it only renders
+//! counters. One request per connection (`Connection: close`).
 
 use std::sync::Arc;
 
@@ -146,6 +149,10 @@ impl Protocol for MetricsHttp {
     const WORKER: Worker = Worker::Metrics;
     const MAX_INPUT: usize = MAX_HEAD;
     const LINGER: bool = true;
+
+    fn acl(&self, settings: &crate::domain::settings::Settings) -> u8 {
+        settings.metrics_acl
+    }
 
     fn answer(&self, shared: &Shared, input: &[u8], eof: bool) -> Answer {
         let req = match head_end(input) {

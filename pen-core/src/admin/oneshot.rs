@@ -1,9 +1,15 @@
 //! Small servers that answer one request per connection: the control socket and the metrics
 //! HTTP listener. Each runs on its own thread with its own poller, non-blocking, so a slow or
-//! idle client never stalls the relay; at most [`MAX_CLIENTS`] at once (more wait in the accept
-//! queue), each with [`CLIENT_TIMEOUT_MS`] to send its request and read the reply; clients are
-//! checked against the control ACL. What a request is and how it is answered is the
-//! [`Protocol`]'s business.
+//! idle client never stalls the relay; at most [`MAX_CLIENTS`] at once, each with
+//! [`CLIENT_TIMEOUT_MS`] to send its request and read the reply; clients are checked against
+//! the protocol's ACL list (`control_acl`, `metrics_acl`). What a request is and how it is
+//! answered is the [`Protocol`]'s business.
+//!
+//! When the table is full, a new client takes the place of the oldest one that has not sent a
+//! byte yet: idle connections cannot hold the others off (64 of them used to delay penctl by
+//! the whole timeout). A deadline alone would not do: whoever holds the places can renew them
+//! as fast as they time out. A real client sends its request as it connects, so it is served
+//! at once; only a table full of clients that are all mid-request makes a new one wait.
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::Ordering::Relaxed;
@@ -11,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::event::Worker;
+use crate::domain::settings::Settings;
 use crate::engine::net::{Listener, Stream};
 use crate::engine::state::Shared;
 use crate::poll::{Events, Poller};
@@ -48,6 +55,8 @@ pub(crate) trait Protocol {
     const LINGER: bool;
     /// Decides on the input so far; `eof` says the client has finished sending.
     fn answer(&self, shared: &Shared, input: &[u8], eof: bool) -> Answer;
+    /// The ACL list that must permit a client of this endpoint.
+    fn acl(&self, settings: &Settings) -> u8;
 }
 
 /// How an accept round ended.
@@ -75,6 +84,8 @@ struct Client {
     written: usize,
     phase: Phase,
     deadline: u64,
+    /// Accept order: the oldest idle client is the first to give way.
+    seq: u64,
 }
 
 /// Serves `listener` with `proto` until the balancer stops.
@@ -93,6 +104,7 @@ pub(crate) fn serve<P: Protocol>(shared: Arc<Shared>, listener: Listener, proto:
     let mut full = false;
     // Out of descriptors: accept again at this time (0: not waiting).
     let mut accept_retry = 0;
+    let mut seq = 0u64;
     loop {
         let timeout = if accept_ready {
             Duration::ZERO
@@ -116,7 +128,15 @@ pub(crate) fn serve<P: Protocol>(shared: Arc<Shared>, listener: Listener, proto:
         }
         if accept_ready && !stopping {
             accept_ready = false;
-            match accept(&shared, &proto, &poller, &listener, &mut clients, now) {
+            match accept(
+                &shared,
+                &proto,
+                &poller,
+                &listener,
+                &mut clients,
+                now,
+                &mut seq,
+            ) {
                 Accepted::Drained => {}
                 Accepted::Full => full = true,
                 Accepted::Starved => accept_retry = now + ACCEPT_RETRY_MS,
@@ -163,9 +183,12 @@ fn accept<P: Protocol>(
     listener: &Listener,
     clients: &mut Vec<Option<Client>>,
     now: u64,
+    seq: &mut u64,
 ) -> Accepted {
     loop {
-        if clients.iter().filter(|c| c.is_some()).count() >= MAX_CLIENTS {
+        if clients.iter().filter(|c| c.is_some()).count() >= MAX_CLIENTS
+            && !drop_oldest_idle(poller, clients)
+        {
             return Accepted::Full;
         }
         let (stream, peer) = match listener.accept() {
@@ -175,7 +198,7 @@ fn accept<P: Protocol>(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Accepted::Drained,
             Err(_) => return Accepted::Starved,
         };
-        let list = shared.settings.read().control_acl;
+        let list = proto.acl(&shared.settings.read());
         if !shared.acls.read().permits(list, peer.ip) {
             continue; // dropped: closed at once
         }
@@ -194,10 +217,31 @@ fn accept<P: Protocol>(
                 written: 0,
                 phase: Phase::Reading,
                 deadline: now + CLIENT_TIMEOUT_MS,
+                seq: *seq,
             });
+            *seq = seq.wrapping_add(1);
         }
         // Data may already be there; the edge for it may have fired before registration.
         serve_client(shared, proto, poller, clients, idx, now);
+    }
+}
+
+/// Closes the client accepted first among those that have sent nothing yet; false if every
+/// client has started its request.
+fn drop_oldest_idle(poller: &Poller, clients: &mut [Option<Client>]) -> bool {
+    let oldest = clients
+        .iter_mut()
+        .filter(|c| {
+            c.as_ref()
+                .is_some_and(|c| c.phase == Phase::Reading && c.input.is_empty())
+        })
+        .min_by_key(|c| c.as_ref().map_or(u64::MAX, |c| c.seq));
+    match oldest.and_then(Option::take) {
+        Some(c) => {
+            poller.delete(&c.stream);
+            true
+        }
+        None => false,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod command;
 mod display;
 pub(crate) mod file;
 pub(crate) mod host;
+pub mod level;
 pub(crate) mod model;
 pub mod parse;
 mod reply;
@@ -15,5 +16,6 @@ mod ssl;
 pub(crate) mod write;
 
 pub use command::Command;
+pub use level::{required_level, Level};
 pub use parse::parse_line;
 pub use reply::Reply;

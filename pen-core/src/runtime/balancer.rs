@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use crate::poll::Poller;
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::control::{Command, Reply};
+use crate::control::{Command, Level, Reply};
 use crate::domain::acl::AclSet;
 use crate::domain::addr::ListenAddr;
 use crate::domain::clients::ClientTable;
@@ -22,7 +22,7 @@ use crate::engine::state::{Counters, Shared, WorkerLink, WorkerMsg};
 use crate::error::{ApplyError, StartError};
 use crate::runtime::config::Config;
 use crate::runtime::controller::Controller;
-use crate::runtime::listeners::bind_listeners;
+use crate::runtime::listeners::{bind_endpoint, bind_listeners};
 use crate::sys;
 
 /// A balancer whose sockets are bound and whose start-up configuration is applied, with no
@@ -35,7 +35,8 @@ pub struct Bound {
     listeners: Vec<Option<Listener>>,
     /// UDP mode (`-U`): the workers' listening UDP sockets (instead of `listeners`).
     udp: Vec<std::net::UdpSocket>,
-    control: Option<Listener>,
+    /// The control socket and its access level.
+    control: Option<(Listener, Level)>,
     metrics: Option<Listener>,
     /// Whether [`Bound::open_log`] ran (else [`Bound::start`] opens the log).
     log_open: bool,
@@ -115,7 +116,7 @@ impl Bound {
                 .map_err(io_err("cannot start worker thread"))?;
             threads.push(t);
         }
-        if let Some(l) = control {
+        if let Some((l, level)) = control {
             let sh = Arc::clone(&shared);
             let c = Arc::clone(&ctl);
             let exec: crate::admin::control::Execute =
@@ -125,7 +126,7 @@ impl Bound {
                 .name("pen-control".into())
                 .spawn(move || {
                     guarded(&events, Worker::ControlSocket, || {
-                        crate::admin::control::serve(sh, l, exec);
+                        crate::admin::control::serve(sh, l, exec, level);
                     });
                 })
                 .map_err(io_err("cannot start control thread"))?;
@@ -175,6 +176,36 @@ fn guarded(events: &EventHub, worker: Worker, body: impl FnOnce()) {
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_default();
         events.worker_error(worker, &format_args!("thread stopped by a panic: {msg}"));
+    }
+}
+
+/// A Unix control socket's mode and owner: 0600 for the user pen runs as (the `-u` user), or
+/// 0660 with `--control-group`'s group.
+fn control_access(config: &Config) -> Option<crate::sys::SocketAccess> {
+    let (uid, gid) = match config.control_owner {
+        Some((u, g)) => (Some(u), Some(g)),
+        None => (None, None),
+    };
+    Some(crate::sys::SocketAccess {
+        mode: if config.control_group.is_some() {
+            0o660
+        } else {
+            0o600
+        },
+        uid,
+        gid: config.control_group.or(gid),
+    })
+}
+
+/// Warns at start when an endpoint listens on an address other hosts can reach.
+fn warn_if_exposed(what: &str, bound: &ListenAddr, level: &str) {
+    if let ListenAddr::Inet(a) = bound {
+        if !a.ip().is_loopback() {
+            log::warn!(
+                "{what} on {a} is not on a loopback address: whoever reaches it and passes its \
+                 ACL has {level} access"
+            );
+        }
     }
 }
 
@@ -240,17 +271,20 @@ impl Balancer {
         };
         let control = match &config.control {
             Some(c) => {
-                let (mut ls, bound) = bind_listeners(c, 1, 16, false)
+                let (l, bound) = bind_endpoint(c, control_access(&config))
                     .map_err(io_err(format!("cannot open control socket '{c}'")))?;
-                Some((ls.remove(0), bound))
+                let level = super::config::control_level(&config).unwrap_or(Level::Admin);
+                warn_if_exposed("control socket", &bound, &format!("level {level}"));
+                Some((l, bound, level))
             }
             None => None,
         };
         let metrics = match &config.metrics {
             Some(m) => {
-                let (mut ls, bound) = bind_listeners(m, 1, 16, false)
+                let (l, bound) = bind_endpoint(m, None)
                     .map_err(io_err(format!("cannot open metrics listener '{m}'")))?;
-                Some((ls.remove(0), bound))
+                warn_if_exposed("metrics listener", &bound, "read-only");
+                Some((l, bound))
             }
             None => None,
         };
@@ -328,7 +362,7 @@ impl Balancer {
             ends,
             listeners,
             udp,
-            control: control.and_then(|c| c.0),
+            control: control.and_then(|(l, _, level)| l.map(|l| (l, level))),
             metrics,
             log_open: false,
         })

@@ -12,6 +12,7 @@ use crate::domain::health::HealthSource;
 use crate::domain::policy::Policy;
 use crate::engine::events::EventHub;
 
+use crate::control::level::Level;
 use crate::domain::addr::{ListenAddr, ServerSpec};
 use crate::domain::settings::{Settings, Splice};
 
@@ -42,6 +43,15 @@ pub struct Config {
     pub emergency: Option<ServerSpec>,
     /// Control socket (`-C`).
     pub control: Option<ListenAddr>,
+    /// The control socket's access level (`--control-level`); `None`: [`default_level`] for
+    /// its address (admin on a Unix socket or a loopback address, operate elsewhere).
+    pub control_level: Option<Level>,
+    /// Owner (uid, gid) to give a Unix control socket: the `-u` user, so that it can still use
+    /// the socket after pen drops privileges. `None`: the process's own.
+    pub control_owner: Option<(u32, u32)>,
+    /// Group whose members may use a Unix control socket (`--control-group`): mode 0660 and
+    /// that group instead of 0600.
+    pub control_group: Option<u32>,
     /// Live-changeable settings.
     pub settings: Settings,
     /// Client table slots (`-c`) (default 2048).
@@ -94,6 +104,9 @@ impl Config {
             servers,
             emergency: None,
             control: None,
+            control_level: None,
+            control_owner: None,
+            control_group: None,
             settings: Settings::default(),
             clients_max: 2048,
             conn_max: 500,
@@ -248,4 +261,20 @@ impl Config {
     pub fn subscribe(&self) -> Receiver<Event> {
         self.events.subscribe()
     }
+}
+
+/// The access level a control endpoint at `addr` gets when none is set: admin on a Unix socket
+/// (its file mode says who may connect) and on a loopback address, operate elsewhere.
+pub fn default_level(addr: &ListenAddr) -> Level {
+    match addr {
+        ListenAddr::Unix(_) => Level::Admin,
+        ListenAddr::Inet(a) if a.ip().is_loopback() => Level::Admin,
+        ListenAddr::Inet(_) => Level::Operate,
+    }
+}
+
+/// The level of the control endpoint of `config`, if it has one.
+pub(crate) fn control_level(config: &Config) -> Option<Level> {
+    let addr = config.control.as_ref()?;
+    Some(config.control_level.unwrap_or_else(|| default_level(addr)))
 }

@@ -42,10 +42,29 @@ pub(crate) fn bind_listeners(
             Ok((out, ListenAddr::Inet(bound)))
         }
         ListenAddr::Unix(p) => {
-            let l = sys::unix_listener(p, backlog)?;
+            let l = sys::unix_listener(p, backlog, None)?;
             let mut out = vec![Some(Listener::Unix(l))];
             out.resize_with(n, || None);
             Ok((out, addr.clone()))
+        }
+    }
+}
+
+/// Binds a control or metrics endpoint: one listener, never shared with another process
+/// (`SO_REUSEPORT` off); a Unix socket gets `access` (mode, owner, group) before it listens.
+pub(crate) fn bind_endpoint(
+    addr: &ListenAddr,
+    access: Option<sys::SocketAccess>,
+) -> std::io::Result<(Option<Listener>, ListenAddr)> {
+    const BACKLOG: i32 = 16;
+    match addr {
+        ListenAddr::Unix(p) => Ok((
+            Some(Listener::Unix(sys::unix_listener(p, BACKLOG, access)?)),
+            addr.clone(),
+        )),
+        ListenAddr::Inet(_) => {
+            let (mut ls, bound) = bind_listeners(addr, 1, BACKLOG, false)?;
+            Ok((ls.pop().flatten(), bound))
         }
     }
 }

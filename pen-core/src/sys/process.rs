@@ -75,6 +75,37 @@ pub(crate) fn getpwnam(name: &CStr) -> io::Result<Option<Passwd>> {
     }
 }
 
+/// Looks `name` up in the group database (`getgrnam_r`, thread-safe): its gid, `Ok(None)` when
+/// there is no such group.
+pub(crate) fn getgrnam(name: &CStr) -> io::Result<Option<libc::gid_t>> {
+    let mut buf = vec![0 as libc::c_char; 1024];
+    loop {
+        // SAFETY: all-zero is a valid `group` (null pointers, zero id); it is only read after
+        // getgrnam_r reports success, when it has been filled in.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: `name` is NUL-terminated; `grp`, `buf` and `result` are valid for writes for
+        // the sizes passed, and outlive the call.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        return Ok((!result.is_null()).then_some(grp.gr_gid));
+    }
+}
+
 /// Sets the supplementary groups to those of user `name`, plus `gid`.
 pub(crate) fn initgroups(name: &CStr, gid: libc::gid_t) -> io::Result<()> {
     // SAFETY: `name` is a valid NUL-terminated string; initgroups only reads it.
