@@ -5,5 +5,6 @@
 
 pub mod accesslog;
 pub mod config;
+pub mod control_level;
 pub mod metrics;
 pub mod relay;
