@@ -186,9 +186,8 @@ fn accept<P: Protocol>(
     seq: &mut u64,
 ) -> Accepted {
     loop {
-        if clients.iter().filter(|c| c.is_some()).count() >= MAX_CLIENTS
-            && !drop_oldest_idle(poller, clients)
-        {
+        let full = clients.iter().filter(|c| c.is_some()).count() >= MAX_CLIENTS;
+        if full && oldest_idle(clients).is_none() {
             return Accepted::Full;
         }
         let (stream, peer) = match listener.accept() {
@@ -201,6 +200,12 @@ fn accept<P: Protocol>(
         let list = proto.acl(&shared.settings.read());
         if !shared.acls.read().permits(list, peer.ip) {
             continue; // dropped: closed at once
+        }
+        if full {
+            // Only now that a client is really waiting does an idle one give way.
+            if let Some(c) = oldest_idle(clients).and_then(|i| clients.get_mut(i)?.take()) {
+                poller.delete(&c.stream);
+            }
         }
         let idx = clients.iter().position(Option::is_none).unwrap_or_else(|| {
             clients.push(None);
@@ -226,23 +231,16 @@ fn accept<P: Protocol>(
     }
 }
 
-/// Closes the client accepted first among those that have sent nothing yet; false if every
-/// client has started its request.
-fn drop_oldest_idle(poller: &Poller, clients: &mut [Option<Client>]) -> bool {
-    let oldest = clients
-        .iter_mut()
-        .filter(|c| {
-            c.as_ref()
-                .is_some_and(|c| c.phase == Phase::Reading && c.input.is_empty())
-        })
-        .min_by_key(|c| c.as_ref().map_or(u64::MAX, |c| c.seq));
-    match oldest.and_then(Option::take) {
-        Some(c) => {
-            poller.delete(&c.stream);
-            true
-        }
-        None => false,
-    }
+/// The place of the client accepted first among those that have sent nothing yet; `None`
+/// if every client has started its request.
+fn oldest_idle(clients: &[Option<Client>]) -> Option<usize> {
+    clients
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
+        .filter(|(_, c)| c.phase == Phase::Reading && c.input.is_empty())
+        .min_by_key(|(_, c)| c.seq)
+        .map(|(i, _)| i)
 }
 
 fn serve_client<P: Protocol>(
