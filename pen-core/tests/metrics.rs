@@ -218,8 +218,16 @@ fn head_over_8_kib_gets_431() {
 #[test]
 fn at_most_64_clients_and_a_freed_place_is_reused() {
     let (b, maddr) = start(&[echo_backend()]);
-    // 64 idle clients take every place.
-    let idle: Vec<TcpStream> = (0..64).map(|_| connect(maddr)).collect();
+    // 64 clients in the middle of their request take every place (an idle one, that has sent
+    // nothing, would give its place to a new client: issue 11).
+    let idle: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut s = connect(maddr);
+            s.write_all(b"GET /metrics HTTP/1.1\r\n")
+                .expect("send part of a head");
+            s
+        })
+        .collect();
     // Let the listener accept them all: 64 connections on its port, none left in its queue.
     wait_until("the listener to accept the 64 idle clients", || {
         let socks = tcp_sockets_on(maddr.port());
