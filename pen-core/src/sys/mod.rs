@@ -7,12 +7,12 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::net::UnixListener;
-use std::path::Path;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 pub(crate) mod process;
+mod unix_socket;
+pub(crate) use unix_socket::{unix_listener, SocketAccess};
 #[cfg(test)]
 mod unsafe_audit;
 
@@ -96,93 +96,6 @@ pub(crate) fn udp_connect(server: SocketAddr, source: Option<IpAddr>) -> io::Res
     sock.bind(&SocketAddr::new(local, 0).into())?;
     sock.connect(&server.into())?;
     Ok(sock.into())
-}
-
-/// Who may use a Unix socket: set between `bind` and `listen`, so no client can connect
-/// before the mode is in place.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SocketAccess {
-    /// Permission bits of the socket file (0600, or 0660 with a group).
-    pub(crate) mode: u32,
-    /// Owner to give it (the user pen runs as after dropping privileges), if not ours.
-    pub(crate) uid: Option<u32>,
-    /// Group to give it, if not ours.
-    pub(crate) gid: Option<u32>,
-}
-
-/// Binds a non-blocking Unix stream listener at `path`, with `access` if given (else the
-/// umask's mode). An existing file at `path` is never taken over: a socket that a process
-/// listens on, or anything that is not a socket, is refused; only a stale socket (a
-/// connection to it is refused: nobody listens) is removed first.
-pub(crate) fn unix_listener(
-    path: &Path,
-    backlog: i32,
-    access: Option<SocketAccess>,
-) -> io::Result<UnixListener> {
-    clear_stale_socket(path)?;
-    let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-    sock.set_nonblocking(true)?;
-    sock.bind(&SockAddr::unix(path)?)?;
-    if let Some(a) = access {
-        if let Err(e) = restrict(path, a) {
-            let _ = std::fs::remove_file(path);
-            return Err(e);
-        }
-    }
-    sock.listen(backlog)?;
-    Ok(UnixListener::from(std::os::fd::OwnedFd::from(sock)))
-}
-
-/// Gives the socket file just bound its owner, group and mode (owner first: the mode is set
-/// on a file that already belongs to them). `lchown` does not follow a link put in its place.
-fn restrict(path: &Path, a: SocketAccess) -> io::Result<()> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    if a.uid.is_some() || a.gid.is_some() {
-        std::os::unix::fs::lchown(path, a.uid, a.gid)?;
-    }
-    // `chmod` follows links: check that the path is still the socket we bound.
-    if !std::fs::symlink_metadata(path)?.file_type().is_socket() {
-        return Err(io::Error::other("replaced while being bound; not changed"));
-    }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(a.mode))
-}
-
-/// Makes way for a new socket at `path`: nothing there, or a stale socket that is removed.
-///
-/// # Errors
-/// `AddrInUse` when a process accepts connections on it, `AlreadyExists` when it is not a
-/// socket, or the error of probing it (e.g. permission denied).
-fn clear_stale_socket(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if !meta.file_type().is_socket() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "the path exists and is not a socket; not replaced",
-        ));
-    }
-    let probe = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-    probe.set_nonblocking(true)?;
-    match probe.connect(&SockAddr::unix(path)?) {
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            // Nobody listens: the socket of a pen (or another program) that has gone.
-            std::fs::remove_file(path)
-        }
-        Ok(()) => Err(in_use()),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(in_use()),
-        Err(e) => Err(e),
-    }
-}
-
-fn in_use() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::AddrInUse,
-        "a process accepts connections on this socket; not replaced",
-    )
 }
 
 /// Accepts a connection as a non-blocking socket: `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`

@@ -228,5 +228,7 @@ mod tests {
         let root = getpwnam(c"root").unwrap().unwrap();
         assert_eq!((root.name.as_c_str(), root.uid, root.gid), (c"root", 0, 0));
         assert!(getpwnam(c"no-such-user-pen").unwrap().is_none());
+        assert_eq!(getgrnam(c"root").unwrap(), Some(0));
+        assert!(getgrnam(c"no-such-group-pen").unwrap().is_none());
     }
 }
