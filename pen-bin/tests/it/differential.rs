@@ -292,6 +292,9 @@ fn same_written_state(c: &str, o: &str) -> bool {
 const OURS_ONLY_WRITE: &[&str] = &[
     "idle_timeout ", "conn_max ", "clients_max ", "pending_max ", "source ", "transparent",
     "no transparent", "dummy", "no dummy", "abort_on_error", "no abort_on_error", "ssl_",
+    // Issue 11's settings (docs/compatibility.md section 8).
+    "metrics_acl ", "conn_per_client ", "handshake_timeout ", "request_timeout ",
+    "connect_on_data", "no connect_on_data", "trusted_proxy_acl ",
 ];
 
 fn written_state(text: &str, ours: bool) -> Vec<String> {
