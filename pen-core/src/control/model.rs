@@ -48,6 +48,8 @@ pub(crate) struct Pending<H: Host> {
     pub(crate) tls_touched: bool,
     /// The TLS configuration built by [`Model::prepare`], installed at commit.
     pub(crate) tls: Option<H::Tls>,
+    /// The config files this change has read so far (bounded in number and bytes).
+    pub(crate) read: super::file::Budget,
 }
 
 impl<H: Host> Default for Pending<H> {
@@ -58,6 +60,7 @@ impl<H: Host> Default for Pending<H> {
             log: None,
             tls_touched: false,
             tls: None,
+            read: super::file::Budget::default(),
         }
     }
 }

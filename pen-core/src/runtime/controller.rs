@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 
 use super::host::{RealHost, StartDir};
 use crate::control::command::Command;
+use crate::control::host::Fetched;
 use crate::control::model::{Model, Pending};
 use crate::domain::event::{BlacklistReason, ConfigSource, Event, RestoreReason};
 use crate::domain::server::{ServerId, Target};
@@ -87,9 +88,14 @@ impl Controller {
 
     /// The configuration transaction: `change` is applied to a model taken from `start`, the
     /// model is checked as a whole, and only then committed. On any error nothing changes.
+    ///
+    /// The files and names the change needs were fetched before (`fetched`, see
+    /// [`Controller::fetch`]): the lock is held only while the model is changed and committed,
+    /// never while pen waits for a disk, a FIFO or a resolver.
     fn transact<R>(
         &self,
         start: Start,
+        fetched: &Fetched,
         change: impl for<'h> FnOnce(
             &mut Model,
             &RealHost<'h>,
@@ -104,8 +110,8 @@ impl Controller {
         }
         .unwrap_or_else(|| snapshot(&self.shared));
         let host = RealHost {
-            shared: &self.shared,
-            start: self.start.as_ref(),
+            fetched: Some(fetched),
+            ..self.host()
         };
         let mut pending = Pending::default();
         let out = change(&mut model, &host, &mut pending)?;
@@ -118,6 +124,24 @@ impl Controller {
         model.prepare(&host, &mut pending)?;
         commit(&self.shared, model, pending);
         Ok(out)
+    }
+
+    /// The real host, without anything fetched.
+    fn host(&self) -> RealHost<'_> {
+        RealHost {
+            shared: &self.shared,
+            start: self.start.as_ref(),
+            fetched: None,
+            config_file: self.config_file.as_deref(),
+        }
+    }
+
+    /// Reads the files and resolves the names `cmd` needs, without the configuration lock
+    /// (reads are bounded and never wait on a FIFO; lookups time out).
+    fn fetch(&self, cmd: &Command) -> Fetched {
+        let mut fetched = Fetched::default();
+        crate::control::file::prefetch(&self.host(), cmd, &mut fetched);
+        fetched
     }
 
     /// Parses and executes one line (penctl, `-O`), from `source`. A line that does not
@@ -148,7 +172,8 @@ impl Controller {
     fn run(&self, cmd: Command, source: ConfigSource) -> Result<String, ApplyError> {
         if Model::is_config(&cmd) {
             let what = self.shared.events.wanted().then(|| cmd.to_string());
-            let out = self.transact(Start::Running, |model, host, pending| {
+            let fetched = self.fetch(&cmd);
+            let out = self.transact(Start::Running, &fetched, |model, host, pending| {
                 model.apply(host, cmd, pending, 0)
             });
             self.report(source, what, &out.as_ref());
@@ -184,7 +209,8 @@ impl Controller {
     pub(crate) fn apply_file(&self, file: &Path) -> Result<(), ApplyError> {
         let name = file.to_string_lossy();
         let mut base = None;
-        let out = self.transact(Start::Running, |model, host, pending| {
+        let fetched = self.fetch(&Command::Include(name.to_string()));
+        let out = self.transact(Start::Running, &fetched, |model, host, pending| {
             base = Some(model.clone());
             crate::control::file::include(host, model, pending, &name, 0)
         });
@@ -225,7 +251,8 @@ impl Controller {
             });
         };
         let name = file.to_string_lossy();
-        let out = self.transact(start, |model, host, pending| {
+        let fetched = self.fetch(&Command::Include(name.to_string()));
+        let out = self.transact(start, &fetched, |model, host, pending| {
             crate::control::file::include(host, model, pending, &name, 0)
         });
         self.report(ConfigSource::Reload, Some(name.to_string()), &out.as_ref());

@@ -26,20 +26,14 @@ fn bad(p: &Path, reason: impl Into<String>) -> TlsError {
     }
 }
 
-/// Reads a whole (small) file.
+/// Reads a whole (small) regular file: a FIFO or a device is refused at once, never read or
+/// waited on. Symbolic links are followed here (certificate deployments such as certbot's
+/// `live/` directory are links; what is read is checked, never echoed).
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    use std::io::Read;
-    let err = |source| TlsError::Read {
+    crate::files::read_regular(path, MAX_FILE, true).map_err(|source| TlsError::Read {
         path: show(path),
         source,
-    };
-    let file = std::fs::File::open(path).map_err(err)?;
-    let mut out = Vec::new();
-    file.take(MAX_FILE + 1).read_to_end(&mut out).map_err(err)?;
-    if out.len() as u64 > MAX_FILE {
-        return Err(bad(path, format!("larger than {MAX_FILE} bytes")));
-    }
-    Ok(out)
+    })
 }
 
 /// Every certificate in a PEM text, in order.
