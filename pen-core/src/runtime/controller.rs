@@ -381,3 +381,47 @@ pub(crate) fn commit(shared: &Shared, model: Model, pending: Pending<RealHost<'_
         super::listeners::install_listeners(shared, listeners, bound);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::domain::clock::ManualClock;
+    use crate::domain::settings::Settings;
+
+    fn controller() -> Controller {
+        let clock = Arc::new(ManualClock::new(1_000, 1_800_000_000));
+        let shared = Shared::for_tests(&[], None, Settings::default(), clock);
+        Controller::new(Arc::new(shared), None)
+    }
+
+    /// The files a change includes and the names it resolves are fetched while the
+    /// configuration lock is held by someone else (so fetching never takes it), and the
+    /// transaction then uses what was fetched, not the disk.
+    #[test]
+    fn files_and_names_are_fetched_outside_the_lock() {
+        let dir = std::env::temp_dir().join(format!("pen-ctl-fetch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let inner = dir.join("inner.cfg");
+        let outer = dir.join("outer.cfg");
+        std::fs::write(&inner, "blacklist 7\nserver 0 address localhost\n").unwrap();
+        std::fs::write(&outer, format!("include {}\ntimeout 4\n", inner.display())).unwrap();
+        let c = controller();
+        let cmd = Command::Include(outer.display().to_string());
+        let fetched = {
+            let _held = c.lock.lock(); // a change in progress elsewhere
+            c.fetch(&cmd)
+        };
+        assert_eq!(fetched.len(), (2, 1));
+        // The files change on disk after the fetch: the transaction sees what was fetched.
+        std::fs::write(&inner, "bogus\n").unwrap();
+        c.transact(Start::Running, &fetched, |model, host, pending| {
+            model.apply(host, cmd, pending, 0)
+        })
+        .unwrap();
+        let s = c.shared.settings.read().clone();
+        assert_eq!((s.blacklist_secs, s.connect_timeout_secs), (7, 4));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -18,6 +18,7 @@
 
 mod build;
 mod load;
+mod ocsp;
 pub(crate) mod names;
 pub(crate) mod stats;
 
