@@ -249,7 +249,10 @@ fn a_der_key_or_other_der_is_not_stapled_as_ocsp() {
     assert!(staple(&ca.der).starts_with("error: "), "a certificate");
     // A successful response for another certificate (the CA's serial).
     let reply = staple(&ocsp::response_for(&ca.der, &ca.der, 1));
-    assert!(reply.contains("not for the served certificate"), "{reply:?}");
+    assert!(
+        reply.contains("not for the served certificate"),
+        "{reply:?}"
+    );
     // The real thing is accepted.
     assert_eq!(staple(&ocsp::response_for(&leaf.der, &ca.der, 1)), "");
 }
@@ -264,7 +267,10 @@ pub(crate) mod ocsp {
             (d[1] as usize, 2)
         } else {
             let n = (d[1] & 0x7f) as usize;
-            (d[2..2 + n].iter().fold(0, |a, b| (a << 8) | *b as usize), 2 + n)
+            (
+                d[2..2 + n].iter().fold(0, |a, b| (a << 8) | *b as usize),
+                2 + n,
+            )
         };
         (tag, &d[start..start + len], &d[start + len..])
     }

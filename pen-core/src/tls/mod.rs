@@ -18,8 +18,8 @@
 
 mod build;
 mod load;
-mod ocsp;
 pub(crate) mod names;
+mod ocsp;
 pub(crate) mod stats;
 
 use std::path::PathBuf;

@@ -67,7 +67,11 @@ fn next(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
 }
 
 /// Reads the element with `tag` off the front of `input`.
-fn expect<'a>(input: &'a [u8], tag: u8, what: &'static str) -> Result<(Tlv<'a>, &'a [u8]), OcspError> {
+fn expect<'a>(
+    input: &'a [u8],
+    tag: u8,
+    what: &'static str,
+) -> Result<(Tlv<'a>, &'a [u8]), OcspError> {
     match next(input) {
         Some((t, rest)) if t.tag == tag => Ok((t, rest)),
         _ => Err(OcspError::Malformed(what)),
@@ -110,7 +114,11 @@ fn cert_ids(der: &[u8]) -> Result<Vec<CertId<'_>>, OcspError> {
         [s] => return Err(OcspError::NotSuccessful(*s)),
         _ => return Err(OcspError::Malformed("bad responseStatus")),
     }
-    let (bytes, _) = expect(rest, CONTEXT_0, "a successful response without responseBytes")?;
+    let (bytes, _) = expect(
+        rest,
+        CONTEXT_0,
+        "a successful response without responseBytes",
+    )?;
     let (rb, _) = expect(bytes.body, SEQUENCE, "bad responseBytes")?;
     let (kind, rest) = expect(rb.body, OID, "bad responseType")?;
     if kind.body != OCSP_BASIC {
@@ -182,7 +190,8 @@ pub(crate) fn check(der: &[u8], chain: &[&[u8]]) -> Result<(), OcspError> {
     let issuer_name = leaf.issuer().as_raw();
     let issuer_key = chain.iter().skip(1).find_map(|c| {
         let (_, c) = x509_parser::parse_x509_certificate(c).ok()?;
-        (c.subject().as_raw() == issuer_name).then(|| c.public_key().subject_public_key.data.to_vec())
+        (c.subject().as_raw() == issuer_name)
+            .then(|| c.public_key().subject_public_key.data.to_vec())
     });
     let serial = leaf.raw_serial();
     let matches = |id: &CertId<'_>| {

@@ -41,10 +41,7 @@ fn response(status: u8, alg: &[u8], name_hash: &[u8], key_hash: &[u8], serial: &
         ]),
     );
     let time = tlv(GENERALIZED_TIME, b"20260101000000Z");
-    let single = tlv(
-        SEQUENCE,
-        &cat(&[cert_id, vec![0x80, 0x00], time.clone()]),
-    );
+    let single = tlv(SEQUENCE, &cat(&[cert_id, vec![0x80, 0x00], time.clone()]));
     let tbs = tlv(
         SEQUENCE,
         &cat(&[
@@ -57,13 +54,19 @@ fn response(status: u8, alg: &[u8], name_hash: &[u8], key_hash: &[u8], serial: &
         SEQUENCE,
         &cat(&[
             tbs,
-            tlv(SEQUENCE, &tlv(OID, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02])),
+            tlv(
+                SEQUENCE,
+                &tlv(OID, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]),
+            ),
             tlv(0x03, &[0, 1, 2, 3]),
         ]),
     );
     let bytes = tlv(
         CONTEXT_0,
-        &tlv(SEQUENCE, &cat(&[tlv(OID, OCSP_BASIC), tlv(OCTET_STRING, &basic)])),
+        &tlv(
+            SEQUENCE,
+            &cat(&[tlv(OID, OCSP_BASIC), tlv(OCTET_STRING, &basic)]),
+        ),
     );
     tlv(SEQUENCE, &cat(&[tlv(ENUMERATED, &[status]), bytes]))
 }
@@ -95,13 +98,22 @@ fn a_sha256_response_is_checked_against_name_key_and_serial() {
     let good = response(0, SHA256, &sha256(&name), &sha256(&key), &serial);
     check(&good, &[LEAF, CA]).unwrap();
     let other_serial = response(0, SHA256, &sha256(&name), &sha256(&key), &[0x01]);
-    assert_eq!(check(&other_serial, &[LEAF]), Err(OcspError::OtherCertificate));
+    assert_eq!(
+        check(&other_serial, &[LEAF]),
+        Err(OcspError::OtherCertificate)
+    );
     let other_name = response(0, SHA256, &sha256(b"x"), &sha256(&key), &serial);
-    assert_eq!(check(&other_name, &[LEAF]), Err(OcspError::OtherCertificate));
+    assert_eq!(
+        check(&other_name, &[LEAF]),
+        Err(OcspError::OtherCertificate)
+    );
     // The key hash is checked only when the chain holds the issuer.
     let other_key = response(0, SHA256, &sha256(&name), &sha256(b"x"), &serial);
     check(&other_key, &[LEAF]).unwrap();
-    assert_eq!(check(&other_key, &[LEAF, CA]), Err(OcspError::OtherCertificate));
+    assert_eq!(
+        check(&other_key, &[LEAF, CA]),
+        Err(OcspError::OtherCertificate)
+    );
     // An unknown hash algorithm matches nothing.
     let md5 = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02, 0x05];
     let odd = response(0, &md5, &sha256(&name), &sha256(&key), &serial);
@@ -123,7 +135,10 @@ fn keys_statuses_and_other_der_are_refused() {
     assert!(matches!(check(&[], &[LEAF]), Err(OcspError::Malformed(_))));
     let mut trailing = OPENSSL_SHA1.to_vec();
     trailing.push(0);
-    assert!(matches!(check(&trailing, &[LEAF]), Err(OcspError::Malformed(_))));
+    assert!(matches!(
+        check(&trailing, &[LEAF]),
+        Err(OcspError::Malformed(_))
+    ));
     assert_eq!(check(OPENSSL_SHA1, &[]), Err(OcspError::BadCertificate));
 }
 
