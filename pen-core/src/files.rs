@@ -12,7 +12,7 @@
 //!   old one untouched, and nothing is ever written through a link. A target that is a symbolic
 //!   link or not a regular file is refused rather than replaced.
 //! - Appends ([`open_append`], the access log) open without following a link, mode 0640, and
-//!   refuse anything but a regular file.
+//!   refuse anything but a regular file (or `/dev/null`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
@@ -126,6 +126,14 @@ pub(crate) fn read_regular(path: &Path, cap: u64, follow: bool) -> io::Result<Ve
 /// # Errors
 /// The open error, or a [`Refused`] for a link or a non-regular file.
 pub(crate) fn open_append(path: &Path) -> io::Result<File> {
+    // `/dev/null` (logs discarded) is the one device allowed; any other is refused before it
+    // is opened (appending to a disk device as root would destroy it).
+    let null = path == Path::new("/dev/null");
+    let device_ok = |t: std::fs::FileType| null && t.is_char_device();
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !device_ok(m.file_type()) => regular(m.file_type())?,
+        _ => {}
+    }
     let file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -133,7 +141,10 @@ pub(crate) fn open_append(path: &Path) -> io::Result<File> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .map_err(open_error)?;
-    regular(file.metadata()?.file_type())?;
+    let t = file.metadata()?.file_type();
+    if !device_ok(t) {
+        regular(t)?;
+    }
     Ok(file)
 }
 

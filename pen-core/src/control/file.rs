@@ -2,9 +2,10 @@
 //! applied to a [`Model`] line by line and committed only if every line succeeded, so a file is
 //! applied as a whole or not at all.
 //!
-//! Errors name `FILE:LINE` and what was expected there, never the line's text: an `include`
-//! may name any file pen can read (`/etc/shadow`), and its content must not come back in the
-//! reply. Nesting is bounded in depth and a transaction in files and bytes, so a file that
+//! Errors name `FILE:LINE` and what was expected there, never the line's text, for a file
+//! named over the control socket: an `include` may name any file pen can read (`/etc/shadow`),
+//! and its content must not come back in the reply. The `-F` file (the operator's own, named on
+//! the command line) and what it includes keep the offending token in their errors. Nesting is bounded in depth and a transaction in files and bytes, so a file that
 //! includes itself or another many times cannot make pen read without end.
 //!
 //! The files and host names a change needs are fetched by [`prefetch`] before the runtime
@@ -79,8 +80,19 @@ pub(crate) fn include<H: Host>(
     let text = host.read_config(file)?;
     pending.read.take(file, text.len())?;
     let mut out = String::new();
+    let quote = pending.quote_lines;
     for (n, line) in lines(&text) {
-        let at = |e: ApplyError| at(file, n, &e);
+        let at = |e: ApplyError| {
+            if quote {
+                ApplyError::At {
+                    file: file.to_string(),
+                    line: n,
+                    source: Box::new(e),
+                }
+            } else {
+                at(file, n, &e)
+            }
+        };
         let cmd = super::parse_line(line).map_err(|e| at(e.into()))?;
         match cmd {
             // Actions make no sense while loading a configuration.

@@ -50,6 +50,9 @@ pub(crate) struct Pending<H: Host> {
     pub(crate) tls: Option<H::Tls>,
     /// The config files this change has read so far (bounded in number and bytes).
     pub(crate) read: super::file::Budget,
+    /// Errors of config-file lines may quote the line: set for the `-F` file (the operator's
+    /// own, at start and on reload); never for a file named over the control socket.
+    pub(crate) quote_lines: bool,
 }
 
 impl<H: Host> Default for Pending<H> {
@@ -61,6 +64,7 @@ impl<H: Host> Default for Pending<H> {
             tls_touched: false,
             tls: None,
             read: super::file::Budget::default(),
+            quote_lines: false,
         }
     }
 }

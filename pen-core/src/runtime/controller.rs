@@ -212,6 +212,7 @@ impl Controller {
         let fetched = self.fetch(&Command::Include(name.to_string()));
         let out = self.transact(Start::Running, &fetched, |model, host, pending| {
             base = Some(model.clone());
+            pending.quote_lines = true; // the operator's own file
             crate::control::file::include(host, model, pending, &name, 0)
         });
         self.report(
@@ -253,6 +254,7 @@ impl Controller {
         let name = file.to_string_lossy();
         let fetched = self.fetch(&Command::Include(name.to_string()));
         let out = self.transact(start, &fetched, |model, host, pending| {
+            pending.quote_lines = true; // the operator's own file
             crate::control::file::include(host, model, pending, &name, 0)
         });
         self.report(ConfigSource::Reload, Some(name.to_string()), &out.as_ref());
