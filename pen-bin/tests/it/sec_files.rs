@@ -100,8 +100,7 @@ fn include_of_a_fifo_or_device_is_refused_at_once_and_others_are_served() {
             "another command after include {f}"
         );
     }
-    // A FIFO given to an ssl_* file is refused the same way (pen runs without TLS here: the
-    // command is refused before any file is read either way).
+    // And pen keeps answering afterwards.
     let reply = ctl_within(&pen, "mode", second).expect("mode answers");
     assert!(!reply.starts_with("error"), "{reply:?}");
 }
@@ -360,4 +359,27 @@ pub(crate) mod ocsp {
         );
         tlv(0x30, &[tlv(0x0a, &[0]), bytes].concat())
     }
+}
+
+#[test]
+fn the_config_file_may_be_a_link_but_what_it_includes_may_not() {
+    let dir = ScratchDir::new("sec-f-link");
+    let real = dir.0.join("real.cfg");
+    let inc = dir.0.join("inc.cfg");
+    let inc_link = dir.0.join("inc-link.cfg");
+    std::fs::write(&inc, "timeout 4\n").expect("write");
+    std::os::unix::fs::symlink(&inc, &inc_link).expect("symlink");
+    std::fs::write(&real, format!("blacklist 9\ninclude {}\n", inc.display())).expect("write");
+    let link = dir.0.join("pen.cfg");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let pen = PenBuilder::new()
+        .opts(&["-F", &link.display().to_string()])
+        .start();
+    assert_eq!(pen.ctl("blacklist"), "9\n");
+    assert_eq!(pen.ctl("timeout"), "4\n");
+    if is_c_pen() {
+        return;
+    }
+    let reply = pen.ctl(&format!("include {}", inc_link.display()));
+    assert!(reply.contains("symbolic link"), "{reply:?}");
 }
