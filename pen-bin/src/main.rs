@@ -17,7 +17,6 @@ mod daemon;
 mod privs;
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -274,15 +273,10 @@ fn log_events(balancer: Arc<Balancer>) -> std::io::Result<()> {
 }
 
 /// Writes the pid to `path`, without a newline (as C pen writes it), and keeps the file open
-/// (see [`run_balancer`]'s exit).
+/// (see [`run_balancer`]'s exit). A new file renamed into place, never written through a
+/// symbolic link: a link or a non-regular file at `path` is refused (pen may run as root).
 fn write_pid_file(path: &Path) -> std::io::Result<File> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)?;
-    f.write_all(std::process::id().to_string().as_bytes())?;
-    Ok(f)
+    pen_core::os::replace_file(path, std::process::id().to_string().as_bytes())
 }
 
 /// The signal thread: HUP re-reads `-F` (all or nothing), the TLS certificates and keys, and

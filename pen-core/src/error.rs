@@ -107,6 +107,10 @@ pub enum ApplyError {
         /// What was wrong with the line.
         source: Box<ApplyError>,
     },
+    /// What was wrong with a config file's line, told without the line's text: the file may
+    /// be one pen was pointed at (`include /etc/shadow`) by someone who may not read it.
+    #[error("{0}")]
+    Line(String),
     /// A TLS setting, certificate or key that cannot be used.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),

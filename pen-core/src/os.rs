@@ -209,6 +209,17 @@ pub fn syslog(level: SyslogLevel, msg: &str) {
     }
 }
 
+/// Replaces `path` with `bytes` (the pid file): written to a new temporary file in the same
+/// directory (mode 0640 before the umask, never through a symbolic link), then renamed over
+/// it; a target that is a symbolic link or not a regular file is refused and left alone.
+/// Returns the new file, still open.
+///
+/// # Errors
+/// The refusal or the I/O error (nothing is left behind).
+pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<File> {
+    crate::files::replace_keeping(path, bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

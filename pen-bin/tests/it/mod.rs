@@ -24,6 +24,7 @@ mod ops_stats;
 mod process;
 mod relay;
 mod sec_control;
+mod sec_files;
 mod selection;
 mod tls;
 mod tls_util;

@@ -976,9 +976,10 @@ fn ocsp_response_is_stapled_and_reread() {
     let site = Site::new("tls-ocsp");
     let echo = Backend::echo();
     let pen = site.pen(&[], echo.spec());
-    // Minimal DER OCSPResponses: SEQUENCE { ENUMERATED status } (tryLater, then unauthorized).
-    let first: &[u8] = &[0x30, 0x03, 0x0a, 0x01, 0x03];
-    let second: &[u8] = &[0x30, 0x03, 0x0a, 0x01, 0x06];
+    // Two successful basic OCSP responses for the served certificate (pen refuses anything
+    // else); they differ in producedAt.
+    let first = &super::sec_files::ocsp::response_for(&site.leaf.der, &site.ca.der, 1)[..];
+    let second = &super::sec_files::ocsp::response_for(&site.leaf.der, &site.ca.der, 2)[..];
     let file = put(site.path(), "ocsp.der", first);
     let reply = pen.ctl(&format!("ssl_ocsp_response {file}"));
     assert!(!reply.starts_with("error"), "{reply:?}");

@@ -9,11 +9,79 @@
 //! opaque to the model: it is kept in [`Pending`](super::model::Pending) and installed by the
 //! runtime only when the whole change has succeeded, or dropped when it has not.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+
+use parking_lot::Mutex;
 
 use crate::domain::addr::{Host as HostName, ListenAddr};
 use crate::error::ApplyError;
 use crate::tls::TlsOptions;
+
+/// The slow part of a change done ahead, before the runtime takes its configuration lock: the
+/// texts of the files it includes and the addresses of the names it resolves
+/// ([`super::file::prefetch`]). A host consults it before doing any I/O of its own; an error is
+/// handed out once (the change fails on it).
+#[derive(Default)]
+pub(crate) struct Fetched {
+    files: HashMap<String, String>,
+    names: HashMap<HostName, IpAddr>,
+    file_errors: Mutex<HashMap<String, ApplyError>>,
+    name_errors: Mutex<HashMap<HostName, ApplyError>>,
+}
+
+impl Fetched {
+    /// Whether `file` was fetched (read or failed).
+    pub(crate) fn has_file(&self, file: &str) -> bool {
+        self.files.contains_key(file) || self.file_errors.lock().contains_key(file)
+    }
+
+    /// Whether `name` was fetched (resolved or failed).
+    pub(crate) fn has_name(&self, name: &HostName) -> bool {
+        self.names.contains_key(name) || self.name_errors.lock().contains_key(name)
+    }
+
+    /// Keeps what reading `file` gave.
+    pub(crate) fn put_file(&mut self, file: &str, r: Result<String, ApplyError>) {
+        match r {
+            Ok(text) => drop(self.files.insert(file.to_string(), text)),
+            Err(e) => drop(self.file_errors.get_mut().insert(file.to_string(), e)),
+        }
+    }
+
+    /// Keeps what resolving `name` gave.
+    pub(crate) fn put_name(&mut self, name: &HostName, r: Result<IpAddr, ApplyError>) {
+        match r {
+            Ok(ip) => drop(self.names.insert(name.clone(), ip)),
+            Err(e) => drop(self.name_errors.get_mut().insert(name.clone(), e)),
+        }
+    }
+
+    /// What reading `file` gave, if it was fetched.
+    pub(crate) fn file(&self, file: &str) -> Option<Result<String, ApplyError>> {
+        if let Some(t) = self.files.get(file) {
+            return Some(Ok(t.clone()));
+        }
+        self.file_errors.lock().remove(file).map(Err)
+    }
+
+    /// What resolving `name` gave, if it was fetched.
+    pub(crate) fn name(&self, name: &HostName) -> Option<Result<IpAddr, ApplyError>> {
+        if let Some(ip) = self.names.get(name) {
+            return Some(Ok(*ip));
+        }
+        self.name_errors.lock().remove(name).map(Err)
+    }
+
+    /// How many files and names were fetched (for tests).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> (usize, usize) {
+        (
+            self.files.len() + self.file_errors.lock().len(),
+            self.names.len() + self.name_errors.lock().len(),
+        )
+    }
+}
 
 /// The I/O a configuration change may need.
 pub(crate) trait Host {

@@ -48,6 +48,11 @@ pub(crate) struct Pending<H: Host> {
     pub(crate) tls_touched: bool,
     /// The TLS configuration built by [`Model::prepare`], installed at commit.
     pub(crate) tls: Option<H::Tls>,
+    /// The config files this change has read so far (bounded in number and bytes).
+    pub(crate) read: super::file::Budget,
+    /// Errors of config-file lines may quote the line: set for the `-F` file (the operator's
+    /// own, at start and on reload); never for a file named over the control socket.
+    pub(crate) quote_lines: bool,
 }
 
 impl<H: Host> Default for Pending<H> {
@@ -58,6 +63,8 @@ impl<H: Host> Default for Pending<H> {
             log: None,
             tls_touched: false,
             tls: None,
+            read: super::file::Budget::default(),
+            quote_lines: false,
         }
     }
 }

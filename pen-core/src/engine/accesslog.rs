@@ -11,7 +11,7 @@
 //! `mv log log.1; kill -HUP` the requests served before the signal are in `log.1` and the later
 //! ones in the new `log`, none lost.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -58,10 +58,8 @@ impl Target {
                 return Ok(Target::Udp(s));
             }
         }
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(spec)
+        // Never through a link, a regular file only, mode 0640: pen may open it as root.
+        crate::files::open_append(std::path::Path::new(spec))
             .map(Target::File)
             .map_err(|source| ApplyError::Io {
                 context: format!("cannot open log file '{spec}'"),

@@ -75,6 +75,7 @@ impl Harness {
         let host = RealHost::new(self.bound.shared());
         let mut model = self.base.clone();
         let mut pending = Pending::default();
+        pending.quote_lines = true; // as the `-F` file
         let name = file.to_string_lossy();
         crate::control::file::include(&host, &mut model, &mut pending, &name, 0)?;
         model.prepare(&host, &mut pending)?;
@@ -85,6 +86,8 @@ impl Harness {
             log: pending.log,
             tls_touched: pending.tls_touched,
             tls: pending.tls,
+            read: pending.read,
+            quote_lines: pending.quote_lines,
         };
         Ok(Loaded { model, pending })
     }

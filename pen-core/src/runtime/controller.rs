@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 
 use super::host::{RealHost, StartDir};
 use crate::control::command::Command;
+use crate::control::host::Fetched;
 use crate::control::model::{Model, Pending};
 use crate::domain::event::{BlacklistReason, ConfigSource, Event, RestoreReason};
 use crate::domain::server::{ServerId, Target};
@@ -87,9 +88,14 @@ impl Controller {
 
     /// The configuration transaction: `change` is applied to a model taken from `start`, the
     /// model is checked as a whole, and only then committed. On any error nothing changes.
+    ///
+    /// The files and names the change needs were fetched before (`fetched`, see
+    /// [`Controller::fetch`]): the lock is held only while the model is changed and committed,
+    /// never while pen waits for a disk, a FIFO or a resolver.
     fn transact<R>(
         &self,
         start: Start,
+        fetched: &Fetched,
         change: impl for<'h> FnOnce(
             &mut Model,
             &RealHost<'h>,
@@ -104,8 +110,8 @@ impl Controller {
         }
         .unwrap_or_else(|| snapshot(&self.shared));
         let host = RealHost {
-            shared: &self.shared,
-            start: self.start.as_ref(),
+            fetched: Some(fetched),
+            ..self.host()
         };
         let mut pending = Pending::default();
         let out = change(&mut model, &host, &mut pending)?;
@@ -118,6 +124,24 @@ impl Controller {
         model.prepare(&host, &mut pending)?;
         commit(&self.shared, model, pending);
         Ok(out)
+    }
+
+    /// The real host, without anything fetched.
+    fn host(&self) -> RealHost<'_> {
+        RealHost {
+            shared: &self.shared,
+            start: self.start.as_ref(),
+            fetched: None,
+            config_file: self.config_file.as_deref(),
+        }
+    }
+
+    /// Reads the files and resolves the names `cmd` needs, without the configuration lock
+    /// (reads are bounded and never wait on a FIFO; lookups time out).
+    fn fetch(&self, cmd: &Command) -> Fetched {
+        let mut fetched = Fetched::default();
+        crate::control::file::prefetch(&self.host(), cmd, &mut fetched);
+        fetched
     }
 
     /// Parses and executes one line (penctl, `-O`), from `source`. A line that does not
@@ -148,7 +172,8 @@ impl Controller {
     fn run(&self, cmd: Command, source: ConfigSource) -> Result<String, ApplyError> {
         if Model::is_config(&cmd) {
             let what = self.shared.events.wanted().then(|| cmd.to_string());
-            let out = self.transact(Start::Running, |model, host, pending| {
+            let fetched = self.fetch(&cmd);
+            let out = self.transact(Start::Running, &fetched, |model, host, pending| {
                 model.apply(host, cmd, pending, 0)
             });
             self.report(source, what, &out.as_ref());
@@ -184,8 +209,10 @@ impl Controller {
     pub(crate) fn apply_file(&self, file: &Path) -> Result<(), ApplyError> {
         let name = file.to_string_lossy();
         let mut base = None;
-        let out = self.transact(Start::Running, |model, host, pending| {
+        let fetched = self.fetch(&Command::Include(name.to_string()));
+        let out = self.transact(Start::Running, &fetched, |model, host, pending| {
             base = Some(model.clone());
+            pending.quote_lines = true; // the operator's own file
             crate::control::file::include(host, model, pending, &name, 0)
         });
         self.report(
@@ -225,7 +252,9 @@ impl Controller {
             });
         };
         let name = file.to_string_lossy();
-        let out = self.transact(start, |model, host, pending| {
+        let fetched = self.fetch(&Command::Include(name.to_string()));
+        let out = self.transact(start, &fetched, |model, host, pending| {
+            pending.quote_lines = true; // the operator's own file
             crate::control::file::include(host, model, pending, &name, 0)
         });
         self.report(ConfigSource::Reload, Some(name.to_string()), &out.as_ref());
@@ -352,5 +381,49 @@ pub(crate) fn commit(shared: &Shared, model: Model, pending: Pending<RealHost<'_
     }
     if let Some((listeners, bound)) = pending.listen {
         super::listeners::install_listeners(shared, listeners, bound);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::domain::clock::ManualClock;
+    use crate::domain::settings::Settings;
+
+    fn controller() -> Controller {
+        let clock = Arc::new(ManualClock::new(1_000, 1_800_000_000));
+        let shared = Shared::for_tests(&[], None, Settings::default(), clock);
+        Controller::new(Arc::new(shared), None)
+    }
+
+    /// The files a change includes and the names it resolves are fetched while the
+    /// configuration lock is held by someone else (so fetching never takes it), and the
+    /// transaction then uses what was fetched, not the disk.
+    #[test]
+    fn files_and_names_are_fetched_outside_the_lock() {
+        let dir = std::env::temp_dir().join(format!("pen-ctl-fetch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let inner = dir.join("inner.cfg");
+        let outer = dir.join("outer.cfg");
+        std::fs::write(&inner, "blacklist 7\nserver 0 address localhost\n").unwrap();
+        std::fs::write(&outer, format!("include {}\ntimeout 4\n", inner.display())).unwrap();
+        let c = controller();
+        let cmd = Command::Include(outer.display().to_string());
+        let fetched = {
+            let _held = c.lock.lock(); // a change in progress elsewhere
+            c.fetch(&cmd)
+        };
+        assert_eq!(fetched.len(), (2, 1));
+        // The files change on disk after the fetch: the transaction sees what was fetched.
+        std::fs::write(&inner, "bogus\n").unwrap();
+        c.transact(Start::Running, &fetched, |model, host, pending| {
+            model.apply(host, cmd, pending, 0)
+        })
+        .unwrap();
+        let s = c.shared.settings.read().clone();
+        assert_eq!((s.blacklist_secs, s.connect_timeout_secs), (7, 4));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -63,7 +63,7 @@ pub(crate) fn server_config(
     let key_path = o.key.as_deref().unwrap_or(&o.cert);
     let mut default = load::certified_key(&o.cert, key_path, Vec::new())?;
     if let Some(f) = &o.ocsp_response {
-        default.ocsp = Some(load::ocsp(f)?);
+        default.ocsp = Some(load::ocsp(f, &default.cert)?);
     }
     let by_name = match &o.sni_path {
         Some(dir) => load::sni_dir(dir)?.into_iter().collect(),

@@ -26,20 +26,14 @@ fn bad(p: &Path, reason: impl Into<String>) -> TlsError {
     }
 }
 
-/// Reads a whole (small) file.
+/// Reads a whole (small) regular file: a FIFO or a device is refused at once, never read or
+/// waited on. Symbolic links are followed here (certificate deployments such as certbot's
+/// `live/` directory are links; what is read is checked, never echoed).
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    use std::io::Read;
-    let err = |source| TlsError::Read {
+    crate::files::read_regular(path, MAX_FILE, true).map_err(|source| TlsError::Read {
         path: show(path),
         source,
-    };
-    let file = std::fs::File::open(path).map_err(err)?;
-    let mut out = Vec::new();
-    file.take(MAX_FILE + 1).read_to_end(&mut out).map_err(err)?;
-    if out.len() as u64 > MAX_FILE {
-        return Err(bad(path, format!("larger than {MAX_FILE} bytes")));
-    }
-    Ok(out)
+    })
 }
 
 /// Every certificate in a PEM text, in order.
@@ -193,13 +187,13 @@ pub(crate) fn ca_roots(
     Ok(roots)
 }
 
-/// An OCSP response (DER) to staple.
-pub(crate) fn ocsp(path: &Path) -> Result<Vec<u8>, TlsError> {
+/// An OCSP response (DER) to staple with `chain` (leaf first): a successful basic response
+/// for the leaf, checked by [`super::ocsp::check`]; anything else is refused, as whatever is
+/// stapled goes to every client.
+pub(crate) fn ocsp(path: &Path, chain: &[CertificateDer<'_>]) -> Result<Vec<u8>, TlsError> {
     let der = read(path)?;
-    // An OCSPResponse is a DER SEQUENCE; a PEM or text file here is a mistake worth naming.
-    if der.first() != Some(&0x30) || der.len() < 3 {
-        return Err(bad(path, "not a DER-encoded OCSP response"));
-    }
+    let chain: Vec<&[u8]> = chain.iter().map(|c| c.as_ref()).collect();
+    super::ocsp::check(&der, &chain).map_err(|e| bad(path, e.to_string()))?;
     Ok(der)
 }
 
@@ -254,7 +248,7 @@ mod tests {
         );
         let e = chain(&dir.join("missing.pem")).unwrap_err().to_string();
         assert!(e.contains("missing.pem"), "{e}");
-        let e = ocsp(&junk).unwrap_err().to_string();
+        let e = ocsp(&junk, &[]).unwrap_err().to_string();
         assert!(e.contains("OCSP"), "{e}");
         let e = sni_dir(&dir).unwrap_err().to_string();
         assert!(e.contains("NAME.crt"), "{e}");

@@ -19,6 +19,7 @@
 mod build;
 mod load;
 pub(crate) mod names;
+mod ocsp;
 pub(crate) mod stats;
 
 use std::path::PathBuf;
