@@ -15,7 +15,8 @@ set -uo pipefail
 A_BIN=$1 B_BIN=$2
 shift 2
 DURATION=5
-BULK_MIB=1
+BULK_MIB=1 # the backend's bulk file (lib.sh), unused here
+export BULK_MIB
 PIDS=()
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
