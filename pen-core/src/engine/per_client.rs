@@ -4,12 +4,13 @@
 //! An IPv4 client counts by its address, an IPv6 client by its /64 (one host can use a whole
 //! /64). The table is keyed by client input, so it hashes with a random per-process key
 //! (`RandomState`) and is bounded: an entry lives only while its client has connections open
-//! (at most `-x` entries). It is split into shards by that keyed hash so that workers accepting
-//! at once rarely wait for each other; an entry's removal keeps the shard's capacity, so a
-//! steady load allocates nothing.
+//! (at most `-x` entries). It is split into shards so that workers accepting at once rarely wait
+//! for each other; the shard is picked by a cheap unkeyed mix of the key, as a client steering
+//! every key into one shard gains only what one lock for all would give. An entry's removal
+//! keeps the shard's capacity, so a steady load allocates nothing.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::RandomState;
 use std::net::IpAddr;
 
 use parking_lot::Mutex;
@@ -29,24 +30,27 @@ fn client_key(ip: IpAddr) -> u128 {
 
 /// Open connections per client (see the module docs).
 pub(crate) struct PerClient {
-    key: RandomState,
+    /// Each map with its own random key (`HashMap::default` draws one).
     shards: [Mutex<HashMap<u128, u32, RandomState>>; SHARDS],
 }
 
 impl Default for PerClient {
     fn default() -> Self {
         PerClient {
-            key: RandomState::new(),
             shards: std::array::from_fn(|_| Mutex::new(HashMap::default())),
         }
     }
 }
 
 impl PerClient {
-    /// The shard of key `k` (always `Some`: the mask keeps the index in range).
+    /// The shard of key `k` (always `Some`: the shift keeps the index in range).
     fn shard(&self, k: u128) -> Option<&Mutex<HashMap<u128, u32, RandomState>>> {
-        let h = self.key.hash_one(k) as usize;
-        self.shards.get(h & (SHARDS - 1))
+        // Fold the address bits (an IPv4 address or a /64 prefix) and take the top bits of a
+        // multiplicative mix.
+        let folded = (k as u64) ^ ((k >> 64) as u64);
+        let mixed = folded.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.shards
+            .get((mixed >> (64 - SHARDS.trailing_zeros())) as usize)
     }
 
     /// Counts one more connection from `ip` if it has fewer than `cap` open; `false` (nothing
@@ -143,6 +147,30 @@ mod tests {
         // A release without an admit (the cap was turned on meanwhile) changes nothing.
         t.release(ip("10.9.9.9"));
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn consecutive_clients_spread_over_the_shards() {
+        let t = PerClient::default();
+        let used = |keys: &mut dyn Iterator<Item = IpAddr>| {
+            let mut hit = [false; SHARDS];
+            for ip in keys {
+                let s = t.shard(client_key(ip)).expect("a shard");
+                let i = t
+                    .shards
+                    .iter()
+                    .position(|x| std::ptr::eq(x, s))
+                    .expect("ours");
+                hit[i] = true;
+            }
+            hit.iter().filter(|h| **h).count()
+        };
+        assert_eq!(
+            used(&mut (0..=255u8).map(|i| IpAddr::from([10, 0, 0, i]))),
+            SHARDS
+        );
+        let v6 = (0..=255u16).map(|i| IpAddr::from([0x2001, 0xdb8, 0, i, 0, 0, 0, 1]));
+        assert_eq!(used(&mut v6.into_iter()), SHARDS);
     }
 
     proptest! {
