@@ -29,6 +29,8 @@
 #   BULK_MIB=256          size of the bulk body
 #   IDLE_CONNS=4000       idle connections for the RSS column
 #   PEN_WORKERS=          if set, passed to both binaries as --workers N
+#   PEN_CMDS=             pen commands given to both binaries with -O, separated by ';'
+#                         (e.g. PEN_CMDS='conn_per_client 1000;connect_on_data')
 #   AB_OUT=               the report file (default benches/results/ab-latest.md)
 #   KEEP_TMP=1            keep the temporary directory (logs, raw wrk and curl output)
 #
@@ -48,6 +50,13 @@ DURATION=${DURATION:-5}
 BULK_MIB=${BULK_MIB:-256}
 IDLE_CONNS=${IDLE_CONNS:-4000}
 PEN_WORKERS=${PEN_WORKERS:-}
+PEN_CMDS=${PEN_CMDS:-}
+# PEN_CMDS as -O words: each command one argv word, as pen reads -O.
+PEN_O=()
+IFS=';' read -r -a _cmds <<<"$PEN_CMDS"
+for _c in "${_cmds[@]}"; do
+    [ -n "${_c// /}" ] && PEN_O+=(-O "$_c")
+done
 A_LABEL=${A_LABEL:-A}
 B_LABEL=${B_LABEL:-B}
 for v in ROUNDS DURATION BULK_MIB IDLE_CONNS; do
@@ -59,6 +68,7 @@ done
 # The exact command, as it can be pasted again, with the settings in effect spelled out.
 COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION BULK_MIB=$BULK_MIB IDLE_CONNS=$IDLE_CONNS"
 [ -n "$PEN_WORKERS" ] && COMMAND+=" PEN_WORKERS=$PEN_WORKERS"
+[ -n "$PEN_CMDS" ] && COMMAND+=" PEN_CMDS=$(printf '%q' "$PEN_CMDS")"
 [ "$A_LABEL" != A ] && COMMAND+=" A_LABEL=$(printf '%q' "$A_LABEL")"
 [ "$B_LABEL" != B ] && COMMAND+=" B_LABEL=$(printf '%q' "$B_LABEL")"
 COMMAND+=" $(printf '%q ' "$0" "$@")"
@@ -131,7 +141,7 @@ measure() {
     ORDER+=("$key $round")
     for try in 1 2; do
         port=$(free_ports 1)
-        pid=$(start_pen_on "$port" "$bin" "$name")
+        pid=$(start_pen_on "$port" "$bin" "$name" "${PEN_O[@]}")
         PIDS+=("$pid")
         wait_listening "$pid" "$port" && break
         log "$label did not start on port $port (try $try); its log says: $(tail -n3 "$TMP/$name.log" 2>/dev/null | tr '\n' ' ')"
@@ -269,7 +279,7 @@ report() {
     echo "- command: \`$COMMAND\` (in $ROOT, commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown))"
     bin_line A
     bin_line B
-    echo "- each binary: \`-f -x 10000${PEN_WORKERS:+ --workers $PEN_WORKERS}\` 127.0.0.1:PORT -> one nginx backend" \
+    echo "- each binary: \`-f -x 10000${PEN_O[*]:+ ${PEN_O[*]}}${PEN_WORKERS:+ --workers $PEN_WORKERS}\` 127.0.0.1:PORT -> one nginx backend" \
         "(worker_processes auto); started fresh for each round, order A B, then B A, alternating"
     echo "- keep-alive: wrk -t2 -c64 -d${DURATION}s --latency on a $(stat -c %s "$TMP/www/index.html")-byte page;" \
         "new-conn: the same with -H 'Connection: close' (one client and one backend connection per request);" \

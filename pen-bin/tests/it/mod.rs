@@ -23,6 +23,7 @@ mod ops_daemon;
 mod ops_stats;
 mod process;
 mod relay;
+mod sec_admission;
 mod sec_control;
 mod sec_files;
 mod selection;

@@ -104,11 +104,24 @@ pub(crate) fn render_snapshot(s: &Status) -> String {
         &mut out,
         "pen_connections_refused_total",
         Kind::Counter,
-        "Client connections closed at once: denied by the client ACL, or no server available.",
+        "Client connections closed at once: denied by the client ACL, no server available, or \
+         over conn_per_client.",
         [
             (vec![("reason", "acl".to_string())], c.refused_acl),
             (vec![("reason", "no_server".to_string())], c.no_server),
+            (
+                vec![("reason", "conn_per_client".to_string())],
+                c.refused_per_client,
+            ),
         ],
+    );
+    single(
+        &mut out,
+        "pen_request_timeouts_total",
+        Kind::Counter,
+        "Clients closed for not sending their first bytes (connect_on_data) or, under -H, a \
+         request head within request_timeout.",
+        c.request_timeouts,
     );
     single(
         &mut out,
@@ -313,12 +326,16 @@ mod tests {
         let mut s = crate::admin::stats::tests::sample();
         s.counters.accepted = 12;
         s.counters.refused_acl = 2;
+        s.counters.refused_per_client = 4;
+        s.counters.request_timeouts = 5;
         let text = render_snapshot(&s);
         for line in [
             "pen_connections_accepted_total 12",
             "pen_connections_active 3",
             "pen_connections_refused_total{reason=\"acl\"} 2",
             "pen_connections_refused_total{reason=\"no_server\"} 0",
+            "pen_connections_refused_total{reason=\"conn_per_client\"} 4",
+            "pen_request_timeouts_total 5",
             "pen_connection_limit 500",
             "pen_server_connections{server=\"0\",address=\"127.0.0.1:81\"} 2",
             "pen_server_connections_total{server=\"0\",address=\"127.0.0.1:81\"} 10",
@@ -348,7 +365,7 @@ mod tests {
         // Every family has exactly one HELP and one TYPE, before its samples.
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
-        assert_eq!(types, 19);
+        assert_eq!(types, 20);
         assert_eq!(helps, types);
         assert!(text.ends_with('\n'));
     }

@@ -123,6 +123,11 @@ pub struct CounterValues {
     pub accepted: u64,
     /// Clients closed at once because the client ACL denied them.
     pub refused_acl: u64,
+    /// Clients closed at accept because their address had `conn_per_client` connections open.
+    pub refused_per_client: u64,
+    /// Clients closed for not sending their first bytes (`connect_on_data`) or, under `-H`, a
+    /// request head within `request_timeout`.
+    pub request_timeouts: u64,
     /// Clients closed because no server (nor the emergency server) was available.
     pub no_server: u64,
     /// Connections moved to another server after a failed connect.
@@ -248,6 +253,8 @@ impl Status {
             counters: CounterValues {
                 accepted: c.accepted.load(Relaxed),
                 refused_acl: c.refused_acl.load(Relaxed),
+                refused_per_client: c.refused_per_client.load(Relaxed),
+                request_timeouts: c.request_timeouts.load(Relaxed),
                 no_server: c.no_server.load(Relaxed),
                 failovers: c.failovers.load(Relaxed),
                 blacklistings: c.blacklistings.load(Relaxed),

@@ -50,6 +50,17 @@ impl HttpCarrier {
         std::mem::take(&mut self.oversized_unreported)
     }
 
+    /// For the request-head deadline (`request_timeout`): `None` once requests are no longer
+    /// framed, else the request heads done so far and whether one is incomplete (the first
+    /// until it is done, a later one while its start is held back).
+    pub(crate) fn head_progress(&self) -> Option<(u64, bool)> {
+        if self.rw.stopped().is_some() {
+            return None;
+        }
+        let heads = self.rw.requests();
+        Some((heads, heads == 0 || self.rw.buffered() > 0))
+    }
+
     /// Why requests are no longer rewritten on this connection, if they are not.
     #[allow(dead_code)] // for the status page and metrics
     pub(crate) fn stopped(&self) -> Option<Stop> {

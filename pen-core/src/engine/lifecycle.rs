@@ -1,6 +1,6 @@
 //! One relayed connection's phase and named timers as plain data, with `now` passed in: when
-//! its TLS handshake, its connect or a connect retry times out, and when it has been idle too
-//! long. The worker keeps one per connection and acts on what it says; the sockets are the
+//! its TLS handshake, its connect or a connect retry times out, when it has taken too long to
+//! send its first bytes or request head, and when it has been idle too long. The worker keeps one per connection and acts on what it says; the sockets are the
 //! worker's business, so this is unit-tested with plain numbers.
 
 /// Where a connection is in its life.
@@ -8,6 +8,8 @@
 pub(crate) enum Phase {
     /// The TLS handshake with the client is in progress; no server is chosen yet.
     Handshake,
+    /// `connect_on_data`: waiting for the client's first bytes; no server is chosen yet.
+    Waiting,
     /// Connecting to a server (or waiting to retry for want of descriptors).
     Connecting,
     /// Relaying bytes.
@@ -23,6 +25,9 @@ pub(crate) enum Timer {
     Connect,
     /// Out of descriptors a moment ago: try the connect again then.
     Retry,
+    /// The client's first bytes (`connect_on_data`) or, under `-H`, its request head must
+    /// have arrived by then (`request_timeout`).
+    Request,
 }
 
 /// What a timer that fired means now.
@@ -34,6 +39,30 @@ pub(crate) enum Expiry {
     ConnectTimedOut,
     /// Try the connect again (descriptors may have freed).
     RetryConnect,
+    /// The request deadline passed: see [`Lifecycle::request_check`].
+    RequestDue,
+}
+
+/// Where the client's request stands when the request deadline passes (HTTP mode's view).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Head {
+    /// Requests are not framed on this connection (not HTTP mode, or framing stopped: a
+    /// tunnel, pass-through).
+    NotFramed,
+    /// `heads` request heads done so far; `pending`: one is incomplete (the first one until
+    /// it is done, or a later one's bytes held back).
+    Framed { heads: u64, pending: bool },
+}
+
+/// What to do when the request deadline passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RequestCheck {
+    /// Too slow: close the client.
+    Close,
+    /// Fine so far: arm the deadline again (with [`Lifecycle::request_armed`]).
+    Rearm,
+    /// Nothing left to watch on this connection.
+    Done,
 }
 
 /// A connection's phase, its armed timers (0: not armed) and when it last moved bytes.
@@ -45,6 +74,9 @@ pub(crate) struct Lifecycle {
     retry_at: u64,
     /// Since when the connect could not even start for want of descriptors (0: it could).
     starved_since: u64,
+    /// The request deadline (0: not armed) and the request heads done when it was armed.
+    request_at: u64,
+    heads_at_arm: u64,
     last_active: u64,
 }
 
@@ -57,16 +89,62 @@ impl Lifecycle {
             connect_at: 0,
             retry_at: 0,
             starved_since: 0,
+            request_at: 0,
+            heads_at_arm: 0,
             last_active: now,
         }
     }
 
-    /// A TLS client whose handshake must finish within `limit_ms`; returns the deadline to
-    /// arm as [`Timer::Handshake`].
-    pub(crate) fn handshaking(now: u64, limit_ms: u64) -> (Self, u64) {
+    /// `connect_on_data`: a client whose first bytes are awaited before a server is chosen.
+    pub(crate) fn waiting(now: u64) -> Self {
+        let mut l = Lifecycle::connecting(now);
+        l.phase = Phase::Waiting;
+        l
+    }
+
+    /// Arms [`Timer::Request`] `secs` (at least 1) from now, with `heads` request heads done
+    /// so far; returns the deadline.
+    pub(crate) fn request_armed(&mut self, now: u64, secs: u64, heads: u64) -> u64 {
+        self.request_at = now.saturating_add(secs.max(1).saturating_mul(1000));
+        self.heads_at_arm = heads;
+        self.request_at
+    }
+
+    /// The request deadline passed: a client still waited for (`connect_on_data`) is closed;
+    /// one whose request head has been incomplete for the whole period (no head finished since
+    /// the deadline was armed) is closed; otherwise the deadline is armed again while requests
+    /// are framed. So the first head must be done within one period of connecting, a later one
+    /// within at most two of its first byte.
+    pub(crate) fn request_check(&self, head: Head) -> RequestCheck {
+        match (self.phase, head) {
+            (Phase::Waiting, _) => RequestCheck::Close,
+            // Nothing is read from the client before its server is up: the connect (or the
+            // handshake) timeout governs.
+            (Phase::Handshake | Phase::Connecting, _) => RequestCheck::Rearm,
+            (Phase::Established, Head::NotFramed) => RequestCheck::Done,
+            (Phase::Established, Head::Framed { heads, pending }) => {
+                if pending && heads == self.heads_at_arm {
+                    RequestCheck::Close
+                } else {
+                    RequestCheck::Rearm
+                }
+            }
+        }
+    }
+
+    /// `connect_on_data`: the client's first bytes came; its server is chosen and connected
+    /// to next.
+    pub(crate) fn data_arrived(&mut self, now: u64) {
+        self.phase = Phase::Connecting;
+        self.last_active = now;
+    }
+
+    /// A TLS client whose handshake must finish within `limit_secs` (`handshake_timeout`, at
+    /// least 1); returns the deadline to arm as [`Timer::Handshake`].
+    pub(crate) fn handshaking(now: u64, limit_secs: u64) -> (Self, u64) {
         let mut l = Lifecycle::connecting(now);
         l.phase = Phase::Handshake;
-        l.handshake_at = now.saturating_add(limit_ms);
+        l.handshake_at = now.saturating_add(limit_secs.max(1).saturating_mul(1000));
         (l, l.handshake_at)
     }
 
@@ -138,6 +216,10 @@ impl Lifecycle {
             Timer::Retry if self.phase == Phase::Connecting && self.retry_at == at => {
                 self.retry_at = 0;
                 Some(Expiry::RetryConnect)
+            }
+            Timer::Request if self.request_at == at => {
+                self.request_at = 0;
+                Some(Expiry::RequestDue)
             }
             _ => None,
         }
@@ -220,7 +302,7 @@ mod tests {
 
     #[test]
     fn handshake_times_out_unless_done() {
-        let (mut l, at) = Lifecycle::handshaking(0, 10_000);
+        let (mut l, at) = Lifecycle::handshaking(0, 10);
         assert_eq!(l.phase(), Phase::Handshake);
         assert!(
             l.idle(10_000, 5),
@@ -230,10 +312,59 @@ mod tests {
             l.expire(Timer::Handshake, at),
             Some(Expiry::HandshakeTimedOut)
         );
-        let (mut l, at) = Lifecycle::handshaking(0, 10_000);
+        let (mut l, at) = Lifecycle::handshaking(0, 10);
         l.handshake_done(3_000);
         assert_eq!(l.phase(), Phase::Connecting);
         assert_eq!(l.expire(Timer::Handshake, at), None);
+    }
+
+    #[test]
+    fn a_waiting_client_is_closed_at_the_request_deadline() {
+        let mut l = Lifecycle::waiting(1_000);
+        assert_eq!(l.phase(), Phase::Waiting);
+        let at = l.request_armed(1_000, 10, 0);
+        assert_eq!(at, 11_000);
+        assert_eq!(l.expire(Timer::Request, at), Some(Expiry::RequestDue));
+        assert_eq!(l.request_check(Head::NotFramed), RequestCheck::Close);
+        // Data came in time: connecting, the deadline is stale.
+        let mut l = Lifecycle::waiting(1_000);
+        let at = l.request_armed(1_000, 10, 0);
+        l.data_arrived(2_000);
+        assert_eq!(l.phase(), Phase::Connecting);
+        assert_eq!(l.request_check(Head::NotFramed), RequestCheck::Rearm);
+        l.request_armed(2_000, 10, 0);
+        assert_eq!(l.expire(Timer::Request, at), None, "re-armed since");
+    }
+
+    #[test]
+    fn an_unfinished_request_head_is_closed_a_finished_one_rearms() {
+        let mut l = Lifecycle::connecting(0);
+        l.request_armed(0, 1, 0);
+        l.connected(10);
+        let first = Head::Framed {
+            heads: 0,
+            pending: true,
+        };
+        assert_eq!(l.request_check(first), RequestCheck::Close, "no first head");
+        let done = Head::Framed {
+            heads: 1,
+            pending: false,
+        };
+        assert_eq!(l.request_check(done), RequestCheck::Rearm);
+        // Armed again after one head: a second one started and finished in the period is fine,
+        // one held back the whole period is not.
+        l.request_armed(1_000, 1, 1);
+        let later = Head::Framed {
+            heads: 2,
+            pending: true,
+        };
+        assert_eq!(l.request_check(later), RequestCheck::Rearm);
+        let stuck = Head::Framed {
+            heads: 1,
+            pending: true,
+        };
+        assert_eq!(l.request_check(stuck), RequestCheck::Close);
+        assert_eq!(l.request_check(Head::NotFramed), RequestCheck::Done);
     }
 
     #[test]
@@ -242,5 +373,9 @@ mod tests {
         assert_eq!(l.connect_started(u64::MAX - 5, u64::MAX), u64::MAX);
         let (_, at) = Lifecycle::handshaking(u64::MAX, 10);
         assert_eq!(at, u64::MAX);
+        let mut l = Lifecycle::waiting(5);
+        assert_eq!(l.request_armed(u64::MAX - 1, u64::MAX, 0), u64::MAX);
+        assert_eq!(l.starved(5, u64::MAX, u64::MAX), Some(u64::MAX));
+        assert!(!l.idle(u64::MAX, u64::MAX));
     }
 }

@@ -10,6 +10,7 @@ pub mod http;
 pub(crate) mod lifecycle;
 mod messages;
 pub(crate) mod net;
+pub(crate) mod per_client;
 pub(crate) mod reactor;
 pub(crate) mod relay;
 pub(crate) mod route;

@@ -55,6 +55,11 @@ pub(crate) struct Counters {
     pub(crate) accepted: AtomicU64,
     /// Clients closed at once because the client ACL denied them.
     pub(crate) refused_acl: AtomicU64,
+    /// Clients closed at accept because their address had `conn_per_client` connections open.
+    pub(crate) refused_per_client: AtomicU64,
+    /// Clients closed because they did not send their first bytes (`connect_on_data`) or,
+    /// under `-H`, a whole request head within `request_timeout`.
+    pub(crate) request_timeouts: AtomicU64,
     /// Clients closed because no server (nor the emergency server) was available.
     pub(crate) no_server: AtomicU64,
     /// Connections moved to another server after a failed connect.
@@ -103,6 +108,8 @@ pub(crate) struct Shared {
     pub(crate) control: Mutex<Option<ListenAddr>>,
     pub(crate) workers: Vec<WorkerLink>,
     pub(crate) counters: Counters,
+    /// Open connections per client address, for `conn_per_client`.
+    pub(crate) per_client: crate::engine::per_client::PerClient,
     /// The time source of the workers and the control plane.
     pub(crate) clock: Arc<dyn Clock>,
     /// When this balancer was bound (`clock.now_ms()`), for its uptime.
@@ -189,6 +196,7 @@ impl Shared {
             control: Mutex::new(None),
             workers: Vec::new(),
             counters: Counters::default(),
+            per_client: Default::default(),
             started_ms: clock.now_ms(),
             clock,
             metrics: None,

@@ -326,6 +326,7 @@ impl Balancer {
             control: Mutex::new(control.as_ref().map(|c| c.1.clone())),
             workers: links,
             counters: Counters::default(),
+            per_client: Default::default(),
             started_ms: clock.now_ms(),
             clock,
             metrics: metrics_addr,

@@ -17,7 +17,7 @@ const PAGE: &[u8] =
 impl Worker {
     /// A new client while `dummy` is on: waits (in the connecting phase, with no server) for
     /// its first bytes.
-    pub(super) fn start_dummy(&mut self, client: Stream, peer: Peer, now: u64) {
+    pub(super) fn start_dummy(&mut self, client: Stream, peer: Peer, now: u64, per_client: bool) {
         let mut conn = Conn::new(
             client,
             peer,
@@ -26,6 +26,7 @@ impl Worker {
             Lifecycle::connecting(now),
         );
         conn.dummy = true;
+        conn.per_client = per_client;
         if let Some(slot) = self.install(conn) {
             // The request may be in already: try now rather than wait for the first event.
             if let Some(c) = self.slots.get_mut(slot) {

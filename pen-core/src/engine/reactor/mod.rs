@@ -20,6 +20,7 @@ use crate::poll::{Event, Events, Poller};
 
 use crate::domain::server::{ServerId, Target};
 use crate::engine::accesslog::LogBuf;
+use crate::engine::admission::PerClientVerdict;
 use crate::engine::lifecycle::{Expiry, Lifecycle, Phase, Timer};
 use crate::engine::net::{Listener, Peer, Stream};
 use crate::engine::relay::{BufPool, Pipe, Readiness};
@@ -31,6 +32,7 @@ mod connect;
 mod drive;
 mod dummy;
 mod tls;
+mod waiting;
 
 /// Out of descriptors (or memory): how long until accepting or a connect is tried again.
 const STARVED_RETRY_MS: u64 = 100;
@@ -60,6 +62,8 @@ struct Conn {
     s: Readiness,
     /// `dummy` mode: no server; the client gets the built-in page (see `dummy`).
     dummy: bool,
+    /// Counted by the `conn_per_client` cap (released on close).
+    per_client: bool,
 }
 
 impl Conn {
@@ -87,6 +91,7 @@ impl Conn {
             c: Readiness::default(),
             s: Readiness::default(),
             dummy: false,
+            per_client: false,
         }
     }
 }
@@ -169,6 +174,7 @@ impl crate::engine::messages::Engine for Worker {
         let c = self.slots.get(slot)?;
         let state = match c.life.phase() {
             Phase::Handshake => "handshake",
+            Phase::Waiting => "waiting",
             Phase::Connecting => "connecting",
             Phase::Established => "established",
         };
@@ -322,7 +328,7 @@ impl Worker {
                         }
                         _ => {
                             // Out of descriptors or memory: retry in 100 ms rather than spin.
-                            self.accept_retry = now + STARVED_RETRY_MS;
+                            self.accept_retry = now.saturating_add(STARVED_RETRY_MS);
                         }
                     }
                     return;
@@ -332,32 +338,73 @@ impl Worker {
         self.accept_more = true; // batch spent; the edge will not fire again for these
     }
 
+    /// A client just accepted (counted against `-x`): the per-client cap, then the client ACL
+    /// before anything is spent on it (a TLS handshake, a wait for its first bytes), then the
+    /// way in for its kind.
     fn start(&mut self, client: Stream, peer: Peer, now: u64) {
-        if self.shared.tls.is_some() {
-            self.start_tls(client, peer, now);
+        let per_client = match self.shared.admit_client(peer.ip) {
+            PerClientVerdict::Refused => {
+                self.shared.release();
+                return; // dropping the socket closes it
+            }
+            v => v == PerClientVerdict::Counted,
+        };
+        let (nodelay, dummy, on_data, http) = {
+            let s = self.shared.settings.read();
+            (s.tcp_nodelay, s.dummy, s.connect_on_data, s.http)
+        };
+        let early = self.shared.tls.is_some() || (on_data && !dummy);
+        if early && self.shared.denied_at_accept(peer.ip, now) {
+            self.unadmit(peer, per_client);
             return;
         }
-        let (nodelay, dummy) = {
-            let s = self.shared.settings.read();
-            (s.tcp_nodelay, s.dummy)
-        };
+        if self.shared.tls.is_some() {
+            self.start_tls(client, peer, now, per_client);
+            return;
+        }
         if dummy {
-            self.start_dummy(client, peer, now);
+            self.start_dummy(client, peer, now, per_client);
+            return;
+        }
+        if nodelay {
+            let _ = client.set_nodelay(true);
+        }
+        if on_data {
+            // No server until the client sends: the target is a placeholder (the phase says so).
+            let mut conn = Conn::new(client, peer, Target::Abuse, None, Lifecycle::waiting(now));
+            conn.per_client = per_client;
+            if let Some(slot) = self.install(conn) {
+                self.arm_request(slot, now);
+                // The first bytes may be in already.
+                if let Some(c) = self.slots.get_mut(slot) {
+                    c.c.read = true;
+                }
+                self.first_data(slot, now);
+            }
             return;
         }
         let shared = Arc::clone(&self.shared);
         let who = format_args!("client {}:{}", peer.ip, peer.port);
         let Some((target, first)) = route::choose(&shared, peer.ip, peer.port, now, &who) else {
-            self.shared.release();
+            self.unadmit(peer, per_client);
             return;
         };
-        if nodelay {
-            let _ = client.set_nodelay(true);
-        }
-        let conn = Conn::new(client, peer, target, first, Lifecycle::connecting(now));
+        let mut conn = Conn::new(client, peer, target, first, Lifecycle::connecting(now));
+        conn.per_client = per_client;
         if let Some(slot) = self.install(conn) {
+            if http {
+                self.arm_request(slot, now);
+            }
             self.connect(slot, now);
         }
+    }
+
+    /// Uncounts a client dropped before it got a slot (`-x` and the per-client cap).
+    fn unadmit(&self, peer: Peer, per_client: bool) {
+        if per_client {
+            self.shared.release_client(peer.ip);
+        }
+        self.shared.release();
     }
 
     /// Gives `conn` a slot and registers its client socket; `None` (and the connection
@@ -371,8 +418,9 @@ impl Worker {
         if let Err(e) = registered {
             log::warn!("cannot watch client socket: {e}");
             (self.shared.events).worker_error(crate::domain::event::Worker::Relay(self.index), &e);
-            drop(self.slots.remove(slot));
-            self.shared.release();
+            if let Some(c) = self.slots.remove(slot) {
+                self.unadmit(c.peer, c.per_client);
+            }
             return None;
         }
         Some(slot)
@@ -416,6 +464,11 @@ impl Worker {
                     self.handshake(slot, now);
                     return;
                 }
+                Phase::Waiting => {
+                    let now = self.shared.now_ms();
+                    self.first_data(slot, now);
+                    return;
+                }
                 // Client data waits until the server side is up (a dummy connection has none).
                 Phase::Connecting => {
                     if conn.dummy {
@@ -452,6 +505,7 @@ impl Worker {
                 Expiry::HandshakeTimedOut => {
                     self.handshake_failed(slot, crate::tls::stats::Failure::Timeout)
                 }
+                Expiry::RequestDue => self.request_due(slot, now),
                 Expiry::ConnectTimedOut => {
                     self.shared.counters.connect_timeouts.fetch_add(1, Relaxed);
                     if self.fail_over(slot, now, &"connect timed out") {
@@ -462,7 +516,7 @@ impl Worker {
         }
         let idle = self.shared.settings.read().idle_timeout_secs;
         if idle > 0 && now >= self.next_sweep {
-            self.next_sweep = now + 1000;
+            self.next_sweep = now.saturating_add(1000);
             let stale: Vec<usize> = (self.slots.iter())
                 .filter(|(_, c)| c.life.idle(now, idle))
                 .map(|(i, _)| i)
@@ -480,8 +534,10 @@ impl Worker {
         let Some(conn) = self.slots.get(slot) else {
             return;
         };
-        // A connection still in its TLS handshake has no target yet, a dummy one never has.
-        if conn.life.phase() != Phase::Handshake && !conn.dummy {
+        // A connection still in its TLS handshake or waiting for its first bytes has no target
+        // yet, a dummy one never has.
+        let targeted = matches!(conn.life.phase(), Phase::Connecting | Phase::Established);
+        if targeted && !conn.dummy {
             if let Some(s) = self.shared.servers.read().target(conn.target) {
                 s.release();
             }
@@ -509,8 +565,9 @@ impl Worker {
                 .lock()
                 .add_bytes(conn.peer.ip, conn.down.bytes, conn.up.bytes); // sx: to the client
         }
+        let (peer, per_client) = (conn.peer, conn.per_client);
         drop(conn);
-        self.shared.release();
+        self.unadmit(peer, per_client);
     }
 
     fn close_all(&mut self) {

@@ -14,16 +14,14 @@ use crate::engine::route;
 use crate::engine::tls_session::{TlsConn, TlsFailed};
 use crate::tls::stats::Failure;
 
-/// How long a client has to complete its TLS handshake.
-pub(crate) const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
-
 /// Upper bound on the rounds of one TLS turn (each round moves bytes or the turn ends).
 const ROUNDS_PER_TURN: usize = 64;
 
 impl Worker {
-    /// A new client on a TLS listener: starts its handshake; the server is chosen once it is
-    /// done.
-    pub(super) fn start_tls(&mut self, client: Stream, peer: Peer, now: u64) {
+    /// A new client on a TLS listener (the client ACL has let it in, or an abuse server waits
+    /// for it): starts its handshake, which must be done within `handshake_timeout`; the
+    /// server is chosen once it is done. `per_client`: counted by the per-client cap.
+    pub(super) fn start_tls(&mut self, client: Stream, peer: Peer, now: u64, per_client: bool) {
         let Some(tls) = self.shared.tls.as_ref() else {
             return;
         };
@@ -31,17 +29,22 @@ impl Worker {
             Ok(s) => s,
             Err(e) => {
                 log::warn!("cannot start a TLS session: {e}");
-                self.shared.release();
+                self.unadmit(peer, per_client);
                 return;
             }
         };
-        if self.shared.settings.read().tcp_nodelay {
+        let (nodelay, limit) = {
+            let s = self.shared.settings.read();
+            (s.tcp_nodelay, s.handshake_timeout_secs)
+        };
+        if nodelay {
             let _ = client.set_nodelay(true);
         }
         // The target is a placeholder until the handshake is done (the phase says so).
-        let (life, deadline) = Lifecycle::handshaking(now, HANDSHAKE_TIMEOUT_MS);
+        let (life, deadline) = Lifecycle::handshaking(now, limit);
         let mut conn = Conn::new(client, peer, Target::Abuse, None, life);
         conn.tls = Some(Box::new(session));
+        conn.per_client = per_client;
         if let Some(slot) = self.install(conn) {
             self.arm(slot, Timer::Handshake, deadline);
             // The ClientHello is often in already, and a new socket has room to write: try
@@ -114,8 +117,13 @@ impl Worker {
     }
 
     /// After the handshake: the client ACL, tracking and the selection policy choose the
-    /// target, as for a plain connection at accept.
+    /// target, as for a plain connection at accept. Under `-H` the request-head deadline
+    /// starts now. (`connect_on_data` takes the finished handshake as the client's first
+    /// bytes: the handshake deadline has bounded the wait.)
     fn route(&mut self, slot: usize, now: u64) {
+        if self.shared.settings.read().http {
+            self.arm_request(slot, now);
+        }
         let shared = Arc::clone(&self.shared);
         let Some(conn) = self.slots.get_mut(slot) else {
             return;
