@@ -49,6 +49,13 @@ impl<'b> Framing<'b> {
                     if coding.is_empty() {
                         continue; // empty list elements are allowed (RFC 9110 section 5.6.1)
                     }
+                    // A coding is a token, perhaps with parameters (`;q=...`): anything else
+                    // is read differently by different servers.
+                    let name = coding.split(|&b| b == b';').next().unwrap_or_default();
+                    let name = name.trim_ascii_end();
+                    if name.is_empty() || !name.iter().all(|&b| super::rewrite::is_tchar(b)) {
+                        return None;
+                    }
                     codings += 1;
                     if coding.eq_ignore_ascii_case(b"chunked") {
                         chunked_count += 1;

@@ -402,7 +402,9 @@ impl Rewriter {
             return None; // maybe the start of an empty line
         }
         if !self.sniffed {
-            match sniff(rest) {
+            // Only the first MAX_HEAD bytes count, so the verdict does not depend on how the
+            // bytes arrived.
+            match sniff(rest.get(..MAX_HEAD).unwrap_or(rest)) {
                 Some(true) => self.sniffed = true,
                 Some(false) => return Some(self.not_http(rest, out)),
                 None if rest.len() >= MAX_HEAD => return Some(self.not_http(rest, out)),
@@ -581,8 +583,8 @@ fn sniff(rest: &[u8]) -> Option<bool> {
     Some(end > 0 && rest.get(end) == Some(&b' '))
 }
 
-/// A `tchar` of RFC 9110 section 5.6.2 (the bytes of a method name).
-fn is_tchar(b: u8) -> bool {
+/// A `tchar` of RFC 9110 section 5.6.2 (the bytes of a method name, a coding name).
+pub(super) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

@@ -320,6 +320,15 @@ fn non_http_passes_through_unchanged() {
         assert_eq!(rw.requests(), 0);
         assert_eq!(rw.stopped(), Some(Stop::NotHttp), "{}", text(input));
     }
+    // A token longer than a head may be is not a method: the verdict looks at the first
+    // MAX_HEAD bytes only, however they arrive.
+    let mut long = vec![b'z'; MAX_HEAD + 10];
+    long.extend_from_slice(b" / HTTP/1.1\r\n\r\n");
+    for cuts in [&[][..], &[MAX_HEAD / 2, MAX_HEAD + 5][..]] {
+        let mut rw = new();
+        assert_eq!(check(&long, &feed(&mut rw, &long, cuts)), long);
+        assert_eq!(rw.stopped(), Some(Stop::NotHttp));
+    }
     // Binary bytes are spotted at once, before any line end.
     let mut rw = new();
     let mut out = Vec::new();
