@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use super::harness::{is_c_pen, read_to_eof, wait_until, Pen, PenBuilder};
+use super::harness::{is_c_pen, read_to_eof, wait_until, Pen, PenBuilder, ScratchDir};
+use super::tls_util::{half_close, handshake, put, read_all, Ca, ClientCfg};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -311,4 +312,49 @@ fn an_accepted_upgrade_tunnels_what_follows_unchanged() {
     );
     let seen = b.received(1);
     assert!(seen.ends_with(raw), "{seen:?}");
+}
+
+#[test]
+fn behind_tls_the_proto_is_https_and_smuggling_is_refused_encrypted() {
+    if is_c_pen() {
+        return;
+    }
+    let dir = ScratchDir::new("sec-http-tls");
+    let ca = Ca::root("pen test CA");
+    let leaf = ca.server(&["localhost"]);
+    let cert = put(&dir.0, "cert.pem", &leaf.cert_pem);
+    let key = put(&dir.0, "key.pem", leaf.key_pem());
+    let b = Recorder::start();
+    let pen = PenBuilder::new()
+        .opts(&["-H", "-E", &cert, "-K", &key])
+        .server(b.spec.clone())
+        .start();
+    let cfg = ClientCfg::new(&ca).build();
+    // A TLS client claiming plain http (and a chain): pen says https, with its address.
+    let mut s = handshake(pen.connect(), &cfg, "localhost").expect("handshake");
+    s.write_all(b"GET / HTTP/1.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
+        .expect("send");
+    s.flush().expect("flush");
+    half_close(&mut s).expect("half-close");
+    let (answer, _) = read_all(&mut s);
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    let seen = b.received(1);
+    assert_eq!(values(&seen, "x-forwarded-proto"), ["https"], "{seen:?}");
+    assert_eq!(values(&seen, "x-forwarded-for"), ["127.0.0.1"], "{seen:?}");
+    // Smuggling: the 400 comes encrypted, and the smuggled request never arrives.
+    let mut s = handshake(pen.connect(), &cfg, "localhost").expect("handshake");
+    s.write_all(
+        b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n\
+          GET /smuggled HTTP/1.1\r\n\r\n",
+    )
+    .expect("send");
+    s.flush().expect("flush");
+    let (answer, _) = read_all(&mut s);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer:?}"
+    );
+    let seen = b.received(2);
+    assert!(!seen.contains("/smuggled"), "{seen:?}");
 }
