@@ -26,6 +26,7 @@ mod relay;
 mod sec_admission;
 mod sec_control;
 mod sec_files;
+mod sec_http;
 mod selection;
 mod tls;
 mod tls_util;

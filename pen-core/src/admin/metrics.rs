@@ -230,7 +230,7 @@ pub(crate) fn render_snapshot(s: &Status) -> String {
         &mut out,
         "pen_http_oversized_heads_total",
         Kind::Counter,
-        "HTTP-mode connections passed through unchanged after a request head over the limit.",
+        "HTTP-mode requests refused with 431: a head over the size or header-count limit.",
         c.http_oversized,
     );
     single(

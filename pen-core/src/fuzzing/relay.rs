@@ -146,7 +146,7 @@ impl Relay {
     pub fn new(http: Option<(IpAddr, bool)>, space: usize) -> Relay {
         Relay {
             pipe: Pipe::default(),
-            http: http.map(|(ip, https)| HttpCarrier::new(ip, https)),
+            http: http.map(|(ip, https)| HttpCarrier::new(ip, https, false)),
             pool: BufPool::new(4),
             src: Source::default(),
             dst: Dest {
@@ -257,6 +257,17 @@ impl Relay {
                 Some(&mut hook),
             ),
         }?;
+        // A tunnel request holds later requests until the server answers; this harness has no
+        // server, so it declines at once, as the reactor does when the server closes, and
+        // marks the source readable again as the reactor does on the release.
+        if let Some(c) = self.http.as_mut() {
+            if !c.watching(0, true) && c.take_released() {
+                use crate::engine::relay::Carrier;
+                let released = <HttpCarrier as Carrier<&mut Source, &mut Dest>>::visible(c);
+                self.seen.extend_from_slice(released);
+                self.src_ready.read = true;
+            }
+        }
         Ok((moved, budget))
     }
 

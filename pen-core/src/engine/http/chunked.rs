@@ -1,6 +1,10 @@
 //! A sans-IO decoder for `Transfer-Encoding: chunked` request bodies that only counts: it walks
 //! the chunk sizes, extensions, data and trailers to find where the body ends, and never
 //! alters or copies a byte (the caller passes the bytes on unchanged).
+//!
+//! It is strict where servers are known to disagree (request smuggling through chunk lines):
+//! every line of the framing ends with CRLF, a bare CR or LF is refused, and trailer lines may
+//! not start with whitespace (obsolete line folding) or hold control bytes.
 
 /// Chunk sizes longer than this many hex digits (leading zeros included) are refused: 16
 /// digits already reach `u64::MAX`, and refusing early keeps the arithmetic overflow-free.
@@ -19,23 +23,28 @@ enum Step {
     SizeLf(u64),
     /// Inside chunk data, this many bytes left.
     Data(u64),
-    /// After chunk data: CRLF (or a bare LF) must follow.
+    /// After chunk data: CRLF must follow.
     DataCr,
     /// After chunk data and its CR: LF must follow.
     DataLf,
     /// At the start of a trailer line (or of the final blank line).
     TrailerStart,
-    /// Inside a trailer field line, up to its LF.
+    /// Inside a trailer field line, up to its CRLF.
     TrailerLine,
+    /// A CR inside a trailer line: LF must follow.
+    TrailerLf,
     /// The final blank line's CR: LF must follow.
     EndLf,
     /// The body is complete.
     Done,
 }
 
-/// The chunked framing was broken: the caller stops framing (passes the rest through).
+/// The chunked framing was broken: the caller refuses the request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Malformed;
+pub(crate) struct Malformed {
+    /// How many bytes of the input were valid body bytes, before the broken one.
+    pub(crate) valid: usize,
+}
 
 /// Counts its way through one chunked body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,8 +73,8 @@ impl ChunkDecoder {
     /// (all of them unless the body ends inside `input`, after which [`done`](Self::done)).
     ///
     /// # Errors
-    /// [`Malformed`] on a byte the chunked syntax does not allow; the bytes before it were
-    /// counted, and the decoder must not be used again.
+    /// [`Malformed`] on a byte the chunked syntax does not allow, saying how many bytes before
+    /// it were valid; the decoder must not be used again.
     pub(crate) fn advance(&mut self, input: &[u8]) -> Result<usize, Malformed> {
         let mut pos = 0;
         while pos < input.len() && self.step != Step::Done {
@@ -82,19 +91,23 @@ impl ChunkDecoder {
                 continue;
             }
             let Some(&b) = input.get(pos) else { break };
+            let Some(step) = self.byte(b) else {
+                return Err(Malformed { valid: pos });
+            };
             pos += 1;
-            self.step = self.byte(b)?;
+            self.step = step;
         }
         Ok(pos)
     }
 
-    /// The step after one framing byte (never called for chunk data).
-    fn byte(&self, b: u8) -> Result<Step, Malformed> {
-        Ok(match self.step {
+    /// The step after one framing byte (never called for chunk data); `None` if the byte is
+    /// not allowed there.
+    fn byte(&self, b: u8) -> Option<Step> {
+        Some(match self.step {
             Step::Size { digits, value } => match (hex(b), b) {
                 (Some(d), _) => {
                     if digits >= MAX_SIZE_DIGITS {
-                        return Err(Malformed);
+                        return None;
                     }
                     Step::Size {
                         digits: digits + 1,
@@ -102,61 +115,46 @@ impl ChunkDecoder {
                     }
                 }
                 // A size needs at least one digit.
-                _ if digits == 0 => return Err(Malformed),
+                _ if digits == 0 => return None,
                 (None, b' ' | b'\t') => Step::SizeSpace(value),
                 (None, b';') => Step::Ext(value),
                 (None, b'\r') => Step::SizeLf(value),
-                (None, b'\n') => after_size_line(value),
-                _ => return Err(Malformed),
+                _ => return None,
             },
             Step::SizeSpace(size) => match b {
                 b' ' | b'\t' => Step::SizeSpace(size),
                 b';' => Step::Ext(size),
                 b'\r' => Step::SizeLf(size),
-                b'\n' => after_size_line(size),
-                _ => return Err(Malformed),
+                _ => return None,
             },
             Step::Ext(size) => match b {
                 b'\r' => Step::SizeLf(size),
-                b'\n' => after_size_line(size),
                 // Extensions are opaque here, but control bytes have no place in them.
-                0..=0x08 | 0x0a..=0x1f | 0x7f => return Err(Malformed),
+                0..=0x08 | 0x0a..=0x1f | 0x7f => return None,
                 _ => Step::Ext(size),
             },
-            Step::SizeLf(size) => match b {
-                b'\n' => after_size_line(size),
-                _ => return Err(Malformed),
-            },
-            Step::DataCr => match b {
-                b'\r' => Step::DataLf,
-                b'\n' => Step::Size {
-                    digits: 0,
-                    value: 0,
-                },
-                _ => return Err(Malformed),
-            },
-            Step::DataLf => match b {
-                b'\n' => Step::Size {
-                    digits: 0,
-                    value: 0,
-                },
-                _ => return Err(Malformed),
+            Step::SizeLf(size) if b == b'\n' => after_size_line(size),
+            Step::DataCr if b == b'\r' => Step::DataLf,
+            Step::DataLf if b == b'\n' => Step::Size {
+                digits: 0,
+                value: 0,
             },
             Step::TrailerStart => match b {
                 b'\r' => Step::EndLf,
-                b'\n' => Step::Done,
+                // Obsolete line folding, and control bytes, are refused as in a head.
+                b' ' | b'\t' | b'\n' | 0..=0x08 | 0x0a..=0x1f | 0x7f => return None,
                 _ => Step::TrailerLine,
             },
             Step::TrailerLine => match b {
-                b'\n' => Step::TrailerStart,
+                b'\r' => Step::TrailerLf,
+                b'\t' => Step::TrailerLine,
+                0..=0x1f | 0x7f => return None,
                 _ => Step::TrailerLine,
             },
-            Step::EndLf => match b {
-                b'\n' => Step::Done,
-                _ => return Err(Malformed),
-            },
-            // Not reached: `advance` handles data and stops when done.
-            Step::Data(_) | Step::Done => return Err(Malformed),
+            Step::TrailerLf if b == b'\n' => Step::TrailerStart,
+            Step::EndLf if b == b'\n' => Step::Done,
+            // Not reached for data and done: `advance` handles data and stops when done.
+            _ => return None,
         })
     }
 }
@@ -209,9 +207,8 @@ mod tests {
     }
 
     #[test]
-    fn last_chunk_without_trailers_and_bare_lf() {
+    fn last_chunk_without_trailers() {
         assert_eq!(body_len(b"0\r\n\r\nX", 1), Some(5));
-        assert_eq!(body_len(b"3\nabc\n0\n\nX", 2), Some(9));
         assert_eq!(body_len(b"000A\r\n0123456789\r\n0\r\n\r\n", 3), Some(23));
     }
 
@@ -226,10 +223,24 @@ mod tests {
             b"11111111111111111\r\n",
             b"4;a\x00\r\n",
             b"4 x\r\n",
+            // Bare line ends, where servers disagree.
+            b"3\nabc\r\n",
+            b"3\r\nabc\n0\r\n\r\n",
+            b"3\r\nabcXY0\r\n\r\n",
+            b"0\r\n\n",
+            b"0\r\nA: b\nC: d\r\n\r\n",
+            b"0\r\nA: b\rC\r\n\r\n",
+            // Trailers: folding and control bytes.
+            b"0\r\nA: b\r\n c\r\n\r\n",
+            b"0\r\nA: \x01\r\n\r\n",
         ] {
             let mut d = ChunkDecoder::default();
-            assert_eq!(d.advance(bad), Err(Malformed), "{bad:?}");
+            let err = d.advance(bad).expect_err("refused");
+            // The valid bytes are those before the one that broke the framing.
+            assert!(err.valid < bad.len(), "{bad:?}");
         }
+        let mut d = ChunkDecoder::default();
+        assert_eq!(d.advance(b"3\r\nabcX"), Err(Malformed { valid: 6 }));
     }
 
     #[test]

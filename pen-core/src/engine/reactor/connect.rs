@@ -149,11 +149,22 @@ impl Worker {
         };
         conn.life.connected(now);
         conn.s.write = true;
-        if self.shared.settings.read().http {
+        let (http, trust_list) = {
+            let s = self.shared.settings.read();
+            (s.http, u8::try_from(s.trusted_proxy_acl).ok())
+        };
+        if http {
             let https = conn.tls.is_some();
+            // Decided once per connection. An empty list trusts nobody here (unlike a client
+            // ACL, where it permits everyone): a forgotten list must not open the chain.
+            let trusted = trust_list.is_some_and(|n| {
+                let acls = self.shared.acls.read();
+                !acls.list(n).is_empty() && acls.permits(n, conn.peer.ip)
+            });
             conn.http = Some(Box::new(crate::engine::http::HttpCarrier::new(
                 conn.peer.ip,
                 https,
+                trusted,
             )));
         }
         let server_loopback = conn.server_addr.is_none_or(|a| a.ip().is_loopback());

@@ -1,11 +1,13 @@
 //! Relaying one connection's turn: bytes both ways as far as readiness and the turn's read
 //! budget allow, zero-copy `splice` between TCP sockets where it pays, HTTP header insertion
-//! on the way up, access-log lines, byte counters; closing when both directions are done.
+//! on the way up (and its refusals), access-log lines, byte counters; closing when both
+//! directions are done.
 
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::Worker;
+use crate::engine::http::{send_refusal, HttpCarrier};
 use crate::engine::net::Stream;
 use crate::engine::relay::{BufPool, OnRead, Pipe, Readiness, READS_PER_TURN};
 
@@ -83,7 +85,19 @@ impl Worker {
         let ready = (&mut conn.s, &mut conn.c);
         let done = conn.up.done();
         let b = &mut budget;
-        let down = pump(&mut conn.down, splice, sockets, ready, done, pool, b, None);
+        // The answer to a tunnel request: its first bytes are shown to the rewriter.
+        let read = conn.down.bytes + conn.down.pending() as u64;
+        let mut watch = HttpCarrier::watch(conn.http.as_deref_mut(), read, conn.down.eof);
+        let watching = watch.is_some();
+        let mut see = |chunk: &[u8]| watch.as_deref_mut().map_or((), |h| h.server_bytes(chunk));
+        let hook: OnRead<'_> = if watching { Some(&mut see) } else { None };
+        let down = pump(&mut conn.down, splice, sockets, ready, done, pool, b, hook);
+        // The answer came: the requests held behind the tunnel request can be read again.
+        let released = (conn.http.as_deref_mut()).is_some_and(HttpCarrier::take_released);
+        if released {
+            conn.c.read = true;
+        }
+        let refused = conn.http.as_deref().and_then(HttpCarrier::refusal);
         let (sent, received) = (*up.as_ref().unwrap_or(&0), *down.as_ref().unwrap_or(&0));
         if sent + received > 0 {
             conn.life.active(self.shared.now_ms());
@@ -100,11 +114,16 @@ impl Worker {
             Fastclose::Down => conn.down.eof,
             Fastclose::Both => conn.up.eof || conn.down.eof,
         };
-        if up.is_err() || down.is_err() || fast || (conn.up.done() && conn.down.done()) {
+        if let Some(r) = refused {
+            send_refusal(&conn.client, r, &mut self.pool);
+        }
+        let failed = up.is_err() || down.is_err() || refused.is_some();
+        if failed || fast || (conn.up.done() && conn.down.done()) {
             self.close(slot);
             return;
         }
-        if budget == 0 && ((conn.c.read && conn.s.write) || (conn.s.read && conn.c.write)) {
+        let more = (conn.c.read && conn.s.write) || (conn.s.read && conn.c.write);
+        if released || (budget == 0 && more) {
             self.requeue(slot);
         }
     }

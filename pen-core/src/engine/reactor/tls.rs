@@ -2,11 +2,13 @@
 //! connecting, so a failed handshake never reaches a server), and relaying through the TLS
 //! session. The plain-TCP paths in the parent module are untouched by any of this.
 
+use std::io::Write;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::{Conn, Worker};
 use crate::domain::server::Target;
+use crate::engine::http::HttpCarrier;
 use crate::engine::lifecycle::{Lifecycle, Timer};
 use crate::engine::net::{Peer, Stream};
 use crate::engine::relay::{OnRead, Readiness, READS_PER_TURN};
@@ -206,7 +208,23 @@ impl Worker {
                 hup: false,
             };
             let r = (&mut *s, &mut plain);
-            let moved_down = down.pump(server, tls.writer(), r, false, pool, &mut budget, None);
+            let b = &mut budget;
+            // The answer to a tunnel request: its first bytes are shown to the rewriter.
+            let read = down.bytes + down.pending() as u64;
+            let moved_down = match HttpCarrier::watch(http.as_deref_mut(), read, down.eof) {
+                Some(h) => {
+                    let mut see = |chunk: &[u8]| h.server_bytes(chunk);
+                    down.pump(server, tls.writer(), r, false, pool, b, Some(&mut see))
+                }
+                None => down.pump(server, tls.writer(), r, false, pool, b, None),
+            };
+            let released = http.as_deref_mut().is_some_and(HttpCarrier::take_released);
+            if let Some(refusal) = http.as_deref().and_then(HttpCarrier::refusal) {
+                // Queued before the close_notify that closing sends.
+                let _ = tls.writer().write(refusal.response());
+                failed = true;
+                break;
+            }
             let pushed = tls.push(client, c);
             let (Ok(u), Ok(d), Ok(p)) = (moved_up, moved_down, pushed) else {
                 failed = true;
@@ -214,7 +232,7 @@ impl Worker {
             };
             sent += u;
             received += d;
-            if !(pulled || p || u > 0 || d > 0) || budget == 0 {
+            if !(pulled || p || u > 0 || d > 0 || released) || budget == 0 {
                 break;
             }
         }
