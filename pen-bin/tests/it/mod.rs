@@ -23,6 +23,7 @@ mod ops_daemon;
 mod ops_stats;
 mod process;
 mod relay;
+mod sec_numbers;
 mod selection;
 mod tls;
 mod tls_util;

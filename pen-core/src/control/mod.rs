@@ -8,6 +8,8 @@ pub mod command;
 mod display;
 pub(crate) mod file;
 pub(crate) mod host;
+/// The maximum of every time and count argument (they live in the domain).
+pub use crate::domain::limits;
 pub(crate) mod model;
 pub mod parse;
 mod reply;

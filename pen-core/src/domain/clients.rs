@@ -124,7 +124,7 @@ impl ClientTable {
                 let e = &mut s.entry;
                 e.server = server;
                 e.last_ms = now;
-                e.connects += 1;
+                e.connects = e.connects.saturating_add(1);
                 self.touch(i);
                 return;
             }
@@ -157,8 +157,8 @@ impl ClientTable {
             .get(&addr)
             .and_then(|&i| self.slots.get_mut(i as usize))
         {
-            s.entry.sent += sent;
-            s.entry.received += received;
+            s.entry.sent = s.entry.sent.saturating_add(sent);
+            s.entry.received = s.entry.received.saturating_add(received);
         }
     }
 
