@@ -281,7 +281,7 @@ impl UdpWorker {
                 self.relay_clients(now);
             }
             if now >= self.next_sweep {
-                self.next_sweep = now + SWEEP_MS;
+                self.next_sweep = now.saturating_add(SWEEP_MS);
                 self.sweep(now);
             }
         }
@@ -348,7 +348,7 @@ impl UdpWorker {
             };
             match flow.sock.send(data) {
                 Ok(n) => {
-                    flow.sent += n as u64;
+                    flow.sent = flow.sent.saturating_add(n as u64);
                     flow.last_active = now;
                     let target = flow.target;
                     if let Some(s) = self.shared.servers.read().target(target) {
@@ -596,7 +596,7 @@ impl UdpWorker {
                         let data = buf.get(..n).unwrap_or_default();
                         // A full client-side buffer drops the datagram, as UDP may.
                         let _ = self.sock.send_to(data, flow.client);
-                        received += n as u64;
+                        received = received.saturating_add(n as u64);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         more = false;
@@ -618,7 +618,7 @@ impl UdpWorker {
                 }
             }
             if received > 0 {
-                flow.received += received;
+                flow.received = flow.received.saturating_add(received);
                 flow.last_active = now;
             }
             let target = flow.target;
