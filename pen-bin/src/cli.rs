@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use pen_core::addr::{self, ListenAddr};
+use pen_core::control::limits::{self, EXPECTED_CLIENTS, EXPECTED_WORKERS};
 use pen_core::{AddrError, Config};
 
 /// What the command line asks for.
@@ -365,7 +366,9 @@ pub(crate) fn parse_args_env(args: &[String], env_workers: Option<&str>) -> Resu
                 (Kind::Ignored(_), _) => {}
                 (Kind::Flag, _) if c == '?' => return Ok(Cli::Help),
                 (Kind::Flag, _) if c == 'V' => return Ok(Cli::Version),
-                (Kind::Flag, _) if c == 'd' => o.debug = o.debug.saturating_add(1),
+                (Kind::Flag, _) if c == 'd' => {
+                    o.debug = o.debug.saturating_add(1).min(limits::DEBUG_MAX)
+                }
                 (Kind::Flag, _) => o.flags.push(c),
                 (Kind::Value(_), Some(v)) => o.values.push((c, v)),
                 (Kind::Value(_), None) => {}
@@ -393,6 +396,33 @@ fn number<T: std::str::FromStr>(
         return Err(bad());
     }
     token.parse().map_err(|_| bad())
+}
+
+/// The connection-count maximum as the `usize` fields hold it (a u32 always fits).
+const CONNS: usize = limits::CONNECTIONS_MAX as usize;
+
+/// `n` (parsed from `token`) if it is at most `max` (see `pen_core::control::limits`: the same
+/// maxima as penctl's), else an error whose `expected` names the maximum.
+fn at_most<T: PartialOrd>(
+    opt: &str,
+    n: T,
+    token: &str,
+    max: T,
+    expected: &'static str,
+) -> Result<T, CliError> {
+    if n > max {
+        return Err(CliError::BadValue {
+            opt: opt.to_string(),
+            token: token.to_string(),
+            expected,
+        });
+    }
+    Ok(n)
+}
+
+/// A number of seconds `n` (parsed from `token`), at most a year.
+fn secs(opt: &str, n: u64, token: &str) -> Result<u64, CliError> {
+    at_most(opt, n, token, limits::SECONDS_MAX, limits::EXPECTED_SECONDS)
 }
 
 /// Like [`number`], but zero is refused too (a zero table or backlog would stall pen).
@@ -469,16 +499,23 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
         let opt = format!("-{c}");
         let st = &mut config.settings;
         match c {
-            'b' => st.blacklist_secs = number(&opt, v, "a number of seconds")?,
-            'T' => st.tracking_secs = number(&opt, v, "a number of seconds")?,
-            't' => st.connect_timeout_secs = positive(&opt, v, "a positive number of seconds")?,
-            'c' => {
-                config.clients_max = positive(&opt, v, "a positive number (client table slots)")?
+            'b' => st.blacklist_secs = secs(&opt, number(&opt, v, "a number of seconds")?, v)?,
+            'T' => st.tracking_secs = secs(&opt, number(&opt, v, "a number of seconds")?, v)?,
+            't' => {
+                let t = positive(&opt, v, "a positive number of seconds")?;
+                st.connect_timeout_secs = secs(&opt, t, v)?
             }
-            'x' => config.conn_max = positive(&opt, v, "a positive number (max connections)")?,
+            'c' => {
+                let n = positive(&opt, v, "a positive number (client table slots)")?;
+                config.clients_max = at_most(&opt, n, v, limits::CLIENTS_MAX, EXPECTED_CLIENTS)?
+            }
+            'x' => {
+                let n = positive(&opt, v, "a positive number (max connections)")?;
+                config.conn_max = at_most(&opt, n, v, CONNS, limits::EXPECTED_CONNECTIONS)?
+            }
             'm' => {
-                config.accept_batch =
-                    positive(&opt, v, "a positive number (connections per accept)")?
+                let n = positive(&opt, v, "a positive number (connections per accept)")?;
+                config.accept_batch = at_most(&opt, n, v, CONNS, limits::EXPECTED_CONNECTIONS)?
             }
             'q' => config.backlog = positive(&opt, v, "a positive number (listen backlog)")?,
             'C' => {
@@ -528,13 +565,15 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
     }
     // The command line wins over the environment.
     if let Some(w) = &o.workers {
-        config.workers = number("--workers", w, "a number (worker threads, 0 = one per CPU)")?;
+        let n = number("--workers", w, "a number (worker threads, 0 = one per CPU)")?;
+        config.workers = at_most("--workers", n, w, limits::WORKERS_MAX, EXPECTED_WORKERS)?;
     } else if let Some(w) = env_workers {
-        config.workers = number(
+        let n = number(
             "PEN_WORKERS",
             w,
             "a number (worker threads, 0 = one per CPU)",
         )?;
+        config.workers = at_most("PEN_WORKERS", n, w, limits::WORKERS_MAX, EXPECTED_WORKERS)?;
     }
     if let Some(v) = &o.splice {
         config.splice = match v.as_str() {

@@ -399,6 +399,14 @@ fn error_lines() {
         ("-b -1 80 127.0.0.1", "option -b: '-1': expected a number of seconds"),
         ("-T 1s 80 127.0.0.1", "option -T: '1s': expected a number of seconds"),
         ("-t 0 80 127.0.0.1", "option -t: '0': expected a positive number of seconds"),
+        ("-b 31536001 80 127.0.0.1", "option -b: '31536001': expected a number of seconds up to 31536000 (one year)"),
+        ("-T 18446744073709551615 80 127.0.0.1", "option -T: '18446744073709551615': expected a number of seconds up to 31536000 (one year)"),
+        ("-t 18446744073709551615 80 127.0.0.1", "option -t: '18446744073709551615': expected a number of seconds up to 31536000 (one year)"),
+        ("-x 1048577 80 127.0.0.1", "option -x: '1048577': expected a number of connections up to 1048576"),
+        ("-m 1048577 80 127.0.0.1", "option -m: '1048577': expected a number of connections up to 1048576"),
+        ("-c 4294967295 80 127.0.0.1", "option -c: '4294967295': expected a number of client slots up to 4294967294"),
+        ("--workers 1025 80 127.0.0.1", "option --workers: '1025': expected a number of worker threads up to 1024 (0 = one per CPU)"),
+        ("-e 127.0.0.1:80:1048577 80 127.0.0.1", "option -e: '1048577' in '127.0.0.1:80:1048577': expected a number of connections up to 1048576"),
         ("-c 99999999999999999999999 80 127.0.0.1", "option -c: '99999999999999999999999': expected a positive number (client table slots)"),
         ("-q 3000000000 80 127.0.0.1", "option -q: '3000000000': expected a positive number (listen backlog)"),
         ("-m +5 80 127.0.0.1", "option -m: '+5': expected a positive number (connections per accept)"),
@@ -519,5 +527,22 @@ fn control_endpoint_options() {
     assert_eq!(
         error("--control-group no-such-group-x 8080 127.0.0.1"),
         "option --control-group: 'no-such-group-x': expected an existing group name or a group number"
+    );
+}
+
+/// Each time and count option takes its maximum (`pen_core::control::limits`).
+#[test]
+fn maxima_are_accepted() {
+    let r = run(
+        "-b 31536000 -T 31536000 -t 31536000 -x 1048576 -c 4294967294 --workers 1024 80 127.0.0.1",
+    );
+    let st = &r.config.settings;
+    assert_eq!(
+        (st.blacklist_secs, st.tracking_secs, st.connect_timeout_secs),
+        (31_536_000, 31_536_000, 31_536_000)
+    );
+    assert_eq!(
+        (r.config.conn_max, r.config.clients_max, r.config.workers),
+        (1_048_576, 4_294_967_294, 1024)
     );
 }

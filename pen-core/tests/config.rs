@@ -282,7 +282,7 @@ fn clients_max_beyond_the_table_limit_is_refused() {
         .apply("clients_max 99999999999")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("at most 4294967294"), "{err}");
+    assert!(err.contains("up to 4294967294"), "{err}");
     assert_eq!(bal.apply("clients_max").unwrap(), "2048\n");
     // The limit itself is fine (slots are allocated as clients come, not up front).
     assert_eq!(bal.apply("clients_max 4294967294").unwrap(), "4294967294\n");

@@ -317,6 +317,41 @@ fn flow_count_is_bounded_and_the_oldest_goes_first() {
     pen.stop();
 }
 
+/// At the `-x` limit, sources holding one flow each are not pushed out: a new source's
+/// datagram is dropped and counted; a source with several flows gives up its own stalest.
+#[test]
+fn at_the_limit_single_flow_sources_keep_their_flows() {
+    let a = responder("a");
+    let pen = start(&[a], |c| {
+        c.workers = 1;
+        c.conn_max = 2;
+    });
+    let at = addr_of(&pen);
+    let (one, two) = (client_at("127.0.0.1:0"), client_at("127.0.0.2:0"));
+    assert_eq!(ask_until_answered(&one, at, "1"), "a:1");
+    assert_eq!(ask_until_answered(&two, at, "2"), "a:2");
+    // A third source: nobody holds two flows, so nothing is evicted.
+    assert_eq!(ask(&client_at("127.0.0.3:0"), at, "3"), None);
+    assert!(
+        pen.metrics().contains("pen_accept_pauses_total 1"),
+        "{}",
+        pen.metrics()
+    );
+    assert_eq!(pen.active_connections(), 2);
+    // Both flows live on: answering them makes no new flow.
+    assert_eq!(ask_until_answered(&one, at, "x"), "a:x");
+    assert_eq!(ask_until_answered(&two, at, "y"), "a:y");
+    assert_eq!(pen.active_connections(), 2);
+    // `conn_per_client 1`: a second port of 127.0.0.1 replaces that source's own flow.
+    pen.apply("conn_per_client 1").unwrap();
+    let again = client_at("127.0.0.1:0");
+    assert_eq!(ask_until_answered(&again, at, "z"), "a:z");
+    assert_eq!(pen.active_connections(), 2);
+    assert_eq!(ask_until_answered(&two, at, "w"), "a:w");
+    assert_eq!(pen.active_connections(), 2, "127.0.0.2 kept its flow");
+    pen.stop();
+}
+
 #[test]
 fn client_acl_denies_by_dropping_and_server_acl_applies() {
     let (a, b) = (responder("a"), responder("b"));

@@ -27,6 +27,7 @@ mod sec_admission;
 mod sec_control;
 mod sec_files;
 mod sec_http;
+mod sec_numbers;
 mod selection;
 mod tls;
 mod tls_util;

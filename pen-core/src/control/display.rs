@@ -184,6 +184,9 @@ mod tests {
     use proptest::strategy::Union;
 
     use super::*;
+    use crate::control::limits::{
+        CLIENTS_MAX, CONNECTIONS_MAX, DEBUG_MAX, SECONDS_MAX, WEIGHT_MAX,
+    };
     use crate::control::parse_line;
 
     #[test]
@@ -282,16 +285,26 @@ mod tests {
         (action, pattern).prop_map(|(action, pattern)| AclEntry { action, pattern })
     }
 
+    /// An optional number of seconds within [`SECONDS_MAX`].
+    fn secs() -> impl Strategy<Value = Option<u64>> {
+        proptest::option::of(0..=SECONDS_MAX)
+    }
+
+    /// An optional connection count within [`CONNECTIONS_MAX`].
+    fn conns() -> impl Strategy<Value = Option<usize>> {
+        proptest::option::of(0..=CONNECTIONS_MAX as usize)
+    }
+
     fn server_field() -> impl Strategy<Value = ServerField> {
         prop_oneof![
             acl_list().prop_map(ServerField::Acl),
             host().prop_map(ServerField::Address),
             any::<u16>().prop_map(ServerField::Port),
-            any::<u32>().prop_map(ServerField::Max),
-            any::<u32>().prop_map(ServerField::Hard),
-            any::<u64>().prop_map(ServerField::Blacklist),
-            any::<u32>().prop_map(ServerField::Weight),
-            any::<u32>().prop_map(ServerField::Prio),
+            (0..=CONNECTIONS_MAX).prop_map(ServerField::Max),
+            (0..=CONNECTIONS_MAX).prop_map(ServerField::Hard),
+            (0..=SECONDS_MAX).prop_map(ServerField::Blacklist),
+            (0..=WEIGHT_MAX).prop_map(ServerField::Weight),
+            (0..=WEIGHT_MAX).prop_map(ServerField::Prio),
         ]
     }
 
@@ -344,35 +357,35 @@ mod tests {
             (mode, any::<bool>())
                 .prop_map(|(m, on)| Command::Mode(m, on))
                 .boxed(),
-            any::<Option<u64>>().prop_map(Command::Blacklist).boxed(),
+            secs().prop_map(Command::Blacklist).boxed(),
             proptest::option::of(acl_list())
                 .prop_map(Command::ClientAcl)
                 .boxed(),
             proptest::option::of(acl_list())
                 .prop_map(Command::ControlAcl)
                 .boxed(),
-            any::<Option<usize>>().prop_map(Command::ClientsMax).boxed(),
+            proptest::option::of(0..=CLIENTS_MAX)
+                .prop_map(Command::ClientsMax)
+                .boxed(),
             any::<u64>().prop_map(Command::Close).boxed(),
             any::<u64>().prop_map(Command::Connection).boxed(),
-            any::<Option<usize>>().prop_map(Command::ConnMax).boxed(),
+            conns().prop_map(Command::ConnMax).boxed(),
             Just(Command::Control).boxed(),
-            any::<Option<u32>>().prop_map(Command::Debug).boxed(),
+            proptest::option::of(0..=DEBUG_MAX)
+                .prop_map(Command::Debug)
+                .boxed(),
             proptest::option::of(word())
                 .prop_map(Command::DsrIf)
                 .boxed(),
-            any::<Option<u32>>().prop_map(Command::Idlers).boxed(),
-            any::<Option<usize>>()
-                .prop_map(Command::ConnPerClient)
+            proptest::option::of(0..=CONNECTIONS_MAX)
+                .prop_map(Command::Idlers)
                 .boxed(),
-            any::<Option<u64>>()
-                .prop_map(Command::HandshakeTimeout)
-                .boxed(),
+            conns().prop_map(Command::ConnPerClient).boxed(),
+            secs().prop_map(Command::HandshakeTimeout).boxed(),
             proptest::option::of(acl_list())
                 .prop_map(Command::MetricsAcl)
                 .boxed(),
-            any::<Option<u64>>()
-                .prop_map(Command::RequestTimeout)
-                .boxed(),
+            secs().prop_map(Command::RequestTimeout).boxed(),
             proptest::option::of(-1i8..10)
                 .prop_map(Command::TrustedProxyAcl)
                 .boxed(),
@@ -383,7 +396,7 @@ mod tests {
                 .boxed(),
             mech.prop_map(Command::EventMechanism).boxed(),
             Just(Command::Exit).boxed(),
-            any::<Option<u64>>().prop_map(Command::IdleTimeout).boxed(),
+            secs().prop_map(Command::IdleTimeout).boxed(),
             word().prop_map(Command::Include).boxed(),
             proptest::option::of(word())
                 .prop_map(Command::Listen)
@@ -391,10 +404,10 @@ mod tests {
             proptest::option::of(word()).prop_map(Command::Log).boxed(),
             Just(Command::NoLog).boxed(),
             Just(Command::ShowMode).boxed(),
-            any::<Option<usize>>().prop_map(Command::PendingMax).boxed(),
+            conns().prop_map(Command::PendingMax).boxed(),
             Just(Command::Pid).boxed(),
             Just(Command::ReloadReset).boxed(),
-            any::<Option<u64>>().prop_map(Command::Recent).boxed(),
+            secs().prop_map(Command::Recent).boxed(),
             (
                 any::<usize>(),
                 proptest::collection::vec(server_field(), 0..10),
@@ -409,8 +422,8 @@ mod tests {
             proptest::option::of(fastclose)
                 .prop_map(Command::TcpFastclose)
                 .boxed(),
-            any::<Option<u64>>().prop_map(Command::Timeout).boxed(),
-            any::<Option<u64>>().prop_map(Command::Tracking).boxed(),
+            secs().prop_map(Command::Timeout).boxed(),
+            secs().prop_map(Command::Tracking).boxed(),
             proptest::option::of(word())
                 .prop_map(Command::WebStats)
                 .boxed(),

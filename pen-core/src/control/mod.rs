@@ -9,6 +9,8 @@ mod display;
 pub(crate) mod file;
 pub(crate) mod host;
 pub mod level;
+/// The maximum of every time and count argument (they live in the domain).
+pub use crate::domain::limits;
 pub(crate) mod model;
 pub mod parse;
 mod reply;

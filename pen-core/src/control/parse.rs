@@ -3,8 +3,8 @@
 //! Words are separated by ASCII whitespace, so a trailing `\r\n` vanishes. A word starting with
 //! `#` starts a comment that runs to the end of the line (`blacklist 5 # note`), as C pen, which
 //! ignores the words after a command. Keywords are
-//! case-sensitive, as in C pen. Numbers are plain decimal: no sign, no hex, and a value too large
-//! for its field is an error rather than a silent wrap. Nothing here resolves names or touches
+//! case-sensitive, as in C pen. Numbers are plain decimal: no sign, no hex, and a value above its
+//! documented maximum ([`super::limits`]) is an error rather than a silent wrap. Nothing here resolves names or touches
 //! files: `address`, `listen` and file names are kept as text for the apply step.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -13,6 +13,10 @@ use std::str::FromStr;
 use super::command::{
     AclAction, AclEntry, AclPattern, Command, EventMechanism, Fastclose, ModeFlag, Obsolete,
     ServerField, SslCommand, Switch,
+};
+use super::limits::{
+    CLIENTS_MAX, CONNECTIONS_MAX, DEBUG_MAX, EXPECTED_CLIENTS, EXPECTED_CONNECTIONS,
+    EXPECTED_DEBUG, EXPECTED_PRIO, EXPECTED_SECONDS, EXPECTED_WEIGHT, SECONDS_MAX, WEIGHT_MAX,
 };
 use crate::error::ParseError;
 
@@ -79,7 +83,6 @@ impl<'a> Words<'a> {
     }
 }
 
-const SECONDS: &str = "a number of seconds";
 const ACL_LIST: &str = "an ACL list number 0-9";
 
 fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseError> {
@@ -94,20 +97,20 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
         "tcp_nodelay" => Command::Switch(Switch::TcpNodelay, true),
         "transparent" => Command::Switch(Switch::Transparent, true),
         "connect_on_data" => Command::Switch(Switch::ConnectOnData, true),
-        "conn_per_client" => Command::ConnPerClient(opt_num(w, "a number of connections")?),
-        "handshake_timeout" => Command::HandshakeTimeout(opt_num(w, SECONDS)?),
+        "conn_per_client" => Command::ConnPerClient(opt_conns(w)?),
+        "handshake_timeout" => Command::HandshakeTimeout(opt_secs(w)?),
         "metrics_acl" => Command::MetricsAcl(w.next().map(acl_list).transpose()?),
-        "request_timeout" => Command::RequestTimeout(opt_num(w, SECONDS)?),
+        "request_timeout" => Command::RequestTimeout(opt_secs(w)?),
         "trusted_proxy_acl" => Command::TrustedProxyAcl(w.next().map(tarpit_list).transpose()?),
         "hash" => Command::Mode(ModeFlag::Hash, true),
         "roundrobin" => Command::Mode(ModeFlag::RoundRobin, true),
         "stubborn" => Command::Mode(ModeFlag::Stubborn, true),
         "weight" => Command::Mode(ModeFlag::Weight, true),
         "prio" => Command::Mode(ModeFlag::Prio, true),
-        "blacklist" => Command::Blacklist(opt_num(w, SECONDS)?),
+        "blacklist" => Command::Blacklist(opt_secs(w)?),
         "client_acl" => Command::ClientAcl(w.next().map(acl_list).transpose()?),
         "control_acl" => Command::ControlAcl(w.next().map(acl_list).transpose()?),
-        "clients_max" => Command::ClientsMax(opt_num(w, "a number of client slots")?),
+        "clients_max" => Command::ClientsMax(opt_max(w, CLIENTS_MAX, EXPECTED_CLIENTS)?),
         "close" => Command::Close(num(
             w.require("a connection number")?,
             "a connection number",
@@ -116,25 +119,25 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
             w.require("a connection number")?,
             "a connection number",
         )?),
-        "conn_max" => Command::ConnMax(opt_num(w, "a number of connections")?),
+        "conn_max" => Command::ConnMax(opt_conns(w)?),
         "control" => Command::Control,
-        "debug" => Command::Debug(opt_num(w, "a debug level")?),
+        "debug" => Command::Debug(opt_max(w, DEBUG_MAX, EXPECTED_DEBUG)?),
         "dsr_if" => Command::DsrIf(w.next().map(str::to_string)),
         "epoll" => Command::EventMechanism(EventMechanism::Epoll),
         "kqueue" => Command::EventMechanism(EventMechanism::Kqueue),
         "poll" => Command::EventMechanism(EventMechanism::Poll),
         "select" => Command::EventMechanism(EventMechanism::Select),
         "exit" => Command::Exit,
-        "idle_timeout" => Command::IdleTimeout(opt_num(w, SECONDS)?),
-        "idlers" => Command::Idlers(opt_num(w, "a number of idle connections")?),
+        "idle_timeout" => Command::IdleTimeout(opt_secs(w)?),
+        "idlers" => Command::Idlers(opt_max(w, CONNECTIONS_MAX, EXPECTED_CONNECTIONS)?),
         "include" => Command::Include(w.require("a file name")?.to_string()),
         "listen" => Command::Listen(w.next().map(str::to_string)),
         "log" => Command::Log(w.next().map(str::to_string)),
         "mode" => Command::ShowMode,
-        "pending_max" => Command::PendingMax(opt_num(w, "a number of pending connects")?),
+        "pending_max" => Command::PendingMax(opt_conns(w)?),
         "pid" => Command::Pid,
         "reload_reset" => Command::ReloadReset,
-        "recent" => Command::Recent(opt_num(w, SECONDS)?),
+        "recent" => Command::Recent(opt_secs(w)?),
         "server" => parse_server(w)?,
         "servers" => Command::Servers,
         "socket" => Command::Socket(num(w.require("a socket number")?, "a socket number")?),
@@ -143,8 +146,8 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
         "metrics" => Command::Metrics,
         "tarpit_acl" => Command::TarpitAcl(w.next().map(tarpit_list).transpose()?),
         "tcp_fastclose" => Command::TcpFastclose(w.next().map(fastclose).transpose()?),
-        "timeout" => Command::Timeout(opt_num(w, SECONDS)?),
-        "tracking" => Command::Tracking(opt_num(w, SECONDS)?),
+        "timeout" => Command::Timeout(opt_secs(w)?),
+        "tracking" => Command::Tracking(opt_secs(w)?),
         "web_stats" => Command::WebStats(w.next().map(str::to_string)),
         "write" => Command::Write(w.next().map(str::to_string)),
         "ssl_ciphers" => ssl(SslCommand::Ciphers, w),
@@ -263,13 +266,19 @@ fn parse_server(w: &mut Words<'_>) -> Result<Command, ParseError> {
             "acl" => ServerField::Acl(acl_list(w.require(ACL_LIST)?)?),
             "address" => ServerField::Address(host(w.require("a host name or address")?)?),
             "port" => ServerField::Port(num(w.require("a port number")?, "a port number 0-65535")?),
-            "max" => ServerField::Max(num(w.require("a connection limit")?, "a connection limit")?),
-            "hard" => {
-                ServerField::Hard(num(w.require("a connection limit")?, "a connection limit")?)
-            }
-            "blacklist" => ServerField::Blacklist(num(w.require(SECONDS)?, SECONDS)?),
-            "weight" => ServerField::Weight(num(w.require("a weight")?, "a weight")?),
-            "prio" => ServerField::Prio(num(w.require("a priority")?, "a priority")?),
+            "max" => ServerField::Max(conns(w.require(EXPECTED_CONNECTIONS)?)?),
+            "hard" => ServerField::Hard(conns(w.require(EXPECTED_CONNECTIONS)?)?),
+            "blacklist" => ServerField::Blacklist(secs(w.require(EXPECTED_SECONDS)?)?),
+            "weight" => ServerField::Weight(num_max(
+                w.require(EXPECTED_WEIGHT)?,
+                WEIGHT_MAX,
+                EXPECTED_WEIGHT,
+            )?),
+            "prio" => ServerField::Prio(num_max(
+                w.require(EXPECTED_PRIO)?,
+                WEIGHT_MAX,
+                EXPECTED_PRIO,
+            )?),
             other => {
                 return Err(ParseError::BadArgument {
                     token: other.to_string(),
@@ -323,9 +332,61 @@ fn num<T: FromStr>(token: &str, expected: &'static str) -> Result<T, ParseError>
     })
 }
 
-/// An optional trailing number (absent = query).
-fn opt_num<T: FromStr>(w: &mut Words<'_>, expected: &'static str) -> Result<Option<T>, ParseError> {
-    w.next().map(|t| num(t, expected)).transpose()
+/// A plain decimal number no larger than `max` (see [`super::limits`]); a larger one, or one
+/// that does not fit `T`, is [`ParseError::OutOfRange`] with `expected` naming the maximum; a
+/// token that is not a number is [`ParseError::BadArgument`] with `expected` up to " up to".
+fn num_max<T: FromStr + PartialOrd>(
+    token: &str,
+    max: T,
+    expected: &'static str,
+) -> Result<T, ParseError> {
+    // Not a number at all: the short form ("a number of seconds"), as before the maxima.
+    let short = expected.split(" up to").next().unwrap_or(expected);
+    let n: T = num(token, short).map_err(|e| match e {
+        // Too large for `T`: name the maximum too.
+        ParseError::OutOfRange { token, .. } => ParseError::OutOfRange { token, expected },
+        other => other,
+    })?;
+    if n > max {
+        return Err(ParseError::OutOfRange {
+            token: token.to_string(),
+            expected,
+        });
+    }
+    Ok(n)
+}
+
+/// A number of seconds, up to [`SECONDS_MAX`].
+fn secs(token: &str) -> Result<u64, ParseError> {
+    num_max(token, SECONDS_MAX, EXPECTED_SECONDS)
+}
+
+/// A number of connections, up to [`CONNECTIONS_MAX`].
+fn conns(token: &str) -> Result<u32, ParseError> {
+    num_max(token, CONNECTIONS_MAX, EXPECTED_CONNECTIONS)
+}
+
+/// An optional trailing number up to `max` (absent = query).
+fn opt_max<T: FromStr + PartialOrd>(
+    w: &mut Words<'_>,
+    max: T,
+    expected: &'static str,
+) -> Result<Option<T>, ParseError> {
+    w.next().map(|t| num_max(t, max, expected)).transpose()
+}
+
+/// An optional number of seconds (absent = query).
+fn opt_secs(w: &mut Words<'_>) -> Result<Option<u64>, ParseError> {
+    w.next().map(secs).transpose()
+}
+
+/// An optional number of connections (absent = query).
+fn opt_conns(w: &mut Words<'_>) -> Result<Option<usize>, ParseError> {
+    // Widening: a u32 always fits a usize on the platforms pen builds for.
+    let max = CONNECTIONS_MAX as usize;
+    w.next()
+        .map(|t| num_max(t, max, EXPECTED_CONNECTIONS))
+        .transpose()
 }
 
 fn acl_list(token: &str) -> Result<u8, ParseError> {
@@ -422,3 +483,7 @@ fn host(token: &str) -> Result<String, ParseError> {
 #[cfg(test)]
 #[path = "parse_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "parse_limits_tests.rs"]
+mod limits_tests;

@@ -3,6 +3,11 @@
 use super::*;
 use ParseError as E;
 
+/// A token that is not a number of seconds.
+const SECONDS: &str = "a number of seconds";
+/// A number of seconds above the maximum (or above u64).
+const SECONDS_RANGE: &str = crate::control::limits::EXPECTED_SECONDS;
+
 fn ok(line: &str) -> Command {
     match parse_line(line) {
         Ok(c) => c,
@@ -176,12 +181,16 @@ fn number_errors() {
         err("timeout 18446744073709551616"),
         E::OutOfRange {
             token: "18446744073709551616".into(),
-            expected: SECONDS
+            expected: SECONDS_RANGE
         }
     );
+    // Within u64 but above the one-year maximum (it used to wrap the connect deadline).
     assert_eq!(
-        ok("timeout 18446744073709551615"),
-        Command::Timeout(Some(u64::MAX))
+        err("timeout 18446744073709551615"),
+        E::OutOfRange {
+            token: "18446744073709551615".into(),
+            expected: SECONDS_RANGE
+        }
     );
     assert!(matches!(err("debug 4294967296"), E::OutOfRange { .. }));
     assert!(err("debug 4294967296").to_string().contains("out of range"));

@@ -11,6 +11,7 @@ use super::{render, StartLine};
 use crate::control::command::{
     AclAction, AclEntry, AclPattern, Command, Fastclose, ModeFlag, ServerField, Switch,
 };
+use crate::control::limits::{CONNECTIONS_MAX, DEBUG_MAX, SECONDS_MAX, WEIGHT_MAX};
 use crate::control::model::{Model, Pending};
 use crate::domain::addr::ListenAddr;
 use crate::engine::state::Shared;
@@ -18,6 +19,9 @@ use crate::runtime::balancer::Balancer;
 use crate::runtime::config::Config;
 use crate::runtime::controller::{commit, snapshot, Controller};
 use crate::runtime::host::RealHost;
+
+/// A connection count within [`CONNECTIONS_MAX`], as a `usize` field holds it.
+const CONNS: usize = CONNECTIONS_MAX as usize;
 
 /// A scratch directory removed on drop.
 struct Dir(PathBuf);
@@ -65,10 +69,10 @@ fn server_field() -> impl Strategy<Value = ServerField> {
         ip().prop_map(|a| ServerField::Address(a.to_string())),
         ip().prop_map(|a| ServerField::Address(format!("[{a}]"))),
         any::<u16>().prop_map(ServerField::Port),
-        any::<u32>().prop_map(ServerField::Max),
-        any::<u32>().prop_map(ServerField::Hard),
-        any::<u32>().prop_map(ServerField::Weight),
-        any::<u32>().prop_map(ServerField::Prio),
+        (0..=CONNECTIONS_MAX).prop_map(ServerField::Max),
+        (0..=CONNECTIONS_MAX).prop_map(ServerField::Hard),
+        (0..=WEIGHT_MAX).prop_map(ServerField::Weight),
+        (0..=WEIGHT_MAX).prop_map(ServerField::Prio),
         (0u64..100).prop_map(ServerField::Blacklist),
     ]
 }
@@ -104,26 +108,26 @@ fn config_command() -> impl Strategy<Value = Command> {
         1 => (0u8..10).prop_map(Command::NoAcl),
         2 => (switch, any::<bool>()).prop_map(|(s, on)| Command::Switch(s, on)),
         2 => (mode, any::<bool>()).prop_map(|(m, on)| Command::Mode(m, on)),
-        1 => any::<u64>().prop_map(|n| Command::Blacklist(Some(n))),
+        1 => (0..=SECONDS_MAX).prop_map(|n| Command::Blacklist(Some(n))),
         1 => (0u8..10).prop_map(|n| Command::ClientAcl(Some(n))),
         1 => (0u8..10).prop_map(|n| Command::ControlAcl(Some(n))),
         1 => (1usize..100_000).prop_map(|n| Command::ClientsMax(Some(n))),
         1 => (1usize..100_000).prop_map(|n| Command::ConnMax(Some(n))),
-        1 => any::<u32>().prop_map(|n| Command::Debug(Some(n))),
-        1 => any::<u64>().prop_map(|n| Command::IdleTimeout(Some(n))),
+        1 => (0..=DEBUG_MAX).prop_map(|n| Command::Debug(Some(n))),
+        1 => (0..=SECONDS_MAX).prop_map(|n| Command::IdleTimeout(Some(n))),
         1 => (1u64..1_000_000).prop_map(|n| Command::Timeout(Some(n))),
-        1 => any::<u64>().prop_map(|n| Command::Tracking(Some(n))),
-        1 => any::<usize>().prop_map(|n| Command::PendingMax(Some(n))),
+        1 => (0..=SECONDS_MAX).prop_map(|n| Command::Tracking(Some(n))),
+        1 => (0..=CONNS).prop_map(|n| Command::PendingMax(Some(n))),
         1 => fastclose.prop_map(|f| Command::TcpFastclose(Some(f))),
         1 => ip().prop_map(Command::Source),
         1 => word.prop_map(|w| Command::Log(Some(w))),
         1 => Just(Command::NoLog),
         1 => word.prop_map(|w| Command::WebStats(Some(w))),
         1 => Just(Command::NoWebStats),
-        1 => any::<u32>().prop_map(|n| Command::Idlers(Some(n))),
+        1 => (0..=CONNECTIONS_MAX).prop_map(|n| Command::Idlers(Some(n))),
         1 => (-1i8..10).prop_map(|n| Command::TarpitAcl(Some(n))),
         1 => word.prop_map(|w| Command::DsrIf(Some(w))),
-        1 => any::<usize>().prop_map(|n| Command::ConnPerClient(Some(n))),
+        1 => (0..=CONNS).prop_map(|n| Command::ConnPerClient(Some(n))),
         1 => (1u64..1_000_000).prop_map(|n| Command::HandshakeTimeout(Some(n))),
         1 => (0u8..10).prop_map(|n| Command::MetricsAcl(Some(n))),
         1 => (1u64..1_000_000).prop_map(|n| Command::RequestTimeout(Some(n))),

@@ -9,6 +9,7 @@ pub mod clients;
 pub(crate) mod clock;
 pub mod event;
 pub mod health;
+pub mod limits;
 pub mod policy;
 pub mod server;
 pub mod settings;

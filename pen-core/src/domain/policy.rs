@@ -150,13 +150,16 @@ impl Selector<'_> {
         }
         if self.modes.weight {
             // Least conns/weight, compared exactly as conns_a * w_b < conns_b * w_a.
-            let mut best: Option<(ServerId, u64, u64)> = None;
+            // Kept as u32 so that the products of two widened u32s visibly fit a u64: no
+            // overflow check is emitted (release builds have `overflow-checks` on).
+            let mut best: Option<(ServerId, u32, u32)> = None;
             for (id, s) in self.table.iter() {
                 if !ok(id) {
                     continue;
                 }
-                let (c, w) = (u64::from(s.conns.load(Relaxed)), u64::from(s.weight));
-                if best.is_none_or(|(_, bc, bw)| c * bw < bc * w) {
+                let (c, w) = (s.conns.load(Relaxed), s.weight);
+                let wide = u64::from;
+                if best.is_none_or(|(_, bc, bw)| wide(c) * wide(bw) < wide(bc) * wide(w)) {
                     best = Some((id, c, w));
                 }
             }

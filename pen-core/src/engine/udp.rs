@@ -22,15 +22,23 @@
 //!
 //! Lifetime: a flow ends after [`idle_secs`] without a datagram in either direction (the
 //! `idle_timeout` setting when it is nonzero, else [`DEFAULT_IDLE_SECS`]), counted as an idle
-//! timeout. Flows are bounded by `-x` (`conn_max`) over all workers: at the limit, a new client
-//! evicts this worker's least recently active flow; if this worker has none, the datagram is
-//! dropped.
+//! timeout. Flows are bounded by `-x` (`conn_max`) over all workers.
+//!
+//! Admission (issue 11; docs/compatibility.md 8.3): no source can push out another source's
+//! live flow. Each worker counts its flows per *source* (an IPv4 address, an IPv6 /64: see
+//! [`source_key`]). At the `-x` limit, a new flow makes room only at the expense of the source
+//! holding the most flows on this worker, and only if that source holds more than one (its
+//! least recently active flow ends): a flood from one source, on any number of ports, rolls
+//! over its own flows, and a client with a single flow keeps it, its upstream port unchanged.
+//! When no source holds more than one flow, the datagram is dropped and counted
+//! (`accept_pauses`, the `-x` limit counter). With `conn_per_client N`, a source that already
+//! holds N flows on this worker ends its own least recently active one for the new one
+//! (per worker: `SO_REUSEPORT` spreads one source's ports over the workers).
 //!
 //! Hot path: one 64 KiB receive buffer per worker, flows found by client address in a hash map;
 //! relaying a datagram allocates nothing.
 
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
@@ -39,7 +47,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use crate::domain::addr::ListenAddr;
-use crate::domain::clients::AddrHasher;
+use crate::domain::clients::{source_key, ClientHashBuilder};
 use crate::domain::server::{ServerId, Target};
 use crate::engine::net::canonical_ip;
 use crate::engine::route::{self, target_name};
@@ -145,7 +153,10 @@ pub(crate) struct UdpWorker {
     poller: Arc<Poller>,
     rx: mpsc::Receiver<WorkerMsg>,
     sock: UdpSocket,
-    flows: HashMap<SocketAddr, usize, BuildHasherDefault<AddrHasher>>,
+    /// Keyed by client input: a keyed hasher (see [`ClientHashBuilder`]).
+    flows: HashMap<SocketAddr, usize, ClientHashBuilder>,
+    /// This worker's flows per source ([`source_key`]), for admission at the limits.
+    sources: HashMap<IpAddr, u32, ClientHashBuilder>,
     slots: Slab<Flow>,
     /// The receive buffer (taken out while a datagram is handled, then put back).
     buf: Vec<u8>,
@@ -217,7 +228,8 @@ impl UdpWorker {
             poller,
             rx,
             sock,
-            flows: HashMap::default(),
+            flows: HashMap::with_hasher(ClientHashBuilder::new()),
+            sources: HashMap::with_hasher(ClientHashBuilder::new()),
             slots: Slab::default(),
             buf: vec![0; MAX_DATAGRAM],
             listen_more: true,
@@ -269,7 +281,7 @@ impl UdpWorker {
                 self.relay_clients(now);
             }
             if now >= self.next_sweep {
-                self.next_sweep = now + SWEEP_MS;
+                self.next_sweep = now.saturating_add(SWEEP_MS);
                 self.sweep(now);
             }
         }
@@ -336,7 +348,7 @@ impl UdpWorker {
             };
             match flow.sock.send(data) {
                 Ok(n) => {
-                    flow.sent += n as u64;
+                    flow.sent = flow.sent.saturating_add(n as u64);
                     flow.last_active = now;
                     let target = flow.target;
                     if let Some(s) = self.shared.servers.read().target(target) {
@@ -414,15 +426,23 @@ impl UdpWorker {
         true
     }
 
-    /// Makes a flow for a new client address: client ACL, the `-x` bound (evicting this
-    /// worker's least recently active flow when full), selection, the upstream socket.
-    /// `None` when the datagram is to be dropped.
+    /// Makes a flow for a new client address: client ACL, the per-source and `-x` bounds
+    /// (see the module's admission rules), selection, the upstream socket. `None` when the
+    /// datagram is to be dropped.
     fn new_flow(&mut self, client: SocketAddr, now: u64) -> Option<usize> {
         let shared = Arc::clone(&self.shared);
         let ip = canonical_ip(client.ip());
+        let source = source_key(ip);
+        let per_source = shared.settings.read().conn_per_client;
+        let held = self.sources.get(&source).copied().unwrap_or(0);
+        if per_source > 0 && held as usize >= per_source {
+            // The source's own stalest flow makes room; never another source's.
+            self.evict_oldest_of(source);
+        }
         if !shared.admit() {
-            // At the -x limit: make room by evicting this worker's stalest flow.
-            if !self.evict_oldest() || !shared.admit() {
+            // At the -x limit: only a source holding several flows here gives one up.
+            if !self.evict_from_crowded(source) || !shared.admit() {
+                shared.counters.accept_pauses.fetch_add(1, Relaxed);
                 return None;
             }
         }
@@ -463,13 +483,31 @@ impl UdpWorker {
             return None;
         }
         self.flows.insert(client, slot);
+        let held = self.sources.entry(source).or_insert(0);
+        *held = held.saturating_add(1);
         Some(slot)
     }
 
-    /// Closes this worker's least recently active flow (a scan: it happens only at the limit).
-    /// False when this worker has no flow.
-    fn evict_oldest(&mut self) -> bool {
-        let oldest = self.slots.iter().map(|(i, f)| (f.last_active, i)).min();
+    /// At the `-x` limit: closes the least recently active flow of the source holding the most
+    /// flows on this worker (the new datagram's own `source` first among equals), if it holds
+    /// more than one. False when every source holds at most one: nothing is evicted. (Scans:
+    /// they happen only at the limit.)
+    fn evict_from_crowded(&mut self, source: IpAddr) -> bool {
+        let crowded = (self.sources.iter())
+            .map(|(&s, &n)| (n, s == source, s))
+            .max_by_key(|&(n, own, _)| (n, own));
+        match crowded {
+            Some((n, _, s)) if n > 1 => self.evict_oldest_of(s),
+            _ => false,
+        }
+    }
+
+    /// Closes the least recently active flow of `source` on this worker; false if it has none.
+    fn evict_oldest_of(&mut self, source: IpAddr) -> bool {
+        let oldest = (self.slots.iter())
+            .filter(|(_, f)| source_key(f.ip) == source)
+            .map(|(i, f)| (f.last_active, i))
+            .min();
         match oldest {
             Some((_, slot)) => {
                 self.close(slot);
@@ -558,7 +596,7 @@ impl UdpWorker {
                         let data = buf.get(..n).unwrap_or_default();
                         // A full client-side buffer drops the datagram, as UDP may.
                         let _ = self.sock.send_to(data, flow.client);
-                        received += n as u64;
+                        received = received.saturating_add(n as u64);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         more = false;
@@ -580,7 +618,7 @@ impl UdpWorker {
                 }
             }
             if received > 0 {
-                flow.received += received;
+                flow.received = flow.received.saturating_add(received);
                 flow.last_active = now;
             }
             let target = flow.target;
@@ -669,6 +707,13 @@ impl UdpWorker {
             return;
         };
         self.flows.remove(&flow.client);
+        let source = source_key(flow.ip);
+        if let Some(n) = self.sources.get_mut(&source) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.sources.remove(&source);
+            }
+        }
         self.poller.delete(&flow.sock);
         if let Some((ip, to_client, from_client)) = unreported(&mut flow) {
             self.shared

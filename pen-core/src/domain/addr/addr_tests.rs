@@ -158,7 +158,23 @@ fn server_errors() {
         ),
         (
             "h:80:1:2:4294967296",
-            "'4294967296' in 'h:80:1:2:4294967296': expected a number (weight)",
+            "'4294967296' in 'h:80:1:2:4294967296': expected a weight up to 1000000",
+        ),
+        (
+            "h:80:1048577",
+            "'1048577' in 'h:80:1048577': expected a number of connections up to 1048576",
+        ),
+        (
+            "h:80:1:1048577",
+            "'1048577' in 'h:80:1:1048577': expected a number of connections up to 1048576",
+        ),
+        (
+            "h:80:1:2:1000001",
+            "'1000001' in 'h:80:1:2:1000001': expected a weight up to 1000000",
+        ),
+        (
+            "h:80:1:2:3:1000001",
+            "'1000001' in 'h:80:1:2:3:1000001': expected a priority up to 1000000",
         ),
         (
             "h:80:1:2:3:+4",
@@ -227,7 +243,8 @@ proptest! {
     fn server_spec_round_trip(
         host in host_strategy(),
         port in proptest::option::of(any::<u16>()),
-        nums in any::<[u32; 4]>(),
+        nums in [0..=crate::domain::limits::CONNECTIONS_MAX, 0..=crate::domain::limits::CONNECTIONS_MAX,
+            0..=crate::domain::limits::WEIGHT_MAX, 0..=crate::domain::limits::WEIGHT_MAX],
         fields in 0usize..=5,
     ) {
         // Write only the first `fields` fields after the host, as a user would.

@@ -7,6 +7,7 @@ use super::token::{all_digits, split_host, split_port};
 use super::{
     field, in_spec, invalid, Host, ServerSpecParts, EXPECT_SERVER, EXPECT_TOO_MANY, EXPECT_V6,
 };
+use crate::domain::limits;
 use crate::error::AddrError;
 
 /// Names of the numeric fields after the port, in order.
@@ -15,6 +16,15 @@ const FIELD_NAMES: [&str; 4] = [
     "a number (hard limit)",
     "a number (weight)",
     "a number (prio)",
+];
+
+/// The largest value of each numeric field after the port, and the error naming it
+/// (`crate::domain::limits`: the same maxima as `server N max|hard|weight|prio`).
+const FIELD_MAXIMA: [(u32, &str); 4] = [
+    (limits::CONNECTIONS_MAX, limits::EXPECTED_CONNECTIONS),
+    (limits::CONNECTIONS_MAX, limits::EXPECTED_CONNECTIONS),
+    (limits::WEIGHT_MAX, limits::EXPECTED_WEIGHT),
+    (limits::WEIGHT_MAX, limits::EXPECTED_PRIO),
 ];
 
 /// Splits a server spec without resolving anything (pure; safe to fuzz).
@@ -68,11 +78,17 @@ pub fn split_server_spec(s: &str) -> Result<ServerSpecParts, AddrError> {
         &mut parts.weight,
         &mut parts.prio,
     ];
-    for (slot, expected) in slots.into_iter().zip(FIELD_NAMES) {
+    for ((slot, expected), (max, over)) in slots.into_iter().zip(FIELD_NAMES).zip(FIELD_MAXIMA) {
         match fields.next() {
             None => break,
             Some("") => {}
-            Some(t) if all_digits(t) => *slot = t.parse().map_err(|_| field(t, s, expected))?,
+            Some(t) if all_digits(t) => {
+                *slot = t
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= max)
+                    .ok_or_else(|| field(t, s, over))?
+            }
             Some(t) => return Err(field(t, s, expected)),
         }
     }

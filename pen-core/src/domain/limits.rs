@@ -1,0 +1,76 @@
+//! The largest value each time and count argument accepts, for penctl, `-O`, config files and
+//! the command line alike (C pen reads them with `atoi` and wraps: `timeout
+//! 18446744073709551615` became -1). A larger value is refused with an error naming the token
+//! and the maximum, so no deadline computed from a setting can wrap, and no count can ask for
+//! more than a process could hold.
+//!
+//! The maxima live in the domain (server specs on the command line are checked here too) and
+//! are re-exported as `control::limits`. Each maximum comes with the text of its error (`EXPECTED_*`), which names the number; a unit
+//! test keeps the two in step. Connection, close and socket numbers are indexes, not limits:
+//! they stay unbounded (a number that names nothing is answered as C pen answers it).
+
+/// Seconds in any time setting: one year. `blacklist`, `timeout`, `tracking`, `idle_timeout`,
+/// `recent`, `handshake_timeout`, `request_timeout`, `server N blacklist T`, `-b`, `-t`, `-T`.
+/// A year in milliseconds (3.2e10) added to any monotonic clock reading stays far below
+/// `u64::MAX`.
+pub const SECONDS_MAX: u64 = 31_536_000;
+/// The error text for a number of seconds above [`SECONDS_MAX`].
+pub const EXPECTED_SECONDS: &str = "a number of seconds up to 31536000 (one year)";
+
+/// Connections in any connection count: `conn_max`/`-x`, `pending_max`, `conn_per_client`,
+/// `idlers`, `server N max`/`hard`, and `-m` (connections per accept). 2^20: more than a
+/// process's usual descriptor limit allows.
+pub const CONNECTIONS_MAX: u32 = 1_048_576;
+/// The error text for a connection count above [`CONNECTIONS_MAX`].
+pub const EXPECTED_CONNECTIONS: &str = "a number of connections up to 1048576";
+
+/// The debug level (`debug`; `-d` counts up by one per use and stops here).
+pub const DEBUG_MAX: u32 = 255;
+/// The error text for a debug level above [`DEBUG_MAX`].
+pub const EXPECTED_DEBUG: &str = "a debug level up to 255";
+
+/// A server's weight (`server N weight W`) and priority (`server N prio P`).
+pub const WEIGHT_MAX: u32 = 1_000_000;
+/// The error text for a weight above [`WEIGHT_MAX`].
+pub const EXPECTED_WEIGHT: &str = "a weight up to 1000000";
+/// The error text for a priority above [`WEIGHT_MAX`].
+pub const EXPECTED_PRIO: &str = "a priority up to 1000000";
+
+/// Client table slots (`clients_max`, `-c`): the table's own bound.
+pub const CLIENTS_MAX: usize = crate::domain::clients::MAX_CAPACITY;
+/// The error text for a number of client slots above [`CLIENTS_MAX`].
+pub const EXPECTED_CLIENTS: &str = "a number of client slots up to 4294967294";
+
+/// Worker threads (`--workers`, `PEN_WORKERS`).
+pub const WORKERS_MAX: usize = 1024;
+/// The error text for a number of workers above [`WORKERS_MAX`].
+pub const EXPECTED_WORKERS: &str = "a number of worker threads up to 1024 (0 = one per CPU)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each error text names its maximum.
+    #[test]
+    fn texts_name_their_maximum() {
+        let pairs: [(&str, u64); 7] = [
+            (EXPECTED_SECONDS, SECONDS_MAX),
+            (EXPECTED_CONNECTIONS, u64::from(CONNECTIONS_MAX)),
+            (EXPECTED_DEBUG, u64::from(DEBUG_MAX)),
+            (EXPECTED_WEIGHT, u64::from(WEIGHT_MAX)),
+            (EXPECTED_PRIO, u64::from(WEIGHT_MAX)),
+            (EXPECTED_CLIENTS, CLIENTS_MAX as u64),
+            (EXPECTED_WORKERS, WORKERS_MAX as u64),
+        ];
+        for (text, max) in pairs {
+            assert!(text.contains(&format!("up to {max}")), "{text} / {max}");
+        }
+    }
+
+    /// A year of milliseconds on top of a clock that ran for a century cannot wrap.
+    #[test]
+    fn a_year_of_milliseconds_fits() {
+        let century_ms = 100 * 366 * 86_400 * 1000u64;
+        assert!(century_ms.checked_add(SECONDS_MAX * 1000).is_some());
+    }
+}
