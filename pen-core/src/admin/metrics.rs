@@ -237,7 +237,7 @@ pub(crate) fn render_snapshot(s: &Status) -> String {
         &mut out,
         "pen_accept_pauses_total",
         Kind::Counter,
-        "Times a worker stopped accepting at the connection limit.",
+        "Times a worker stopped accepting at the connection limit (UDP: new-flow datagrams dropped at the limit).",
         c.accept_pauses,
     );
     single(

@@ -139,7 +139,7 @@ pub(crate) fn serve<P: Protocol>(shared: Arc<Shared>, listener: Listener, proto:
             ) {
                 Accepted::Drained => {}
                 Accepted::Full => full = true,
-                Accepted::Starved => accept_retry = now + ACCEPT_RETRY_MS,
+                Accepted::Starved => accept_retry = now.saturating_add(ACCEPT_RETRY_MS),
             }
         }
         for k in ready {
@@ -221,7 +221,7 @@ fn accept<P: Protocol>(
                 output: Vec::new(),
                 written: 0,
                 phase: Phase::Reading,
-                deadline: now + CLIENT_TIMEOUT_MS,
+                deadline: now.saturating_add(CLIENT_TIMEOUT_MS),
                 seq: *seq,
             });
             *seq = seq.wrapping_add(1);
@@ -308,7 +308,7 @@ fn step<P: Protocol>(shared: &Shared, proto: &P, c: &mut Client, now: u64) -> io
         c.output = Vec::new();
         c.stream.shutdown_write()?;
         c.phase = Phase::Lingering;
-        c.deadline = c.deadline.min(now + LINGER_MS);
+        c.deadline = c.deadline.min(now.saturating_add(LINGER_MS));
     }
     // Lingering: discard what the client still sends until it closes.
     loop {

@@ -178,7 +178,7 @@ impl LogBuf {
 
     /// When the pending lines must be flushed (ms), if there are any.
     pub(crate) fn deadline(&self) -> Option<u64> {
-        (self.since != 0).then_some(self.since + FLUSH_MS)
+        (self.since != 0).then_some(self.since.saturating_add(FLUSH_MS))
     }
 
     /// Whether a flush is due now.

@@ -70,9 +70,10 @@ pub(crate) struct Counters {
     pub(crate) connect_timeouts: AtomicU64,
     /// Connections closed by `idle_timeout`.
     pub(crate) idle_timeouts: AtomicU64,
-    /// HTTP-mode connections that went pass-through on an oversized request head.
+    /// HTTP-mode requests refused with 431 (a head over the size or header-count limit).
     pub(crate) http_oversized: AtomicU64,
-    /// Times a worker stopped accepting at the `-x` limit.
+    /// Times a worker stopped accepting at the `-x` limit, plus UDP datagrams of a new flow
+    /// dropped at the limit because no source held more than one flow to give up.
     pub(crate) accept_pauses: AtomicU64,
     /// Control-socket commands served.
     pub(crate) control_commands: AtomicU64,
