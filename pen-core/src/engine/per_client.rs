@@ -15,6 +15,8 @@ use std::net::IpAddr;
 
 use parking_lot::Mutex;
 
+use crate::domain::clients::source_key;
+
 /// Shards of the table (a power of two).
 const SHARDS: usize = 16;
 
@@ -22,9 +24,10 @@ const SHARDS: usize = 16;
 /// cannot collide: IPv4 keys use the IPv4-mapped prefix `::ffff:0:0/96`, which no /64 key
 /// has in its low 64 bits).
 fn client_key(ip: IpAddr) -> u128 {
-    match ip.to_canonical() {
+    // The same per-source rule as the UDP flow admission (`source_key`).
+    match source_key(ip.to_canonical()) {
         IpAddr::V4(v4) => 0xffff_0000_0000 | u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => u128::from(v6) & !u128::from(u64::MAX),
+        IpAddr::V6(v6) => u128::from(v6),
     }
 }
 
