@@ -58,6 +58,16 @@ impl Started {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGTERM by PID, then waits (bounded) for pen to exit.
+    fn terminate(&mut self) {
+        let st = Command::new("kill")
+            .args(["-s", "TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success());
+        assert_eq!(self.exit_code(), Some(0), "{}", self.log_text());
+    }
+
     /// Waits (bounded) for pen to exit; its status code.
     fn exit_code(&mut self) -> Option<i32> {
         poll_until(WAIT, || self.child.try_wait().ok().flatten()).and_then(|s| s.code())
@@ -284,20 +294,45 @@ fn control_socket_never_takes_over_a_live_socket() {
     assert_eq!(pen.exit_code(), Some(1));
     assert_eq!(std::fs::read_to_string(&file).ok().as_deref(), Some("keep"));
 
-    // A stale socket (nobody listens): replaced, pen serves on it.
+    // A stale socket (nobody listens): another program's, for all pen knows: refused, kept.
     let stale = dir.0.join("stale.sock");
     drop(UnixListener::bind(&stale).expect("bind stale"));
     assert!(stale.exists());
-    let _pen = Started::new(&[
+    let mut pen = Started::new(&[
         "-C".into(),
         stale.display().to_string(),
         format!("127.0.0.1:{}", free_port()),
         a.spec(),
     ]);
-    wait_for(WAIT, "pen on the stale socket's path", || {
-        std::os::unix::net::UnixStream::connect(&stale).ok()
-    });
-    assert!(control(&stale.display().to_string(), "servers").contains("127.0.0.1"));
+    assert_eq!(pen.exit_code(), Some(1));
+    assert!(
+        stale.exists(),
+        "pen removed a socket file it did not create"
+    );
+
+    // Its own socket pen removes when it stops, so the next pen starts on the same path.
+    let ours = dir.0.join("ours.sock");
+    let args = [
+        "-C".to_string(),
+        ours.display().to_string(),
+        format!("127.0.0.1:{}", free_port()),
+        a.spec(),
+    ];
+    for round in 0..2 {
+        let mut pen = Started::new(&args);
+        wait_for(WAIT, "pen on its control socket", || {
+            std::os::unix::net::UnixStream::connect(&ours).ok()
+        });
+        assert!(
+            control(&ours.display().to_string(), "servers").contains("127.0.0.1"),
+            "round {round}"
+        );
+        pen.terminate();
+        assert!(
+            !ours.exists(),
+            "round {round}: pen left its control socket behind"
+        );
+    }
 }
 
 #[test]

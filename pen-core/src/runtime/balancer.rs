@@ -474,8 +474,14 @@ impl Balancer {
         if let Some(p) = &self.pid_file {
             let _ = std::fs::remove_file(p);
         }
-        if let ListenAddr::Unix(p) = &*self.shared.listen.lock() {
-            let _ = std::fs::remove_file(p);
+        // The Unix sockets pen created: a restart must find their paths free, since nothing
+        // already at a path is ever taken over (sys::unix_socket).
+        let control = self.shared.control.lock().clone();
+        let listen = self.shared.listen.lock().clone();
+        for addr in [Some(listen), control, self.shared.metrics.clone()] {
+            if let Some(ListenAddr::Unix(p)) = addr {
+                let _ = std::fs::remove_file(p);
+            }
         }
         *self.shared.stopped.lock() = true;
         self.shared.stopped_cv.notify_all();

@@ -1,6 +1,7 @@
-//! Unix stream listeners that never take a path over from someone else (a live socket or a
-//! file that is not a socket is refused; only a stale socket is replaced), with the mode and
-//! owner of a private control socket set before anyone can connect.
+//! Unix stream listeners that never take a path over from someone else (anything already at
+//! the path is refused: a live socket, a stale one, a file that is not a socket), with the
+//! mode and owner of a private control socket set before anyone can connect. pen removes the
+//! sockets it created when it stops, so a restart finds the path free.
 
 use std::io;
 use std::os::unix::net::UnixListener;
@@ -21,15 +22,14 @@ pub(crate) struct SocketAccess {
 }
 
 /// Binds a non-blocking Unix stream listener at `path`, with `access` if given (else the
-/// umask's mode). An existing file at `path` is never taken over: a socket that a process
-/// listens on, or anything that is not a socket, is refused; only a stale socket (a
-/// connection to it is refused: nobody listens) is removed first.
+/// umask's mode). An existing file at `path` is never taken over or removed: pen cannot know
+/// who created it (a stale socket may be another program's), so the operator removes it.
 pub(crate) fn unix_listener(
     path: &Path,
     backlog: i32,
     access: Option<SocketAccess>,
 ) -> io::Result<UnixListener> {
-    clear_stale_socket(path)?;
+    refuse_existing(path)?;
     let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     sock.set_nonblocking(true)?;
     sock.bind(&SockAddr::unix(path)?)?;
@@ -57,12 +57,12 @@ fn restrict(path: &Path, a: SocketAccess) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(a.mode))
 }
 
-/// Makes way for a new socket at `path`: nothing there, or a stale socket that is removed.
+/// Checks that nothing is at `path`, saying what is there otherwise.
 ///
 /// # Errors
-/// `AddrInUse` when a process accepts connections on it, `AlreadyExists` when it is not a
-/// socket, or the error of probing it (e.g. permission denied).
-fn clear_stale_socket(path: &Path) -> io::Result<()> {
+/// `AddrInUse` when a process accepts connections on it, `AlreadyExists` when it is a stale
+/// socket or not a socket, or the error of probing it (e.g. permission denied).
+fn refuse_existing(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
@@ -78,10 +78,11 @@ fn clear_stale_socket(path: &Path) -> io::Result<()> {
     let probe = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     probe.set_nonblocking(true)?;
     match probe.connect(&SockAddr::unix(path)?) {
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            // Nobody listens: the socket of a pen (or another program) that has gone.
-            std::fs::remove_file(path)
-        }
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a socket nobody listens on is there (left by a program that has gone?); \
+             not removed: remove it if it is no other program's, then start again",
+        )),
         Ok(()) => Err(in_use()),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(in_use()),
         Err(e) => Err(e),
@@ -108,7 +109,7 @@ mod tests {
     }
 
     #[test]
-    fn refuses_a_live_socket_and_a_file_replaces_a_stale_socket() {
+    fn refuses_a_live_socket_a_stale_socket_and_a_file() {
         let d = scratch("rules");
         let live = d.join("live.sock");
         let _theirs = UnixListener::bind(&live).unwrap();
@@ -124,8 +125,12 @@ mod tests {
 
         let stale = d.join("stale.sock");
         drop(UnixListener::bind(&stale).unwrap());
-        let ours = unix_listener(&stale, 4, None).unwrap();
-        assert!(std::os::unix::net::UnixStream::connect(&stale).is_ok());
+        let e = unix_listener(&stale, 4, None).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert!(stale.exists(), "a stale socket must not be removed");
+        let fresh = d.join("fresh.sock");
+        let ours = unix_listener(&fresh, 4, None).unwrap();
+        assert!(std::os::unix::net::UnixStream::connect(&fresh).is_ok());
         drop(ours);
         let _ = std::fs::remove_dir_all(&d);
     }
