@@ -12,4 +12,5 @@ pub mod health;
 pub mod limits;
 pub mod policy;
 pub mod server;
+pub mod server_health;
 pub mod settings;

@@ -63,9 +63,17 @@ pub struct Server {
     /// Blacklisted until this time (milliseconds of the balancer's monotonic clock); 0 = not
     /// blacklisted.
     pub(crate) blacklisted_until: AtomicU64,
+    /// Health as pen's checks, the operator and live traffic see it (no effect on selection
+    /// yet: see `server_health`).
+    pub(crate) health: crate::domain::server_health::ServerHealth,
 }
 
 impl Server {
+    /// The server's live health (operator state, check verdict, passive ejection).
+    pub fn health(&self) -> &crate::domain::server_health::ServerHealth {
+        &self.health
+    }
+
     /// A server from a command-line spec.
     pub fn from_spec(spec: &ServerSpec) -> Self {
         Server {
