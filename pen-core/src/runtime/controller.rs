@@ -5,11 +5,14 @@
 //! A configuration change is applied to a [`Model`] snapshot of the running balancer through
 //! the real [`Host`](crate::control::host::Host); only if every command of it succeeded is the
 //! model committed, as a diff, to the engine's shared state. Changes are serialised by one
-//! lock, and nothing is committed on error. Each change is reported as an event (applied or
+//! lock, taken only to commit: a change is built and prepared (TLS files read) without it and
+//! committed if no other change came first, else built again under the lock. Nothing is
+//! committed on error. Each change is reported as an event (applied or
 //! refused, with its source), as are blacklistings and restorations by command.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -29,8 +32,10 @@ pub(crate) struct Controller {
     /// The configuration before the `-F` file was applied (command line and `-O`):
     /// `reload_reset` starts from it.
     base: Mutex<Option<Model>>,
-    /// Serialises configuration changes (snapshot, apply, commit).
+    /// Serialises configuration commits.
     lock: Mutex<()>,
+    /// Commits so far: a change built without the lock commits only if this did not move.
+    generation: AtomicU64,
     /// The `-F` config file (re-read on reload, default target of `write`).
     config_file: Option<PathBuf>,
     /// The directory pen was started from: relative file names point there.
@@ -56,6 +61,7 @@ impl Controller {
             shared,
             base: Mutex::new(None),
             lock: Mutex::new(()),
+            generation: AtomicU64::new(0),
             config_file,
             start: StartDir::current(),
             start_line: crate::control::write::StartLine::default(),
@@ -90,40 +96,69 @@ impl Controller {
     /// model is checked as a whole, and only then committed. On any error nothing changes.
     ///
     /// The files and names the change needs were fetched before (`fetched`, see
-    /// [`Controller::fetch`]): the lock is held only while the model is changed and committed,
-    /// never while pen waits for a disk, a FIFO or a resolver.
+    /// [`Controller::fetch`]), and the change is built and prepared (which may read TLS
+    /// files) without the configuration lock; the lock is held only to commit. If another
+    /// change committed in between, this one is built again from the state that change left,
+    /// under the lock (rare: two changes at the same moment), so no change is lost. `change`
+    /// may therefore run twice.
     fn transact<R>(
         &self,
         start: Start,
         fetched: &Fetched,
-        change: impl for<'h> FnOnce(
+        mut change: impl for<'h> FnMut(
             &mut Model,
             &RealHost<'h>,
             &mut Pending<RealHost<'h>>,
         ) -> Result<R, ApplyError>,
     ) -> Result<R, ApplyError> {
-        // One change at a time: two racing snapshots would lose one change.
+        let host = RealHost {
+            fetched: Some(fetched),
+            ..self.host()
+        };
+        let seen = self.generation.load(Acquire);
+        let (model, pending, out) = self.build(&start, &host, &mut change)?;
         let _guard = self.lock.lock();
+        if self.generation.load(Acquire) == seen {
+            commit(&self.shared, model, pending);
+            self.generation.fetch_add(1, Release);
+            return Ok(out);
+        }
+        // Built on a state that is gone: let go of what it opened or bound, build again.
+        drop((model, pending));
+        let (model, pending, out) = self.build(&start, &host, &mut change)?;
+        commit(&self.shared, model, pending);
+        self.generation.fetch_add(1, Release);
+        Ok(out)
+    }
+
+    /// Builds a change: the model from `start` with `change` applied and prepared, ready to
+    /// commit.
+    #[allow(clippy::type_complexity)]
+    fn build<'h, R>(
+        &self,
+        start: &Start,
+        host: &RealHost<'h>,
+        change: &mut impl FnMut(
+            &mut Model,
+            &RealHost<'h>,
+            &mut Pending<RealHost<'h>>,
+        ) -> Result<R, ApplyError>,
+    ) -> Result<(Model, Pending<RealHost<'h>>, R), ApplyError> {
         let mut model = match start {
             Start::Base => self.base.lock().clone(),
             Start::Running => None,
         }
         .unwrap_or_else(|| snapshot(&self.shared));
-        let host = RealHost {
-            fetched: Some(fetched),
-            ..self.host()
-        };
         let mut pending = Pending::default();
-        let out = change(&mut model, &host, &mut pending)?;
+        let out = change(&mut model, host, &mut pending)?;
         // Stored file names keep pointing where they did when given (a daemon is in `/`).
         if let Some(start) = &self.start {
             let s = &mut model.settings;
             s.log = s.log.take().map(|l| start.resolve_log(&l));
             s.web_stats = s.web_stats.take().map(|w| start.resolve(&w));
         }
-        model.prepare(&host, &mut pending)?;
-        commit(&self.shared, model, pending);
-        Ok(out)
+        model.prepare(host, &mut pending)?;
+        Ok((model, pending, out))
     }
 
     /// The real host, without anything fetched.
@@ -174,7 +209,7 @@ impl Controller {
             let what = self.shared.events.wanted().then(|| cmd.to_string());
             let fetched = self.fetch(&cmd);
             let out = self.transact(Start::Running, &fetched, |model, host, pending| {
-                model.apply(host, cmd, pending, 0)
+                model.apply(host, cmd.clone(), pending, 0)
             });
             self.report(source, what, &out.as_ref());
             return out;
@@ -419,11 +454,37 @@ mod tests {
         // The files change on disk after the fetch: the transaction sees what was fetched.
         std::fs::write(&inner, "bogus\n").unwrap();
         c.transact(Start::Running, &fetched, |model, host, pending| {
-            model.apply(host, cmd, pending, 0)
+            model.apply(host, cmd.clone(), pending, 0)
         })
         .unwrap();
         let s = c.shared.settings.read().clone();
         assert_eq!((s.blacklist_secs, s.connect_timeout_secs), (7, 4));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A change is built (and its TLS files read) without the configuration lock, and a
+    /// change committed while it was being built is not lost: the slower one is built again
+    /// on top of it.
+    #[test]
+    fn changes_are_built_without_the_lock_and_none_is_lost() {
+        let c = controller();
+        let none = Fetched::default();
+        let mut calls = 0;
+        c.transact(Start::Running, &none, |model, host, pending| {
+            calls += 1;
+            if calls == 1 {
+                assert!(c.lock.try_lock().is_some(), "built under the lock");
+                // Another change commits meanwhile.
+                c.transact(Start::Running, &none, |m, h, p| {
+                    m.apply(h, Command::Timeout(Some(9)), p, 0)
+                })
+                .unwrap();
+            }
+            model.apply(host, Command::Blacklist(Some(5)), pending, 0)
+        })
+        .unwrap();
+        assert_eq!(calls, 2, "built again after the other commit");
+        let s = c.shared.settings.read().clone();
+        assert_eq!((s.blacklist_secs, s.connect_timeout_secs), (5, 9));
     }
 }
