@@ -25,6 +25,8 @@ pub struct ServerConf {
     pub prio: u32,
     /// ACL list a client must pass.
     pub acl: Option<u8>,
+    /// The operator's state (`server N drain|maint|ready`) \[ours\].
+    pub admin: crate::domain::server_health::AdminState,
 }
 
 /// Index of a server in the table (servers are numbered from 0 in command-line order).
@@ -63,8 +65,7 @@ pub struct Server {
     /// Blacklisted until this time (milliseconds of the balancer's monotonic clock); 0 = not
     /// blacklisted.
     pub(crate) blacklisted_until: AtomicU64,
-    /// Health as pen's checks, the operator and live traffic see it (no effect on selection
-    /// yet: see `server_health`).
+    /// Health as pen's checks, the operator and live traffic see it (see `in_service`).
     pub(crate) health: crate::domain::server_health::ServerHealth,
 }
 
@@ -95,6 +96,7 @@ impl Server {
             weight: self.weight,
             prio: self.prio,
             acl: self.acl,
+            admin: self.health.admin(),
         }
     }
 
@@ -159,6 +161,27 @@ impl Server {
             now.saturating_add(secs.saturating_mul(1000))
         };
         self.blacklisted_until.store(until, Relaxed);
+    }
+
+    /// Whether it may take a new client at `now` as far as its state goes: it has an address,
+    /// is not blacklisted, and its health ([`ServerHealth::takes_new_clients`]) lets it: ready
+    /// (not drained nor in maintenance), not checked down, not ejected by passive detection.
+    /// Limits, weight and ACL are the selector's part.
+    ///
+    /// [`ServerHealth::takes_new_clients`]: crate::domain::server_health::ServerHealth::takes_new_clients
+    pub fn in_service(&self, now: u64) -> bool {
+        self.has_address() && !self.is_blacklisted(now) && self.health.takes_new_clients(now)
+    }
+
+    /// Whether a UDP flow already on it stays (its datagrams keep going to it) at `now`: as
+    /// [`Server::in_service`], except that a drained server keeps its flows, as a drained
+    /// server keeps its established TCP connections.
+    pub fn keeps_flows(&self, now: u64) -> bool {
+        use crate::domain::server_health::AdminState;
+        self.has_address()
+            && !self.is_blacklisted(now)
+            && self.health.admin() != AdminState::Maint
+            && self.health.is_healthy(now)
     }
 
     /// Whether the connection limits admit one more client; `tracked` says whether this is the
@@ -237,6 +260,29 @@ impl ServerTable {
             s.acl = c.acl;
         }
         removed
+    }
+
+    /// Sets each server's operator state from `confs` at `now` (after
+    /// [`ServerTable::reconfigure`]); returns the servers whose state changed. A server made
+    /// ready again starts its slow-start ramp at `now`.
+    pub fn apply_states(
+        &self,
+        confs: &[ServerConf],
+        now: u64,
+    ) -> Vec<(ServerId, crate::domain::server_health::AdminState)> {
+        use crate::domain::server_health::AdminState;
+        let mut changed = Vec::new();
+        for ((id, s), c) in self.iter().zip(confs) {
+            let old = s.health.admin();
+            if old != c.admin {
+                s.health.set_admin(c.admin);
+                if c.admin == AdminState::Ready {
+                    s.health.mark_up_since(now.max(1));
+                }
+                changed.push((id, c.admin));
+            }
+        }
+        changed
     }
 
     /// All regular servers with their ids.
