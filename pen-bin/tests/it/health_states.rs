@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use super::backends::{Backend, Dormant};
-use super::harness::{is_c_pen, wait_for, wait_until, Pen, PenBuilder, WAIT};
+use super::harness::{is_c_pen, wait_for, wait_until, Pen, PenBuilder, ScratchDir, WAIT};
 
 /// A backend that greets each connection with its one-letter `name`, then echoes until EOF.
 fn greeter(name: &'static str) -> Backend {
@@ -239,4 +239,50 @@ fn slow_start_ramps_the_share_of_a_returning_server() {
         (9..=11).contains(&n1),
         "after the ramp server 1 took {n1} of 20"
     );
+}
+
+#[test]
+fn write_then_f_keeps_states_and_state_settings() {
+    if is_c_pen() {
+        return;
+    }
+    let dir = ScratchDir::new("states");
+    let (a, b) = (Backend::name("A"), Backend::name("B"));
+    let first = PenBuilder::new()
+        .opts(&["-r"])
+        .server(a.spec())
+        .server(b.spec())
+        .start();
+    for cmd in [
+        "server 0 drain",
+        "slow_start 7",
+        "panic_threshold 40 refuse",
+        "outlier_failures 4",
+        "outlier_ejection_time 9",
+        "outlier_max_percent 30",
+    ] {
+        first.ctl(cmd);
+    }
+    let out = dir.0.join("written.cfg");
+    assert_eq!(first.ctl(&format!("write {}", out.display())), "");
+    let second = PenBuilder::new()
+        .opts(&["-r", "-F", &out.display().to_string()])
+        .server(a.spec())
+        .server(b.spec())
+        .start();
+    assert!(
+        line(&second, 0).ends_with(" state drain"),
+        "{:?}",
+        second.servers()
+    );
+    for (q, want) in [
+        ("slow_start", "7\n"),
+        ("panic_threshold", "40 refuse\n"),
+        ("outlier_failures", "4\n"),
+        ("outlier_ejection_time", "9\n"),
+        ("outlier_max_percent", "30\n"),
+    ] {
+        assert_eq!(second.ctl(q), want, "{q}");
+    }
+    assert_eq!(second.fetch(), "B", "server 0 stays drained");
 }

@@ -206,8 +206,9 @@ impl Selector<'_> {
     ///
     /// [`ServerHealth::effective_weight`]: crate::domain::server_health::ServerHealth::effective_weight
     pub fn weight_of(&self, s: &crate::domain::server::Server) -> u32 {
-        s.health()
-            .effective_weight(s.weight, self.now, self.rules.slow_start_ms)
+        let h = s.health();
+        let since = h.back_since(s.blacklisted_until.load(Relaxed));
+        h.effective_weight_since(s.weight, since, self.now, self.rules.slow_start_ms)
     }
 
     /// The first server to try for `client` (`port` is its source port, mixed into the hash in

@@ -474,3 +474,40 @@ fn agent_share_and_slow_start_scale_weight_mode() {
     s1.health().set_agent_pct(0);
     assert!(!later.available(ServerId(1), c, false));
 }
+
+#[test]
+fn the_end_of_a_blacklisting_or_ejection_starts_the_ramp() {
+    let srv1 = Srv {
+        has_addr: true,
+        blacklisted: false,
+        conns: 0,
+        max: 0,
+        hard: 0,
+        weight: 10,
+        prio: 0,
+        acl: None,
+    };
+    let t = table(&[srv1]);
+    let a = acls();
+    let m = Modes {
+        weight: true,
+        ..Modes::default()
+    };
+    let rules = super::StateRules {
+        slow_start_ms: 10_000,
+        ..Default::default()
+    };
+    let s = t.get(ServerId(0)).unwrap();
+    let sel = Selector::new(&t, &a, NOW, m).with_rules(rules);
+    assert_eq!(
+        sel.weight_of(s),
+        10 * 100 * 1000 / 1000,
+        "never out: full weight"
+    );
+    // Blacklisted 10 s from 1 s before NOW - 9 s: it ended 1 s ago, 19 % of the weight.
+    s.blacklist(NOW - 11_000, 10);
+    assert_eq!(sel.weight_of(s), 10 * 100 * 190 / 1000);
+    s.blacklist(NOW, 0);
+    s.health().eject_until(NOW - 5_000);
+    assert_eq!(sel.weight_of(s), 10 * 100 * 550 / 1000);
+}

@@ -277,29 +277,35 @@ impl ServerHealth {
     /// server came back at least `ramp_ms` ago (or at an unknown time), otherwise rising
     /// linearly from 100 (10 %) at `up_since` to 1000.
     pub fn ramp_permille(&self, now: u64, ramp_ms: u64) -> u64 {
-        let since = self.up_since();
-        if ramp_ms == 0 || since == 0 {
-            return 1000;
-        }
-        let elapsed = now.saturating_sub(since);
-        if elapsed >= ramp_ms {
-            return 1000;
-        }
-        // elapsed < ramp_ms, so the quotient is below 900: no overflow (ramp_ms is bounded by
-        // the seconds maximum, times 1000, times 900 fits a u64).
-        100 + elapsed.saturating_mul(900) / ramp_ms
+        ramp_permille_since(self.back_since(0), now, ramp_ms)
+    }
+
+    /// When the server last came back, counting the end of a passive ejection and the end of
+    /// a blacklisting (`blacklisted_until`, the server's own deadline) as a return too: the
+    /// latest of those and [`ServerHealth::up_since`] (0: unknown, long ago).
+    pub fn back_since(&self, blacklisted_until: u64) -> u64 {
+        self.up_since()
+            .max(self.ejected_until())
+            .max(blacklisted_until)
     }
 
     /// The weight selection uses in weight mode: `weight` scaled by the agent's share and by
-    /// slow start (`ramp_ms`, 0 = off) at `now`. In units of weight x 1/100 % x 1/10, at most
-    /// `weight` x 1000, so two of them multiplied fit a u64 for weights up to a million.
-    pub fn effective_weight(&self, weight: u32, now: u64, ramp_ms: u64) -> u32 {
+    /// slow start (`ramp_ms`, 0 = off) at `now`, the ramp starting at `since` (see
+    /// [`ServerHealth::back_since`]). In units of weight x 1/100 % x 1/10, at most `weight`
+    /// x 1000, so two of them multiplied fit a u64 for weights up to a million.
+    pub fn effective_weight_since(&self, weight: u32, since: u64, now: u64, ramp_ms: u64) -> u32 {
         let pct = u64::from(self.agent_pct().min(AGENT_PCT_MAX));
         let w = u64::from(weight)
             .saturating_mul(pct)
-            .saturating_mul(self.ramp_permille(now, ramp_ms))
+            .saturating_mul(ramp_permille_since(since, now, ramp_ms))
             / 1000;
         u32::try_from(w).unwrap_or(u32::MAX)
+    }
+
+    /// [`ServerHealth::effective_weight_since`] from [`ServerHealth::back_since`] without a
+    /// blacklisting.
+    pub fn effective_weight(&self, weight: u32, now: u64, ramp_ms: u64) -> u32 {
+        self.effective_weight_since(weight, self.back_since(0), now, ramp_ms)
     }
 
     /// Until when passive detection ejected the server (0: never, or forgotten).
@@ -354,6 +360,23 @@ impl ServerHealth {
             .store(other.failures_in_row.load(Relaxed), Relaxed);
         self.ejections.store(other.ejections.load(Relaxed), Relaxed);
     }
+}
+
+/// The slow-start share at `now` in per mille for a server back since `since` (0: long ago):
+/// 1000 when `ramp_ms` is 0 (off) or `since` is at least `ramp_ms` ago, 1000 too while
+/// `since` is still ahead (the server is still out: selection does not use it), otherwise
+/// rising linearly from 100 (10 %) at `since` to 1000.
+pub fn ramp_permille_since(since: u64, now: u64, ramp_ms: u64) -> u64 {
+    if ramp_ms == 0 || since == 0 || since > now {
+        return 1000;
+    }
+    let elapsed = now.saturating_sub(since);
+    if elapsed >= ramp_ms {
+        return 1000;
+    }
+    // elapsed < ramp_ms, so the quotient is below 900: no overflow (ramp_ms is bounded by
+    // the seconds maximum, times 1000, times 900 fits a u64).
+    100 + elapsed.saturating_mul(900) / ramp_ms
 }
 
 #[cfg(test)]
@@ -448,10 +471,11 @@ mod tests {
 
         /// The effective weight is monotonic in the ramp and never above weight x 1000.
         #[test]
-        fn effective_weight_bounded(w in 0u32..=1_000_000, pct in 0u32..=2000, since in 1u64..1000, now in 0u64..20_000) {
+        fn effective_weight_bounded(w in 0u32..=1_000_000, pct in 0u32..=2000, since in 1u64..1000, after in 0u64..20_000) {
             let h = ServerHealth::default();
             h.set_agent_pct(pct);
             h.mark_up_since(since);
+            let now = since + after;
             let e = h.effective_weight(w, now, 10_000);
             prop_assert!(u64::from(e) <= u64::from(w) * 1000);
             prop_assert!(e <= h.effective_weight(w, now + 1000, 10_000));
