@@ -69,7 +69,7 @@ impl ServerStatus {
             weight: s.weight,
             prio: s.prio,
             acl: s.acl,
-            state: state_word(s, now),
+            state: s.state_word(now),
         }
     }
 
@@ -713,17 +713,6 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), ApplyError> {
         context: format!("cannot write web_stats file '{}'", path.display()),
         source,
     })
-}
-
-/// The state word of a server for the status page and the metrics (issue 13): the operator's
-/// state when not ready, else `ejected` while passive detection keeps it out, else `ready`.
-fn state_word(s: &Server, now: u64) -> &'static str {
-    use crate::domain::server_health::AdminState;
-    let h = s.health();
-    match h.admin() {
-        AdminState::Ready if h.is_ejected(now) => "ejected",
-        a => a.word(),
-    }
 }
 
 #[cfg(test)]

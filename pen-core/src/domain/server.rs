@@ -173,6 +173,16 @@ impl Server {
         self.has_address() && !self.is_blacklisted(now) && self.health.takes_new_clients(now)
     }
 
+    /// Its state in one word for the status page and the metrics (issue 13): the operator's
+    /// state when not ready, else `ejected` while passive detection keeps it out, else `ready`.
+    pub fn state_word(&self, now: u64) -> &'static str {
+        use crate::domain::server_health::AdminState;
+        match self.health.admin() {
+            AdminState::Ready if self.health.is_ejected(now) => "ejected",
+            a => a.word(),
+        }
+    }
+
     /// Whether a UDP flow already on it stays (its datagrams keep going to it) at `now`: as
     /// [`Server::in_service`], except that a drained server keeps its flows, as a drained
     /// server keeps its established TCP connections.
@@ -312,4 +322,54 @@ pub enum Target {
     Emergency,
     /// The abuse server (clients the client ACL denies).
     Abuse,
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+    use crate::domain::server_health::{AdminState, CheckVerdict};
+
+    /// A drained server takes no new client but keeps its UDP flows; a maintained, checked
+    /// down, ejected or blacklisted one keeps neither.
+    #[test]
+    fn drain_keeps_flows_the_other_states_do_not() {
+        let s = Server {
+            addr: Some(SocketAddr::from(([127, 0, 0, 1], 81))),
+            ..Server::default()
+        };
+        assert!(s.in_service(10) && s.keeps_flows(10));
+        s.health().set_admin(AdminState::Drain);
+        assert!(!s.in_service(10) && s.keeps_flows(10));
+        s.health().set_admin(AdminState::Maint);
+        assert!(!s.in_service(10) && !s.keeps_flows(10));
+        s.health().set_admin(AdminState::Drain);
+        s.health().set_verdict(CheckVerdict::Down, 10);
+        assert!(!s.keeps_flows(10));
+        s.health().set_verdict(CheckVerdict::Up, 11);
+        s.health().eject_until(20);
+        assert!(!s.keeps_flows(19) && s.keeps_flows(20));
+        s.blacklist(20, 1);
+        assert!(!s.keeps_flows(20) && s.keeps_flows(1_020));
+    }
+
+    /// `apply_states` reports each change once and starts the ramp of a server made ready.
+    #[test]
+    fn apply_states_reports_changes_and_marks_the_return() {
+        let spec = crate::domain::addr::parse_server("127.0.0.1:81", 80).unwrap();
+        let mut t = ServerTable::new(&[spec], None);
+        let mut confs: Vec<ServerConf> = t.iter().map(|(_, s)| s.conf()).collect();
+        confs[0].admin = AdminState::Maint;
+        t.reconfigure(&confs);
+        assert_eq!(
+            t.apply_states(&confs, 100),
+            [(ServerId(0), AdminState::Maint)]
+        );
+        assert!(t.apply_states(&confs, 200).is_empty());
+        confs[0].admin = AdminState::Ready;
+        assert_eq!(
+            t.apply_states(&confs, 300),
+            [(ServerId(0), AdminState::Ready)]
+        );
+        assert_eq!(t.get(ServerId(0)).unwrap().health().up_since(), 300);
+    }
 }
