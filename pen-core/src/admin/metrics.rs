@@ -261,6 +261,28 @@ pub(crate) fn render_snapshot(s: &Status) -> String {
         "Clients in the tracking table now.",
         count(s.clients_tracked),
     );
+    // ---- server states (issue 13) ----
+    family(
+        &mut out,
+        "pen_server_state",
+        Kind::Gauge,
+        "1 for the server's state (ready, drain, maint, or ejected by passive detection).",
+        rows.iter().flat_map(|(id, r)| {
+            ["ready", "drain", "maint", "ejected"].map(|st| {
+                (
+                    vec![("server", id.clone()), ("state", st.to_string())],
+                    u64::from(r.state == st),
+                )
+            })
+        }),
+    );
+    single(
+        &mut out,
+        "pen_panic",
+        Kind::Gauge,
+        "1 while fewer servers are available than panic_threshold asks, else 0.",
+        u64::from(s.panic),
+    );
     if let Some(t) = &s.tls {
         tls(&mut out, t);
     }
@@ -356,6 +378,9 @@ mod tests {
             "pen_control_commands_total 0",
             "pen_control_errors_total 0",
             "pen_clients_tracked 1",
+            "pen_server_state{server=\"1\",state=\"drain\"} 1",
+            "pen_server_state{server=\"1\",state=\"ready\"} 0",
+            "pen_panic 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -365,7 +390,7 @@ mod tests {
         // Every family has exactly one HELP and one TYPE, before its samples.
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
-        assert_eq!(types, 20);
+        assert_eq!(types, 22);
         assert_eq!(helps, types);
         assert!(text.ends_with('\n'));
     }

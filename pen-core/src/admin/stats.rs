@@ -50,6 +50,8 @@ pub struct ServerStatus {
     pub prio: u32,
     /// The ACL list a client must pass to use it (`server N acl A`).
     pub acl: Option<u8>,
+    /// Its state (issue 13): `ready`, `drain`, `maint`, or `ejected` by passive detection.
+    pub state: &'static str,
 }
 
 impl ServerStatus {
@@ -67,6 +69,7 @@ impl ServerStatus {
             weight: s.weight,
             prio: s.prio,
             acl: s.acl,
+            state: s.state_word(now),
         }
     }
 
@@ -195,6 +198,8 @@ pub struct Status {
     pub tls: Option<TlsValues>,
     /// The server chosen last (the round-robin cursor: C pen's "current").
     pub current: usize,
+    /// Whether fewer servers are available than the panic threshold asks (issue 13).
+    pub panic: bool,
     /// The open connections, by number: filled for the status page only (empty in
     /// [`Balancer::snapshot`](crate::Balancer::snapshot) and the metrics, which do not wait
     /// for the workers).
@@ -232,7 +237,12 @@ impl Status {
         };
         let c = &shared.counters;
         let wall_secs = shared.clock.wall_secs();
+        let panic = {
+            let t = shared.servers.read();
+            settings.states.rules().panicking(&t, now)
+        };
         Status {
+            panic,
             current: shared.rr.load(Relaxed),
             connections: Vec::new(),
             wall_secs,
@@ -640,11 +650,25 @@ pub(crate) fn render_page(s: &Status) -> String {
             s.settings.connect_timeout_secs
         ),
     );
+    if s.settings.states.panic_pct > 0 {
+        let on = if s.panic { "on" } else { "off" };
+        let threshold = format!(
+            "{on} (below {} % available: {})",
+            s.settings.states.panic_pct,
+            s.settings.states.panic_mode.word()
+        );
+        kv(&mut h, "panic mode", &threshold);
+    }
     for (i, r) in s.servers.iter().enumerate() {
         let state = match (r.has_address, r.blacklist_left) {
             (false, _) => "no address".to_string(),
             (true, Some(left)) => format!("blacklisted, {left} s left"),
             (true, None) => "up".to_string(),
+        };
+        let state = if r.state == "ready" {
+            state
+        } else {
+            format!("{state}, {}", r.state)
         };
         let acl = r.acl.map_or_else(|| "-".to_string(), |a| a.to_string());
         kv(

@@ -30,6 +30,7 @@ pub(crate) fn sample() -> Status {
                 has_address: true,
                 blacklist_left: Some(17),
                 acl: Some(3),
+                state: "drain",
                 ..ServerStatus::default()
             },
             ServerStatus::default(),
@@ -52,6 +53,7 @@ pub(crate) fn sample() -> Status {
         counters: CounterValues::default(),
         tls: None,
         current: 1,
+        panic: false,
         connections: vec![ConnectionStatus {
             number: 2,
             downfd: 11,

@@ -62,6 +62,8 @@ pub enum ServerField {
     Weight(u32),
     /// `prio P`.
     Prio(u32),
+    /// `drain`, `maint`, `ready` \[ours\]: the operator's state (issue 13).
+    State(crate::domain::server_health::AdminState),
 }
 
 /// The TLS commands (arguments kept raw; the TLS layer interprets them).
@@ -216,4 +218,17 @@ pub enum Command {
     Write(Option<String>),
     /// `ssl_*` commands with their raw arguments.
     Ssl(SslCommand, Vec<String>),
+    // ---- server states (issue 13) ----
+    /// `slow_start [S]` \[ours\]: seconds over which a returning server ramps its weight.
+    SlowStart(Option<u64>),
+    /// `panic_threshold [P [open|refuse]]` \[ours\]: below P % of servers available, spread
+    /// over all (`open`, the default) or keep refusing.
+    PanicThreshold(Option<(u32, crate::domain::policy::PanicMode)>),
+    /// `outlier_failures [N]` \[ours\]: failed connects in a row that eject a server (0: C
+    /// pen's blacklist on every failure).
+    OutlierFailures(Option<u32>),
+    /// `outlier_ejection_time [S]` \[ours\]: the first ejection's length in seconds.
+    OutlierEjectionTime(Option<u64>),
+    /// `outlier_max_percent [P]` \[ours\]: at most this share of servers ejected at once.
+    OutlierMaxPercent(Option<u32>),
 }

@@ -75,6 +75,7 @@ impl fmt::Display for ServerField {
             ServerField::Blacklist(t) => write!(f, "blacklist {t}"),
             ServerField::Weight(w) => write!(f, "weight {w}"),
             ServerField::Prio(p) => write!(f, "prio {p}"),
+            ServerField::State(s) => f.write_str(s.word()),
         }
     }
 }
@@ -172,6 +173,15 @@ impl fmt::Display for Command {
                 write!(f, "{which}")?;
                 args.iter().try_for_each(|a| write!(f, " {a}"))
             }
+            // ---- server states (issue 13) ----
+            Command::SlowStart(s) => opt(f, "slow_start", s.as_ref()),
+            Command::PanicThreshold(None) => f.write_str("panic_threshold"),
+            Command::PanicThreshold(Some((p, m))) => {
+                write!(f, "panic_threshold {p} {}", m.word())
+            }
+            Command::OutlierFailures(n) => opt(f, "outlier_failures", n.as_ref()),
+            Command::OutlierEjectionTime(s) => opt(f, "outlier_ejection_time", s.as_ref()),
+            Command::OutlierMaxPercent(p) => opt(f, "outlier_max_percent", p.as_ref()),
         }
     }
 }
@@ -305,6 +315,12 @@ mod tests {
             (0..=SECONDS_MAX).prop_map(ServerField::Blacklist),
             (0..=WEIGHT_MAX).prop_map(ServerField::Weight),
             (0..=WEIGHT_MAX).prop_map(ServerField::Prio),
+            prop_oneof![
+                Just(crate::domain::server_health::AdminState::Ready),
+                Just(crate::domain::server_health::AdminState::Drain),
+                Just(crate::domain::server_health::AdminState::Maint),
+            ]
+            .prop_map(ServerField::State),
         ]
     }
 
@@ -433,6 +449,24 @@ mod tests {
                 .boxed(),
             (ssl, proptest::collection::vec(word(), 0..5))
                 .prop_map(|(s, args)| Command::Ssl(s, args))
+                .boxed(),
+            // ---- server states (issue 13) ----
+            secs().prop_map(Command::SlowStart).boxed(),
+            proptest::option::of((
+                0..=crate::domain::limits::PERCENT_MAX,
+                prop_oneof![
+                    Just(crate::domain::policy::PanicMode::Open),
+                    Just(crate::domain::policy::PanicMode::Refuse)
+                ],
+            ))
+            .prop_map(Command::PanicThreshold)
+            .boxed(),
+            proptest::option::of(0..=crate::domain::limits::OUTLIER_FAILURES_MAX)
+                .prop_map(Command::OutlierFailures)
+                .boxed(),
+            secs().prop_map(Command::OutlierEjectionTime).boxed(),
+            proptest::option::of(0..=crate::domain::limits::PERCENT_MAX)
+                .prop_map(Command::OutlierMaxPercent)
                 .boxed(),
         ])
     }

@@ -148,6 +148,17 @@ pub fn required_level(cmd: &Command) -> Level {
         | C::TcpFastclose(Some(_))
         | C::Timeout(Some(_))
         | C::Tracking(Some(_)) => Operate,
+        // ---- server states (issue 13) ----
+        C::SlowStart(None)
+        | C::PanicThreshold(None)
+        | C::OutlierFailures(None)
+        | C::OutlierEjectionTime(None)
+        | C::OutlierMaxPercent(None) => Read,
+        C::SlowStart(Some(_))
+        | C::PanicThreshold(Some(_))
+        | C::OutlierFailures(Some(_))
+        | C::OutlierEjectionTime(Some(_))
+        | C::OutlierMaxPercent(Some(_)) => Operate,
     }
 }
 

@@ -129,6 +129,12 @@ impl Model {
                 | Command::Tracking(Some(_))
                 | Command::WebStats(Some(_))
                 | Command::NoWebStats
+                // ---- server states (issue 13) ----
+                | Command::SlowStart(Some(_))
+                | Command::PanicThreshold(Some(_))
+                | Command::OutlierFailures(Some(_))
+                | Command::OutlierEjectionTime(Some(_))
+                | Command::OutlierMaxPercent(Some(_))
         ) || matches!(cmd, Command::Ssl(which, _) if *which != SslCommand::Reload)
     }
 
@@ -298,6 +304,25 @@ impl Model {
                 pending.tls_touched = true;
                 super::ssl::apply(tls, which, &args)?
             }
+            // ---- server states (issue 13) ----
+            Command::SlowStart(v) => nl(*set(&mut s.states.slow_start_secs, v)),
+            Command::PanicThreshold(v) => {
+                if let Some((p, m)) = v {
+                    s.states.panic_pct = p;
+                    s.states.panic_mode = m;
+                }
+                let word = s.states.panic_mode.word();
+                format!("{} {word}\n", s.states.panic_pct)
+            }
+            Command::OutlierFailures(v) => nl(*set(&mut s.states.outlier_failures, v)),
+            Command::OutlierEjectionTime(Some(0)) => {
+                return Err(invalid(
+                    "0",
+                    "expected an ejection time of at least 1 second",
+                ));
+            }
+            Command::OutlierEjectionTime(v) => nl(*set(&mut s.states.outlier_ejection_secs, v)),
+            Command::OutlierMaxPercent(v) => nl(*set(&mut s.states.outlier_max_pct, v)),
             other => return Err(ApplyError::NotSupported(other.to_string())),
         })
     }
@@ -344,6 +369,7 @@ impl Model {
                 ServerField::Weight(w) => c.weight = *w,
                 ServerField::Prio(p) => c.prio = *p,
                 ServerField::Blacklist(t) => pending.blacklist.push((id, *t)),
+                ServerField::State(a) => c.admin = *a,
             }
         }
         Ok(())

@@ -18,6 +18,9 @@ use super::limits::{
     CLIENTS_MAX, CONNECTIONS_MAX, DEBUG_MAX, EXPECTED_CLIENTS, EXPECTED_CONNECTIONS,
     EXPECTED_DEBUG, EXPECTED_PRIO, EXPECTED_SECONDS, EXPECTED_WEIGHT, SECONDS_MAX, WEIGHT_MAX,
 };
+use super::limits::{EXPECTED_FAILURES, EXPECTED_PERCENT, OUTLIER_FAILURES_MAX, PERCENT_MAX};
+use crate::domain::policy::PanicMode;
+use crate::domain::server_health::AdminState;
 use crate::error::ParseError;
 
 /// Parses one control line (words separated by whitespace; a trailing newline is ignored).
@@ -156,6 +159,16 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
         "ssl_ocsp_response" => ssl(SslCommand::OcspResponse, w),
         "ssl_client_renegotiation_interval" => ssl(SslCommand::ClientRenegotiationInterval, w),
         "ssl_reload" => ssl(SslCommand::Reload, w),
+        // ---- server states (issue 13) ----
+        "slow_start" => Command::SlowStart(opt_secs(w)?),
+        "panic_threshold" => Command::PanicThreshold(panic_threshold(w)?),
+        "outlier_failures" => {
+            Command::OutlierFailures(opt_max(w, OUTLIER_FAILURES_MAX, EXPECTED_FAILURES)?)
+        }
+        "outlier_ejection_time" => Command::OutlierEjectionTime(opt_secs(w)?),
+        "outlier_max_percent" => {
+            Command::OutlierMaxPercent(opt_max(w, PERCENT_MAX, EXPECTED_PERCENT)?)
+        }
         other => return Err(ParseError::UnknownCommand(other.to_string())),
     };
     Ok(cmd)
@@ -258,7 +271,8 @@ fn v6_pattern(token: &str) -> Result<AclPattern, ParseError> {
 
 /// `server N [acl A] [address H] [port P] [max M] [hard H] [blacklist T] [weight W] [prio P]`.
 fn parse_server(w: &mut Words<'_>) -> Result<Command, ParseError> {
-    const FIELD: &str = "a server field: acl, address, port, max, hard, blacklist, weight or prio";
+    const FIELD: &str = "a server field: acl, address, port, max, hard, blacklist, weight, prio, \
+                         drain, maint or ready";
     let id = num(w.require("a server number")?, "a server number")?;
     let mut fields = Vec::new();
     while let Some(key) = w.next() {
@@ -279,6 +293,9 @@ fn parse_server(w: &mut Words<'_>) -> Result<Command, ParseError> {
                 WEIGHT_MAX,
                 EXPECTED_PRIO,
             )?),
+            "drain" => ServerField::State(AdminState::Drain),
+            "maint" => ServerField::State(AdminState::Maint),
+            "ready" => ServerField::State(AdminState::Ready),
             other => {
                 return Err(ParseError::BadArgument {
                     token: other.to_string(),
@@ -289,6 +306,25 @@ fn parse_server(w: &mut Words<'_>) -> Result<Command, ParseError> {
         fields.push(field);
     }
     Ok(Command::Server { id, fields })
+}
+
+/// `panic_threshold [P [open|refuse]]` (the mode defaults to `open`).
+fn panic_threshold(w: &mut Words<'_>) -> Result<Option<(u32, PanicMode)>, ParseError> {
+    let Some(p) = w.next() else {
+        return Ok(None);
+    };
+    let pct = num_max(p, PERCENT_MAX, EXPECTED_PERCENT)?;
+    let mode = match w.next() {
+        None | Some("open") => PanicMode::Open,
+        Some("refuse") => PanicMode::Refuse,
+        Some(other) => {
+            return Err(ParseError::BadArgument {
+                token: other.to_string(),
+                expected: "open or refuse",
+            })
+        }
+    };
+    Ok(Some((pct, mode)))
 }
 
 fn ssl(which: SslCommand, w: &mut Words<'_>) -> Command {

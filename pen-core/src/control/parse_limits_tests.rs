@@ -11,7 +11,7 @@ use crate::error::ParseError;
 /// with [`ParseError::OutOfRange`] naming the token and the maximum.
 #[test]
 fn every_maximum_is_enforced_by_the_parser() {
-    let cases: [(&str, u64, &str); 17] = [
+    let cases: [(&str, u64, &str); 22] = [
         ("blacklist", SECONDS_MAX, EXPECTED_SECONDS),
         ("timeout", SECONDS_MAX, EXPECTED_SECONDS),
         ("tracking", SECONDS_MAX, EXPECTED_SECONDS),
@@ -45,6 +45,20 @@ fn every_maximum_is_enforced_by_the_parser() {
         ),
         ("server 2 weight", u64::from(WEIGHT_MAX), EXPECTED_WEIGHT),
         ("server 2 prio", u64::from(WEIGHT_MAX), EXPECTED_PRIO),
+        // ---- server states (issue 13) ----
+        ("slow_start", SECONDS_MAX, EXPECTED_SECONDS),
+        ("outlier_ejection_time", SECONDS_MAX, EXPECTED_SECONDS),
+        (
+            "outlier_failures",
+            u64::from(OUTLIER_FAILURES_MAX),
+            EXPECTED_FAILURES,
+        ),
+        (
+            "outlier_max_percent",
+            u64::from(PERCENT_MAX),
+            EXPECTED_PERCENT,
+        ),
+        ("panic_threshold", u64::from(PERCENT_MAX), EXPECTED_PERCENT),
     ];
     for (cmd, max, expected) in cases {
         assert!(parse_line(&format!("{cmd} {max}")).is_ok(), "{cmd} {max}");

@@ -63,6 +63,13 @@ pub enum Event {
         /// The error, as the control socket would report it.
         error: String,
     },
+    /// The operator changed a server's state (`server N drain|maint|ready`) \[ours\].
+    ServerState {
+        /// The server.
+        server: Target,
+        /// Its new state.
+        state: crate::domain::server_health::AdminState,
+    },
     /// A thread of the balancer hit an error (it goes on if it can; see the error).
     WorkerError {
         /// Which thread.
@@ -81,6 +88,9 @@ pub enum BlacklistReason {
     ConnectFailed(String),
     /// The `server N blacklist T` command.
     Command,
+    /// Passive detection (`outlier_failures`): connects failed that many times in a row (the
+    /// last reason); the server is ejected for the time given, with back-off.
+    Ejected(String),
 }
 
 /// Why a blacklisted server was restored.
@@ -161,6 +171,9 @@ impl fmt::Display for Event {
                 error,
             } => write!(f, "config refused ({source}): {what}: {error}"),
             Event::WorkerError { worker, error } => write!(f, "{worker}: {error}"),
+            Event::ServerState { server, state } => {
+                write!(f, "{} state {}", Name(*server), state.word())
+            }
         }
     }
 }
@@ -170,6 +183,7 @@ impl fmt::Display for BlacklistReason {
         match self {
             BlacklistReason::ConnectFailed(why) => write!(f, "connect failed ({why})"),
             BlacklistReason::Command => f.write_str("by command"),
+            BlacklistReason::Ejected(why) => write!(f, "ejected by passive detection ({why})"),
         }
     }
 }

@@ -46,6 +46,18 @@ pub const WORKERS_MAX: usize = 1024;
 /// The error text for a number of workers above [`WORKERS_MAX`].
 pub const EXPECTED_WORKERS: &str = "a number of worker threads up to 1024 (0 = one per CPU)";
 
+// ---- server states (issue 13) ----
+
+/// Percentages: `panic_threshold P`, `outlier_max_percent P`.
+pub const PERCENT_MAX: u32 = 100;
+/// The text of the error for a percentage.
+pub const EXPECTED_PERCENT: &str = "a percentage up to 100";
+/// Failures in a row before passive detection ejects a server (`outlier_failures N`): more
+/// than anyone would wait for, small enough that the count never wraps.
+pub const OUTLIER_FAILURES_MAX: u32 = 1_000_000;
+/// The text of the error for `outlier_failures`.
+pub const EXPECTED_FAILURES: &str = "a number of failures up to 1000000";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,7 +65,7 @@ mod tests {
     /// Each error text names its maximum.
     #[test]
     fn texts_name_their_maximum() {
-        let pairs: [(&str, u64); 7] = [
+        let pairs: [(&str, u64); 9] = [
             (EXPECTED_SECONDS, SECONDS_MAX),
             (EXPECTED_CONNECTIONS, u64::from(CONNECTIONS_MAX)),
             (EXPECTED_DEBUG, u64::from(DEBUG_MAX)),
@@ -61,6 +73,8 @@ mod tests {
             (EXPECTED_PRIO, u64::from(WEIGHT_MAX)),
             (EXPECTED_CLIENTS, CLIENTS_MAX as u64),
             (EXPECTED_WORKERS, WORKERS_MAX as u64),
+            (EXPECTED_PERCENT, u64::from(PERCENT_MAX)),
+            (EXPECTED_FAILURES, u64::from(OUTLIER_FAILURES_MAX)),
         ];
         for (text, max) in pairs {
             assert!(text.contains(&format!("up to {max}")), "{text} / {max}");

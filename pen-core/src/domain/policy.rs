@@ -86,6 +86,64 @@ pub struct Selector<'a> {
     pub modes: Modes,
     /// What an external check says about the servers (`None`: every server is up).
     pub health: Option<&'a dyn HealthSource>,
+    /// Slow start and the panic threshold (both off by default).
+    pub rules: StateRules,
+    /// Whether panic mode is on for this selection (see [`StateRules::panic`]).
+    pub panic: bool,
+}
+
+/// What to do when too few servers are available (`panic_threshold P open|refuse`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PanicMode {
+    /// Spread clients over every server with an address, ignoring health (check verdict,
+    /// passive ejection, blacklist), keeping the operator's drain and maint, ACLs and limits.
+    #[default]
+    Open,
+    /// Keep refusing: only available servers are used, as without a threshold.
+    Refuse,
+}
+
+impl PanicMode {
+    /// The word in `panic_threshold P open|refuse`.
+    pub fn word(self) -> &'static str {
+        match self {
+            PanicMode::Open => "open",
+            PanicMode::Refuse => "refuse",
+        }
+    }
+}
+
+/// How server states shape selection beyond "available or not": slow start and the panic
+/// threshold. The default is off for both (C pen's selection).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StateRules {
+    /// Slow start in milliseconds (0: off): a server that came back ramps its weight.
+    pub slow_start_ms: u64,
+    /// Panic threshold in percent of the servers (0: off).
+    pub panic_pct: u32,
+    /// What panic mode does.
+    pub panic_mode: PanicMode,
+}
+
+impl StateRules {
+    /// Whether fewer than `panic_pct` % of the servers in `table` are available at `now` (in
+    /// service by [`Server::in_service`](crate::domain::server::Server::in_service)), with
+    /// the mode `open` (in `refuse` mode selection is unchanged, so panic is reported only
+    /// through [`StateRules::panicking`]).
+    pub fn panic(&self, table: &ServerTable, now: u64) -> bool {
+        self.panic_mode == PanicMode::Open && self.panicking(table, now)
+    }
+
+    /// Whether fewer than `panic_pct` % of the servers in `table` are available at `now`
+    /// (whatever the mode; false when the threshold is off or there are no servers).
+    pub fn panicking(&self, table: &ServerTable, now: u64) -> bool {
+        let n = table.len() as u64;
+        if self.panic_pct == 0 || n == 0 {
+            return false;
+        }
+        let up = table.iter().filter(|(_, s)| s.in_service(now)).count() as u64;
+        up.saturating_mul(100) < n.saturating_mul(u64::from(self.panic_pct))
+    }
 }
 
 impl<'a> Selector<'a> {
@@ -97,6 +155,19 @@ impl<'a> Selector<'a> {
             now,
             modes,
             health: None,
+            rules: StateRules::default(),
+            panic: false,
+        }
+    }
+
+    /// The same, with slow start and the panic threshold `rules` (panic mode is decided here,
+    /// once per selection).
+    #[must_use]
+    pub fn with_rules(self, rules: StateRules) -> Self {
+        Selector {
+            rules,
+            panic: rules.panic(self.table, self.now),
+            ..self
         }
     }
 
@@ -118,12 +189,26 @@ impl Selector<'_> {
         let Some(s) = self.table.get(id) else {
             return false;
         };
-        s.has_address()
-            && !s.is_blacklisted(self.now)
-            && !(self.modes.weight && s.weight == 0)
+        let healthy = if self.panic {
+            // Panic (open): health is ignored, the operator's state is not.
+            s.has_address() && s.health().admin() == crate::domain::server_health::AdminState::Ready
+        } else {
+            s.in_service(self.now) && self.health.is_none_or(|h| h.is_up(id, self.now))
+        };
+        healthy
+            && !(self.modes.weight && self.weight_of(s) == 0)
             && s.below_limits(tracked)
             && s.acl.is_none_or(|a| self.acls.permits(a, client))
-            && self.health.is_none_or(|h| h.is_up(id, self.now))
+    }
+
+    /// The weight of `s` in weight mode: its configured weight scaled by the agent's share and
+    /// by slow start (see [`ServerHealth::effective_weight`]).
+    ///
+    /// [`ServerHealth::effective_weight`]: crate::domain::server_health::ServerHealth::effective_weight
+    pub fn weight_of(&self, s: &crate::domain::server::Server) -> u32 {
+        let h = s.health();
+        let since = h.back_since(s.blacklisted_until.load(Relaxed));
+        h.effective_weight_since(s.weight, since, self.now, self.rules.slow_start_ms)
     }
 
     /// The first server to try for `client` (`port` is its source port, mixed into the hash in
@@ -157,7 +242,7 @@ impl Selector<'_> {
                 if !ok(id) {
                     continue;
                 }
-                let (c, w) = (s.conns.load(Relaxed), s.weight);
+                let (c, w) = (s.conns.load(Relaxed), self.weight_of(s));
                 let wide = u64::from;
                 if best.is_none_or(|(_, bc, bw)| wide(c) * wide(bw) < wide(bc) * wide(w)) {
                     best = Some((id, c, w));
@@ -223,13 +308,14 @@ impl Selector<'_> {
         None
     }
 
-    /// Whether the emergency server may be used now (it exists, has an address, and is not
-    /// blacklisted). Callers use it only when no regular server is available.
+    /// Whether the emergency server may be used now (it exists and is in service: an
+    /// address, not blacklisted, its health lets it). Callers use it only when no regular
+    /// server is available.
     pub fn emergency_available(&self) -> bool {
         self.table
             .emergency
             .as_ref()
-            .is_some_and(|e| e.has_address() && !e.is_blacklisted(self.now))
+            .is_some_and(|e| e.in_service(self.now))
     }
 }
 

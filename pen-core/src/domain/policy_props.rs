@@ -77,6 +77,7 @@ fn table(servers: &[Srv]) -> ServerTable {
             weight: s.weight,
             prio: s.prio,
             acl: s.acl,
+            admin: Default::default(),
         })
         .collect();
     t.reconfigure(&confs);
@@ -329,4 +330,184 @@ impl HealthSource for Down {
     fn is_up(&self, id: ServerId, _now: u64) -> bool {
         !self.0.get(id.0).copied().unwrap_or(false)
     }
+}
+
+// ---- server states (issue 13) ----
+
+/// A state a generated server is put in (issue 13).
+fn state() -> impl Strategy<Value = u8> {
+    0u8..6
+}
+
+/// Puts server `s` in state `k`: 0 ready, 1 drain, 2 maint, 3 checked down, 4 ejected,
+/// 5 checked up again (ready).
+fn put(s: &crate::domain::server::Server, k: u8) {
+    use crate::domain::server_health::{AdminState, CheckVerdict};
+    let h = s.health();
+    match k {
+        1 => h.set_admin(AdminState::Drain),
+        2 => h.set_admin(AdminState::Maint),
+        3 => h.set_verdict(CheckVerdict::Down, NOW),
+        4 => h.eject_until(NOW + 1),
+        5 => {
+            h.set_verdict(CheckVerdict::Down, NOW - 10);
+            h.set_verdict(CheckVerdict::Up, NOW - 5);
+        }
+        _ => {}
+    }
+}
+
+proptest! {
+    /// In every mode, for a new client (tracked or not) and in failover, a server that is
+    /// drained, in maintenance, checked down or ejected is never chosen; when every server
+    /// is out, nothing is (the emergency server's turn), and a server that is ready and
+    /// otherwise available is found whenever there is one.
+    #[test]
+    fn states_keep_servers_out_in_every_mode(
+        servers in prop::collection::vec((srv(), state()), 1..7),
+        m in modes(),
+        client in any::<u32>(),
+        tracked in prop::option::of(0usize..7),
+    ) {
+        let plain: Vec<Srv> = servers.iter().map(|(s, _)| s.clone()).collect();
+        let t = table(&plain);
+        for (i, (_, k)) in servers.iter().enumerate() {
+            if let Some(s) = t.get(ServerId(i)) {
+                put(s, *k);
+            }
+        }
+        let a = acls();
+        let rr = AtomicUsize::new(0);
+        let sel = Selector::new(&t, &a, NOW, m);
+        let c = IpAddr::from(client.to_be_bytes());
+        let out = |id: ServerId| servers.get(id.0).is_some_and(|(_, k)| (1..=4).contains(k));
+        let ctx = SelectionContext::new(sel, c, Some(4000), tracked.map(ServerId), &rr);
+        let pick = choose(&DefaultPolicy, &ctx);
+        if let Some(id) = pick {
+            prop_assert!(!out(id), "chose server {} in state {:?}", id.0, servers.get(id.0));
+        }
+        let any = (0..t.len()).any(|i| sel.available(ServerId(i), c, false));
+        if any {
+            prop_assert!(pick.is_some(), "a server is available but none was chosen");
+        }
+        if let Some(id) = pick {
+            let next = super::next_available(&DefaultPolicy, &ctx, id, id);
+            prop_assert!(next.is_none_or(|n| !out(n)));
+        }
+    }
+
+    /// Panic (open) ignores blacklisting, check verdicts and ejection but keeps the operator's
+    /// drain and maint; below the threshold only.
+    #[test]
+    fn panic_open_ignores_health_not_the_operator(
+        states in prop::collection::vec(state(), 1..7),
+        pct in 1u32..=100,
+    ) {
+        use super::{PanicMode, StateRules};
+        let plain: Vec<Srv> = states.iter().map(|_| Srv {
+            has_addr: true, blacklisted: false, conns: 0, max: 0, hard: 0, weight: 1, prio: 0, acl: None,
+        }).collect();
+        let t = table(&plain);
+        for (i, k) in states.iter().enumerate() {
+            if let Some(s) = t.get(ServerId(i)) {
+                put(s, *k);
+            }
+        }
+        let a = acls();
+        let rules = StateRules { slow_start_ms: 0, panic_pct: pct, panic_mode: PanicMode::Open };
+        let sel = Selector::new(&t, &a, NOW, Modes::default()).with_rules(rules);
+        let up = states.iter().filter(|k| !(1..=4).contains(*k)).count();
+        let below = (up as u64) * 100 < (states.len() as u64) * u64::from(pct);
+        prop_assert_eq!(sel.panic, below);
+        let c = IpAddr::from([10, 0, 0, 1]);
+        for (i, k) in states.iter().enumerate() {
+            let expect = match k {
+                1 | 2 => false,
+                3 | 4 => below,
+                _ => true,
+            };
+            prop_assert_eq!(sel.available(ServerId(i), c, false), expect, "state {}", k);
+        }
+        let refuse = Selector::new(&t, &a, NOW, Modes::default())
+            .with_rules(StateRules { panic_mode: PanicMode::Refuse, ..rules });
+        prop_assert!(!refuse.panic);
+    }
+}
+
+#[test]
+fn agent_share_and_slow_start_scale_weight_mode() {
+    let srv1 = Srv {
+        has_addr: true,
+        blacklisted: false,
+        conns: 0,
+        max: 0,
+        hard: 0,
+        weight: 1,
+        prio: 0,
+        acl: None,
+    };
+    let t = table(&[srv1.clone(), srv1]);
+    let a = acls();
+    let m = Modes {
+        weight: true,
+        ..Modes::default()
+    };
+    let rules = super::StateRules {
+        slow_start_ms: 10_000,
+        ..Default::default()
+    };
+    // Server 1 came back 1 s ago: 19 % of its weight. With 5 connections on server 0 and
+    // none on server 1, 0/0.19 < 5/1: server 1; with 1 on server 1, 1/0.19 > 5/1: server 0.
+    let (s0, s1) = (t.get(ServerId(0)).unwrap(), t.get(ServerId(1)).unwrap());
+    s1.health().mark_up_since(NOW - 1_000);
+    s0.set_conns(5);
+    let rr = AtomicUsize::new(0);
+    let sel = Selector::new(&t, &a, NOW, m).with_rules(rules);
+    let c = IpAddr::from([10, 0, 0, 1]);
+    assert_eq!(sel.first_choice(c, 1, None, &rr), Some(ServerId(1)));
+    s1.set_conns(1);
+    assert_eq!(sel.first_choice(c, 1, None, &rr), Some(ServerId(0)));
+    // The ramp over, 1/1 < 5/1: server 1 again.
+    let later = Selector::new(&t, &a, NOW + 10_000, m).with_rules(rules);
+    assert_eq!(later.first_choice(c, 1, None, &rr), Some(ServerId(1)));
+    // An agent share of 0 % takes it out of weight mode.
+    s1.health().set_agent_pct(0);
+    assert!(!later.available(ServerId(1), c, false));
+}
+
+#[test]
+fn the_end_of_a_blacklisting_or_ejection_starts_the_ramp() {
+    let srv1 = Srv {
+        has_addr: true,
+        blacklisted: false,
+        conns: 0,
+        max: 0,
+        hard: 0,
+        weight: 10,
+        prio: 0,
+        acl: None,
+    };
+    let t = table(&[srv1]);
+    let a = acls();
+    let m = Modes {
+        weight: true,
+        ..Modes::default()
+    };
+    let rules = super::StateRules {
+        slow_start_ms: 10_000,
+        ..Default::default()
+    };
+    let s = t.get(ServerId(0)).unwrap();
+    let sel = Selector::new(&t, &a, NOW, m).with_rules(rules);
+    assert_eq!(
+        sel.weight_of(s),
+        10 * 100 * 1000 / 1000,
+        "never out: full weight"
+    );
+    // Blacklisted 10 s from 1 s before NOW - 9 s: it ended 1 s ago, 19 % of the weight.
+    s.blacklist(NOW - 11_000, 10);
+    assert_eq!(sel.weight_of(s), 10 * 100 * 190 / 1000);
+    s.blacklist(NOW, 0);
+    s.health().eject_until(NOW - 5_000);
+    assert_eq!(sel.weight_of(s), 10 * 100 * 550 / 1000);
 }

@@ -25,6 +25,8 @@ pub struct ServerConf {
     pub prio: u32,
     /// ACL list a client must pass.
     pub acl: Option<u8>,
+    /// The operator's state (`server N drain|maint|ready`) \[ours\].
+    pub admin: crate::domain::server_health::AdminState,
 }
 
 /// Index of a server in the table (servers are numbered from 0 in command-line order).
@@ -63,8 +65,7 @@ pub struct Server {
     /// Blacklisted until this time (milliseconds of the balancer's monotonic clock); 0 = not
     /// blacklisted.
     pub(crate) blacklisted_until: AtomicU64,
-    /// Health as pen's checks, the operator and live traffic see it (no effect on selection
-    /// yet: see `server_health`).
+    /// Health as pen's checks, the operator and live traffic see it (see `in_service`).
     pub(crate) health: crate::domain::server_health::ServerHealth,
 }
 
@@ -95,6 +96,7 @@ impl Server {
             weight: self.weight,
             prio: self.prio,
             acl: self.acl,
+            admin: self.health.admin(),
         }
     }
 
@@ -159,6 +161,37 @@ impl Server {
             now.saturating_add(secs.saturating_mul(1000))
         };
         self.blacklisted_until.store(until, Relaxed);
+    }
+
+    /// Whether it may take a new client at `now` as far as its state goes: it has an address,
+    /// is not blacklisted, and its health ([`ServerHealth::takes_new_clients`]) lets it: ready
+    /// (not drained nor in maintenance), not checked down, not ejected by passive detection.
+    /// Limits, weight and ACL are the selector's part.
+    ///
+    /// [`ServerHealth::takes_new_clients`]: crate::domain::server_health::ServerHealth::takes_new_clients
+    pub fn in_service(&self, now: u64) -> bool {
+        self.has_address() && !self.is_blacklisted(now) && self.health.takes_new_clients(now)
+    }
+
+    /// Its state in one word for the status page and the metrics (issue 13): the operator's
+    /// state when not ready, else `ejected` while passive detection keeps it out, else `ready`.
+    pub fn state_word(&self, now: u64) -> &'static str {
+        use crate::domain::server_health::AdminState;
+        match self.health.admin() {
+            AdminState::Ready if self.health.is_ejected(now) => "ejected",
+            a => a.word(),
+        }
+    }
+
+    /// Whether a UDP flow already on it stays (its datagrams keep going to it) at `now`: as
+    /// [`Server::in_service`], except that a drained server keeps its flows, as a drained
+    /// server keeps its established TCP connections.
+    pub fn keeps_flows(&self, now: u64) -> bool {
+        use crate::domain::server_health::AdminState;
+        self.has_address()
+            && !self.is_blacklisted(now)
+            && self.health.admin() != AdminState::Maint
+            && self.health.is_healthy(now)
     }
 
     /// Whether the connection limits admit one more client; `tracked` says whether this is the
@@ -239,6 +272,29 @@ impl ServerTable {
         removed
     }
 
+    /// Sets each server's operator state from `confs` at `now` (after
+    /// [`ServerTable::reconfigure`]); returns the servers whose state changed. A server made
+    /// ready again starts its slow-start ramp at `now`.
+    pub fn apply_states(
+        &self,
+        confs: &[ServerConf],
+        now: u64,
+    ) -> Vec<(ServerId, crate::domain::server_health::AdminState)> {
+        use crate::domain::server_health::AdminState;
+        let mut changed = Vec::new();
+        for ((id, s), c) in self.iter().zip(confs) {
+            let old = s.health.admin();
+            if old != c.admin {
+                s.health.set_admin(c.admin);
+                if c.admin == AdminState::Ready {
+                    s.health.mark_up_since(now.max(1));
+                }
+                changed.push((id, c.admin));
+            }
+        }
+        changed
+    }
+
     /// All regular servers with their ids.
     pub fn iter(&self) -> impl Iterator<Item = (ServerId, &Server)> {
         self.servers
@@ -266,4 +322,54 @@ pub enum Target {
     Emergency,
     /// The abuse server (clients the client ACL denies).
     Abuse,
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+    use crate::domain::server_health::{AdminState, CheckVerdict};
+
+    /// A drained server takes no new client but keeps its UDP flows; a maintained, checked
+    /// down, ejected or blacklisted one keeps neither.
+    #[test]
+    fn drain_keeps_flows_the_other_states_do_not() {
+        let s = Server {
+            addr: Some(SocketAddr::from(([127, 0, 0, 1], 81))),
+            ..Server::default()
+        };
+        assert!(s.in_service(10) && s.keeps_flows(10));
+        s.health().set_admin(AdminState::Drain);
+        assert!(!s.in_service(10) && s.keeps_flows(10));
+        s.health().set_admin(AdminState::Maint);
+        assert!(!s.in_service(10) && !s.keeps_flows(10));
+        s.health().set_admin(AdminState::Drain);
+        s.health().set_verdict(CheckVerdict::Down, 10);
+        assert!(!s.keeps_flows(10));
+        s.health().set_verdict(CheckVerdict::Up, 11);
+        s.health().eject_until(20);
+        assert!(!s.keeps_flows(19) && s.keeps_flows(20));
+        s.blacklist(20, 1);
+        assert!(!s.keeps_flows(20) && s.keeps_flows(1_020));
+    }
+
+    /// `apply_states` reports each change once and starts the ramp of a server made ready.
+    #[test]
+    fn apply_states_reports_changes_and_marks_the_return() {
+        let spec = crate::domain::addr::parse_server("127.0.0.1:81", 80).unwrap();
+        let mut t = ServerTable::new(&[spec], None);
+        let mut confs: Vec<ServerConf> = t.iter().map(|(_, s)| s.conf()).collect();
+        confs[0].admin = AdminState::Maint;
+        t.reconfigure(&confs);
+        assert_eq!(
+            t.apply_states(&confs, 100),
+            [(ServerId(0), AdminState::Maint)]
+        );
+        assert!(t.apply_states(&confs, 200).is_empty());
+        confs[0].admin = AdminState::Ready;
+        assert_eq!(
+            t.apply_states(&confs, 300),
+            [(ServerId(0), AdminState::Ready)]
+        );
+        assert_eq!(t.get(ServerId(0)).unwrap().health().up_since(), 300);
+    }
 }

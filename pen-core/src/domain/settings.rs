@@ -104,6 +104,8 @@ pub struct Settings {
     pub listen_text: Option<String>,
     /// The control address as written after `-C`, echoed by the `control` query.
     pub control_text: Option<String>,
+    /// Server states: slow start, panic threshold, passive detection (issue 13) \[ours\].
+    pub states: crate::domain::server_health::StateSettings,
 }
 
 impl Default for Settings {
@@ -144,6 +146,7 @@ impl Default for Settings {
             trusted_proxy_acl: -1,
             listen_text: None,
             control_text: None,
+            states: crate::domain::server_health::StateSettings::default(),
         }
     }
 }

@@ -74,8 +74,7 @@ impl Shared {
         if self.acls.read().permits(acl, ip) {
             return false;
         }
-        let abuse = (self.servers.read().abuse.as_ref())
-            .is_some_and(|a| a.has_address() && !a.is_blacklisted(now));
+        let abuse = (self.servers.read().abuse.as_ref()).is_some_and(|a| a.in_service(now));
         if abuse {
             return false;
         }

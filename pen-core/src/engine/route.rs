@@ -37,7 +37,8 @@ fn selector<'a>(
     now: u64,
     settings: &Settings,
 ) -> Selector<'a> {
-    let sel = Selector::new(servers, acls, now, Shared::modes(settings));
+    let sel = Selector::new(servers, acls, now, Shared::modes(settings))
+        .with_rules(settings.states.rules());
     match shared.health.as_deref() {
         Some(h) => sel.with_health(h),
         None => sel,
@@ -70,7 +71,7 @@ pub(crate) fn choose(
             .read()
             .abuse
             .as_ref()
-            .is_some_and(|a| a.has_address() && !a.is_blacklisted(now));
+            .is_some_and(|a| a.in_service(now));
         if debug > 0 {
             let to = if abuse {
                 "sent to the abuse server"
@@ -134,20 +135,7 @@ pub(crate) fn fail_over(
     if let Some(s) = servers.target(target) {
         s.release();
         if blacklist {
-            s.blacklist(now, settings.blacklist_secs);
-            shared.counters.blacklistings.fetch_add(1, Relaxed);
-            shared.events.emit(|| Event::ServerBlacklisted {
-                server: target,
-                seconds: settings.blacklist_secs,
-                reason: BlacklistReason::ConnectFailed(why.to_string()),
-            });
-            if settings.debug > 0 {
-                log::debug!(
-                    "server {} failed ({why}): blacklisted for {} s",
-                    target_name(target),
-                    settings.blacklist_secs
-                );
-            }
+            server_failed(shared, &settings, &servers, target, now, why);
         }
     }
     let next = match target {
@@ -169,6 +157,83 @@ pub(crate) fn fail_over(
         shared.events.emit(|| Event::Failover { from: target, to });
     }
     next
+}
+
+/// Live traffic showed `target` failing at `now` (a refused, failed or timed-out connect, or an
+/// ICMP unreachable for UDP). Without `outlier_failures` (0, the default) this is C pen's rule:
+/// the server is blacklisted for `blacklist` seconds. With it, passive detection: the
+/// `outlier_failures`-th failure in a row ejects the server with exponential back-off, unless
+/// `outlier_max_percent` of the servers are ejected already (one may always be).
+pub(crate) fn server_failed(
+    shared: &Shared,
+    settings: &Settings,
+    servers: &ServerTable,
+    target: Target,
+    now: u64,
+    why: &dyn Display,
+) {
+    let Some(s) = servers.target(target) else {
+        return;
+    };
+    let cfg = &settings.states;
+    if cfg.outlier_failures == 0 {
+        s.blacklist(now, settings.blacklist_secs);
+        shared.counters.blacklistings.fetch_add(1, Relaxed);
+        shared.events.emit(|| Event::ServerBlacklisted {
+            server: target,
+            seconds: settings.blacklist_secs,
+            reason: BlacklistReason::ConnectFailed(why.to_string()),
+        });
+        if settings.debug > 0 {
+            log::debug!(
+                "server {} failed ({why}): blacklisted for {} s",
+                target_name(target),
+                settings.blacklist_secs
+            );
+        }
+        return;
+    }
+    let may_eject = match target {
+        Target::Server(_) => {
+            let ejected = servers
+                .iter()
+                .filter(|(_, s)| s.health().is_ejected(now))
+                .count();
+            ejected == 0
+                || (ejected as u64 + 1).saturating_mul(100)
+                    <= (servers.len() as u64).saturating_mul(u64::from(cfg.outlier_max_pct))
+        }
+        // The emergency and abuse servers are alone in their kind.
+        _ => true,
+    };
+    if let Some(ms) = s.health().on_failure(now, cfg, may_eject) {
+        let seconds = ms / 1000;
+        shared.counters.blacklistings.fetch_add(1, Relaxed);
+        shared.events.emit(|| Event::ServerBlacklisted {
+            server: target,
+            seconds,
+            reason: BlacklistReason::Ejected(why.to_string()),
+        });
+        if settings.debug > 0 {
+            log::debug!(
+                "server {} failed ({why}) {} times in a row: ejected for {seconds} s",
+                target_name(target),
+                cfg.outlier_failures
+            );
+        }
+    }
+}
+
+/// Live traffic reached `target` at `now` (a connect succeeded): passive detection's count
+/// of failures in a row starts again. Two relaxed loads when nothing is to be reset.
+pub(crate) fn server_succeeded(shared: &Shared, target: Target, now: u64) {
+    let settings = shared.settings.read();
+    if settings.states.outlier_failures == 0 {
+        return;
+    }
+    if let Some(s) = shared.servers.read().target(target) {
+        s.health().on_success(now, &settings.states);
+    }
 }
 
 #[cfg(test)]

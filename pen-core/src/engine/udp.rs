@@ -387,7 +387,7 @@ impl UdpWorker {
                 .servers
                 .read()
                 .target(flow.target)
-                .is_some_and(|s| s.has_address() && !s.is_blacklisted(now));
+                .is_some_and(|s| s.keeps_flows(now));
         if usable {
             return true;
         }
@@ -641,17 +641,8 @@ impl UdpWorker {
     /// datagram, see [`UdpWorker::check_target`]).
     fn blacklist_failed(&self, target: Target, now: u64, why: &dyn std::fmt::Display) {
         let settings = self.shared.settings.read();
-        if let Some(s) = self.shared.servers.read().target(target) {
-            s.blacklist(now, settings.blacklist_secs);
-            self.shared.counters.blacklistings.fetch_add(1, Relaxed);
-            if settings.debug > 0 {
-                log::debug!(
-                    "UDP server {} failed ({why}): blacklisted for {} s",
-                    target_name(target),
-                    settings.blacklist_secs
-                );
-            }
-        }
+        let servers = self.shared.servers.read();
+        route::server_failed(&self.shared, &settings, &servers, target, now, why);
     }
 
     // ---- expiry and closing ---------------------------------------------------------------

@@ -541,10 +541,7 @@ impl Balancer {
         let now = sh.now_ms();
         let (up, total) = {
             let t = sh.servers.read();
-            let up = t
-                .iter()
-                .filter(|(_, s)| s.has_address() && !s.is_blacklisted(now))
-                .count();
+            let up = t.iter().filter(|(_, s)| s.in_service(now)).count();
             (up, t.len())
         };
         let c = &sh.counters;

@@ -394,6 +394,11 @@ pub(crate) fn commit(shared: &Shared, model: Model, pending: Pending<RealHost<'_
     let now = shared.now_ms();
     {
         let servers = shared.servers.read();
+        // Issue 13: `server N drain|maint|ready`, one event per change.
+        for (id, state) in servers.apply_states(&model.servers, now) {
+            let server = Target::Server(id);
+            shared.events.emit(|| Event::ServerState { server, state });
+        }
         for (id, secs) in pending.blacklist {
             if let Some(s) = servers.get(ServerId(id)) {
                 let was = s.is_blacklisted(now);

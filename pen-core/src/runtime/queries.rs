@@ -171,6 +171,7 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
                 if s.is_blacklisted(now) {
                     let _ = write!(out, " blacklisted {}", s.blacklist_left_secs(now));
                 }
+                out.push_str(&state_suffix(s, now));
                 out.push('\n');
             }
             out
@@ -195,6 +196,15 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
             tls.reload()?;
             String::new()
         }
+        // ---- server states (issue 13) ----
+        Command::SlowStart(None) => nl(settings.states.slow_start_secs),
+        Command::PanicThreshold(None) => {
+            let word = settings.states.panic_mode.word();
+            format!("{} {word}\n", settings.states.panic_pct)
+        }
+        Command::OutlierFailures(None) => nl(settings.states.outlier_failures),
+        Command::OutlierEjectionTime(None) => nl(settings.states.outlier_ejection_secs),
+        Command::OutlierMaxPercent(None) => nl(settings.states.outlier_max_pct),
         // Every configuration command was handled through the model above.
         other => return Err(ApplyError::NotSupported(other.to_string())),
     };
@@ -243,4 +253,24 @@ fn describe(shared: &Shared, w: usize, slot: usize) -> Option<String> {
         .filter(|l| l.send(WorkerMsg::Describe(slot, tx)))
         .and_then(|_| rx.recv_timeout(WORKER_REPLY).ok())
         .flatten()
+}
+
+// ---- server states (issue 13) ----
+
+/// The \[ours\] suffix of a `servers` line for the server's state, after C pen's fields:
+/// empty when the server is ready and not ejected (so C pen's line is unchanged), else
+/// ` state drain`, ` state maint` and/or ` ejected S` (seconds left).
+pub(crate) fn state_suffix(s: &crate::domain::server::Server, now: u64) -> String {
+    use crate::domain::server_health::AdminState;
+    let h = s.health();
+    let mut out = String::new();
+    if h.admin() != AdminState::Ready {
+        out.push_str(" state ");
+        out.push_str(h.admin().word());
+    }
+    if h.is_ejected(now) {
+        let left = h.ejected_until().saturating_sub(now).div_ceil(1000);
+        let _ = write!(out, " ejected {left}");
+    }
+    out
 }

@@ -149,10 +149,15 @@ impl Worker {
         };
         conn.life.connected(now);
         conn.s.write = true;
-        let (http, trust_list) = {
+        let (http, trust_list, outlier) = {
             let s = self.shared.settings.read();
-            (s.http, u8::try_from(s.trusted_proxy_acl).ok())
+            let outlier = s.states.outlier_failures != 0;
+            (s.http, u8::try_from(s.trusted_proxy_acl).ok(), outlier)
         };
+        if outlier {
+            // Passive detection: a success ends a run of failures.
+            route::server_succeeded(&self.shared, conn.target, now);
+        }
         if http {
             let https = conn.tls.is_some();
             // Decided once per connection. An empty list trusts nobody here (unlike a client
