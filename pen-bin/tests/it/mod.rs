@@ -16,6 +16,7 @@ mod differential;
 mod failover;
 mod faults;
 mod faults_load;
+mod health_checks;
 mod http;
 mod netns;
 mod ops_config;

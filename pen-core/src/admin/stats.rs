@@ -50,6 +50,8 @@ pub struct ServerStatus {
     pub prio: u32,
     /// The ACL list a client must pass to use it (`server N acl A`).
     pub acl: Option<u8>,
+    /// Its active check, when one is configured.
+    pub check: Option<crate::domain::check::CheckSnapshot>,
 }
 
 impl ServerStatus {
@@ -67,6 +69,10 @@ impl ServerStatus {
             weight: s.weight,
             prio: s.prio,
             acl: s.acl,
+            check: s
+                .check
+                .as_ref()
+                .map(|_| s.last_check().snapshot(s.health().verdict())),
         }
     }
 
@@ -647,10 +653,21 @@ pub(crate) fn render_page(s: &Status) -> String {
             (true, None) => "up".to_string(),
         };
         let acl = r.acl.map_or_else(|| "-".to_string(), |a| a.to_string());
+        // Ours: the active check's verdict and last result (docs/health-checks.md).
+        let check = r.check.map_or_else(String::new, |c| {
+            let verdict =
+                c.up.map_or("unchecked", |up| if up { "up" } else { "down" });
+            let last = c.last.map_or("none", |l| l.word());
+            let ms = c.last_micros / 1000;
+            format!("; check {verdict}, last {last} in {ms} ms")
+        });
         kv(
             &mut h,
             &format!("server {i}"),
-            &format!("{state}; {} connections in total; acl {acl}", r.total),
+            &format!(
+                "{state}; {} connections in total; acl {acl}{check}",
+                r.total
+            ),
         );
     }
     h.push_str("</table>\n</body>\n</html>\n");

@@ -62,6 +62,9 @@ pub enum ServerField {
     Weight(u32),
     /// `prio P`.
     Prio(u32),
+    /// `check KIND ...` / `check off` \[ours\]: the server's active health check (the rest of
+    /// the line; `None` = no check).
+    Check(Option<crate::domain::check::CheckSpec>),
 }
 
 /// The TLS commands (arguments kept raw; the TLS layer interprets them).
@@ -216,4 +219,12 @@ pub enum Command {
     Write(Option<String>),
     /// `ssl_*` commands with their raw arguments.
     Ssl(SslCommand, Vec<String>),
+    /// `check_interval [MS]` \[ours\]: milliseconds between two checks of a server.
+    CheckInterval(Option<u64>),
+    /// `check_timeout [MS]` \[ours\]: milliseconds one check may take.
+    CheckTimeout(Option<u64>),
+    /// `check_rise [N]` \[ours\]: successes in a row that bring a down server up.
+    CheckRise(Option<u32>),
+    /// `check_fall [N]` \[ours\]: failures in a row that take an up server down.
+    CheckFall(Option<u32>),
 }

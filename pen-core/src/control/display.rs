@@ -75,6 +75,8 @@ impl fmt::Display for ServerField {
             ServerField::Blacklist(t) => write!(f, "blacklist {t}"),
             ServerField::Weight(w) => write!(f, "weight {w}"),
             ServerField::Prio(p) => write!(f, "prio {p}"),
+            ServerField::Check(Some(spec)) => write!(f, "check {spec}"),
+            ServerField::Check(None) => f.write_str("check off"),
         }
     }
 }
@@ -172,6 +174,10 @@ impl fmt::Display for Command {
                 write!(f, "{which}")?;
                 args.iter().try_for_each(|a| write!(f, " {a}"))
             }
+            Command::CheckInterval(n) => opt(f, "check_interval", n.as_ref()),
+            Command::CheckTimeout(n) => opt(f, "check_timeout", n.as_ref()),
+            Command::CheckRise(n) => opt(f, "check_rise", n.as_ref()),
+            Command::CheckFall(n) => opt(f, "check_fall", n.as_ref()),
         }
     }
 }
@@ -308,6 +314,26 @@ mod tests {
         ]
     }
 
+    /// Check specifications of every kind (the full property is in `domain/check_tests.rs`).
+    fn check_spec() -> impl Strategy<Value = crate::domain::check::CheckSpec> {
+        use crate::domain::check::{CheckSpec, Expect};
+        let text = proptest::collection::vec(any::<u8>(), 1..20);
+        prop_oneof![
+            Just(CheckSpec::Connect),
+            Just(CheckSpec::Tls),
+            (1..=u16::MAX).prop_map(|port| CheckSpec::Agent { port }),
+            ("/[a-z0-9/]{0,10}", 200..=204u16).prop_map(|(path, lo)| CheckSpec::Http {
+                path,
+                lo,
+                hi: 399
+            }),
+            (text.clone(), text).prop_map(|(send, e)| CheckSpec::Send {
+                send,
+                expect: Expect::Text(e)
+            }),
+        ]
+    }
+
     /// Every command `parse_line` can produce.
     fn command() -> impl Strategy<Value = Command> {
         let switch = prop_oneof![
@@ -433,6 +459,29 @@ mod tests {
                 .boxed(),
             (ssl, proptest::collection::vec(word(), 0..5))
                 .prop_map(|(s, args)| Command::Ssl(s, args))
+                .boxed(),
+            proptest::option::of(0..=crate::control::limits::CHECK_MS_MAX)
+                .prop_map(Command::CheckInterval)
+                .boxed(),
+            proptest::option::of(0..=crate::control::limits::CHECK_MS_MAX)
+                .prop_map(Command::CheckTimeout)
+                .boxed(),
+            proptest::option::of(0..=crate::control::limits::CHECK_COUNT_MAX)
+                .prop_map(Command::CheckRise)
+                .boxed(),
+            proptest::option::of(0..=crate::control::limits::CHECK_COUNT_MAX)
+                .prop_map(Command::CheckFall)
+                .boxed(),
+            (
+                any::<usize>(),
+                proptest::collection::vec(server_field(), 0..4),
+                proptest::option::of(check_spec()),
+            )
+                .prop_map(|(id, mut fields, check)| {
+                    // `check` takes the rest of the line: always last.
+                    fields.push(ServerField::Check(check));
+                    Command::Server { id, fields }
+                })
                 .boxed(),
         ])
     }

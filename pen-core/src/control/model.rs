@@ -129,6 +129,10 @@ impl Model {
                 | Command::Tracking(Some(_))
                 | Command::WebStats(Some(_))
                 | Command::NoWebStats
+                | Command::CheckInterval(Some(_))
+                | Command::CheckTimeout(Some(_))
+                | Command::CheckRise(Some(_))
+                | Command::CheckFall(Some(_))
         ) || matches!(cmd, Command::Ssl(which, _) if *which != SslCommand::Reload)
     }
 
@@ -298,6 +302,21 @@ impl Model {
                 pending.tls_touched = true;
                 super::ssl::apply(tls, which, &args)?
             }
+            Command::CheckInterval(v) | Command::CheckTimeout(v)
+                if v.is_some_and(|ms| ms < crate::domain::check::CHECK_MS_MIN) =>
+            {
+                return Err(invalid(
+                    v.unwrap_or_default(),
+                    "expected at least 10 milliseconds",
+                ));
+            }
+            Command::CheckInterval(v) => nl(*set(&mut s.checks.interval_ms, v)),
+            Command::CheckTimeout(v) => nl(*set(&mut s.checks.timeout_ms, v)),
+            Command::CheckRise(v) | Command::CheckFall(v) if v == Some(0) => {
+                return Err(invalid("0", "expected at least 1 check"));
+            }
+            Command::CheckRise(v) => nl(*set(&mut s.checks.rise, v)),
+            Command::CheckFall(v) => nl(*set(&mut s.checks.fall, v)),
             other => return Err(ApplyError::NotSupported(other.to_string())),
         })
     }
@@ -344,6 +363,7 @@ impl Model {
                 ServerField::Weight(w) => c.weight = *w,
                 ServerField::Prio(p) => c.prio = *p,
                 ServerField::Blacklist(t) => pending.blacklist.push((id, *t)),
+                ServerField::Check(spec) => c.check = spec.clone(),
             }
         }
         Ok(())

@@ -46,6 +46,15 @@ pub const WORKERS_MAX: usize = 1024;
 /// The error text for a number of workers above [`WORKERS_MAX`].
 pub const EXPECTED_WORKERS: &str = "a number of worker threads up to 1024 (0 = one per CPU)";
 
+/// Most milliseconds of `check_interval` and `check_timeout` (one hour; at least 10).
+pub const CHECK_MS_MAX: u64 = crate::domain::check::CHECK_MS_MAX;
+/// The error text for milliseconds above [`CHECK_MS_MAX`].
+pub const EXPECTED_CHECK_MS: &str = "a number of milliseconds up to 3600000 (one hour)";
+/// Most of `check_rise` and `check_fall`.
+pub const CHECK_COUNT_MAX: u32 = crate::domain::check::CHECK_COUNT_MAX;
+/// The error text for a count above [`CHECK_COUNT_MAX`].
+pub const EXPECTED_CHECK_COUNT: &str = "a number of checks up to 1000";
+
 #[cfg(test)]
 mod tests {
     use super::*;

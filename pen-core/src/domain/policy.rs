@@ -120,6 +120,7 @@ impl Selector<'_> {
         };
         s.has_address()
             && !s.is_blacklisted(self.now)
+            && s.health().verdict() != crate::domain::server_health::CheckVerdict::Down
             && !(self.modes.weight && s.weight == 0)
             && s.below_limits(tracked)
             && s.acl.is_none_or(|a| self.acls.permits(a, client))

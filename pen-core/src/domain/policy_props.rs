@@ -77,6 +77,7 @@ fn table(servers: &[Srv]) -> ServerTable {
             weight: s.weight,
             prio: s.prio,
             acl: s.acl,
+            check: None,
         })
         .collect();
     t.reconfigure(&confs);

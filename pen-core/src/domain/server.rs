@@ -25,6 +25,8 @@ pub struct ServerConf {
     pub prio: u32,
     /// ACL list a client must pass.
     pub acl: Option<u8>,
+    /// Its active health check (`server N check ...`), if any.
+    pub check: Option<crate::domain::check::CheckSpec>,
 }
 
 /// Index of a server in the table (servers are numbered from 0 in command-line order).
@@ -66,12 +68,21 @@ pub struct Server {
     /// Health as pen's checks, the operator and live traffic see it (no effect on selection
     /// yet: see `server_health`).
     pub(crate) health: crate::domain::server_health::ServerHealth,
+    /// Its active health check (`server N check ...`), if any: the checker thread runs it.
+    pub check: Option<crate::domain::check::CheckSpec>,
+    /// The last check's result and the check counters.
+    pub(crate) last_check: crate::domain::check::LastCheck,
 }
 
 impl Server {
     /// The server's live health (operator state, check verdict, passive ejection).
     pub fn health(&self) -> &crate::domain::server_health::ServerHealth {
         &self.health
+    }
+
+    /// Its last active check and the check counters.
+    pub fn last_check(&self) -> &crate::domain::check::LastCheck {
+        &self.last_check
     }
 
     /// A server from a command-line spec.
@@ -95,6 +106,7 @@ impl Server {
             weight: self.weight,
             prio: self.prio,
             acl: self.acl,
+            check: self.check.clone(),
         }
     }
 
@@ -235,6 +247,7 @@ impl ServerTable {
             s.weight = c.weight;
             s.prio = c.prio;
             s.acl = c.acl;
+            s.check.clone_from(&c.check);
         }
         removed
     }

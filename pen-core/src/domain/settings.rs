@@ -104,6 +104,9 @@ pub struct Settings {
     pub listen_text: Option<String>,
     /// The control address as written after `-C`, echoed by the `control` query.
     pub control_text: Option<String>,
+    /// The timing of active health checks (`check_interval`, `check_timeout`, `check_rise`,
+    /// `check_fall`).
+    pub checks: crate::domain::check::CheckSettings,
 }
 
 impl Default for Settings {
@@ -144,6 +147,7 @@ impl Default for Settings {
             trusted_proxy_acl: -1,
             listen_text: None,
             control_text: None,
+            checks: crate::domain::check::CheckSettings::default(),
         }
     }
 }

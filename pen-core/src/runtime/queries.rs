@@ -171,6 +171,7 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
                 if s.is_blacklisted(now) {
                     let _ = write!(out, " blacklisted {}", s.blacklist_left_secs(now));
                 }
+                health_suffix(&mut out, s);
                 out.push('\n');
             }
             out
@@ -195,6 +196,10 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
             tls.reload()?;
             String::new()
         }
+        Command::CheckInterval(None) => nl(settings.checks.interval_ms),
+        Command::CheckTimeout(None) => nl(settings.checks.timeout_ms),
+        Command::CheckRise(None) => nl(settings.checks.rise),
+        Command::CheckFall(None) => nl(settings.checks.fall),
         // Every configuration command was handled through the model above.
         other => return Err(ApplyError::NotSupported(other.to_string())),
     };
@@ -243,4 +248,41 @@ fn describe(shared: &Shared, w: usize, slot: usize) -> Option<String> {
         .filter(|l| l.send(WorkerMsg::Describe(slot, tx)))
         .and_then(|_| rx.recv_timeout(WORKER_REPLY).ok())
         .flatten()
+}
+
+/// `servers`' \[ours\] suffix after C pen's fields: the health state and the last check
+/// (` state ready check up last ok 1ms`, then ` agent 50%` when an agent set a share). Only
+/// when a check is configured or the state is not plain ready, so that a C-pen-compatible
+/// setup prints exactly what C pen does.
+fn health_suffix(out: &mut String, s: &crate::domain::server::Server) {
+    use crate::domain::server_health::{AdminState, CheckVerdict};
+    let h = s.health();
+    let (admin, verdict, pct) = (h.admin(), h.verdict(), h.agent_pct());
+    if s.check.is_none()
+        && admin == AdminState::Ready
+        && verdict == CheckVerdict::Unchecked
+        && pct == 100
+    {
+        return;
+    }
+    let admin = match admin {
+        AdminState::Ready => "ready",
+        AdminState::Drain => "drain",
+        AdminState::Maint => "maint",
+    };
+    let verdict = match verdict {
+        CheckVerdict::Unchecked => "unchecked",
+        CheckVerdict::Up => "up",
+        CheckVerdict::Down => "down",
+    };
+    let last = s.last_check();
+    let _ = write!(
+        out,
+        " state {admin} check {verdict} last {} {}ms",
+        last.result().word(),
+        last.micros() / 1000
+    );
+    if pct != 100 {
+        let _ = write!(out, " agent {pct}%");
+    }
 }
