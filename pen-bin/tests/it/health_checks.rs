@@ -198,3 +198,34 @@ fn check_commands_round_trip_through_write() {
         "{text}"
     );
 }
+
+#[test]
+fn tls_check_passes_a_private_ca_server_and_fails_a_plain_one() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    use super::tls_util::{put, Ca};
+    let dir = ScratchDir::new("check-tls");
+    // A private CA and a name that matches nothing: the check does not verify the certificate.
+    let leaf = Ca::root("private CA").server(&["unrelated.test"]);
+    let cert = put(&dir.0, "cert.pem", &leaf.cert_pem);
+    let key = put(&dir.0, "key.pem", leaf.key_pem());
+    let inner = Backend::name("T");
+    let tls_server = PenBuilder::new()
+        .opts(&["-E", &cert, "-K", &key])
+        .server(inner.spec())
+        .start();
+    let plain = Backend::name("P");
+    let mut opts: Vec<&str> = Vec::new();
+    opts.extend(FAST);
+    opts.extend(["-O", "server 0 check tls", "-O", "server 1 check tls"]);
+    let pen = PenBuilder::new()
+        .opts(&opts)
+        .server(tls_server.addr())
+        .server(plain.spec())
+        .start();
+    wait_until(WAIT, "the TLS server up and the plain one down", || {
+        server_line(&pen, 0).contains(" check up last ok")
+            && server_line(&pen, 1).contains(" check down")
+    });
+}
