@@ -229,3 +229,29 @@ fn tls_check_passes_a_private_ca_server_and_fails_a_plain_one() {
             && server_line(&pen, 1).contains(" check down")
     });
 }
+
+#[test]
+fn with_debug_a_verdict_change_is_logged_once() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    let b = Backend::name("B");
+    let mut opts: Vec<&str> = vec!["-d"];
+    opts.extend(FAST);
+    opts.extend(["-O", "server 0 check connect"]);
+    let pen = PenBuilder::new().opts(&opts).server(b.spec()).start();
+    wait_until(WAIT, "the server up by its check", || {
+        server_line(&pen, 0).contains(" check up")
+    });
+    drop(b);
+    let line = "server 0 is down by its check: failed";
+    wait_until(WAIT, "the verdict change in the log", || {
+        pen.log_text().contains(line)
+    });
+    assert_eq!(
+        pen.log_text().matches(line).count(),
+        1,
+        "{}",
+        pen.log_text()
+    );
+}

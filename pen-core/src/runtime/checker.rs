@@ -315,13 +315,7 @@ impl Checker {
             s.health().set_verdict(v, now);
             s.last_check.transition();
             let up = v == CheckVerdict::Up;
-            if self.shared.settings.read().debug > 0 {
-                log::info!(
-                    "server {key} is {} by its check: {}",
-                    if up { "up" } else { "down" },
-                    result.word()
-                );
-            }
+            // The `pen` binary logs every event while `debug` is on (`-d`).
             self.shared.events.emit(|| Event::ServerCheck {
                 server: Target::Server(ServerId(key)),
                 up,
