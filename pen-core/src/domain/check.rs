@@ -555,6 +555,18 @@ pub struct CheckSnapshot {
     pub sum_micros: u64,
 }
 
+impl fmt::Display for CheckSnapshot {
+    /// `check up, last ok in 1 ms` (the status page's words).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = self
+            .up
+            .map_or("unchecked", |up| if up { "up" } else { "down" });
+        let last = self.last.map_or("none", CheckResult::word);
+        let ms = self.last_micros / 1000;
+        write!(f, "check {verdict}, last {last} in {ms} ms")
+    }
+}
+
 impl LastCheck {
     /// A snapshot with the verdict `v`.
     pub fn snapshot(&self, v: CheckVerdict) -> CheckSnapshot {
