@@ -184,6 +184,7 @@ pub(crate) fn render_snapshot(s: &Status) -> String {
         "1 while the server is blacklisted after a failure, else 0.",
         &|r| u64::from(r.blacklist_left.is_some()),
     );
+    checks(&mut out, &rows);
     let (to_servers, to_clients) = rows.iter().fold((0u64, 0u64), |(a, b), (_, r)| {
         (a.saturating_add(r.sent), b.saturating_add(r.received))
     });
@@ -319,6 +320,55 @@ fn tls(out: &mut String, t: &crate::tls::stats::TlsValues) {
         "Certificate and key reloads (SIGHUP, ssl_reload, ssl_* commands).",
         t.reloads,
     );
+}
+
+/// The active checks' families (docs/health-checks.md), for the servers that have a check.
+fn checks(out: &mut String, rows: &[(String, &ServerStatus)]) {
+    use crate::domain::check::CHECK_BUCKETS_MS;
+    let checked: Vec<(&String, crate::domain::check::CheckSnapshot)> = rows
+        .iter()
+        .filter_map(|(id, r)| r.check.map(|c| (id, c)))
+        .collect();
+    if checked.is_empty() {
+        return;
+    }
+    let label = |id: &String| vec![("server", id.clone())];
+    family(
+        out,
+        "pen_server_up",
+        Kind::Gauge,
+        "1 while the server's active check finds it up, else 0 (down or not decided yet).",
+        checked
+            .iter()
+            .map(|(id, c)| (label(id), u64::from(c.up == Some(true)))),
+    );
+    family(
+        out,
+        "pen_server_state_transitions_total",
+        Kind::Counter,
+        "Changes of the active check's verdict (up to down and back).",
+        checked.iter().map(|(id, c)| (label(id), c.transitions)),
+    );
+    let name = "pen_server_check_duration_seconds";
+    let _ = writeln!(out, "# HELP {name} How long the active checks took.");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (id, c) in &checked {
+        let id = label_value(id);
+        let mut cumulative = 0u64;
+        for (ms, n) in CHECK_BUCKETS_MS.iter().zip(c.buckets) {
+            cumulative = cumulative.saturating_add(n);
+            let le = *ms as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{server=\"{id}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let total: u64 = c.buckets.iter().fold(0, |a, b| a.saturating_add(*b));
+        let _ = writeln!(out, "{name}_bucket{{server=\"{id}\",le=\"+Inf\"}} {total}");
+        let sum = c.sum_micros as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{server=\"{id}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{server=\"{id}\"}} {total}");
+    }
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ pub struct ServerStatus {
     pub acl: Option<u8>,
     /// Its state (issue 13): `ready`, `drain`, `maint`, or `ejected` by passive detection.
     pub state: &'static str,
+    /// Its active check, when one is configured.
+    pub check: Option<crate::domain::check::CheckSnapshot>,
 }
 
 impl ServerStatus {
@@ -70,6 +72,10 @@ impl ServerStatus {
             prio: s.prio,
             acl: s.acl,
             state: s.state_word(now),
+            check: s
+                .check
+                .as_ref()
+                .map(|_| s.last_check().snapshot(s.health().verdict())),
         }
     }
 
@@ -671,10 +677,15 @@ pub(crate) fn render_page(s: &Status) -> String {
             format!("{state}, {}", r.state)
         };
         let acl = r.acl.map_or_else(|| "-".to_string(), |a| a.to_string());
+        // Ours: the active check's verdict and last result (docs/health-checks.md).
+        let check = r.check.map_or_else(String::new, |c| format!("; {c}"));
         kv(
             &mut h,
             &format!("server {i}"),
-            &format!("{state}; {} connections in total; acl {acl}", r.total),
+            &format!(
+                "{state}; {} connections in total; acl {acl}{check}",
+                r.total
+            ),
         );
     }
     h.push_str("</table>\n</body>\n</html>\n");

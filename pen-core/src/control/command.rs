@@ -64,6 +64,9 @@ pub enum ServerField {
     Prio(u32),
     /// `drain`, `maint`, `ready` \[ours\]: the operator's state (issue 13).
     State(crate::domain::server_health::AdminState),
+    /// `check KIND ...` / `check off` \[ours\]: the server's active health check (the rest of
+    /// the line; `None` = no check).
+    Check(Option<crate::domain::check::CheckSpec>),
 }
 
 /// The TLS commands (arguments kept raw; the TLS layer interprets them).
@@ -231,4 +234,12 @@ pub enum Command {
     OutlierEjectionTime(Option<u64>),
     /// `outlier_max_percent [P]` \[ours\]: at most this share of servers ejected at once.
     OutlierMaxPercent(Option<u32>),
+    /// `check_interval [MS]` \[ours\]: milliseconds between two checks of a server.
+    CheckInterval(Option<u64>),
+    /// `check_timeout [MS]` \[ours\]: milliseconds one check may take.
+    CheckTimeout(Option<u64>),
+    /// `check_rise [N]` \[ours\]: successes in a row that bring a down server up.
+    CheckRise(Option<u32>),
+    /// `check_fall [N]` \[ours\]: failures in a row that take an up server down.
+    CheckFall(Option<u32>),
 }

@@ -76,6 +76,8 @@ impl fmt::Display for ServerField {
             ServerField::Weight(w) => write!(f, "weight {w}"),
             ServerField::Prio(p) => write!(f, "prio {p}"),
             ServerField::State(s) => f.write_str(s.word()),
+            ServerField::Check(Some(spec)) => write!(f, "check {spec}"),
+            ServerField::Check(None) => f.write_str("check off"),
         }
     }
 }
@@ -182,6 +184,10 @@ impl fmt::Display for Command {
             Command::OutlierFailures(n) => opt(f, "outlier_failures", n.as_ref()),
             Command::OutlierEjectionTime(s) => opt(f, "outlier_ejection_time", s.as_ref()),
             Command::OutlierMaxPercent(p) => opt(f, "outlier_max_percent", p.as_ref()),
+            Command::CheckInterval(n) => opt(f, "check_interval", n.as_ref()),
+            Command::CheckTimeout(n) => opt(f, "check_timeout", n.as_ref()),
+            Command::CheckRise(n) => opt(f, "check_rise", n.as_ref()),
+            Command::CheckFall(n) => opt(f, "check_fall", n.as_ref()),
         }
     }
 }
@@ -321,6 +327,26 @@ mod tests {
                 Just(crate::domain::server_health::AdminState::Maint),
             ]
             .prop_map(ServerField::State),
+        ]
+    }
+
+    /// Check specifications of every kind (the full property is in `domain/check_tests.rs`).
+    fn check_spec() -> impl Strategy<Value = crate::domain::check::CheckSpec> {
+        use crate::domain::check::{CheckSpec, Expect};
+        let text = proptest::collection::vec(any::<u8>(), 1..20);
+        prop_oneof![
+            Just(CheckSpec::Connect),
+            Just(CheckSpec::Tls),
+            (1..=u16::MAX).prop_map(|port| CheckSpec::Agent { port }),
+            ("/[a-z0-9/]{0,10}", 200..=204u16).prop_map(|(path, lo)| CheckSpec::Http {
+                path,
+                lo,
+                hi: 399
+            }),
+            (text.clone(), text).prop_map(|(send, e)| CheckSpec::Send {
+                send,
+                expect: Expect::Text(e)
+            }),
         ]
     }
 
@@ -467,6 +493,29 @@ mod tests {
             secs().prop_map(Command::OutlierEjectionTime).boxed(),
             proptest::option::of(0..=crate::domain::limits::PERCENT_MAX)
                 .prop_map(Command::OutlierMaxPercent)
+                .boxed(),
+            proptest::option::of(0..=crate::control::limits::CHECK_MS_MAX)
+                .prop_map(Command::CheckInterval)
+                .boxed(),
+            proptest::option::of(0..=crate::control::limits::CHECK_MS_MAX)
+                .prop_map(Command::CheckTimeout)
+                .boxed(),
+            proptest::option::of(0..=crate::control::limits::CHECK_COUNT_MAX)
+                .prop_map(Command::CheckRise)
+                .boxed(),
+            proptest::option::of(0..=crate::control::limits::CHECK_COUNT_MAX)
+                .prop_map(Command::CheckFall)
+                .boxed(),
+            (
+                any::<usize>(),
+                proptest::collection::vec(server_field(), 0..4),
+                proptest::option::of(check_spec()),
+            )
+                .prop_map(|(id, mut fields, check)| {
+                    // `check` takes the rest of the line: always last.
+                    fields.push(ServerField::Check(check));
+                    Command::Server { id, fields }
+                })
                 .boxed(),
         ])
     }

@@ -92,7 +92,7 @@ pub fn required_level(cmd: &Command) -> Level {
         C::Ssl(SslCommand::Ciphers, args) if args.is_empty() => Read,
         C::Ssl(_, _) => Admin,
         C::Server { fields, .. } => {
-            if fields.iter().any(|f| matches!(f, ServerField::Address(_))) {
+            if fields.iter().any(names_socket) {
                 Admin
             } else {
                 Operate
@@ -159,7 +159,25 @@ pub fn required_level(cmd: &Command) -> Level {
         | C::OutlierFailures(Some(_))
         | C::OutlierEjectionTime(Some(_))
         | C::OutlierMaxPercent(Some(_)) => Operate,
+        C::CheckInterval(None)
+        | C::CheckTimeout(None)
+        | C::CheckRise(None)
+        | C::CheckFall(None) => Read,
+        C::CheckInterval(Some(_))
+        | C::CheckTimeout(Some(_))
+        | C::CheckRise(Some(_))
+        | C::CheckFall(Some(_)) => Operate,
     }
+}
+
+/// A server field that names a host or a socket: `address`, and `check agent PORT` (a port of
+/// the server's host other than the one pen relays to).
+fn names_socket(f: &ServerField) -> bool {
+    matches!(
+        f,
+        ServerField::Address(_)
+            | ServerField::Check(Some(crate::domain::check::CheckSpec::Agent { .. }))
+    )
 }
 
 /// Whether `cmd` names a file, a socket or a host (what an [`Level::Admin`] endpoint alone
@@ -173,9 +191,7 @@ pub fn names_file_socket_or_host(cmd: &Command) -> bool {
         | Command::Listen(Some(_))
         | Command::Source(_) => true,
         Command::Ssl(which, args) => *which != SslCommand::Ciphers && !args.is_empty(),
-        Command::Server { fields, .. } => {
-            fields.iter().any(|f| matches!(f, ServerField::Address(_)))
-        }
+        Command::Server { fields, .. } => fields.iter().any(names_socket),
         _ => false,
     }
 }

@@ -135,6 +135,10 @@ impl Model {
                 | Command::OutlierFailures(Some(_))
                 | Command::OutlierEjectionTime(Some(_))
                 | Command::OutlierMaxPercent(Some(_))
+                | Command::CheckInterval(Some(_))
+                | Command::CheckTimeout(Some(_))
+                | Command::CheckRise(Some(_))
+                | Command::CheckFall(Some(_))
         ) || matches!(cmd, Command::Ssl(which, _) if *which != SslCommand::Reload)
     }
 
@@ -323,6 +327,21 @@ impl Model {
             }
             Command::OutlierEjectionTime(v) => nl(*set(&mut s.states.outlier_ejection_secs, v)),
             Command::OutlierMaxPercent(v) => nl(*set(&mut s.states.outlier_max_pct, v)),
+            Command::CheckInterval(v) | Command::CheckTimeout(v)
+                if v.is_some_and(|ms| ms < crate::domain::check::CHECK_MS_MIN) =>
+            {
+                return Err(invalid(
+                    v.unwrap_or_default(),
+                    "expected at least 10 milliseconds",
+                ));
+            }
+            Command::CheckInterval(v) => nl(*set(&mut s.checks.interval_ms, v)),
+            Command::CheckTimeout(v) => nl(*set(&mut s.checks.timeout_ms, v)),
+            Command::CheckRise(v) | Command::CheckFall(v) if v == Some(0) => {
+                return Err(invalid("0", "expected at least 1 check"));
+            }
+            Command::CheckRise(v) => nl(*set(&mut s.checks.rise, v)),
+            Command::CheckFall(v) => nl(*set(&mut s.checks.fall, v)),
             other => return Err(ApplyError::NotSupported(other.to_string())),
         })
     }
@@ -370,6 +389,7 @@ impl Model {
                 ServerField::Prio(p) => c.prio = *p,
                 ServerField::Blacklist(t) => pending.blacklist.push((id, *t)),
                 ServerField::State(a) => c.admin = *a,
+                ServerField::Check(spec) => c.check = spec.clone(),
             }
         }
         Ok(())

@@ -14,6 +14,7 @@ use super::command::{
     AclAction, AclEntry, AclPattern, Command, EventMechanism, Fastclose, ModeFlag, Obsolete,
     ServerField, SslCommand, Switch,
 };
+use super::limits::{CHECK_COUNT_MAX, CHECK_MS_MAX, EXPECTED_CHECK_COUNT, EXPECTED_CHECK_MS};
 use super::limits::{
     CLIENTS_MAX, CONNECTIONS_MAX, DEBUG_MAX, EXPECTED_CLIENTS, EXPECTED_CONNECTIONS,
     EXPECTED_DEBUG, EXPECTED_PRIO, EXPECTED_SECONDS, EXPECTED_WEIGHT, SECONDS_MAX, WEIGHT_MAX,
@@ -169,6 +170,10 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
         "outlier_max_percent" => {
             Command::OutlierMaxPercent(opt_max(w, PERCENT_MAX, EXPECTED_PERCENT)?)
         }
+        "check_interval" => Command::CheckInterval(opt_max(w, CHECK_MS_MAX, EXPECTED_CHECK_MS)?),
+        "check_timeout" => Command::CheckTimeout(opt_max(w, CHECK_MS_MAX, EXPECTED_CHECK_MS)?),
+        "check_rise" => Command::CheckRise(opt_max(w, CHECK_COUNT_MAX, EXPECTED_CHECK_COUNT)?),
+        "check_fall" => Command::CheckFall(opt_max(w, CHECK_COUNT_MAX, EXPECTED_CHECK_COUNT)?),
         other => return Err(ParseError::UnknownCommand(other.to_string())),
     };
     Ok(cmd)
@@ -272,7 +277,7 @@ fn v6_pattern(token: &str) -> Result<AclPattern, ParseError> {
 /// `server N [acl A] [address H] [port P] [max M] [hard H] [blacklist T] [weight W] [prio P]`.
 fn parse_server(w: &mut Words<'_>) -> Result<Command, ParseError> {
     const FIELD: &str = "a server field: acl, address, port, max, hard, blacklist, weight, prio, \
-                         drain, maint or ready";
+                         drain, maint, ready or check";
     let id = num(w.require("a server number")?, "a server number")?;
     let mut fields = Vec::new();
     while let Some(key) = w.next() {
@@ -296,6 +301,7 @@ fn parse_server(w: &mut Words<'_>) -> Result<Command, ParseError> {
             "drain" => ServerField::State(AdminState::Drain),
             "maint" => ServerField::State(AdminState::Maint),
             "ready" => ServerField::State(AdminState::Ready),
+            "check" => ServerField::Check(check_field(w)?),
             other => {
                 return Err(ParseError::BadArgument {
                     token: other.to_string(),
@@ -325,6 +331,35 @@ fn panic_threshold(w: &mut Words<'_>) -> Result<Option<(u32, PanicMode)>, ParseE
         }
     };
     Ok(Some((pct, mode)))
+}
+
+/// `check KIND ...` or `check off`: the rest of the line (so `check` comes last).
+fn check_field(w: &mut Words<'_>) -> Result<Option<crate::domain::check::CheckSpec>, ParseError> {
+    use crate::domain::check::{parse_spec, CheckSpecError};
+    let rest: Vec<&str> = std::iter::from_fn(|| w.next()).collect();
+    let mut it = rest.into_iter().peekable();
+    let spec = if it.peek() == Some(&"off") {
+        it.next();
+        None
+    } else {
+        Some(parse_spec(&mut it).map_err(|e| match e {
+            CheckSpecError::Unexpected { token, expected } => {
+                ParseError::BadArgument { token, expected }
+            }
+            CheckSpecError::Missing(expected) => ParseError::MissingArgument {
+                command: "server N check".to_string(),
+                expected,
+            },
+            CheckSpecError::Text { token, reason } => ParseError::BadArgument {
+                token,
+                expected: reason,
+            },
+        })?)
+    };
+    match it.next() {
+        Some(extra) => Err(ParseError::TrailingArgument(extra.to_string())),
+        None => Ok(spec),
+    }
 }
 
 fn ssl(which: SslCommand, w: &mut Words<'_>) -> Command {

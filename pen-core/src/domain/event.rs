@@ -77,6 +77,16 @@ pub enum Event {
         /// What went wrong.
         error: String,
     },
+    /// A server's active check changed its verdict (after `check_rise` or `check_fall`
+    /// results in a row; the first result decides at once).
+    ServerCheck {
+        /// The server.
+        server: Target,
+        /// Whether it is now up.
+        up: bool,
+        /// The last result (`ok`, `timeout`, `refused`, `bad answer`, ...).
+        last: String,
+    },
 }
 
 /// Why a server was blacklisted.
@@ -173,6 +183,10 @@ impl fmt::Display for Event {
             Event::WorkerError { worker, error } => write!(f, "{worker}: {error}"),
             Event::ServerState { server, state } => {
                 write!(f, "{} state {}", Name(*server), state.word())
+            }
+            Event::ServerCheck { server, up, last } => {
+                let state = if *up { "up" } else { "down" };
+                write!(f, "{} is {state} by its check: {last}", Name(*server))
             }
         }
     }

@@ -57,6 +57,14 @@ pub const EXPECTED_PERCENT: &str = "a percentage up to 100";
 pub const OUTLIER_FAILURES_MAX: u32 = 1_000_000;
 /// The text of the error for `outlier_failures`.
 pub const EXPECTED_FAILURES: &str = "a number of failures up to 1000000";
+/// Most milliseconds of `check_interval` and `check_timeout` (one hour; at least 10).
+pub const CHECK_MS_MAX: u64 = crate::domain::check::CHECK_MS_MAX;
+/// The error text for milliseconds above [`CHECK_MS_MAX`].
+pub const EXPECTED_CHECK_MS: &str = "a number of milliseconds up to 3600000 (one hour)";
+/// Most of `check_rise` and `check_fall`.
+pub const CHECK_COUNT_MAX: u32 = crate::domain::check::CHECK_COUNT_MAX;
+/// The error text for a count above [`CHECK_COUNT_MAX`].
+pub const EXPECTED_CHECK_COUNT: &str = "a number of checks up to 1000";
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod addr;
+pub mod check;
 pub mod clients;
 pub(crate) mod clock;
 pub mod event;

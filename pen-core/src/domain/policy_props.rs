@@ -78,6 +78,7 @@ fn table(servers: &[Srv]) -> ServerTable {
             prio: s.prio,
             acl: s.acl,
             admin: Default::default(),
+            check: None,
         })
         .collect();
     t.reconfigure(&confs);

@@ -27,6 +27,8 @@ pub struct ServerConf {
     pub acl: Option<u8>,
     /// The operator's state (`server N drain|maint|ready`) \[ours\].
     pub admin: crate::domain::server_health::AdminState,
+    /// Its active health check (`server N check ...`), if any.
+    pub check: Option<crate::domain::check::CheckSpec>,
 }
 
 /// Index of a server in the table (servers are numbered from 0 in command-line order).
@@ -67,12 +69,21 @@ pub struct Server {
     pub(crate) blacklisted_until: AtomicU64,
     /// Health as pen's checks, the operator and live traffic see it (see `in_service`).
     pub(crate) health: crate::domain::server_health::ServerHealth,
+    /// Its active health check (`server N check ...`), if any: the checker thread runs it.
+    pub check: Option<crate::domain::check::CheckSpec>,
+    /// The last check's result and the check counters.
+    pub(crate) last_check: crate::domain::check::LastCheck,
 }
 
 impl Server {
     /// The server's live health (operator state, check verdict, passive ejection).
     pub fn health(&self) -> &crate::domain::server_health::ServerHealth {
         &self.health
+    }
+
+    /// Its last active check and the check counters.
+    pub fn last_check(&self) -> &crate::domain::check::LastCheck {
+        &self.last_check
     }
 
     /// A server from a command-line spec.
@@ -97,6 +108,7 @@ impl Server {
             prio: self.prio,
             acl: self.acl,
             admin: self.health.admin(),
+            check: self.check.clone(),
         }
     }
 
@@ -268,6 +280,7 @@ impl ServerTable {
             s.weight = c.weight;
             s.prio = c.prio;
             s.acl = c.acl;
+            s.check.clone_from(&c.check);
         }
         removed
     }

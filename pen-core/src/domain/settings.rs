@@ -106,6 +106,9 @@ pub struct Settings {
     pub control_text: Option<String>,
     /// Server states: slow start, panic threshold, passive detection (issue 13) \[ours\].
     pub states: crate::domain::server_health::StateSettings,
+    /// The timing of active health checks (`check_interval`, `check_timeout`, `check_rise`,
+    /// `check_fall`).
+    pub checks: crate::domain::check::CheckSettings,
 }
 
 impl Default for Settings {
@@ -147,6 +150,7 @@ impl Default for Settings {
             listen_text: None,
             control_text: None,
             states: crate::domain::server_health::StateSettings::default(),
+            checks: crate::domain::check::CheckSettings::default(),
         }
     }
 }

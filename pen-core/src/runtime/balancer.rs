@@ -145,6 +145,8 @@ impl Bound {
                 .map_err(io_err("cannot start metrics thread"))?;
             threads.push(t);
         }
+        // The active health checker (runtime/checker.rs): idle while no check is configured.
+        threads.push(super::checker::start(&shared).map_err(io_err("cannot start the checker"))?);
         // From now on the workers answer messages: `listen` may wait for them.
         shared.running.store(true, Relaxed);
         // Subscribed through the Config: blacklistings running out are watched from now on.

@@ -4,6 +4,8 @@
 //! the control layer's I/O trait over the real system.
 
 pub mod balancer;
+pub(crate) mod checker;
+pub(crate) mod checker_tls;
 pub(crate) mod clock;
 pub mod config;
 pub(crate) mod controller;

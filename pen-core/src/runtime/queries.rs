@@ -171,7 +171,7 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
                 if s.is_blacklisted(now) {
                     let _ = write!(out, " blacklisted {}", s.blacklist_left_secs(now));
                 }
-                out.push_str(&state_suffix(s, now));
+                health_suffix(&mut out, s, now);
                 out.push('\n');
             }
             out
@@ -205,6 +205,10 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
         Command::OutlierFailures(None) => nl(settings.states.outlier_failures),
         Command::OutlierEjectionTime(None) => nl(settings.states.outlier_ejection_secs),
         Command::OutlierMaxPercent(None) => nl(settings.states.outlier_max_pct),
+        Command::CheckInterval(None) => nl(settings.checks.interval_ms),
+        Command::CheckTimeout(None) => nl(settings.checks.timeout_ms),
+        Command::CheckRise(None) => nl(settings.checks.rise),
+        Command::CheckFall(None) => nl(settings.checks.fall),
         // Every configuration command was handled through the model above.
         other => return Err(ApplyError::NotSupported(other.to_string())),
     };
@@ -255,22 +259,40 @@ fn describe(shared: &Shared, w: usize, slot: usize) -> Option<String> {
         .flatten()
 }
 
-// ---- server states (issue 13) ----
+// ---- server states and health checks (issue 13) ----
 
-/// The \[ours\] suffix of a `servers` line for the server's state, after C pen's fields:
-/// empty when the server is ready and not ejected (so C pen's line is unchanged), else
-/// ` state drain`, ` state maint` and/or ` ejected S` (seconds left).
-pub(crate) fn state_suffix(s: &crate::domain::server::Server, now: u64) -> String {
-    use crate::domain::server_health::AdminState;
+/// `servers`' \[ours\] suffix after C pen's fields, empty for a ready server with no check,
+/// no agent share and no ejection (so a C-pen-compatible setup prints exactly what C pen
+/// does): ` state ready|drain|maint` (when not ready, or when a check is configured), then
+/// ` check up|down|unchecked last RESULT Nms` (a check configured), ` agent P%` (an agent set
+/// a share) and ` ejected S` (passive detection, seconds left).
+fn health_suffix(out: &mut String, s: &crate::domain::server::Server, now: u64) {
+    use crate::domain::server_health::{AdminState, CheckVerdict};
     let h = s.health();
-    let mut out = String::new();
-    if h.admin() != AdminState::Ready {
+    let (admin, verdict, pct) = (h.admin(), h.verdict(), h.agent_pct());
+    if admin != AdminState::Ready || s.check.is_some() {
         out.push_str(" state ");
-        out.push_str(h.admin().word());
+        out.push_str(admin.word());
+    }
+    if s.check.is_some() {
+        let verdict = match verdict {
+            CheckVerdict::Unchecked => "unchecked",
+            CheckVerdict::Up => "up",
+            CheckVerdict::Down => "down",
+        };
+        let last = s.last_check();
+        let _ = write!(
+            out,
+            " check {verdict} last {} {}ms",
+            last.result().word(),
+            last.micros() / 1000
+        );
+    }
+    if pct != 100 {
+        let _ = write!(out, " agent {pct}%");
     }
     if h.is_ejected(now) {
         let left = h.ejected_until().saturating_sub(now).div_ceil(1000);
         let _ = write!(out, " ejected {left}");
     }
-    out
 }

@@ -1,0 +1,257 @@
+//! Active health checks (issue 13, docs/health-checks.md): a server that accepts but never
+//! answers, or that died, is marked down by its check before any client finds out, and takes
+//! no client afterwards; an agent's reply shows in `servers`.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use super::backends::Backend;
+use super::harness::{is_c_pen, wait_until, Pen, PenBuilder, ScratchDir, WAIT};
+
+/// Fast checks: every 100 ms, 150 ms to answer, down after 2 failures, up after 1 success.
+const FAST: [&str; 8] = [
+    "-O",
+    "check_interval 100",
+    "-O",
+    "check_timeout 150",
+    "-O",
+    "check_fall 2",
+    "-O",
+    "check_rise 1",
+];
+
+/// One request through pen: what the server sent before closing, or `None` if nothing came
+/// within 2 s (the blackhole server never answers).
+fn request(pen: &Pen) -> Option<String> {
+    let mut s = TcpStream::connect(pen.addr()).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut buf = Vec::new();
+    match s.read_to_end(&mut buf) {
+        Ok(_) if !buf.is_empty() => Some(String::from_utf8_lossy(&buf).into_owned()),
+        _ => None,
+    }
+}
+
+fn server_line(pen: &Pen, n: usize) -> String {
+    let prefix = format!("{n} addr ");
+    pen.servers()
+        .into_iter()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_default()
+}
+
+/// Starts pen (round robin) over a healthy server and a blackhole with `check` on both, waits
+/// until the blackhole is marked down (bounded by [`WAIT`], far above fall x interval), then
+/// sends 40 requests: all must be answered by the healthy one.
+fn blackhole_gets_no_client(healthy: Backend, reply: &str, check: &str) {
+    let blackhole = Backend::hold();
+    let c0 = format!("server 0 check {check}");
+    let c1 = format!("server 1 check {check}");
+    let mut opts: Vec<&str> = vec!["-r"];
+    opts.extend(FAST);
+    opts.extend(["-O", &c0, "-O", &c1]);
+    let pen = PenBuilder::new()
+        .opts(&opts)
+        .server(healthy.spec())
+        .server(blackhole.spec())
+        .start();
+    wait_until(WAIT, "the blackhole marked down by its check", || {
+        server_line(&pen, 1).contains(" check down")
+    });
+    assert!(
+        server_line(&pen, 0).contains(" check up last ok"),
+        "{:?}",
+        pen.servers()
+    );
+    let answered = (0..40)
+        .filter(|_| request(&pen).as_deref() == Some(reply))
+        .count();
+    assert_eq!(answered, 40, "servers: {:?}", pen.servers());
+}
+
+#[test]
+fn send_expect_check_marks_a_blackhole_down_and_40_of_40_succeed() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    blackhole_gets_no_client(
+        Backend::name("+PONG"),
+        "+PONG",
+        "send PING\\r\\n expect +PONG",
+    );
+}
+
+#[test]
+fn http_check_marks_a_blackhole_down_and_40_of_40_succeed() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    let page = "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    blackhole_gets_no_client(Backend::name(page), page, "http /health 200");
+}
+
+#[test]
+fn a_killed_server_is_marked_down_with_no_client_failure() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    let a = Backend::name("A");
+    let b = Backend::name("B");
+    let mut opts: Vec<&str> = vec!["-r", "-b", "30"];
+    opts.extend(FAST);
+    opts.extend([
+        "-O",
+        "server 0 check connect",
+        "-O",
+        "server 1 check connect",
+    ]);
+    let pen = PenBuilder::new()
+        .opts(&opts)
+        .server(a.spec())
+        .server(b.spec())
+        .start();
+    wait_until(WAIT, "both servers up by their checks", || {
+        server_line(&pen, 0).contains(" check up") && server_line(&pen, 1).contains(" check up")
+    });
+    drop(b);
+    wait_until(WAIT, "the killed server marked down", || {
+        server_line(&pen, 1).contains(" check down")
+    });
+    for i in 0..20 {
+        assert_eq!(request(&pen).as_deref(), Some("A"), "request {i}");
+    }
+    // No client tried it: a failed client connect would have blacklisted it.
+    let line = server_line(&pen, 1);
+    assert!(!line.contains("blacklisted"), "{line}");
+    assert!(line.contains(" last failed"), "{line}");
+    // The metrics and the status page say so too.
+    assert_eq!(pen.metric("pen_server_up{server=\"0\"}"), Some(1.0));
+    assert_eq!(pen.metric("pen_server_up{server=\"1\"}"), Some(0.0));
+    assert_eq!(
+        pen.metric("pen_server_state_transitions_total{server=\"1\"}"),
+        Some(2.0),
+        "unchecked -> up -> down"
+    );
+    assert!(pen
+        .metric("pen_server_check_duration_seconds_count{server=\"1\"}")
+        .is_some_and(|n| n >= 2.0));
+    let page = pen.ctl("status");
+    assert!(page.contains("check down, last failed"), "{page}");
+}
+
+#[test]
+fn agent_drain_and_weight_share_show_in_servers() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    let a = Backend::name("A");
+    let agent = Backend::name("drain 50%\n");
+    let port = agent
+        .spec()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let check = format!("server 0 check agent {port}");
+    let mut opts: Vec<&str> = Vec::new();
+    opts.extend(FAST);
+    opts.extend(["-O", &check]);
+    let pen = PenBuilder::new().opts(&opts).server(a.spec()).start();
+    wait_until(WAIT, "the agent's reply in servers", || {
+        let l = server_line(&pen, 0);
+        l.contains(" state drain check up") && l.ends_with(" agent 50%")
+    });
+    // C pen's fields come first, unchanged.
+    assert!(server_line(&pen, 0).starts_with("0 addr 127.0.0.1 port "));
+    // `check off` ends the check; the verdict is forgotten.
+    pen.ctl("server 0 check off");
+    wait_until(WAIT, "the check removed", || {
+        !server_line(&pen, 0).contains(" check up")
+    });
+}
+
+#[test]
+fn check_commands_round_trip_through_write() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    let a = Backend::name("A");
+    let pen = PenBuilder::new()
+        .opts(&[
+            "-O",
+            "check_interval 500",
+            "-O",
+            "server 0 check send GET\\s/\\r\\n expect_re ^HTTP/1\\.[01]\\x20200",
+        ])
+        .server(a.spec())
+        .start();
+    assert_eq!(pen.ctl("check_interval"), "500\n");
+    assert_eq!(pen.ctl("check_fall"), "3\n");
+    let dir = ScratchDir::new("checks");
+    let file = dir.0.join("pen.cfg");
+    pen.ctl(&format!("write {}", file.display()));
+    let text = std::fs::read_to_string(&file).expect("written");
+    assert!(text.contains("\ncheck_interval 500\n"), "{text}");
+    assert!(
+        text.contains("\nserver 0 check send GET\\s/\\r\\n expect_re ^HTTP/1\\.[01]\\x20200\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn tls_check_passes_a_private_ca_server_and_fails_a_plain_one() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    use super::tls_util::{put, Ca};
+    let dir = ScratchDir::new("check-tls");
+    // A private CA and a name that matches nothing: the check does not verify the certificate.
+    let leaf = Ca::root("private CA").server(&["unrelated.test"]);
+    let cert = put(&dir.0, "cert.pem", &leaf.cert_pem);
+    let key = put(&dir.0, "key.pem", leaf.key_pem());
+    let inner = Backend::name("T");
+    let tls_server = PenBuilder::new()
+        .opts(&["-E", &cert, "-K", &key])
+        .server(inner.spec())
+        .start();
+    let plain = Backend::name("P");
+    let mut opts: Vec<&str> = Vec::new();
+    opts.extend(FAST);
+    opts.extend(["-O", "server 0 check tls", "-O", "server 1 check tls"]);
+    let pen = PenBuilder::new()
+        .opts(&opts)
+        .server(tls_server.addr())
+        .server(plain.spec())
+        .start();
+    wait_until(WAIT, "the TLS server up and the plain one down", || {
+        server_line(&pen, 0).contains(" check up last ok")
+            && server_line(&pen, 1).contains(" check down")
+    });
+}
+
+#[test]
+fn with_debug_a_verdict_change_is_logged_once() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    let b = Backend::name("B");
+    let mut opts: Vec<&str> = vec!["-d"];
+    opts.extend(FAST);
+    opts.extend(["-O", "server 0 check connect"]);
+    let pen = PenBuilder::new().opts(&opts).server(b.spec()).start();
+    wait_until(WAIT, "the server up by its check", || {
+        server_line(&pen, 0).contains(" check up")
+    });
+    drop(b);
+    let line = "server 0 is down by its check: failed";
+    wait_until(WAIT, "the verdict change in the log", || {
+        pen.log_text().contains(line)
+    });
+    assert_eq!(
+        pen.log_text().matches(line).count(),
+        1,
+        "{}",
+        pen.log_text()
+    );
+}

@@ -1,0 +1,573 @@
+//! The active health checker (issue 13): one thread, one poller, non-blocking sockets, at most
+//! one check in flight per server. It follows the server table (a check added, changed,
+//! readdressed or removed by penctl or a reload is picked up within [`TICK`]) and stops with
+//! the balancer.
+//!
+//! Why a thread of its own and not the workers' timers: a check's connect, TLS handshake and
+//! regular expression would cost the relay's latency on the worker that ran it, checks would
+//! have to be split between workers (or run N times), and a worker stalled by traffic would
+//! delay the checks that are meant to notice trouble. One thread sleeping in its own poller
+//! costs nothing on the hot path: the workers only read the verdict (an atomic).
+//!
+//! Timing: every server is first checked at a point spread over the first interval (by its
+//! number), then every `check_interval` ±15% (jitter, so checks of many pens do not line up),
+//! and every quarter interval while the verdict is changing (a result disagreed with it).
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::domain::check::{
+    parse_agent_reply, CheckResult, CheckSettings, CheckSpec, Expect, RiseFall, CHECK_READ_MAX,
+};
+use crate::domain::event::Event;
+use crate::domain::server::{ServerId, Target};
+use crate::domain::server_health::CheckVerdict;
+use crate::engine::state::Shared;
+use crate::poll::{Events, Poller};
+
+/// Longest sleep, so that reconfiguration and stop are noticed.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Starts the checker thread.
+pub(crate) fn start(shared: &Arc<Shared>) -> io::Result<std::thread::JoinHandle<()>> {
+    let sh = Arc::clone(shared);
+    let poller = Poller::new()?;
+    std::thread::Builder::new()
+        .name("pen-checker".into())
+        .spawn(move || Checker::new(sh, poller).run())
+}
+
+/// One check under way.
+struct Probe {
+    sock: Socket,
+    started: u64,
+    deadline: u64,
+    phase: Phase,
+    out: Vec<u8>,
+    written: usize,
+    buf: Vec<u8>,
+    tls: Option<Box<rustls::ClientConnection>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Connecting,
+    Handshaking,
+    Writing,
+    Reading,
+}
+
+/// One checked server.
+struct Slot {
+    addr: SocketAddr,
+    spec: CheckSpec,
+    regex: Option<regex::bytes::Regex>,
+    rf: RiseFall,
+    due: u64,
+    probe: Option<Probe>,
+}
+
+struct Checker {
+    shared: Arc<Shared>,
+    poller: Poller,
+    slots: HashMap<usize, Slot>,
+    settings: CheckSettings,
+    rng: u64,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Checker {
+    fn new(shared: Arc<Shared>, poller: Poller) -> Self {
+        let seed = shared.now_ms() ^ u64::from(std::process::id()).rotate_left(32);
+        Checker {
+            shared,
+            poller,
+            slots: HashMap::new(),
+            settings: CheckSettings::default(),
+            rng: seed | 1,
+            tls: None,
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Events::new();
+        while !self.shared.stopping.load(Relaxed) {
+            let now = self.shared.now_ms();
+            self.sync(now);
+            self.start_due(now);
+            self.expire(now);
+            let next = self
+                .slots
+                .values()
+                .map(|s| s.probe.as_ref().map_or(s.due, |p| p.deadline))
+                .min()
+                .unwrap_or(u64::MAX);
+            let wait = Duration::from_millis(next.saturating_sub(now).max(1)).min(TICK);
+            if let Err(e) = self.poller.wait(&mut events, Some(wait)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::warn!("health checker: {e}");
+                    std::thread::sleep(TICK);
+                }
+                continue;
+            }
+            let now = self.shared.now_ms();
+            let keys: Vec<usize> = events.iter().map(|e| e.key).collect();
+            for key in keys {
+                self.advance(key, now);
+            }
+        }
+    }
+
+    /// Follows the server table: new, changed and removed checks.
+    fn sync(&mut self, now: u64) {
+        self.settings = self.shared.settings.read().checks;
+        let table = self.shared.servers.read();
+        let mut seen = 0usize;
+        for (ServerId(id), s) in table.iter() {
+            let want = match (&s.check, s.addr) {
+                (Some(spec), Some(addr)) if s.has_address() => Some((spec, addr)),
+                _ => None,
+            };
+            let same = match (self.slots.get(&id), want) {
+                (Some(slot), Some((spec, addr))) => slot.spec == *spec && slot.addr == addr,
+                (None, None) => true,
+                _ => false,
+            };
+            if same {
+                seen += usize::from(want.is_some());
+                continue;
+            }
+            if let Some(old) = self.slots.remove(&id) {
+                self.drop_probe(old.probe);
+                s.health().set_verdict(CheckVerdict::Unchecked, now);
+            }
+            if let Some((spec, addr)) = want {
+                let regex = match spec {
+                    CheckSpec::Send {
+                        expect: Expect::Regex(r),
+                        ..
+                    } => regex::bytes::RegexBuilder::new(r)
+                        .size_limit(1 << 20)
+                        .build()
+                        .ok(),
+                    _ => None,
+                };
+                // Spread the first checks over one interval.
+                let spread = (id as u64).wrapping_mul(7919) % self.settings.interval_ms.max(1);
+                self.slots.insert(
+                    id,
+                    Slot {
+                        addr,
+                        spec: spec.clone(),
+                        regex,
+                        rf: RiseFall::default(),
+                        due: now + spread.min(self.settings.interval_ms / 2),
+                        probe: None,
+                    },
+                );
+                seen += 1;
+            }
+        }
+        if seen != self.slots.len() {
+            let n = table.len();
+            let gone: Vec<usize> = self.slots.keys().copied().filter(|&k| k >= n).collect();
+            for k in gone {
+                if let Some(old) = self.slots.remove(&k) {
+                    self.drop_probe(old.probe);
+                }
+            }
+        }
+    }
+
+    fn drop_probe(&self, p: Option<Probe>) {
+        if let Some(p) = p {
+            self.poller.delete(&p.sock);
+        }
+    }
+
+    fn start_due(&mut self, now: u64) {
+        let timeout = self.settings.timeout_ms;
+        let due: Vec<usize> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.probe.is_none() && s.due <= now)
+            .map(|(&k, _)| k)
+            .collect();
+        for key in due {
+            let Some(slot) = self.slots.get(&key) else {
+                continue;
+            };
+            let target = match slot.spec {
+                CheckSpec::Agent { port } => SocketAddr::new(slot.addr.ip(), port),
+                _ => slot.addr,
+            };
+            match connect(target) {
+                Ok(sock) => {
+                    if self.poller.add(&sock, key).is_err() {
+                        self.finish(key, CheckResult::Failed, now, None);
+                        continue;
+                    }
+                    if let Some(slot) = self.slots.get_mut(&key) {
+                        slot.probe = Some(Probe {
+                            sock,
+                            started: now,
+                            deadline: now + timeout,
+                            phase: Phase::Connecting,
+                            out: Vec::new(),
+                            written: 0,
+                            buf: Vec::new(),
+                            tls: None,
+                        });
+                    }
+                }
+                Err(_) => self.finish(key, CheckResult::Failed, now, None),
+            }
+        }
+    }
+
+    fn expire(&mut self, now: u64) {
+        let late: Vec<usize> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.probe.as_ref().is_some_and(|p| p.deadline <= now))
+            .map(|(&k, _)| k)
+            .collect();
+        for key in late {
+            self.finish(key, CheckResult::Timeout, now, None);
+        }
+    }
+
+    /// Drives the check of server `key` as far as its socket allows.
+    fn advance(&mut self, key: usize, now: u64) {
+        let tls_config = self.tls_config();
+        let Some(slot) = self.slots.get_mut(&key) else {
+            return;
+        };
+        let Some(p) = slot.probe.as_mut() else {
+            return;
+        };
+        let outcome = step(slot.addr, &slot.spec, slot.regex.as_ref(), p, tls_config);
+        if let Some((result, agent)) = outcome {
+            self.finish(key, result, now, agent);
+        }
+    }
+
+    fn tls_config(&mut self) -> Option<Arc<rustls::ClientConfig>> {
+        if self.tls.is_none() {
+            self.tls = super::checker_tls::client_config();
+        }
+        self.tls.clone()
+    }
+
+    /// Ends the check of server `key`: records the result, applies the rise/fall machine and
+    /// an agent's reply, and schedules the next check.
+    fn finish(
+        &mut self,
+        key: usize,
+        result: CheckResult,
+        now: u64,
+        agent: Option<crate::domain::check::AgentReply>,
+    ) {
+        let Some(slot) = self.slots.get_mut(&key) else {
+            return;
+        };
+        let started = slot.probe.as_ref().map_or(now, |p| p.started);
+        if let Some(p) = slot.probe.take() {
+            self.poller.delete(&p.sock);
+        }
+        let changed = slot.rf.record(result.ok(), &self.settings);
+        let mut interval = self.settings.interval_ms;
+        if slot.rf.changing() {
+            interval = (interval / 4).max(1);
+        }
+        // ±15% jitter (xorshift: no need for a real random source).
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let jitter = interval * 30 / 100;
+        let offset = if jitter == 0 {
+            0
+        } else {
+            self.rng % (jitter + 1)
+        };
+        slot.due = now + interval - interval * 15 / 100 + offset;
+        let table = self.shared.servers.read();
+        let Some(s) = table.get(ServerId(key)) else {
+            return;
+        };
+        s.last_check
+            .record(result, now.saturating_sub(started).saturating_mul(1000));
+        if let Some(a) = agent {
+            if let Some(state) = a.admin {
+                s.health().set_admin(state);
+            }
+            if let Some(pct) = a.pct {
+                s.health().set_agent_pct(pct);
+            }
+        }
+        if let Some(v) = changed {
+            s.health().set_verdict(v, now);
+            s.last_check.transition();
+            let up = v == CheckVerdict::Up;
+            // The `pen` binary logs every event while `debug` is on (`-d`).
+            self.shared.events.emit(|| Event::ServerCheck {
+                server: Target::Server(ServerId(key)),
+                up,
+                last: result.word().to_string(),
+            });
+        }
+    }
+}
+
+/// A non-blocking connect under way.
+fn connect(addr: SocketAddr) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_nonblocking(true)?;
+    sock.set_tcp_nodelay(true)?;
+    match sock.connect(&SockAddr::from(addr)) {
+        Ok(()) => Ok(sock),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(sock),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(sock),
+        Err(e) => Err(e),
+    }
+}
+
+type Outcome = Option<(CheckResult, Option<crate::domain::check::AgentReply>)>;
+
+/// One step of a check: `None` while it waits for its socket.
+fn step(
+    addr: SocketAddr,
+    spec: &CheckSpec,
+    regex: Option<&regex::bytes::Regex>,
+    p: &mut Probe,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Outcome {
+    let fail = Some((CheckResult::Failed, None));
+    if p.phase == Phase::Connecting {
+        match p.sock.take_error() {
+            Ok(None) => {}
+            _ => return fail,
+        }
+        if p.sock.peer_addr().is_err() {
+            return None; // not connected yet
+        }
+        p.phase = match spec {
+            CheckSpec::Connect => return Some((CheckResult::Ok, None)),
+            CheckSpec::Agent { .. } => Phase::Reading,
+            CheckSpec::Tls => {
+                let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                match tls.and_then(|c| rustls::ClientConnection::new(c, name).ok()) {
+                    Some(c) => p.tls = Some(Box::new(c)),
+                    None => return fail,
+                }
+                Phase::Handshaking
+            }
+            CheckSpec::Send { send, .. } => {
+                p.out.clone_from(send);
+                Phase::Writing
+            }
+            CheckSpec::Http { path, .. } => {
+                p.out = format!(
+                    "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: pen-check\r\n\
+                     Connection: close\r\n\r\n"
+                )
+                .into_bytes();
+                Phase::Writing
+            }
+        };
+    }
+    if p.phase == Phase::Handshaking {
+        let Some(conn) = p.tls.as_mut() else {
+            return fail;
+        };
+        let mut sock = SockIo(&p.sock);
+        while conn.is_handshaking() {
+            match conn.complete_io(&mut sock) {
+                Ok((0, 0)) => return fail,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(_) => return fail,
+            }
+        }
+        return Some((CheckResult::Ok, None));
+    }
+    if p.phase == Phase::Writing {
+        while p.written < p.out.len() {
+            match (&p.sock).write(p.out.get(p.written..).unwrap_or_default()) {
+                Ok(0) => return fail,
+                Ok(n) => p.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return fail,
+            }
+        }
+        if matches!(
+            spec,
+            CheckSpec::Send {
+                expect: Expect::Nothing,
+                ..
+            }
+        ) {
+            return Some((CheckResult::Ok, None));
+        }
+        p.phase = Phase::Reading;
+    }
+    // Reading: until the answer decides, the peer closes, or the buffer is full.
+    let mut chunk = [0u8; 1024];
+    loop {
+        let room = CHECK_READ_MAX.saturating_sub(p.buf.len()).min(chunk.len());
+        let eof = if room == 0 {
+            true
+        } else {
+            match (&p.sock).read(chunk.get_mut(..room).unwrap_or_default()) {
+                Ok(0) => true,
+                Ok(n) => {
+                    p.buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                    false
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return judge(spec, regex, &p.buf, false)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
+                Err(_) => return fail,
+            }
+        };
+        if let Some(done) = judge(spec, regex, &p.buf, eof) {
+            return Some(done);
+        }
+        if eof {
+            return Some((CheckResult::BadAnswer, None));
+        }
+    }
+}
+
+/// Whether the answer read so far decides the check (`eof`: nothing more will come).
+fn judge(spec: &CheckSpec, regex: Option<&regex::bytes::Regex>, buf: &[u8], eof: bool) -> Outcome {
+    let bad = (CheckResult::BadAnswer, None);
+    match spec {
+        CheckSpec::Send { expect, .. } => {
+            let found = match expect {
+                Expect::Nothing => true,
+                Expect::Text(t) => buf.windows(t.len().max(1)).any(|w| w == t.as_slice()),
+                Expect::Regex(_) => regex.is_some_and(|r| r.is_match(buf)),
+            };
+            if found {
+                Some((CheckResult::Ok, None))
+            } else {
+                eof.then_some(bad)
+            }
+        }
+        CheckSpec::Http { lo, hi, .. } => {
+            let line_end = buf.iter().position(|&b| b == b'\n')?;
+            let line = String::from_utf8_lossy(buf.get(..line_end).unwrap_or_default());
+            let code = line
+                .strip_prefix("HTTP/")
+                .and_then(|r| r.split_ascii_whitespace().nth(1))
+                .and_then(|c| c.parse::<u16>().ok());
+            Some(match code {
+                Some(c) if (*lo..=*hi).contains(&c) => (CheckResult::Ok, None),
+                _ => bad,
+            })
+        }
+        CheckSpec::Agent { .. } => {
+            let end = buf.iter().position(|&b| b == b'\n');
+            if end.is_none() && !eof {
+                return None;
+            }
+            let line = buf.get(..end.unwrap_or(buf.len())).unwrap_or_default();
+            Some(match parse_agent_reply(line) {
+                Some(r) if r.up == Some(false) => (CheckResult::AgentDown, Some(r)),
+                Some(r) => (CheckResult::Ok, Some(r)),
+                None => bad,
+            })
+        }
+        CheckSpec::Connect | CheckSpec::Tls => Some((CheckResult::Ok, None)),
+    }
+}
+
+/// `Read + Write` over a shared socket reference, for rustls.
+struct SockIo<'a>(&'a Socket);
+
+impl Read for SockIo<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&mut &*self.0).read(buf)
+    }
+}
+
+impl Write for SockIo<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&mut &*self.0).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(lo: u16, hi: u16) -> CheckSpec {
+        CheckSpec::Http {
+            path: "/".into(),
+            lo,
+            hi,
+        }
+    }
+
+    #[test]
+    fn judges_answers() {
+        let ok = |o: Outcome| o.map(|(r, _)| r);
+        assert_eq!(
+            ok(judge(&http(200, 399), None, b"HTTP/1.1 204 No", false)),
+            None
+        );
+        assert_eq!(
+            ok(judge(&http(200, 399), None, b"HTTP/1.1 204 No\r\n", false)),
+            Some(CheckResult::Ok)
+        );
+        assert_eq!(
+            ok(judge(&http(200, 399), None, b"HTTP/1.1 503 No\r\n", false)),
+            Some(CheckResult::BadAnswer)
+        );
+        let send = CheckSpec::Send {
+            send: b"PING\r\n".to_vec(),
+            expect: Expect::Text(b"+PONG".to_vec()),
+        };
+        assert_eq!(ok(judge(&send, None, b"+PO", false)), None);
+        assert_eq!(
+            ok(judge(&send, None, b"+PO", true)),
+            Some(CheckResult::BadAnswer)
+        );
+        assert_eq!(
+            ok(judge(&send, None, b"+PONG\r\n", false)),
+            Some(CheckResult::Ok)
+        );
+        let re = regex::bytes::Regex::new("^220 ").ok();
+        let banner = CheckSpec::Send {
+            send: vec![],
+            expect: Expect::Regex("^220 ".into()),
+        };
+        assert_eq!(
+            ok(judge(&banner, re.as_ref(), b"220 mail", false)),
+            Some(CheckResult::Ok)
+        );
+        let agent = CheckSpec::Agent { port: 1 };
+        assert_eq!(ok(judge(&agent, None, b"drain", false)), None);
+        assert_eq!(
+            ok(judge(&agent, None, b"drain\n", false)),
+            Some(CheckResult::Ok)
+        );
+        assert_eq!(
+            ok(judge(&agent, None, b"down", true)),
+            Some(CheckResult::AgentDown)
+        );
+    }
+}
