@@ -17,6 +17,7 @@ mod failover;
 mod faults;
 mod faults_load;
 mod http;
+mod lifecycle;
 mod netns;
 mod ops_config;
 mod ops_daemon;

@@ -172,6 +172,9 @@ impl fmt::Display for Command {
                 write!(f, "{which}")?;
                 args.iter().try_for_each(|a| write!(f, " {a}"))
             }
+            Command::ShutdownTimeout(n) => opt(f, "shutdown_timeout", n.as_ref()),
+            Command::Shutdown(n) => opt(f, "shutdown", n.as_ref()),
+            Command::Upgrade => f.write_str("upgrade"),
         }
     }
 }
@@ -434,6 +437,9 @@ mod tests {
             (ssl, proptest::collection::vec(word(), 0..5))
                 .prop_map(|(s, args)| Command::Ssl(s, args))
                 .boxed(),
+            secs().prop_map(Command::ShutdownTimeout).boxed(),
+            secs().prop_map(Command::Shutdown).boxed(),
+            Just(Command::Upgrade).boxed(),
         ])
     }
 

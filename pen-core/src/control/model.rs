@@ -129,6 +129,7 @@ impl Model {
                 | Command::Tracking(Some(_))
                 | Command::WebStats(Some(_))
                 | Command::NoWebStats
+                | Command::ShutdownTimeout(Some(_))
         ) || matches!(cmd, Command::Ssl(which, _) if *which != SslCommand::Reload)
     }
 
@@ -297,6 +298,10 @@ impl Model {
                 let tls = self.tls.as_mut().ok_or_else(tls_off)?;
                 pending.tls_touched = true;
                 super::ssl::apply(tls, which, &args)?
+            }
+            Command::ShutdownTimeout(v) => {
+                let s = &mut self.settings;
+                nl(*set(&mut s.shutdown_timeout_secs, v))
             }
             other => return Err(ApplyError::NotSupported(other.to_string())),
         })

@@ -156,6 +156,9 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
         "ssl_ocsp_response" => ssl(SslCommand::OcspResponse, w),
         "ssl_client_renegotiation_interval" => ssl(SslCommand::ClientRenegotiationInterval, w),
         "ssl_reload" => ssl(SslCommand::Reload, w),
+        "shutdown_timeout" => Command::ShutdownTimeout(opt_secs(w)?),
+        "shutdown" => Command::Shutdown(opt_secs(w)?),
+        "upgrade" => Command::Upgrade,
         other => return Err(ParseError::UnknownCommand(other.to_string())),
     };
     Ok(cmd)

@@ -104,6 +104,9 @@ pub struct Settings {
     pub listen_text: Option<String>,
     /// The control address as written after `-C`, echoed by the `control` query.
     pub control_text: Option<String>,
+    /// Seconds a graceful shutdown or an upgrade lets open connections finish
+    /// (`shutdown_timeout`) (default 30).
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for Settings {
@@ -144,6 +147,7 @@ impl Default for Settings {
             trusted_proxy_acl: -1,
             listen_text: None,
             control_text: None,
+            shutdown_timeout_secs: 30,
         }
     }
 }

@@ -185,6 +185,9 @@ impl Controller {
         if cmd == Command::ReloadReset {
             return self.reload_reset().map(|()| String::new());
         }
+        if matches!(cmd, Command::Shutdown(_) | Command::Upgrade) {
+            return Ok(super::upgrade::execute(&self.shared, &cmd));
+        }
         super::queries::execute(&self.shared, cmd)
     }
 

@@ -195,6 +195,7 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
             tls.reload()?;
             String::new()
         }
+        Command::ShutdownTimeout(None) => nl(settings.shutdown_timeout_secs),
         // Every configuration command was handled through the model above.
         other => return Err(ApplyError::NotSupported(other.to_string())),
     };
