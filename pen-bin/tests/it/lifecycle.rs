@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::backends::Backend;
 use super::harness::{
-    is_c_pen, poll_until, read_sum, wait_for, write_stream, PenBuilder, ScratchDir,
+    connect_unix, is_c_pen, poll_until, read_sum, wait_for, write_stream, ListenKind, PenBuilder,
+    ScratchDir, Target,
 };
 
 /// The pid in `path` (without a newline, as C pen writes it), if it holds one.
@@ -267,4 +268,74 @@ fn failed_upgrade_keeps_the_old_pen_serving_and_says_why() {
     let new = upgrade(&pid_path, pen.pid);
     guard.0 = Some(new);
     exchange(pen.addr(), 2, 2048).expect("the new pen serves");
+}
+
+#[test]
+fn penctl_upgrade_hands_over_unix_listener_and_control_socket() {
+    if is_c_pen() {
+        return;
+    }
+    let backend = Backend::echo();
+    let mut pen = PenBuilder::new()
+        .listen(ListenKind::Unix)
+        .control_unix()
+        .pid_file()
+        .server(backend.spec())
+        .start();
+    let Target::Unix(sock) = pen.listen.clone() else {
+        panic!("a Unix listener");
+    };
+    let reply = pen.ctl("upgrade");
+    let new: u32 = reply
+        .strip_prefix("upgrade: pid ")
+        .and_then(|r| r.strip_suffix(" serves\n"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("reply {reply:?}"));
+    let _guard = Upgraded(Some(new));
+    let status = pen
+        .wait_exit(Duration::from_secs(10))
+        .expect("the old pen exits");
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(read_pid(&pen.pid_path()), Some(new));
+    // The socket files were left to the new pen, which answers on both.
+    let mut s = connect_unix(&sock);
+    s.write_all(b"through the unix socket").expect("send");
+    s.shutdown(Shutdown::Write).expect("half-close");
+    let mut got = String::new();
+    s.read_to_string(&mut got).expect("echo");
+    assert_eq!(got, "through the unix socket");
+    assert_eq!(pen.ctl("shutdown_timeout"), "30\n");
+    assert_eq!(pen.ctl("pid"), format!("{new}\n"));
+}
+
+#[test]
+fn penctl_shutdown_drains_then_exits_and_refuses_a_second_one() {
+    if is_c_pen() {
+        return;
+    }
+    let backend = Backend::hold();
+    let mut pen = PenBuilder::new().server(backend.spec()).start();
+    let mut client = TcpStream::connect(pen.addr()).expect("connect");
+    client.write_all(b"x").expect("send");
+    wait_for(Duration::from_secs(3), "the connection open", || {
+        (!backend.held().is_empty()).then_some(())
+    });
+    assert_eq!(pen.ctl("shutdown 30"), "");
+    // The control socket still answers while connections drain.
+    assert_eq!(
+        pen.ctl("shutdown"),
+        "shutdown: an upgrade or shutdown is already under way\n"
+    );
+    assert!(
+        pen.wait_exit(Duration::from_millis(300)).is_none(),
+        "drains"
+    );
+    drop(client);
+    for s in backend.held() {
+        let _ = s.shutdown(Shutdown::Both);
+    }
+    let status = pen
+        .wait_exit(Duration::from_secs(10))
+        .expect("pen exits once the connection is done");
+    assert!(status.success(), "exit status {status:?}");
 }
