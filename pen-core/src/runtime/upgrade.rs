@@ -36,7 +36,7 @@ pub enum UpgradeError {
     #[error("an upgrade or shutdown is already under way")]
     Busy,
     /// Nothing to start: the program did not say how it was started.
-    #[error("upgrade is not available (no binary path known)")]
+    #[error("upgrade is not available (no binary to start: pen runs in a chroot, or is embedded)")]
     Unavailable,
     /// The new binary could not be started.
     #[error("cannot start {exe}: {source}")]
