@@ -163,6 +163,13 @@ fn run_balancer(mut run: Run, mut inherited: Option<Inherited>, spec: UpgradeSpe
             return fail(start_error_code(&e), e);
         }
     };
+    // The old pen's running configuration on top: penctl changes survive an upgrade.
+    if let Some(i) = &inherited {
+        if let Err(e) = bound.apply_running(i.running()) {
+            tell(&inherited, &e.to_string());
+            return fail(start_error_code(&e), e);
+        }
+    }
     // Without -j the access log opens now, while errors still reach the terminal; with -j it
     // opens inside the jail (see `launch`), as with C pen.
     if chroot.is_none() {

@@ -271,7 +271,7 @@ fn failed_upgrade_keeps_the_old_pen_serving_and_says_why() {
 }
 
 #[test]
-fn penctl_upgrade_hands_over_unix_listener_and_control_socket() {
+fn penctl_upgrade_hands_over_unix_sockets_and_running_configuration() {
     if is_c_pen() {
         return;
     }
@@ -285,6 +285,9 @@ fn penctl_upgrade_hands_over_unix_listener_and_control_socket() {
     let Target::Unix(sock) = pen.listen.clone() else {
         panic!("a Unix listener");
     };
+    // A penctl change survives the upgrade (the running configuration moves).
+    pen.ctl("blacklist 77");
+    pen.ctl("server 0 weight 7");
     let reply = pen.ctl("upgrade");
     let new: u32 = reply
         .strip_prefix("upgrade: pid ")
@@ -305,6 +308,12 @@ fn penctl_upgrade_hands_over_unix_listener_and_control_socket() {
     s.read_to_string(&mut got).expect("echo");
     assert_eq!(got, "through the unix socket");
     assert_eq!(pen.ctl("shutdown_timeout"), "30\n");
+    assert_eq!(pen.ctl("blacklist"), "77\n");
+    assert!(
+        pen.ctl("servers").contains("weight 7"),
+        "{}",
+        pen.ctl("servers")
+    );
     assert_eq!(pen.ctl("pid"), format!("{new}\n"));
 }
 

@@ -64,6 +64,24 @@ impl Bound {
         self.shared.listen.lock().clone()
     }
 
+    /// Applies a configuration as `write` renders it, line by line, on top of the start-up
+    /// one: in an upgrade, the old pen's running configuration (so penctl changes survive).
+    ///
+    /// # Errors
+    /// [`StartError::Command`] naming the first line refused.
+    pub fn apply_running(&self, text: &str) -> Result<(), StartError> {
+        let lines = text.lines().map(str::trim);
+        for line in lines.filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            (self.ctl.apply_line(line, ConfigSource::CommandLine)).map_err(|source| {
+                StartError::Command {
+                    command: line.to_string(),
+                    source,
+                }
+            })?;
+        }
+        Ok(())
+    }
+
     /// The shared state, for tests and the fuzzing harness (no thread runs yet).
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -161,7 +179,7 @@ impl Bound {
 /// A running balancer. Dropping the handle does not stop it; call [`Balancer::stop`].
 pub struct Balancer {
     pub(super) shared: Arc<Shared>,
-    ctl: Arc<Controller>,
+    pub(super) ctl: Arc<Controller>,
     pid_file: Option<PathBuf>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }

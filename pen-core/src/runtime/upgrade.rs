@@ -28,6 +28,8 @@ pub const UPGRADE_FD_VAR: &str = "PEN_UPGRADE_FD";
 pub const READY_WITHIN: Duration = Duration::from_secs(10);
 /// The manifest's first word and version.
 const MAGIC: &str = "pen-upgrade 1";
+/// The first line of the second message, the running configuration.
+const CONFIG_HEAD: &str = "pen-upgrade-config\n";
 
 /// Why an upgrade did not happen (the running pen serves on).
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +101,7 @@ pub struct Inherited {
     data: Vec<OwnedFd>,
     control: Option<OwnedFd>,
     metrics: Option<OwnedFd>,
+    running: String,
 }
 
 impl Inherited {
@@ -136,6 +139,16 @@ impl Inherited {
                 text.trim()
             )));
         }
+        let (text, _) = fdpass::recv_with_fds(&channel, fdpass::MAX_TEXT).map_err(|source| {
+            UpgradeError::Io {
+                context: "cannot receive the running configuration",
+                source,
+            }
+        })?;
+        let running = String::from_utf8_lossy(&text)
+            .strip_prefix(CONFIG_HEAD)
+            .ok_or_else(|| UpgradeError::Protocol("no running configuration".into()))?
+            .to_string();
         let mut fds = fds.into_iter();
         let data = fds.by_ref().take(n_data).collect();
         let control = if control { fds.next() } else { None };
@@ -146,7 +159,14 @@ impl Inherited {
             data,
             control,
             metrics,
+            running,
         }))
+    }
+
+    /// The old pen's running configuration as `write` renders it (applied on top of this
+    /// one's command line and `-F` by [`Bound::apply_running`](crate::Bound::apply_running)).
+    pub fn running(&self) -> &str {
+        &self.running
     }
 
     /// Tells the old pen that this one serves: it stops accepting and drains.
@@ -228,7 +248,11 @@ fn manifest(fds: &ListenFds, kind: DataKind) -> String {
 
 /// Starts the new binary, hands it the listening sockets and waits for its `ready`. Returns
 /// its pid; the caller then drains. On error the new process, if it still runs, is killed.
-pub(crate) fn hand_over(shared: &Shared, spec: &UpgradeSpec) -> Result<u32, UpgradeError> {
+pub(crate) fn hand_over(
+    shared: &Shared,
+    spec: &UpgradeSpec,
+    running: &str,
+) -> Result<u32, UpgradeError> {
     let io = |context: &'static str| move |source| UpgradeError::Io { context, source };
     let kind = match &*shared.listen.lock() {
         ListenAddr::Unix(_) => DataKind::Unix,
@@ -249,7 +273,7 @@ pub(crate) fn hand_over(shared: &Shared, spec: &UpgradeSpec) -> Result<u32, Upgr
         exe: spec.exe.display().to_string(),
         source,
     })?;
-    let result = talk(shared, &ours, kind);
+    let result = talk(shared, &ours, kind, running);
     match result {
         Ok(()) => Ok(child.id()),
         Err(e) => {
@@ -268,7 +292,12 @@ pub(crate) fn hand_over(shared: &Shared, spec: &UpgradeSpec) -> Result<u32, Upgr
 }
 
 /// The old pen's side of the channel: the sockets out, the verdict in.
-fn talk(shared: &Shared, ours: &OwnedFd, kind: DataKind) -> Result<(), UpgradeError> {
+fn talk(
+    shared: &Shared,
+    ours: &OwnedFd,
+    kind: DataKind,
+    running: &str,
+) -> Result<(), UpgradeError> {
     {
         let fds = shared.handover.lock();
         let raw: Vec<RawFd> = fds
@@ -292,6 +321,19 @@ fn talk(shared: &Shared, ours: &OwnedFd, kind: DataKind) -> Result<(), UpgradeEr
             }
         })?;
     }
+    // The running configuration, applied by the new pen on top of its own (penctl changes
+    // survive the upgrade).
+    let text = format!("{CONFIG_HEAD}{running}");
+    if text.len() > fdpass::MAX_TEXT {
+        return Err(UpgradeError::Protocol(format!(
+            "the running configuration is over {} bytes",
+            fdpass::MAX_TEXT
+        )));
+    }
+    fdpass::send_with_fds(ours, text.as_bytes(), &[]).map_err(|source| UpgradeError::Io {
+        context: "cannot send the running configuration",
+        source,
+    })?;
     let sock = socket2::SockRef::from(ours);
     sock.set_read_timeout(Some(READY_WITHIN))
         .map_err(|source| UpgradeError::Io {
@@ -397,7 +439,7 @@ fn shutdown_timeout(shared: &Shared) -> Duration {
 }
 
 /// Binary upgrade: see [`Balancer::upgrade`](crate::Balancer::upgrade).
-pub(crate) fn upgrade(shared: &Arc<Shared>) -> Result<u32, UpgradeError> {
+pub(crate) fn upgrade(shared: &Arc<Shared>, running: String) -> Result<u32, UpgradeError> {
     let spec = shared
         .upgrade_spec
         .lock()
@@ -406,7 +448,7 @@ pub(crate) fn upgrade(shared: &Arc<Shared>) -> Result<u32, UpgradeError> {
     if shared.lifecycle_busy.swap(true, Relaxed) {
         return Err(UpgradeError::Busy);
     }
-    let pid = match hand_over(shared, &spec) {
+    let pid = match hand_over(shared, &spec, &running) {
         Ok(pid) => pid,
         Err(e) => {
             shared.lifecycle_busy.store(false, Relaxed);
@@ -424,14 +466,18 @@ pub(crate) fn upgrade(shared: &Arc<Shared>) -> Result<u32, UpgradeError> {
 }
 
 /// The replies of `shutdown [S]` and `upgrade` (empty, or what went wrong).
-pub(crate) fn execute(shared: &Arc<Shared>, cmd: &crate::control::Command) -> String {
+pub(crate) fn execute(
+    shared: &Arc<Shared>,
+    cmd: &crate::control::Command,
+    running: String,
+) -> String {
     use crate::control::Command;
     match cmd {
         Command::Shutdown(t) => match shutdown(shared, t.map(Duration::from_secs)) {
             Ok(()) => String::new(),
             Err(e) => format!("shutdown: {e}\n"),
         },
-        Command::Upgrade => match upgrade(shared) {
+        Command::Upgrade => match upgrade(shared, running) {
             Ok(pid) => format!("upgrade: pid {pid} serves\n"),
             Err(e) => format!("upgrade failed, serving on: {e}\n"),
         },
@@ -466,7 +512,10 @@ impl crate::runtime::balancer::Balancer {
     /// [`UpgradeError`] saying why; this balancer then serves on as before, and a later
     /// upgrade may try again.
     pub fn upgrade(&self) -> Result<u32, UpgradeError> {
-        upgrade(&self.shared)
+        upgrade(
+            &self.shared,
+            self.ctl.render(std::path::Path::new("upgrade")),
+        )
     }
 }
 
