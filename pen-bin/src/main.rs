@@ -184,6 +184,7 @@ fn run_balancer(mut run: Run, mut inherited: Option<Inherited>, spec: UpgradeSpe
         // The pen being replaced was a daemon already: same session, no second detach; the
         // working directory becomes `/` as a daemon's is (it was started in the old one's).
         let _ = std::env::set_current_dir("/");
+        daemon::open_syslog();
         None
     } else {
         match daemon::detach() {
