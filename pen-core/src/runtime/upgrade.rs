@@ -372,7 +372,8 @@ pub(crate) fn stop_accepting(shared: &Shared) {
     shared.draining.store(true, Relaxed);
     *shared.handover.lock() = ListenFds::default();
     let mut acks = Vec::new();
-    for link in &shared.workers {
+    // A UDP worker has no TCP listener to close (it stops with the balancer, at once).
+    for link in shared.workers.iter().filter(|_| !shared.udp) {
         let (tx, rx) = mpsc::channel();
         if link.send(WorkerMsg::Listen(None, Some(tx))) {
             acks.push(rx);
