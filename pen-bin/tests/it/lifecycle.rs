@@ -284,11 +284,13 @@ fn penctl_upgrade_hands_over_unix_sockets_and_running_configuration() {
         return;
     }
     let backend = Backend::echo();
+    let other = Backend::echo();
     let mut pen = PenBuilder::new()
         .listen(ListenKind::Unix)
         .control_unix()
         .pid_file()
         .server(backend.spec())
+        .server(other.spec())
         .start();
     let Target::Unix(sock) = pen.listen.clone() else {
         panic!("a Unix listener");
@@ -296,6 +298,7 @@ fn penctl_upgrade_hands_over_unix_sockets_and_running_configuration() {
     // A penctl change survives the upgrade (the running configuration moves).
     pen.ctl("blacklist 77");
     pen.ctl("server 0 weight 7");
+    pen.ctl("server 1 blacklist 500");
     let reply = pen.ctl("upgrade");
     let new: u32 = reply
         .strip_prefix("upgrade: pid ")
@@ -317,11 +320,11 @@ fn penctl_upgrade_hands_over_unix_sockets_and_running_configuration() {
     assert_eq!(got, "through the unix socket");
     assert_eq!(pen.ctl("shutdown_timeout"), "30\n");
     assert_eq!(pen.ctl("blacklist"), "77\n");
-    assert!(
-        pen.ctl("servers").contains("weight 7"),
-        "{}",
-        pen.ctl("servers")
-    );
+    let servers = pen.ctl("servers");
+    assert!(servers.contains("weight 7"), "{servers}");
+    // The blacklisting too (ours marks it on the server's line).
+    let line1 = servers.lines().nth(1).unwrap_or_default();
+    assert!(line1.contains("blacklisted"), "{servers}");
     assert_eq!(pen.ctl("pid"), format!("{new}\n"));
 }
 

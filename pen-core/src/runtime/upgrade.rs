@@ -449,6 +449,7 @@ pub(crate) fn upgrade(shared: &Arc<Shared>, running: String) -> Result<u32, Upgr
     if shared.lifecycle_busy.swap(true, Relaxed) {
         return Err(UpgradeError::Busy);
     }
+    let running = running + &blacklist_lines(shared);
     let pid = match hand_over(shared, &spec, &running) {
         Ok(pid) => pid,
         Err(e) => {
@@ -464,6 +465,19 @@ pub(crate) fn upgrade(shared: &Arc<Shared>, running: String) -> Result<u32, Upgr
         shared.request_stop();
     }
     Ok(pid)
+}
+
+/// `server N blacklist T` for each server blacklisted now, T its seconds left: appended to
+/// the running configuration so blacklistings survive an upgrade.
+fn blacklist_lines(shared: &Shared) -> String {
+    let status = crate::admin::stats::Status::take(shared, 0);
+    let mut out = String::new();
+    for (id, s) in status.servers.iter().enumerate() {
+        if let Some(left) = s.blacklist_left.filter(|l| *l > 0) {
+            out.push_str(&format!("server {id} blacklist {left}\n"));
+        }
+    }
+    out
 }
 
 /// The replies of `shutdown [S]` and `upgrade` (empty, or what went wrong).
