@@ -315,6 +315,9 @@ fn talk(
             )));
         }
         fdpass::send_with_fds(ours, manifest(&fds, kind).as_bytes(), &raw).map_err(|source| {
+            if gone(&source) {
+                return UpgradeError::Exited(String::new());
+            }
             UpgradeError::Io {
                 context: "cannot send the listening sockets",
                 source,
@@ -330,9 +333,14 @@ fn talk(
             fdpass::MAX_TEXT
         )));
     }
-    fdpass::send_with_fds(ours, text.as_bytes(), &[]).map_err(|source| UpgradeError::Io {
-        context: "cannot send the running configuration",
-        source,
+    fdpass::send_with_fds(ours, text.as_bytes(), &[]).map_err(|source| {
+        if gone(&source) {
+            return UpgradeError::Exited(String::new());
+        }
+        UpgradeError::Io {
+            context: "cannot send the running configuration",
+            source,
+        }
     })?;
     let sock = socket2::SockRef::from(ours);
     sock.set_read_timeout(Some(READY_WITHIN))
@@ -342,6 +350,8 @@ fn talk(
         })?;
     match fdpass::recv_with_fds(ours, 4096) {
         Ok((text, _)) if text.is_empty() => Err(UpgradeError::Exited(String::new())),
+        // Gone with our messages unread: the kernel says reset rather than end of file.
+        Err(e) if gone(&e) => Err(UpgradeError::Exited(String::new())),
         Ok((text, _)) if text == b"ready" => Ok(()),
         Ok((text, _)) => {
             let text = String::from_utf8_lossy(&text).into_owned();
@@ -363,6 +373,14 @@ fn talk(
             source,
         }),
     }
+}
+
+/// Whether `e` says the other end of the channel is gone (the new process exited).
+fn gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+    )
 }
 
 /// Stops accepting: the copies kept for an upgrade are closed and every worker closes its
@@ -537,6 +555,56 @@ impl crate::runtime::balancer::Balancer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A balancer's state with no socket, and a spec running `script` in bash (which can
+    /// write to the channel: `>&"$PEN_UPGRADE_FD"`).
+    fn setup(script: &str) -> (Shared, UpgradeSpec) {
+        let clock = Arc::new(crate::runtime::clock::SystemClock::new());
+        let shared = Shared::for_tests(&[], None, crate::Settings::default(), clock);
+        let spec = UpgradeSpec {
+            exe: "/bin/bash".into(),
+            args: vec!["-c".into(), script.into()],
+            cwd: None,
+        };
+        (shared, spec)
+    }
+
+    #[test]
+    fn a_new_process_that_exits_is_reported_with_its_status() {
+        let (shared, spec) = setup("exit 3");
+        match hand_over(&shared, &spec, "") {
+            Err(UpgradeError::Exited(s)) => assert!(s.contains('3'), "{s}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_new_process_that_fails_says_why() {
+        let (shared, spec) = setup(r#"printf 'error bad config' >&"$PEN_UPGRADE_FD"; sleep 0.1"#);
+        match hand_over(&shared, &spec, "") {
+            Err(UpgradeError::Failed(s)) => assert_eq!(s, "bad config"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_ready_new_process_gets_the_configuration_and_its_pid_is_returned() {
+        let (shared, spec) = setup(r#"printf ready >&"$PEN_UPGRADE_FD"; exec sleep 0.2"#);
+        let pid = hand_over(&shared, &spec, "blacklist 5\n").expect("ready");
+        assert!(pid > 0);
+    }
+
+    #[test]
+    fn a_missing_binary_is_a_spawn_error() {
+        let (shared, mut spec) = setup("");
+        spec.exe = "/nonexistent/pen".into();
+        let err = hand_over(&shared, &spec, "").expect_err("no binary");
+        assert!(
+            err.to_string()
+                .starts_with("cannot start /nonexistent/pen: "),
+            "{err}"
+        );
+    }
 
     #[test]
     fn manifest_round_trip() {
