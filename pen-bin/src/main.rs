@@ -22,8 +22,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use cli::{Cli, CliError, Run};
+use pen_core::runtime::upgrade::{Inherited, UpgradeSpec};
 use pen_core::{Balancer, Bound, StartError};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
 /// Exit status for runtime failures.
@@ -37,6 +38,17 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // Started by an upgrade: the listening sockets of the pen being replaced arrive first.
+    let inherited = match Inherited::from_env() {
+        Ok(i) => i,
+        Err(e) => return fail(EXIT_RUNTIME, format_args!("upgrade: {e}")),
+    };
+    // Taken now, before any chdir: how a later upgrade starts the binary again.
+    let spec = UpgradeSpec {
+        exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+        args: std::env::args_os().skip(1).collect(),
+        cwd: std::env::current_dir().ok(),
+    };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let env_workers = std::env::var("PEN_WORKERS").ok();
     match cli::parse_args_env(&args, env_workers.as_deref()) {
@@ -48,7 +60,7 @@ fn main() -> ExitCode {
             println!("pen {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Ok(Cli::Run(run)) => run_balancer(*run),
+        Ok(Cli::Run(run)) => run_balancer(*run, inherited, spec),
         // No listen address (no arguments at all, or only options): the usage, as C pen.
         Err(CliError::NoListen) => {
             eprint!("{}", cli::USAGE);
@@ -85,7 +97,14 @@ fn is_remote_log(log: &str) -> bool {
     !log.contains('/') && log.contains(':')
 }
 
-fn run_balancer(mut run: Run) -> ExitCode {
+fn run_balancer(mut run: Run, mut inherited: Option<Inherited>, spec: UpgradeSpec) -> ExitCode {
+    // In a new binary started by an upgrade, every start-up failure is also told to the old
+    // pen, which serves on and logs it.
+    let tell = |inherited: &Option<Inherited>, msg: &str| {
+        if let Some(i) = inherited {
+            i.failed(msg);
+        }
+    };
     daemon::install_logger();
     // C pen: as root, no control socket without -u; it says so (in the log: syslog once
     // detached, so the warning is logged after detaching) and balances on.
@@ -93,7 +112,10 @@ fn run_balancer(mut run: Run) -> ExitCode {
     // Look the user up before starting, so a typo fails before anything is bound.
     let user = match run.user.as_deref().map(privs::lookup).transpose() {
         Ok(u) => u,
-        Err(e) => return fail(EXIT_USAGE, e),
+        Err(e) => {
+            tell(&inherited, &e.to_string());
+            return fail(EXIT_USAGE, e);
+        }
     };
     let Run {
         mut config,
@@ -130,18 +152,39 @@ fn run_balancer(mut run: Run) -> ExitCode {
     let pid_file = config.pid_file.clone();
     // Everything that can fail for a reason the operator should see happens here, while the
     // process is still attached to the terminal and has a single thread.
-    let mut bound = match Balancer::bind(config) {
-        Ok(b) => b,
-        Err(e) => return fail(start_error_code(&e), e),
+    let bound = match inherited.as_mut() {
+        Some(i) => Balancer::bind_inherited(config, i),
+        None => Balancer::bind(config),
     };
+    let mut bound = match bound {
+        Ok(b) => b,
+        Err(e) => {
+            tell(&inherited, &e.to_string());
+            return fail(start_error_code(&e), e);
+        }
+    };
+    // The old pen's running configuration on top: penctl changes survive an upgrade.
+    if let Some(i) = &inherited {
+        if let Err(e) = bound.apply_running(i.running()) {
+            tell(&inherited, &e.to_string());
+            return fail(start_error_code(&e), e);
+        }
+    }
     // Without -j the access log opens now, while errors still reach the terminal; with -j it
     // opens inside the jail (see `launch`), as with C pen.
     if chroot.is_none() {
         if let Err(e) = bound.open_log() {
+            tell(&inherited, &e.to_string());
             return fail(start_error_code(&e), e);
         }
     }
     let report = if foreground {
+        None
+    } else if inherited.is_some() {
+        // The pen being replaced was a daemon already: same session, no second detach; the
+        // working directory becomes `/` as a daemon's is (it was started in the old one's).
+        let _ = std::env::set_current_dir("/");
+        daemon::open_syslog();
         None
     } else {
         match daemon::detach() {
@@ -155,10 +198,13 @@ fn run_balancer(mut run: Run) -> ExitCode {
     if no_control {
         daemon::log_warning(cli::ROOT_CONTROL_WARNING);
     }
+    // Privileges were dropped by the pen being replaced: only root drops them again.
+    let user = user.filter(|_| inherited.is_none() || pen_core::os::euid() == 0);
     let launched = launch(bound, pid_file.as_deref(), chroot.as_deref(), user.as_ref());
     let (balancer, pid_handle) = match launched {
         Ok(b) => b,
         Err((code, msg)) => {
+            tell(&inherited, &msg);
             return match report {
                 Some(r) => {
                     r.failed(code, &msg);
@@ -170,6 +216,15 @@ fn run_balancer(mut run: Run) -> ExitCode {
     };
     if let Some(r) = report {
         r.started();
+    }
+    if chroot.is_none() {
+        balancer.set_upgrade(spec);
+    }
+    if let Some(i) = inherited {
+        // Serving (sockets, workers, pid file): the old pen stops accepting and drains.
+        if let Err(e) = i.ready() {
+            daemon::log_error(&format!("upgrade: cannot tell the old pen: {e}"));
+        }
     }
     balancer.wait();
     // The balancer removed the pid file if it still could. If it could not (it belongs to root
@@ -192,7 +247,7 @@ fn launch(
 ) -> Result<(Arc<Balancer>, Option<File>), (u8, String)> {
     // Registered before anything runs, so a TERM from now on is a clean stop; the thread that
     // acts on them starts with the balancer (signal-hook: no work inside a handler).
-    let signals = Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT])
+    let signals = Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT, SIGQUIT, SIGUSR2])
         .map_err(|e| (EXIT_RUNTIME, format!("cannot handle signals: {e}")))?;
     if let Some(dir) = chroot {
         pen_core::os::chroot(dir).map_err(|e| {
@@ -316,11 +371,32 @@ fn handle_signals(mut signals: Signals, balancer: Arc<Balancer>) -> std::io::Res
                         }
                         daemon::log_info(&balancer.summary());
                     }
+                    SIGQUIT => {
+                        if let Err(e) = balancer.shutdown(None) {
+                            daemon::log_error(&format!("SIGQUIT: {e}"));
+                        }
+                    }
+                    SIGUSR2 => upgrade_in_background(&balancer),
                     _ => balancer.request_stop(),
                 }
             }
         })?;
     Ok(())
+}
+
+/// SIGUSR2: the upgrade runs on its own thread (it waits up to 10 s for the new binary), so
+/// a TERM meanwhile still stops pen at once. A failure is logged; pen serves on.
+fn upgrade_in_background(balancer: &Arc<Balancer>) {
+    let b = Arc::clone(balancer);
+    let spawned = std::thread::Builder::new()
+        .name("pen-upgrade".into())
+        .spawn(move || match b.upgrade() {
+            Ok(pid) => daemon::log_info(&format!("upgrade: pid {pid} serves; draining")),
+            Err(e) => daemon::log_error(&format!("upgrade failed, serving on: {e}")),
+        });
+    if let Err(e) = spawned {
+        daemon::log_error(&format!("SIGUSR2: cannot start the upgrade: {e}"));
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ mod faults_load;
 mod health_checks;
 mod health_states;
 mod http;
+mod lifecycle;
 mod netns;
 mod ops_config;
 mod ops_daemon;

@@ -112,7 +112,8 @@ pub(crate) fn serve<P: Protocol>(shared: Arc<Shared>, listener: Listener, proto:
             Duration::from_millis(200)
         };
         let _ = poller.wait(&mut events, Some(timeout));
-        let stopping = shared.stopping.load(Relaxed);
+        // After an upgrade the new binary answers on this socket.
+        let stopping = shared.stopping.load(Relaxed) || shared.handed_over.load(Relaxed);
         let mut ready: Vec<usize> = Vec::new();
         for ev in events.iter() {
             if ev.key == LISTENER_KEY {

@@ -242,4 +242,13 @@ pub enum Command {
     CheckRise(Option<u32>),
     /// `check_fall [N]` \[ours\]: failures in a row that take an up server down.
     CheckFall(Option<u32>),
+    /// `shutdown_timeout [S]` \[ours\]: seconds a graceful shutdown or an upgrade lets open
+    /// connections finish before closing them (default 30).
+    ShutdownTimeout(Option<u64>),
+    /// `shutdown [S]` \[ours\]: graceful shutdown (as SIGQUIT): stop accepting, let open
+    /// connections finish (up to S seconds, else `shutdown_timeout`), exit.
+    Shutdown(Option<u64>),
+    /// `upgrade` \[ours\]: start the binary anew and hand it the listening sockets (as
+    /// SIGUSR2); this pen then drains and exits.
+    Upgrade,
 }

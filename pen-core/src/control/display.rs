@@ -188,6 +188,9 @@ impl fmt::Display for Command {
             Command::CheckTimeout(n) => opt(f, "check_timeout", n.as_ref()),
             Command::CheckRise(n) => opt(f, "check_rise", n.as_ref()),
             Command::CheckFall(n) => opt(f, "check_fall", n.as_ref()),
+            Command::ShutdownTimeout(n) => opt(f, "shutdown_timeout", n.as_ref()),
+            Command::Shutdown(n) => opt(f, "shutdown", n.as_ref()),
+            Command::Upgrade => f.write_str("upgrade"),
         }
     }
 }
@@ -517,6 +520,9 @@ mod tests {
                     Command::Server { id, fields }
                 })
                 .boxed(),
+            secs().prop_map(Command::ShutdownTimeout).boxed(),
+            secs().prop_map(Command::Shutdown).boxed(),
+            Just(Command::Upgrade).boxed(),
         ])
     }
 

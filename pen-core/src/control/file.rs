@@ -100,7 +100,9 @@ pub(crate) fn include<H: Host>(
             | Command::Exit
             | Command::ReloadReset
             | Command::Write(_)
-            | Command::Ssl(SslCommand::Reload, _) => {
+            | Command::Ssl(SslCommand::Reload, _)
+            | Command::Shutdown(_)
+            | Command::Upgrade => {
                 return Err(at(ApplyError::Line(
                     "an action (close, exit, reload_reset, write, ssl_reload) cannot be used \
                      in a config file"

@@ -167,6 +167,10 @@ pub fn required_level(cmd: &Command) -> Level {
         | C::CheckTimeout(Some(_))
         | C::CheckRise(Some(_))
         | C::CheckFall(Some(_)) => Operate,
+        // Issue 13: stopping or replacing the process is admin's; the timeout is a setting.
+        C::Shutdown(_) | C::Upgrade => Admin,
+        C::ShutdownTimeout(None) => Read,
+        C::ShutdownTimeout(Some(_)) => Operate,
     }
 }
 

@@ -139,6 +139,7 @@ impl Model {
                 | Command::CheckTimeout(Some(_))
                 | Command::CheckRise(Some(_))
                 | Command::CheckFall(Some(_))
+                | Command::ShutdownTimeout(Some(_))
         ) || matches!(cmd, Command::Ssl(which, _) if *which != SslCommand::Reload)
     }
 
@@ -342,6 +343,10 @@ impl Model {
             }
             Command::CheckRise(v) => nl(*set(&mut s.checks.rise, v)),
             Command::CheckFall(v) => nl(*set(&mut s.checks.fall, v)),
+            Command::ShutdownTimeout(v) => {
+                let s = &mut self.settings;
+                nl(*set(&mut s.shutdown_timeout_secs, v))
+            }
             other => return Err(ApplyError::NotSupported(other.to_string())),
         })
     }

@@ -174,6 +174,9 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
         "check_timeout" => Command::CheckTimeout(opt_max(w, CHECK_MS_MAX, EXPECTED_CHECK_MS)?),
         "check_rise" => Command::CheckRise(opt_max(w, CHECK_COUNT_MAX, EXPECTED_CHECK_COUNT)?),
         "check_fall" => Command::CheckFall(opt_max(w, CHECK_COUNT_MAX, EXPECTED_CHECK_COUNT)?),
+        "shutdown_timeout" => Command::ShutdownTimeout(opt_secs(w)?),
+        "shutdown" => Command::Shutdown(opt_secs(w)?),
+        "upgrade" => Command::Upgrade,
         other => return Err(ParseError::UnknownCommand(other.to_string())),
     };
     Ok(cmd)

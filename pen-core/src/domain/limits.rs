@@ -10,7 +10,8 @@
 //! they stay unbounded (a number that names nothing is answered as C pen answers it).
 
 /// Seconds in any time setting: one year. `blacklist`, `timeout`, `tracking`, `idle_timeout`,
-/// `recent`, `handshake_timeout`, `request_timeout`, `server N blacklist T`, `-b`, `-t`, `-T`.
+/// `recent`, `handshake_timeout`, `request_timeout`, `server N blacklist T`, `-b`, `-t`, `-T`,
+/// `shutdown_timeout` and `shutdown S` (issue 13).
 /// A year in milliseconds (3.2e10) added to any monotonic clock reading stays far below
 /// `u64::MAX`.
 pub const SECONDS_MAX: u64 = 31_536_000;

@@ -109,6 +109,9 @@ pub struct Settings {
     /// The timing of active health checks (`check_interval`, `check_timeout`, `check_rise`,
     /// `check_fall`).
     pub checks: crate::domain::check::CheckSettings,
+    /// Seconds a graceful shutdown or an upgrade lets open connections finish
+    /// (`shutdown_timeout`) (default 30).
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for Settings {
@@ -151,6 +154,7 @@ impl Default for Settings {
             control_text: None,
             states: crate::domain::server_health::StateSettings::default(),
             checks: crate::domain::check::CheckSettings::default(),
+            shutdown_timeout_secs: 30,
         }
     }
 }

@@ -130,6 +130,40 @@ pub(crate) struct Shared {
     /// Set (with the condvar notified) once the balancer has stopped.
     pub(crate) stopped: Mutex<bool>,
     pub(crate) stopped_cv: Condvar,
+    /// Graceful shutdown or upgrade under way: the listeners are closed, connections finish.
+    pub(crate) draining: AtomicBool,
+    /// Copies of the listening sockets, to hand to a new binary (`runtime::upgrade`).
+    pub(crate) handover: Mutex<ListenFds>,
+    /// The listening sockets now belong to a new binary: the control and metrics threads
+    /// stop, and the Unix socket files are left for it at exit.
+    pub(crate) handed_over: AtomicBool,
+    /// A shutdown or upgrade is under way (one at a time).
+    pub(crate) lifecycle_busy: AtomicBool,
+    /// How to start a new binary (`upgrade`), when the program said.
+    pub(crate) upgrade_spec: Mutex<Option<UpgradeSpec>>,
+}
+
+/// How to start a new binary for an upgrade: the path pen was started from, its arguments
+/// and the directory it was started in (a daemon's own is `/`).
+#[derive(Debug, Clone)]
+pub struct UpgradeSpec {
+    /// The binary's path, as resolved at start (re-read from disk at each upgrade).
+    pub exe: std::path::PathBuf,
+    /// The arguments (without the program name).
+    pub args: Vec<std::ffi::OsString>,
+    /// The working directory to start it in.
+    pub cwd: Option<std::path::PathBuf>,
+}
+
+/// Copies (`dup`) of the listening sockets, in the order a new binary receives them.
+#[derive(Debug, Default)]
+pub(crate) struct ListenFds {
+    /// The data listeners: one per worker for TCP and UDP, one for a Unix socket.
+    pub(crate) data: Vec<std::os::fd::OwnedFd>,
+    /// The control socket.
+    pub(crate) control: Option<std::os::fd::OwnedFd>,
+    /// The metrics listener.
+    pub(crate) metrics: Option<std::os::fd::OwnedFd>,
 }
 
 impl Shared {
@@ -208,6 +242,11 @@ impl Shared {
             events: Arc::default(),
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
+            draining: AtomicBool::new(false),
+            handover: Mutex::default(),
+            handed_over: AtomicBool::new(false),
+            lifecycle_busy: AtomicBool::new(false),
+            upgrade_spec: Mutex::new(None),
         }
     }
 }

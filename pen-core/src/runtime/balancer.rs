@@ -22,7 +22,7 @@ use crate::engine::state::{Counters, Shared, WorkerLink, WorkerMsg};
 use crate::error::{ApplyError, StartError};
 use crate::runtime::config::Config;
 use crate::runtime::controller::Controller;
-use crate::runtime::listeners::{bind_endpoint, bind_listeners};
+use crate::runtime::listeners::{adopt_data, adopt_endpoint, bind_endpoint, bind_listeners};
 use crate::sys;
 
 /// A balancer whose sockets are bound and whose start-up configuration is applied, with no
@@ -62,6 +62,24 @@ impl Bound {
     /// The address the listener is bound to (with the real port when bound to port 0).
     pub fn listen_addr(&self) -> ListenAddr {
         self.shared.listen.lock().clone()
+    }
+
+    /// Applies a configuration as `write` renders it, line by line, on top of the start-up
+    /// one: in an upgrade, the old pen's running configuration (so penctl changes survive).
+    ///
+    /// # Errors
+    /// [`StartError::Command`] naming the first line refused.
+    pub fn apply_running(&self, text: &str) -> Result<(), StartError> {
+        let lines = text.lines().map(str::trim);
+        for line in lines.filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            (self.ctl.apply_line(line, ConfigSource::CommandLine)).map_err(|source| {
+                StartError::Command {
+                    command: line.to_string(),
+                    source,
+                }
+            })?;
+        }
+        Ok(())
     }
 
     /// The shared state, for tests and the fuzzing harness (no thread runs yet).
@@ -162,8 +180,8 @@ impl Bound {
 
 /// A running balancer. Dropping the handle does not stop it; call [`Balancer::stop`].
 pub struct Balancer {
-    shared: Arc<Shared>,
-    ctl: Arc<Controller>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) ctl: Arc<Controller>,
     pid_file: Option<PathBuf>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -234,7 +252,21 @@ impl Balancer {
     /// [`StartError`]: a socket cannot be bound, a command fails, or the config file has an
     /// error (`FILE:LINE: reason`).
     pub fn bind(config: Config) -> Result<Bound, StartError> {
-        Balancer::bind_with_clock(config, Arc::new(super::clock::SystemClock::new()))
+        Balancer::bind_with_clock(config, Arc::new(super::clock::SystemClock::new()), None)
+    }
+
+    /// [`Balancer::bind`] in a new binary started by an upgrade: the listening sockets
+    /// `inherited` holds (data, control, metrics) are used instead of binding new ones, when
+    /// they are of the kind the configuration asks for; the others are bound as usual.
+    ///
+    /// # Errors
+    /// As [`Balancer::bind`].
+    pub fn bind_inherited(
+        config: Config,
+        inherited: &mut super::upgrade::Inherited,
+    ) -> Result<Bound, StartError> {
+        let clock = Arc::new(super::clock::SystemClock::new());
+        Balancer::bind_with_clock(config, clock, Some(inherited))
     }
 
     /// [`Balancer::bind`] with the time source the workers and the control plane read (the
@@ -245,6 +277,7 @@ impl Balancer {
     pub(crate) fn bind_with_clock(
         config: Config,
         clock: Arc<dyn Clock>,
+        mut inherited: Option<&mut super::upgrade::Inherited>,
     ) -> Result<Bound, StartError> {
         let n = if config.workers == 0 {
             sys::cpus()
@@ -259,7 +292,12 @@ impl Balancer {
         // Certificates first: a bad file is refused before any socket is bound.
         let tls = config.tls.clone().map(crate::tls::Tls::new).transpose()?;
         let listen_err = io_err(format!("cannot listen on '{}'", config.listen));
-        let (listeners, udp, bound) = if config.udp {
+        let from_parent = inherited
+            .as_deref_mut()
+            .and_then(|i| i.take_data(&config.listen, config.udp));
+        let (listeners, udp, bound) = if let Some(fds) = from_parent {
+            adopt_data(fds, &config, n).map_err(listen_err)?
+        } else if config.udp {
             let (socks, bound) = crate::engine::udp::bind(&config.listen, n).map_err(listen_err)?;
             (
                 std::iter::repeat_with(|| None).take(n).collect(),
@@ -273,7 +311,9 @@ impl Balancer {
         };
         let control = match &config.control {
             Some(c) => {
-                let (l, bound) = bind_endpoint(c, control_access(&config))
+                let got = inherited.as_deref_mut().and_then(|i| i.take_control());
+                let (l, bound) = adopt_endpoint(got, c)
+                    .unwrap_or_else(|| bind_endpoint(c, control_access(&config)))
                     .map_err(io_err(format!("cannot open control socket '{c}'")))?;
                 let level = super::config::control_level(&config).unwrap_or(Level::Admin);
                 warn_if_exposed("control socket", &bound, &format!("level {level}"));
@@ -283,7 +323,9 @@ impl Balancer {
         };
         let metrics = match &config.metrics {
             Some(m) => {
-                let (l, bound) = bind_endpoint(m, None)
+                let got = inherited.and_then(|i| i.take_metrics());
+                let (l, bound) = adopt_endpoint(got, m)
+                    .unwrap_or_else(|| bind_endpoint(m, None))
                     .map_err(io_err(format!("cannot open metrics listener '{m}'")))?;
                 warn_if_exposed("metrics listener", &bound, "read-only");
                 Some((l, bound))
@@ -305,6 +347,30 @@ impl Balancer {
             });
             ends.push((poller, rx));
         }
+        // Copies for a later upgrade (`runtime::upgrade`).
+        let handover = crate::engine::state::ListenFds {
+            data: listeners
+                .iter()
+                .flatten()
+                .map(super::listeners::dup_listener)
+                .chain(
+                    udp.iter()
+                        .map(|u| std::os::fd::AsFd::as_fd(u).try_clone_to_owned()),
+                )
+                .collect::<std::io::Result<_>>()
+                .map_err(io_err("cannot keep the listening sockets"))?,
+            control: control
+                .as_ref()
+                .and_then(|c| c.0.as_ref())
+                .map(super::listeners::dup_listener)
+                .transpose()
+                .map_err(io_err("cannot keep the control socket"))?,
+            metrics: metrics
+                .as_ref()
+                .map(super::listeners::dup_listener)
+                .transpose()
+                .map_err(io_err("cannot keep the metrics listener"))?,
+        };
         let shared = Arc::new(Shared {
             settings: RwLock::new(config.settings.clone()),
             servers: RwLock::new({
@@ -342,6 +408,11 @@ impl Balancer {
             health: config.health.clone(),
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
+            draining: AtomicBool::new(false),
+            handover: Mutex::new(handover),
+            handed_over: AtomicBool::new(false),
+            lifecycle_busy: AtomicBool::new(false),
+            upgrade_spec: Mutex::new(None),
         });
         let ctl = Arc::new(
             Controller::new(Arc::clone(&shared), config.config_file.clone()).with_start(&config),
@@ -473,7 +544,9 @@ impl Balancer {
         for t in threads {
             let _ = t.join();
         }
-        if let Some(p) = &self.pid_file {
+        // After an upgrade the pid file and the Unix sockets belong to the new process.
+        let handed_over = self.shared.handed_over.load(Relaxed);
+        if let Some(p) = self.pid_file.as_ref().filter(|_| !handed_over) {
             let _ = std::fs::remove_file(p);
         }
         // The Unix sockets pen created: a restart must find their paths free, since nothing
@@ -481,7 +554,7 @@ impl Balancer {
         let control = self.shared.control.lock().clone();
         let listen = self.shared.listen.lock().clone();
         for addr in [Some(listen), control, self.shared.metrics.clone()] {
-            if let Some(ListenAddr::Unix(p)) = addr {
+            if let Some(ListenAddr::Unix(p)) = addr.filter(|_| !handed_over) {
                 let _ = std::fs::remove_file(p);
             }
         }

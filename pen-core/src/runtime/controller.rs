@@ -220,6 +220,10 @@ impl Controller {
         if cmd == Command::ReloadReset {
             return self.reload_reset().map(|()| String::new());
         }
+        if matches!(cmd, Command::Shutdown(_) | Command::Upgrade) {
+            let running = self.render(std::path::Path::new("upgrade"));
+            return Ok(super::upgrade::execute(&self.shared, &cmd, running));
+        }
         super::queries::execute(&self.shared, cmd)
     }
 
@@ -308,6 +312,18 @@ impl Controller {
                     reason: "needs a FILE (pen runs without -F)".to_string(),
                 })?,
         };
+        let text = self.render(&path);
+        crate::files::write_atomically(&path, text.as_bytes()).map_err(|source| {
+            ApplyError::Io {
+                context: format!("cannot write '{}'", path.display()),
+                source,
+            }
+        })?;
+        Ok(String::new())
+    }
+
+    /// The running configuration as `write` renders it for `path`.
+    pub(crate) fn render(&self, path: &std::path::Path) -> String {
         let model = snapshot(&self.shared);
         let mut start = self.start_line.clone();
         start.control = self.shared.control.lock().clone();
@@ -323,14 +339,7 @@ impl Controller {
         let wall = self.shared.clock.wall_secs();
         let local = wall.saturating_add_signed(crate::sys::process::utc_offset_secs(wall));
         let time = crate::domain::clock::format_utc(local);
-        let text = crate::control::write::render(&model, &start, &path, time);
-        crate::files::write_atomically(&path, text.as_bytes()).map_err(|source| {
-            ApplyError::Io {
-                context: format!("cannot write '{}'", path.display()),
-                source,
-            }
-        })?;
-        Ok(String::new())
+        crate::control::write::render(&model, &start, path, time)
     }
 }
 

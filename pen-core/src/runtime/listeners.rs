@@ -88,6 +88,16 @@ pub(crate) fn install_listeners(
     listeners: Vec<Option<Listener>>,
     bound: ListenAddr,
 ) {
+    if shared.draining.load(Relaxed) {
+        // Shutting down: the new address is not opened (the listeners are dropped).
+        return;
+    }
+    // The copies kept for an upgrade follow (best effort: without them an upgrade hands over
+    // fewer sockets and the new binary binds the rest).
+    let dups: std::io::Result<Vec<_>> = listeners.iter().flatten().map(dup_listener).collect();
+    if let Ok(dups) = dups {
+        shared.handover.lock().data = dups;
+    }
     let running = shared.running.load(Relaxed);
     let mut acks = Vec::new();
     for (link, l) in shared.workers.iter().zip(listeners) {
@@ -102,4 +112,81 @@ pub(crate) fn install_listeners(
         }
     }
     *shared.listen.lock() = bound;
+}
+
+/// A copy of `l`'s descriptor, kept to hand the socket to a new binary.
+pub(crate) fn dup_listener(l: &Listener) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    match l {
+        Listener::Tcp(t) => t.as_fd().try_clone_to_owned(),
+        Listener::Unix(u) => u.as_fd().try_clone_to_owned(),
+    }
+}
+
+/// The workers' data listeners made of the sockets inherited in an upgrade (see
+/// `runtime::upgrade`): as many as there are workers (more are bound to the same address with
+/// `SO_REUSEPORT` if this pen has more workers; a surplus is closed). Returns the TCP or Unix
+/// listeners (one per worker), the UDP sockets, and the address.
+pub(crate) fn adopt_data(
+    fds: Vec<std::os::fd::OwnedFd>,
+    config: &crate::runtime::config::Config,
+    n: usize,
+) -> std::io::Result<(Vec<Option<Listener>>, Vec<std::net::UdpSocket>, ListenAddr)> {
+    let mut fds = fds.into_iter().take(n.max(1));
+    match &config.listen {
+        ListenAddr::Unix(_) => {
+            let mut out: Vec<Option<Listener>> = fds
+                .next()
+                .map(|fd| Listener::Unix(fd.into()))
+                .into_iter()
+                .map(Some)
+                .collect();
+            out.resize_with(n, || None);
+            Ok((out, Vec::new(), config.listen.clone()))
+        }
+        ListenAddr::Inet(_) if config.udp => {
+            let mut socks: Vec<std::net::UdpSocket> = fds.map(Into::into).collect();
+            let bound = first_addr(socks.first().map(std::net::UdpSocket::local_addr))?;
+            while socks.len() < n {
+                socks.push(sys::udp_socket(bound, true)?);
+            }
+            let none = std::iter::repeat_with(|| None).take(n).collect();
+            Ok((none, socks, ListenAddr::Inet(bound)))
+        }
+        ListenAddr::Inet(_) => {
+            let mut ls: Vec<std::net::TcpListener> = fds.map(Into::into).collect();
+            let bound = first_addr(ls.first().map(std::net::TcpListener::local_addr))?;
+            while ls.len() < n {
+                ls.push(sys::tcp_listener(bound, config.backlog, true)?);
+            }
+            let out = ls.into_iter().map(|l| Some(Listener::Tcp(l))).collect();
+            Ok((out, Vec::new(), ListenAddr::Inet(bound)))
+        }
+    }
+}
+
+/// The address of the first inherited socket.
+fn first_addr(a: Option<std::io::Result<SocketAddr>>) -> std::io::Result<SocketAddr> {
+    a.unwrap_or_else(|| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no inherited socket",
+        ))
+    })
+}
+
+/// A control or metrics endpoint made of an inherited socket, if there is one.
+pub(crate) fn adopt_endpoint(
+    fd: Option<std::os::fd::OwnedFd>,
+    addr: &ListenAddr,
+) -> Option<std::io::Result<(Option<Listener>, ListenAddr)>> {
+    let fd = fd?;
+    Some(match addr {
+        ListenAddr::Unix(_) => Ok((Some(Listener::Unix(fd.into())), addr.clone())),
+        ListenAddr::Inet(_) => {
+            let l = std::net::TcpListener::from(fd);
+            l.local_addr()
+                .map(|a| (Some(Listener::Tcp(l)), ListenAddr::Inet(a)))
+        }
+    })
 }

@@ -12,4 +12,5 @@ pub(crate) mod controller;
 pub(crate) mod host;
 pub(crate) mod listeners;
 pub(crate) mod queries;
+pub mod upgrade;
 pub(crate) mod watch;

@@ -209,6 +209,7 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
         Command::CheckTimeout(None) => nl(settings.checks.timeout_ms),
         Command::CheckRise(None) => nl(settings.checks.rise),
         Command::CheckFall(None) => nl(settings.checks.fall),
+        Command::ShutdownTimeout(None) => nl(settings.shutdown_timeout_secs),
         // Every configuration command was handled through the model above.
         other => return Err(ApplyError::NotSupported(other.to_string())),
     };

@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+pub(crate) mod fdpass;
 pub(crate) mod process;
 mod unix_socket;
 pub(crate) use unix_socket::{unix_listener, SocketAccess};
