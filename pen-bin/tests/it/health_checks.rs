@@ -255,3 +255,38 @@ fn with_debug_a_verdict_change_is_logged_once() {
         pen.log_text()
     );
 }
+
+/// The names of the threads of process `pid` (/proc/PID/task/*/comm).
+fn thread_names(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn the_checker_thread_exists_only_while_a_check_is_configured() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    let a = Backend::name("A");
+    let pen = PenBuilder::new().opts(&FAST).server(a.spec()).start();
+    // Started and serving, no check configured: no checker thread (as C pen: no extra thread).
+    assert_eq!(pen.fetch(), "A");
+    let has_checker = || thread_names(pen.pid).iter().any(|n| n == "pen-checker");
+    assert!(!has_checker(), "{:?}", thread_names(pen.pid));
+    pen.ctl("server 0 check connect");
+    wait_until(WAIT, "a pen-checker thread", has_checker);
+    wait_until(WAIT, "the check's verdict", || {
+        server_line(&pen, 0).contains(" check up")
+    });
+    // The last check removed: the thread ends.
+    pen.ctl("server 0 check off");
+    wait_until(WAIT, "the pen-checker thread gone", || !has_checker());
+    // And comes back with the next check.
+    pen.ctl("server 0 check connect");
+    wait_until(WAIT, "a pen-checker thread again", has_checker);
+}
