@@ -290,3 +290,55 @@ fn the_checker_thread_exists_only_while_a_check_is_configured() {
     pen.ctl("server 0 check connect");
     wait_until(WAIT, "a pen-checker thread again", has_checker);
 }
+
+/// A virtual-hosted server: 200 for `Host: api.example.com`, 404 for any other host.
+fn vhost_backend() -> Backend {
+    Backend::custom(|mut s| {
+        use std::io::Write;
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(n) if n > 0 => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                _ => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let status = if text.contains("\r\nhost: api.example.com\r\n") {
+            "200 OK"
+        } else {
+            "404 Not Found"
+        };
+        let _ = write!(s, "HTTP/1.0 {status}\r\nContent-Length: 0\r\n\r\n");
+    })
+}
+
+#[test]
+fn http_check_sends_the_configured_host() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    let named = vhost_backend();
+    let plain = vhost_backend();
+    let pen = PenBuilder::new()
+        .opts(&FAST)
+        .server(named.spec())
+        .server(plain.spec())
+        .start();
+    let reply = pen.ctl("server 0 check http /hz 200 host api.example.com");
+    assert_eq!(reply, "", "{reply}");
+    pen.ctl("server 1 check http /hz 200");
+    wait_until(WAIT, "both verdicts", || {
+        server_line(&pen, 0).contains(" check up") && server_line(&pen, 1).contains(" check down")
+    });
+    // `write` keeps the host.
+    let dir = ScratchDir::new("checkhost");
+    let file = dir.0.join("pen.cfg");
+    pen.ctl(&format!("write {}", file.display()));
+    let text = std::fs::read_to_string(&file).expect("written");
+    assert!(
+        text.contains("\nserver 0 check http /hz 200 host api.example.com\n"),
+        "{text}"
+    );
+}

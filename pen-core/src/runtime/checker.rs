@@ -438,12 +438,8 @@ fn step(
                 p.out.clone_from(send);
                 Phase::Writing
             }
-            CheckSpec::Http { path, .. } => {
-                p.out = format!(
-                    "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: pen-check\r\n\
-                     Connection: close\r\n\r\n"
-                )
-                .into_bytes();
+            CheckSpec::Http { path, host, .. } => {
+                p.out = http_request(path, host.as_deref(), addr);
                 Phase::Writing
             }
         };
@@ -576,6 +572,15 @@ impl Write for SockIo<'_> {
     }
 }
 
+/// An HTTP check's request: `Host:` is `host` if configured, else the server's address.
+fn http_request(path: &str, host: Option<&str>, addr: SocketAddr) -> Vec<u8> {
+    let host = host.map_or_else(|| addr.to_string(), str::to_string);
+    format!(
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: pen-check\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,7 +590,21 @@ mod tests {
             path: "/".into(),
             lo,
             hi,
+            host: None,
         }
+    }
+
+    #[test]
+    fn http_request_uses_the_configured_host_or_the_address() {
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let req = |h| String::from_utf8(http_request("/hz", h, addr)).unwrap();
+        assert!(
+            req(None).starts_with("GET /hz HTTP/1.0\r\nHost: 127.0.0.1:8080\r\n"),
+            "{}",
+            req(None)
+        );
+        assert!(req(Some("api.example.com")).contains("\r\nHost: api.example.com\r\n"));
+        assert!(!req(Some("api.example.com")).contains("127.0.0.1"));
     }
 
     #[test]
