@@ -255,3 +255,90 @@ fn with_debug_a_verdict_change_is_logged_once() {
         pen.log_text()
     );
 }
+
+/// The names of the threads of process `pid` (/proc/PID/task/*/comm).
+fn thread_names(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn the_checker_thread_exists_only_while_a_check_is_configured() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    let a = Backend::name("A");
+    let pen = PenBuilder::new().opts(&FAST).server(a.spec()).start();
+    // Started and serving, no check configured: no checker thread (as C pen: no extra thread).
+    assert_eq!(pen.fetch(), "A");
+    let has_checker = || thread_names(pen.pid).iter().any(|n| n == "pen-checker");
+    assert!(!has_checker(), "{:?}", thread_names(pen.pid));
+    pen.ctl("server 0 check connect");
+    wait_until(WAIT, "a pen-checker thread", has_checker);
+    wait_until(WAIT, "the check's verdict", || {
+        server_line(&pen, 0).contains(" check up")
+    });
+    // The last check removed: the thread ends.
+    pen.ctl("server 0 check off");
+    wait_until(WAIT, "the pen-checker thread gone", || !has_checker());
+    // And comes back with the next check.
+    pen.ctl("server 0 check connect");
+    wait_until(WAIT, "a pen-checker thread again", has_checker);
+}
+
+/// A virtual-hosted server: 200 for `Host: api.example.com`, 404 for any other host.
+fn vhost_backend() -> Backend {
+    Backend::custom(|mut s| {
+        use std::io::Write;
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(n) if n > 0 => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                _ => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let status = if text.contains("\r\nhost: api.example.com\r\n") {
+            "200 OK"
+        } else {
+            "404 Not Found"
+        };
+        let _ = write!(s, "HTTP/1.0 {status}\r\nContent-Length: 0\r\n\r\n");
+    })
+}
+
+#[test]
+fn http_check_sends_the_configured_host() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    let named = vhost_backend();
+    let plain = vhost_backend();
+    let pen = PenBuilder::new()
+        .opts(&FAST)
+        .server(named.spec())
+        .server(plain.spec())
+        .start();
+    let reply = pen.ctl("server 0 check http /hz 200 host api.example.com");
+    assert_eq!(reply, "", "{reply}");
+    pen.ctl("server 1 check http /hz 200");
+    wait_until(WAIT, "both verdicts", || {
+        server_line(&pen, 0).contains(" check up") && server_line(&pen, 1).contains(" check down")
+    });
+    // `write` keeps the host.
+    let dir = ScratchDir::new("checkhost");
+    let file = dir.0.join("pen.cfg");
+    pen.ctl(&format!("write {}", file.display()));
+    let text = std::fs::read_to_string(&file).expect("written");
+    assert!(
+        text.contains("\nserver 0 check http /hz 200 host api.example.com\n"),
+        "{text}"
+    );
+}

@@ -341,11 +341,17 @@ mod tests {
             Just(CheckSpec::Connect),
             Just(CheckSpec::Tls),
             (1..=u16::MAX).prop_map(|port| CheckSpec::Agent { port }),
-            ("/[a-z0-9/]{0,10}", 200..=204u16).prop_map(|(path, lo)| CheckSpec::Http {
-                path,
-                lo,
-                hi: 399
-            }),
+            (
+                "/[a-z0-9/]{0,10}",
+                200..=204u16,
+                proptest::option::of("[a-z0-9.-]{1,12}(:[0-9]{1,5})?")
+            )
+                .prop_map(|(path, lo, host)| CheckSpec::Http {
+                    path,
+                    lo,
+                    hi: 399,
+                    host
+                }),
             (text.clone(), text).prop_map(|(send, e)| CheckSpec::Send {
                 send,
                 expect: Expect::Text(e)

@@ -10,6 +10,8 @@ use crate::domain::server_health::{AdminState, CheckVerdict};
 
 /// Longest TEXT of `send`/`expect` and longest HTTP path or regular expression, in bytes.
 pub const CHECK_TEXT_MAX: usize = 1024;
+/// Longest `host NAME` of an HTTP check, in bytes (a DNS name is at most 253).
+pub const CHECK_HOST_MAX: usize = 255;
 /// Longest answer a check reads before it decides (an expectation not met by then fails).
 pub const CHECK_READ_MAX: usize = 4096;
 
@@ -36,8 +38,8 @@ pub enum CheckSpec {
         /// What the answer must contain.
         expect: Expect,
     },
-    /// `http PATH [LO[-HI]]`: `GET PATH` with `Host:` the server's address; the status line's
-    /// code must be within `lo..=hi` (default 200-399).
+    /// `http PATH [LO[-HI]] [host NAME]`: `GET PATH` with `Host:` NAME (by default the
+    /// server's address); the status line's code must be within `lo..=hi` (default 200-399).
     Http {
         /// Request path (no whitespace).
         path: String,
@@ -45,6 +47,8 @@ pub enum CheckSpec {
         lo: u16,
         /// Highest accepted status.
         hi: u16,
+        /// The `Host:` header's value; `None`: the server's `address:port`.
+        host: Option<String>,
     },
     /// `tls`: a TLS handshake completes (the certificate is not verified).
     Tls,
@@ -137,7 +141,7 @@ pub fn escape(bytes: &[u8]) -> String {
 }
 
 /// Parses `connect`, `send TEXT [expect TEXT | expect_re RE]`, `expect TEXT`,
-/// `http PATH [LO[-HI]]`, `tls`, `agent PORT` from the words after `check`, taking only the
+/// `http PATH [LO[-HI]] [host NAME]`, `tls`, `agent PORT` from the words after `check`, taking only the
 /// words it needs from `words`. `off` (no check) is the caller's.
 ///
 /// # Errors
@@ -181,10 +185,17 @@ pub fn parse_spec<'a>(
                 words.next();
                 (lo, hi) = range;
             }
+            let mut host = None;
+            if words.peek() == Some(&"host") {
+                words.next();
+                let name = words.next().ok_or(CheckSpecError::Missing("a host NAME"))?;
+                host = Some(host_name(name)?);
+            }
             CheckSpec::Http {
                 path: path.to_string(),
                 lo,
                 hi,
+                host,
             }
         }
         "send" => {
@@ -260,6 +271,25 @@ fn expectation(key: &str, text: &str) -> Result<Expect, CheckSpecError> {
     }
 }
 
+/// A `host NAME` for the `Host:` header: a DNS name or address, optionally with `:PORT`
+/// (letters, digits, `-._:[]`, up to [`CHECK_HOST_MAX`] bytes), so that it can neither end
+/// the header nor read back as a comment.
+fn host_name(name: &str) -> Result<String, CheckSpecError> {
+    let ok = !name.is_empty()
+        && name.len() <= CHECK_HOST_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err(CheckSpecError::Text {
+            token: name.to_string(),
+            reason: "a host name (letters, digits, - . _ : [ ], up to 255 bytes)",
+        })
+    }
+}
+
 /// `LO` or `LO-HI` with 100 <= LO <= HI <= 599; `None` for any other word.
 pub fn status_range(word: &str) -> Option<(u16, u16)> {
     let code = |s: &str| {
@@ -281,8 +311,17 @@ impl fmt::Display for CheckSpec {
             CheckSpec::Connect => f.write_str("connect"),
             CheckSpec::Tls => f.write_str("tls"),
             CheckSpec::Agent { port } => write!(f, "agent {port}"),
-            CheckSpec::Http { path, lo, hi } if lo == hi => write!(f, "http {path} {lo}"),
-            CheckSpec::Http { path, lo, hi } => write!(f, "http {path} {lo}-{hi}"),
+            CheckSpec::Http { path, lo, hi, host } => {
+                if lo == hi {
+                    write!(f, "http {path} {lo}")?;
+                } else {
+                    write!(f, "http {path} {lo}-{hi}")?;
+                }
+                match host {
+                    Some(h) => write!(f, " host {h}"),
+                    None => Ok(()),
+                }
+            }
             CheckSpec::Send { send, expect } => {
                 let exp = match expect {
                     Expect::Nothing => String::new(),

@@ -19,7 +19,8 @@ fn parses_every_kind() {
         Ok(CheckSpec::Http {
             path: "/health".into(),
             lo: 200,
-            hi: 399
+            hi: 399,
+            host: None
         })
     );
     assert_eq!(
@@ -27,7 +28,8 @@ fn parses_every_kind() {
         Ok(CheckSpec::Http {
             path: "/".into(),
             lo: 200,
-            hi: 204
+            hi: 204,
+            host: None
         })
     );
     assert_eq!(
@@ -165,13 +167,18 @@ fn spec() -> impl Strategy<Value = CheckSpec> {
         Just(CheckSpec::Connect),
         Just(CheckSpec::Tls),
         (1..=u16::MAX).prop_map(|port| CheckSpec::Agent { port }),
-        ("/[a-z0-9/._-]{0,20}", 100..=599u16, 0..=99u16).prop_map(|(path, lo, d)| {
-            CheckSpec::Http {
+        (
+            "/[a-z0-9/._-]{0,20}",
+            100..=599u16,
+            0..=99u16,
+            proptest::option::of("[a-zA-Z0-9._:-]{1,30}|\\[[0-9a-f:]{2,20}\\](:[0-9]{1,5})?")
+        )
+            .prop_map(|(path, lo, d, host)| CheckSpec::Http {
                 path,
                 lo,
                 hi: (lo + d).min(599),
-            }
-        }),
+                host,
+            }),
         (text.clone(), proptest::option::of(text)).prop_map(|(send, e)| CheckSpec::Send {
             send,
             expect: e.map_or(Expect::Nothing, Expect::Text)
@@ -226,4 +233,44 @@ proptest! {
     fn agent_parser_never_panics(b in proptest::collection::vec(any::<u8>(), 0..200)) {
         let _ = parse_agent_reply(&b);
     }
+}
+
+#[test]
+fn http_host_parses_displays_and_refuses_what_would_break_the_header() {
+    let with_host = CheckSpec::Http {
+        path: "/hz".into(),
+        lo: 200,
+        hi: 399,
+        host: Some("api.example.com:8080".into()),
+    };
+    assert_eq!(
+        parse("http /hz host api.example.com:8080"),
+        Ok(with_host.clone())
+    );
+    assert_eq!(
+        parse("http /hz 200-399 host api.example.com:8080"),
+        Ok(with_host.clone())
+    );
+    assert_eq!(
+        with_host.to_string(),
+        "http /hz 200-399 host api.example.com:8080"
+    );
+    assert_eq!(
+        parse("http / 204 host [::1]:80").map(|s| s.to_string()),
+        Ok("http / 204 host [::1]:80".to_string())
+    );
+    assert_eq!(
+        parse("http / host"),
+        Err(CheckSpecError::Missing("a host NAME"))
+    );
+    for bad in ["a\\r\\nX:1", "#x", "a/b", "a%0d", &"h".repeat(256)] {
+        assert!(
+            matches!(
+                parse(&format!("http / host {bad}")),
+                Err(CheckSpecError::Text { .. })
+            ),
+            "{bad}"
+        );
+    }
+    assert!(parse(&format!("http / host {}", "h".repeat(255))).is_ok());
 }

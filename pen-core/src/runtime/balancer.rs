@@ -163,10 +163,10 @@ impl Bound {
                 .map_err(io_err("cannot start metrics thread"))?;
             threads.push(t);
         }
-        // The active health checker (runtime/checker.rs): idle while no check is configured.
-        threads.push(super::checker::start(&shared).map_err(io_err("cannot start the checker"))?);
         // From now on the workers answer messages: `listen` may wait for them.
         shared.running.store(true, Relaxed);
+        // The active health checker (runtime/checker.rs): a thread only while a check exists.
+        ctl.checker.ensure(&shared);
         // Subscribed through the Config: blacklistings running out are watched from now on.
         super::watch::start(&shared);
         Ok(Balancer {
@@ -544,6 +544,7 @@ impl Balancer {
         for t in threads {
             let _ = t.join();
         }
+        self.ctl.checker.join();
         // After an upgrade the pid file and the Unix sockets belong to the new process.
         let handed_over = self.shared.handed_over.load(Relaxed);
         if let Some(p) = self.pid_file.as_ref().filter(|_| !handed_over) {

@@ -1,7 +1,8 @@
 //! The active health checker (issue 13): one thread, one poller, non-blocking sockets, at most
-//! one check in flight per server. It follows the server table (a check added, changed,
-//! readdressed or removed by penctl or a reload is picked up within [`TICK`]) and stops with
-//! the balancer.
+//! one check in flight per server. The thread starts when the first check is configured and
+//! ends when the last is removed ([`Gate`]); while it runs it follows the server table (a check
+//! added, changed, readdressed or removed by penctl or a reload is picked up within [`TICK`])
+//! and stops with the balancer.
 //!
 //! Why a thread of its own and not the workers' timers: a check's connect, TLS handshake and
 //! regular expression would cost the relay's latency on the worker that ran it, checks would
@@ -18,7 +19,10 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -31,16 +35,73 @@ use crate::domain::server_health::CheckVerdict;
 use crate::engine::state::Shared;
 use crate::poll::{Events, Poller};
 
-/// Longest sleep, so that reconfiguration and stop are noticed.
+/// Longest sleep while checks exist, so that reconfiguration and stop are noticed.
 const TICK: Duration = Duration::from_millis(50);
 
-/// Starts the checker thread.
-pub(crate) fn start(shared: &Arc<Shared>) -> io::Result<std::thread::JoinHandle<()>> {
-    let sh = Arc::clone(shared);
-    let poller = Poller::new()?;
-    std::thread::Builder::new()
-        .name("pen-checker".into())
-        .spawn(move || Checker::new(sh, poller).run())
+/// Starts the checker thread on demand: none runs while no server has a check, so a
+/// C-pen-compatible configuration has no extra thread and no wake-ups. The controller calls
+/// [`Gate::ensure`] after each committed change and the balancer once at start; the thread
+/// ends when the last check is removed (deciding so under the gate's lock, so that a check
+/// added at that moment either keeps it or starts a new one).
+#[derive(Default)]
+pub(crate) struct Gate {
+    /// The thread, while one runs (or has ended and is not yet joined), and whether it runs.
+    inner: Mutex<(Option<JoinHandle<()>>, bool)>,
+}
+
+impl Gate {
+    /// Starts the thread if a server has a check, the balancer runs and none is running.
+    pub(crate) fn ensure(self: &Arc<Self>, shared: &Arc<Shared>) {
+        if !shared.running.load(Relaxed) || shared.stopping.load(Relaxed) || !any_check(shared) {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        if inner.1 {
+            return;
+        }
+        // A thread that ended when the last check went: it has left (or is leaving) `run`.
+        if let Some(old) = inner.0.take() {
+            let _ = old.join();
+        }
+        let sh = Arc::clone(shared);
+        let gate = Arc::clone(self);
+        let spawned = Poller::new().and_then(|poller| {
+            std::thread::Builder::new()
+                .name("pen-checker".into())
+                .spawn(move || Checker::new(sh, poller, gate).run())
+        });
+        match spawned {
+            Ok(t) => *inner = (Some(t), true),
+            Err(e) => log::warn!("cannot start the health checker: {e}"),
+        }
+    }
+
+    /// Waits for the thread to end (the balancer is stopping).
+    pub(crate) fn join(&self) {
+        let handle = self.inner.lock().0.take();
+        if let Some(t) = handle {
+            let _ = t.join();
+        }
+    }
+
+    /// Called by the thread with no check left: it may end unless a check came meanwhile.
+    fn may_end(&self, shared: &Shared) -> bool {
+        let mut inner = self.inner.lock();
+        if any_check(shared) && !shared.stopping.load(Relaxed) {
+            return false;
+        }
+        inner.1 = false;
+        true
+    }
+}
+
+/// Whether any server has a check to run.
+fn any_check(shared: &Shared) -> bool {
+    let table = shared.servers.read();
+    let found = table
+        .iter()
+        .any(|(_, s)| s.check.is_some() && s.has_address());
+    found
 }
 
 /// One check under way.
@@ -80,10 +141,11 @@ struct Checker {
     settings: CheckSettings,
     rng: u64,
     tls: Option<Arc<rustls::ClientConfig>>,
+    gate: Arc<Gate>,
 }
 
 impl Checker {
-    fn new(shared: Arc<Shared>, poller: Poller) -> Self {
+    fn new(shared: Arc<Shared>, poller: Poller, gate: Arc<Gate>) -> Self {
         let seed = shared.now_ms() ^ u64::from(std::process::id()).rotate_left(32);
         Checker {
             shared,
@@ -92,6 +154,7 @@ impl Checker {
             settings: CheckSettings::default(),
             rng: seed | 1,
             tls: None,
+            gate,
         }
     }
 
@@ -100,6 +163,9 @@ impl Checker {
         while !self.shared.stopping.load(Relaxed) {
             let now = self.shared.now_ms();
             self.sync(now);
+            if self.slots.is_empty() && self.gate.may_end(&self.shared) {
+                return;
+            }
             self.start_due(now);
             self.expire(now);
             let next = self
@@ -372,12 +438,8 @@ fn step(
                 p.out.clone_from(send);
                 Phase::Writing
             }
-            CheckSpec::Http { path, .. } => {
-                p.out = format!(
-                    "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: pen-check\r\n\
-                     Connection: close\r\n\r\n"
-                )
-                .into_bytes();
+            CheckSpec::Http { path, host, .. } => {
+                p.out = http_request(path, host.as_deref(), addr);
                 Phase::Writing
             }
         };
@@ -510,6 +572,15 @@ impl Write for SockIo<'_> {
     }
 }
 
+/// An HTTP check's request: `Host:` is `host` if configured, else the server's address.
+fn http_request(path: &str, host: Option<&str>, addr: SocketAddr) -> Vec<u8> {
+    let host = host.map_or_else(|| addr.to_string(), str::to_string);
+    format!(
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: pen-check\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,7 +590,21 @@ mod tests {
             path: "/".into(),
             lo,
             hi,
+            host: None,
         }
+    }
+
+    #[test]
+    fn http_request_uses_the_configured_host_or_the_address() {
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let req = |h| String::from_utf8(http_request("/hz", h, addr)).unwrap();
+        assert!(
+            req(None).starts_with("GET /hz HTTP/1.0\r\nHost: 127.0.0.1:8080\r\n"),
+            "{}",
+            req(None)
+        );
+        assert!(req(Some("api.example.com")).contains("\r\nHost: api.example.com\r\n"));
+        assert!(!req(Some("api.example.com")).contains("127.0.0.1"));
     }
 
     #[test]

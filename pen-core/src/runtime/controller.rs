@@ -42,6 +42,8 @@ pub(crate) struct Controller {
     start: Option<StartDir>,
     /// The start-up options `write` shows (the parts that cannot change while running).
     start_line: crate::control::write::StartLine,
+    /// The health checker's thread, started by the first change that configures a check.
+    pub(crate) checker: Arc<super::checker::Gate>,
 }
 
 /// Where a transaction starts from.
@@ -65,6 +67,7 @@ impl Controller {
             config_file,
             start: StartDir::current(),
             start_line: crate::control::write::StartLine::default(),
+            checker: Arc::default(),
         }
     }
 
@@ -121,6 +124,7 @@ impl Controller {
         if self.generation.load(Acquire) == seen {
             commit(&self.shared, model, pending);
             self.generation.fetch_add(1, Release);
+            self.checker.ensure(&self.shared);
             return Ok(out);
         }
         // Built on a state that is gone: let go of what it opened or bound, build again.
@@ -128,6 +132,7 @@ impl Controller {
         let (model, pending, out) = self.build(&start, &host, &mut change)?;
         commit(&self.shared, model, pending);
         self.generation.fetch_add(1, Release);
+        self.checker.ensure(&self.shared);
         Ok(out)
     }
 
