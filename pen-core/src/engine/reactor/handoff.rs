@@ -250,7 +250,8 @@ impl Worker {
 
     /// Takes in a connection handed over by the pen this one replaced: an established
     /// connection with its held bytes and half-close state, counted against `-x` (even over
-    /// it: refusing would cut a live connection) and its server's connections.
+    /// it: refusing would cut a live connection), its server's connections and, where there
+    /// is room, `conn_per_client`.
     pub(crate) fn adopt(&mut self, m: Moved) {
         let now = self.shared.now_ms();
         let (Some(up), Some(down)) = (
@@ -275,6 +276,10 @@ impl Worker {
         let mut life = Lifecycle::connecting(now);
         life.connected(now);
         let mut conn = Conn::new(client, m.peer, m.target, None, life);
+        // The per-client cap counts it where there is room (it is kept either way).
+        let cap = self.shared.settings.read().conn_per_client;
+        conn.per_client =
+            cap != 0 && !m.peer.ip.is_unspecified() && self.shared.per_client.admit(m.peer.ip, cap);
         conn.up = up;
         conn.down = down;
         // Whatever is waiting is found by reading and writing: nothing is assumed idle.
