@@ -440,6 +440,14 @@ impl Pipe {
         }
     }
 
+    /// Whether [`Pipe::take_state`] can take this direction now (no bytes in a kernel pipe).
+    pub(crate) fn movable(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return self.kernel.held == 0;
+        #[cfg(not(target_os = "linux"))]
+        return true;
+    }
+
     /// A binary upgrade moves this direction to the new process: the bytes held (read, not
     /// yet written), the half-close state and the byte count, the buffer going back to the
     /// pool. `None` (and nothing taken) while a kernel pipe holds bytes (`splice`): they cannot

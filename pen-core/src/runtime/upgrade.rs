@@ -191,6 +191,10 @@ impl Inherited {
     /// its own, until the old pen says `end` or exits) and gives them to `balancer`'s workers.
     pub fn adopt_connections(self, balancer: &crate::runtime::balancer::Balancer) {
         let shared = Arc::clone(&balancer.shared);
+        if let Err(e) = fdpass::send_with_fds(&self.channel, handoff::ADOPTS, &[]) {
+            log::warn!("upgrade: cannot ask for the connections ({e}); they finish there");
+            return;
+        }
         let spawned = std::thread::Builder::new()
             .name("pen-adopt".into())
             .spawn(move || adopt_connections(&shared, &self.channel));

@@ -198,6 +198,8 @@ impl Worker {
             && c.http.is_none()
             && !c.dummy
             && c.server.is_some()
+            && c.up.movable()
+            && c.down.movable()
     }
 
     /// Gives up every movable connection: off the poller, out of the slab, uncounted here

@@ -16,15 +16,35 @@ use crate::sys::fdpass;
 const HANDOFF_WITHIN: Duration = Duration::from_secs(5);
 /// The end of the live connections on the channel.
 const HANDOFF_END: &[u8] = b"end";
+/// What a new pen that takes connections says after `ready` (an older binary says nothing
+/// more: its predecessor's connections then drain there rather than be sent to nobody).
+pub(super) const ADOPTS: &[u8] = b"adopt 1";
+/// How long the old pen waits for [`ADOPTS`] (the new pen sends it right after `ready`).
+const ADOPTS_WITHIN: Duration = Duration::from_secs(2);
+
+/// Whether the new pen said it takes connections ([`ADOPTS`]) on `channel`.
+fn peer_adopts(channel: &OwnedFd) -> bool {
+    let sock = socket2::SockRef::from(channel);
+    if sock.set_read_timeout(Some(ADOPTS_WITHIN)).is_err() {
+        return false;
+    }
+    matches!(fdpass::recv_with_fds(channel, 64), Ok((text, _)) if text == ADOPTS)
+}
+
 /// The longest connection record: the fixed fields and a relay buffer each way.
 const RECORD_MAX: usize = 2 * crate::engine::relay::BUF_SIZE + 256;
 
 /// After the new pen is ready and the listeners are closed: every worker gives up its movable
 /// connections (see `engine::reactor::handoff`), each goes to the new pen as one message (its
 /// record with the client and server descriptors), then `end`. The others drain here. A
-/// connection that cannot be sent is closed (the new pen is gone).
+/// connection that cannot be sent is closed (the new pen is gone). Nothing moves to a new pen
+/// that did not say [`ADOPTS`].
 pub(super) fn send_connections(shared: &Shared, channel: &OwnedFd) {
     if shared.udp {
+        return;
+    }
+    if !peer_adopts(channel) {
+        log::info!("upgrade: the new pen does not take connections; they finish here");
         return;
     }
     let _ = socket2::SockRef::from(channel).set_write_timeout(Some(HANDOFF_WITHIN));
@@ -84,4 +104,22 @@ pub(super) fn adopt_connections(shared: &Shared, channel: &OwnedFd) {
         adopted += 1;
     }
     log::info!("upgrade: {adopted} connection(s) taken over");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_new_pen_that_says_so_gets_connections() {
+        let (old, new) = fdpass::seqpacket_pair().unwrap();
+        fdpass::send_with_fds(&new, ADOPTS, &[]).unwrap();
+        assert!(peer_adopts(&old));
+        // An older binary: `ready`, then nothing more (its channel closes).
+        drop(new);
+        assert!(!peer_adopts(&old));
+        let (old, new) = fdpass::seqpacket_pair().unwrap();
+        fdpass::send_with_fds(&new, b"something else", &[]).unwrap();
+        assert!(!peer_adopts(&old));
+    }
 }
