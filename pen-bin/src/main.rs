@@ -225,6 +225,8 @@ fn run_balancer(mut run: Run, mut inherited: Option<Inherited>, spec: UpgradeSpe
         if let Err(e) = i.ready() {
             daemon::log_error(&format!("upgrade: cannot tell the old pen: {e}"));
         }
+        // Then its live connections arrive (until it says `end`).
+        i.adopt_connections(&balancer);
     }
     balancer.wait();
     // The balancer removed the pid file if it still could. If it could not (it belongs to root

@@ -359,3 +359,197 @@ fn penctl_shutdown_drains_then_exits_and_refuses_a_second_one() {
         .expect("pen exits once the connection is done");
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// A reproducible byte stream per connection (xorshift): a lost, duplicated or reordered byte
+/// shows at its position.
+struct Bytes(u64);
+
+impl Bytes {
+    fn new(seed: u64) -> Self {
+        Bytes(seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u8 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x >> 32) as u8
+    }
+}
+
+/// The reply the half-closed connection gets after the upgrades.
+const HALF_REPLY: usize = 100_000;
+
+/// Echo; but a connection whose first byte is `H` is read to its end (the test hears of it),
+/// then, once `go` is set, gets [`HALF_REPLY`] bytes of stream 7777 and is closed.
+fn handoff_backend(eof_seen: mpsc::Sender<()>, go: Arc<AtomicBool>) -> Backend {
+    let eof_seen = Mutex::new(eof_seen);
+    Backend::custom(move |mut s: TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut first = true;
+        let mut half = false;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if first && buf[0] == b'H' {
+                        half = true;
+                    }
+                    first = false;
+                    if !half && s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+        if half {
+            let _ = eof_seen.lock().expect("lock").send(());
+            poll_until(Duration::from_secs(60), || {
+                go.load(Ordering::Relaxed).then_some(())
+            });
+            let _ = write_stream(&mut s, 7777, HALF_REPLY);
+        }
+        let _ = s.shutdown(Shutdown::Write);
+    })
+}
+
+#[test]
+fn sigusr2_hands_live_connections_over_byte_exact_and_the_old_pen_exits_at_once() {
+    if is_c_pen() {
+        return;
+    }
+    handoff_under_streams(&[], true);
+}
+
+/// With `splice`: a connection moves when its kernel pipes are empty at the handover (usual:
+/// a pipe is drained into the destination at once), one whose pipe holds bytes stays in the
+/// old pen, which then waits for it (so no bound on the old pen's exit here). Every byte
+/// arrives once, in order, wherever its connection went.
+#[test]
+fn sigusr2_handoff_with_splice_keeps_every_byte() {
+    if is_c_pen() {
+        return;
+    }
+    handoff_under_streams(&["--splice", "always"], false);
+}
+
+/// 50 connections streaming both ways and one half closed, through 5 upgrades by SIGUSR2;
+/// `quick`: each old pen must be gone within 2 s of its successor's pid appearing.
+fn handoff_under_streams(opts: &[&str], quick: bool) {
+    let go = Arc::new(AtomicBool::new(false));
+    let (eof_tx, eof_rx) = mpsc::channel();
+    let backend = handoff_backend(eof_tx, Arc::clone(&go));
+    let pen = (PenBuilder::new().pid_file().opts(opts))
+        .server(backend.spec())
+        .start();
+    let pid_path = pen.pid_path();
+    let addr = pen.addr().to_string();
+    // One connection half closed before the upgrades: the client has said all it will, the
+    // server's reply comes after them.
+    let mut half = TcpStream::connect(&addr).expect("connect");
+    half.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    half.write_all(b"H").expect("send");
+    write_stream(&mut half, 5, 10_000).expect("send");
+    half.shutdown(Shutdown::Write).expect("half close");
+    eof_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the server sees the client's end");
+    // 50 connections streaming both ways, each byte checked where it comes back.
+    let stop = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(AtomicUsize::new(0));
+    let mut streams = Vec::new();
+    for i in 0..50u64 {
+        let mut w = TcpStream::connect(&addr).expect("connect");
+        let mut r = w.try_clone().expect("clone");
+        r.set_read_timeout(Some(Duration::from_secs(20))).ok();
+        let stop = Arc::clone(&stop);
+        let writer = thread::spawn(move || -> Result<usize, String> {
+            let mut g = Bytes::new(i);
+            let mut buf = [0u8; 1024];
+            let mut sent = 0;
+            // `E`: echo (the backend's other mode starts with `H`).
+            w.write_all(b"E")
+                .map_err(|e| format!("conn {i}: send: {e}"))?;
+            while !stop.load(Ordering::Relaxed) {
+                buf.iter_mut().for_each(|b| *b = g.next());
+                w.write_all(&buf)
+                    .map_err(|e| format!("conn {i}: send: {e}"))?;
+                sent += buf.len();
+                thread::sleep(Duration::from_millis(3));
+            }
+            w.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+            Ok(sent)
+        });
+        let received = Arc::clone(&received);
+        let reader = thread::spawn(move || -> Result<usize, String> {
+            let mut g = Bytes::new(i);
+            let mut buf = [0u8; 8192];
+            let mut n = 0;
+            let mut mode = [0u8];
+            r.read_exact(&mut mode)
+                .map_err(|e| format!("conn {i}: read: {e}"))?;
+            if mode != *b"E" {
+                return Err(format!("conn {i}: the mode byte differs"));
+            }
+            loop {
+                let got = match r.read(&mut buf) {
+                    Ok(0) => return Ok(n),
+                    Ok(got) => got,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(format!("conn {i}: read after {n} bytes: {e}")),
+                };
+                for (k, b) in buf[..got].iter().enumerate() {
+                    if *b != g.next() {
+                        return Err(format!("conn {i}: byte {} differs", n + k));
+                    }
+                }
+                n += got;
+                received.fetch_add(got, Ordering::Relaxed);
+            }
+        });
+        streams.push((writer, reader));
+    }
+    let flowing = |what: &str| {
+        let before = received.load(Ordering::Relaxed);
+        wait_for(Duration::from_secs(10), what, || {
+            (received.load(Ordering::Relaxed) >= before + 1024 * 1024).then_some(())
+        });
+    };
+    let mut guard = Upgraded(None);
+    let mut pid = pen.pid;
+    for k in 0..5 {
+        flowing("bytes flowing through this pen");
+        let new = upgrade(&pid_path, pid);
+        guard.0 = Some(new);
+        // Everything moved: the old pen does not wait for its connections (shutdown_timeout
+        // is 30 s). Bounded generously for a loaded machine.
+        let gone = poll_until(Duration::from_secs(2), || (!alive(pid)).then_some(()));
+        assert!(
+            gone.is_some() || !quick,
+            "upgrade {k}: the old pen {pid} still runs 2 s after pid {new} took over"
+        );
+        pid = new;
+    }
+    flowing("bytes flowing through the last pen");
+    // The half-closed connection's reply, after the upgrades, whole.
+    go.store(true, Ordering::Relaxed);
+    let want = write_stream(&mut std::io::sink(), 7777, HALF_REPLY).expect("sum");
+    let (got, n) = read_sum(&mut half).expect("the reply");
+    assert_eq!(
+        (n, got.0),
+        (HALF_REPLY, want.0),
+        "the half-closed connection"
+    );
+    stop.store(true, Ordering::Relaxed);
+    for (i, (writer, reader)) in streams.into_iter().enumerate() {
+        let sent = writer.join().expect("writer").expect("sent");
+        let got = reader.join().expect("reader").expect("received");
+        assert_eq!(got, sent, "conn {i}: bytes back");
+    }
+    assert_eq!(read_pid(&pid_path), Some(pid));
+}

@@ -8,6 +8,7 @@ use std::os::fd::RawFd;
 
 use crate::domain::server::Target;
 use crate::engine::net::Listener;
+use crate::engine::reactor::handoff::Moved;
 use crate::engine::state::WorkerMsg;
 
 /// One open connection (or UDP flow) as its worker reports it: a row of the status page's
@@ -46,6 +47,16 @@ pub(crate) trait Engine {
     fn find_socket(&self, fd: RawFd) -> Option<usize>;
     /// The open connections or flows.
     fn connections(&self) -> Vec<ConnRow>;
+    /// Gives up the connections that can move to a new binary (none by default: UDP flows
+    /// are not handed over).
+    fn hand_off(&mut self) -> Vec<Moved> {
+        Vec::new()
+    }
+    /// Takes in a connection handed over by the pen this one replaced (dropped, so closed,
+    /// by default).
+    fn adopt(&mut self, moved: Moved) {
+        drop(moved);
+    }
 }
 
 /// Carries out one message.
@@ -68,6 +79,10 @@ pub(crate) fn dispatch(msg: WorkerMsg, engine: &mut impl Engine) {
             WorkerMsg::List(reply) => {
                 let _ = reply.send(engine.connections());
             }
+            WorkerMsg::HandOff(reply) => {
+                let _ = reply.send(engine.hand_off());
+            }
+            WorkerMsg::Adopt(moved) => engine.adopt(*moved),
         }
     }
 }

@@ -242,6 +242,19 @@ impl Carrier<&crate::engine::net::Stream, &crate::engine::net::Stream> for Kerne
     }
 }
 
+/// One direction of a connection handed to a new process by a binary upgrade.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct PipeState {
+    /// Bytes read from the source and not yet written to the destination.
+    pub(crate) pending: Vec<u8>,
+    /// The source has reached end of file.
+    pub(crate) eof: bool,
+    /// The end of file has been passed on.
+    pub(crate) shut: bool,
+    /// Bytes delivered so far.
+    pub(crate) bytes: u64,
+}
+
 /// One direction's state.
 #[derive(Debug, Default)]
 pub(crate) struct Pipe {
@@ -427,6 +440,63 @@ impl Pipe {
         }
     }
 
+    /// Whether [`Pipe::take_state`] can take this direction now (no bytes in a kernel pipe).
+    pub(crate) fn movable(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return self.kernel.held == 0;
+        #[cfg(not(target_os = "linux"))]
+        return true;
+    }
+
+    /// A binary upgrade moves this direction to the new process: the bytes held (read, not
+    /// yet written), the half-close state and the byte count, the buffer going back to the
+    /// pool. `None` (and nothing taken) while a kernel pipe holds bytes (`splice`): they cannot
+    /// be read back, so such a connection stays and drains.
+    pub(crate) fn take_state(&mut self, pool: &mut BufPool) -> Option<PipeState> {
+        #[cfg(target_os = "linux")]
+        if self.kernel.held > 0 {
+            return None;
+        }
+        let pending = (self.user.buf.as_ref())
+            .and_then(|b| b.get(self.user.start..self.user.end))
+            .unwrap_or_default()
+            .to_vec();
+        self.release(pool);
+        Some(PipeState {
+            pending,
+            eof: self.eof,
+            shut: self.shut,
+            bytes: self.bytes,
+        })
+    }
+
+    /// This direction as the old process left it ([`Pipe::take_state`]); the held bytes go
+    /// into a pooled buffer. `None` if they are more than one buffer holds.
+    pub(crate) fn restore(state: PipeState, pool: &mut BufPool) -> Option<Pipe> {
+        let mut pipe = Pipe {
+            eof: state.eof,
+            shut: state.shut,
+            bytes: state.bytes,
+            ..Pipe::default()
+        };
+        let n = state.pending.len();
+        if n > BUF_SIZE {
+            return None;
+        }
+        if n > 0 {
+            let mut buf = pool.get();
+            if let Some(dst) = buf.get_mut(..n) {
+                dst.copy_from_slice(&state.pending);
+            }
+            pipe.user = UserBuf {
+                buf: Some(buf),
+                start: 0,
+                end: n,
+            };
+        }
+        Some(pipe)
+    }
+
     /// Returns buffers and pipes to the pool when the connection closes. A kernel pipe still
     /// holding bytes is closed rather than reused: its contents belong to nobody now.
     pub(crate) fn release(&mut self, pool: &mut BufPool) {
@@ -583,5 +653,53 @@ mod tests {
         assert!(!w.write);
         assert!(r.read, "source readiness stays cached for later");
         assert_eq!(pool.out, 1);
+    }
+
+    #[test]
+    fn a_direction_moves_with_its_held_bytes_and_half_close() {
+        let mut pool = BufPool::new(4);
+        let mut src = Src {
+            data: b"hello world".to_vec(),
+            pos: 0,
+            chunks: vec![11],
+            turn: 0,
+        };
+        // The destination would block: the bytes stay held.
+        let mut dst = Dst {
+            out: Vec::new(),
+            sizes: vec![0],
+            turn: 0,
+            shut: false,
+        };
+        let (mut r, mut w) = (Readiness::default(), Readiness::default());
+        r.read = true;
+        w.write = true;
+        let mut p = Pipe::default();
+        let mut budget = 1;
+        let ready = (&mut r, &mut w);
+        p.pump(
+            &mut src,
+            &mut dst,
+            ready,
+            false,
+            &mut pool,
+            &mut budget,
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.pending(), 11);
+        p.eof = true;
+        let state = p.take_state(&mut pool).expect("no kernel pipe");
+        assert_eq!(pool.out, 0, "the buffer went back");
+        assert_eq!(state.pending, b"hello world");
+        assert!(state.eof && !state.shut);
+        let q = Pipe::restore(state, &mut pool).expect("fits");
+        assert_eq!(q.pending(), 11);
+        assert!(q.eof && !q.done());
+        let too_big = PipeState {
+            pending: vec![0; BUF_SIZE + 1],
+            ..PipeState::default()
+        };
+        assert!(Pipe::restore(too_big, &mut pool).is_none());
     }
 }

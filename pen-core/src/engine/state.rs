@@ -32,6 +32,10 @@ pub(crate) enum WorkerMsg {
     FindSocket(RawFd, mpsc::Sender<Option<usize>>),
     /// The open connections, for the status page.
     List(mpsc::Sender<Vec<ConnRow>>),
+    /// Binary upgrade: stop relaying the connections that can move and send them back.
+    HandOff(mpsc::Sender<Vec<crate::engine::reactor::handoff::Moved>>),
+    /// Take in a connection handed over by the pen this one replaced.
+    Adopt(Box<crate::engine::reactor::handoff::Moved>),
 }
 
 /// The way into one worker: its poller (to wake it) and its message channel.

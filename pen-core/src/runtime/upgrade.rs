@@ -8,7 +8,8 @@
 //! new process's end of a `SOCK_SEQPACKET` pair. Over it the old pen sends one message: a
 //! manifest line naming the roles, with the listening sockets (data, control, metrics) as
 //! `SCM_RIGHTS`. The new pen binds nothing it inherited, reads its own configuration, starts,
-//! writes the pid file and answers `ready` (or `error REASON`); the old pen then drains as in
+//! writes the pid file and answers `ready` (or `error REASON`); the old pen then hands its
+//! established plain connections over on the same channel (`handoff`), drains the rest as in
 //! a shutdown and exits. If the new one fails, exits or is not ready within
 //! [`READY_WITHIN`], the old one keeps serving and reports why.
 
@@ -21,6 +22,9 @@ use std::time::{Duration, Instant};
 use crate::domain::addr::ListenAddr;
 use crate::engine::state::{ListenFds, Shared, WorkerMsg};
 use crate::sys::fdpass;
+
+mod handoff;
+use handoff::{adopt_connections, send_connections};
 
 /// The environment variable naming the inherited upgrade channel's descriptor.
 pub const UPGRADE_FD_VAR: &str = "PEN_UPGRADE_FD";
@@ -183,6 +187,22 @@ impl Inherited {
         let _ = fdpass::send_with_fds(&self.channel, text.as_bytes(), &[]);
     }
 
+    /// After [`Inherited::ready`]: takes in the old pen's live connections (on a thread of
+    /// its own, until the old pen says `end` or exits) and gives them to `balancer`'s workers.
+    pub fn adopt_connections(self, balancer: &crate::runtime::balancer::Balancer) {
+        let shared = Arc::clone(&balancer.shared);
+        if let Err(e) = fdpass::send_with_fds(&self.channel, handoff::ADOPTS, &[]) {
+            log::warn!("upgrade: cannot ask for the connections ({e}); they finish there");
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("pen-adopt".into())
+            .spawn(move || adopt_connections(&shared, &self.channel));
+        if let Err(e) = spawned {
+            log::error!("upgrade: cannot take the connections over ({e}); they are closed");
+        }
+    }
+
     /// The data listeners, if they are of the kind `listen` (and `udp`) asks for.
     pub(crate) fn take_data(&mut self, listen: &ListenAddr, udp: bool) -> Option<Vec<OwnedFd>> {
         let want = match (listen, udp) {
@@ -247,12 +267,13 @@ fn manifest(fds: &ListenFds, kind: DataKind) -> String {
 }
 
 /// Starts the new binary, hands it the listening sockets and waits for its `ready`. Returns
-/// its pid; the caller then drains. On error the new process, if it still runs, is killed.
+/// its pid and the channel (for the live connections); the caller then drains. On error the
+/// new process, if it still runs, is killed.
 pub(crate) fn hand_over(
     shared: &Shared,
     spec: &UpgradeSpec,
     running: &str,
-) -> Result<u32, UpgradeError> {
+) -> Result<(u32, OwnedFd), UpgradeError> {
     let io = |context: &'static str| move |source| UpgradeError::Io { context, source };
     let kind = match &*shared.listen.lock() {
         ListenAddr::Unix(_) => DataKind::Unix,
@@ -275,7 +296,7 @@ pub(crate) fn hand_over(
     })?;
     let result = talk(shared, &ours, kind, running);
     match result {
-        Ok(()) => Ok(child.id()),
+        Ok(()) => Ok((child.id(), ours)),
         Err(e) => {
             // It is ours: reaped either way. One that failed or closed the channel is exiting
             // (a failed one exits within a second); any other is stopped first.
@@ -468,15 +489,24 @@ pub(crate) fn upgrade(shared: &Arc<Shared>, running: String) -> Result<u32, Upgr
         return Err(UpgradeError::Busy);
     }
     let running = running + &blacklist_lines(shared);
-    let pid = match hand_over(shared, &spec, &running) {
-        Ok(pid) => pid,
+    let (pid, channel) = match hand_over(shared, &spec, &running) {
+        Ok(done) => done,
         Err(e) => {
             shared.lifecycle_busy.store(false, Relaxed);
             return Err(e);
         }
     };
     shared.handed_over.store(true, Relaxed);
-    if let Err(source) = start_drain(Arc::clone(shared), shutdown_timeout(shared)) {
+    let (sh, timeout) = (Arc::clone(shared), shutdown_timeout(shared));
+    let started = std::thread::Builder::new()
+        .name("pen-drain".into())
+        .spawn(move || {
+            stop_accepting(&sh);
+            send_connections(&sh, &channel);
+            drop(channel);
+            drain(&sh, timeout);
+        });
+    if let Err(source) = started {
         // The new process serves: stop here at once rather than accept alongside it.
         log::error!("upgrade: cannot drain ({source}); stopping now");
         stop_accepting(shared);
@@ -590,7 +620,7 @@ mod tests {
     #[test]
     fn a_ready_new_process_gets_the_configuration_and_its_pid_is_returned() {
         let (shared, spec) = setup(r#"printf ready >&"$PEN_UPGRADE_FD"; exec sleep 0.2"#);
-        let pid = hand_over(&shared, &spec, "blacklist 5\n").expect("ready");
+        let (pid, _) = hand_over(&shared, &spec, "blacklist 5\n").expect("ready");
         assert!(pid > 0);
     }
 

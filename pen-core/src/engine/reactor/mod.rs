@@ -31,6 +31,7 @@ use crate::engine::state::{Shared, WorkerMsg};
 mod connect;
 mod drive;
 mod dummy;
+pub(crate) mod handoff;
 mod tls;
 mod waiting;
 
@@ -168,6 +169,14 @@ impl crate::engine::messages::Engine for Worker {
                 from_client: c.up.bytes,
             })
             .collect()
+    }
+
+    fn hand_off(&mut self) -> Vec<handoff::Moved> {
+        Worker::hand_off(self)
+    }
+
+    fn adopt(&mut self, moved: handoff::Moved) {
+        Worker::adopt(self, moved);
     }
 
     fn describe(&self, slot: usize) -> Option<String> {
