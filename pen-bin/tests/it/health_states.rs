@@ -286,3 +286,68 @@ fn write_then_f_keeps_states_and_state_settings() {
     }
     assert_eq!(second.fetch(), "B", "server 0 stays drained");
 }
+
+/// `server 0 check agent PORT` against an agent that always answers `reply`, checked fast.
+fn agent_checked(reply: &'static str, opts: &[&str], a: &Backend, b: &Backend) -> (Pen, Backend) {
+    let agent = Backend::name(reply);
+    let port = agent
+        .spec()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let check = format!("server 0 check agent {port}");
+    let mut all: Vec<&str> = opts.to_vec();
+    all.extend([
+        "-O",
+        "check_interval 100",
+        "-O",
+        "check_rise 1",
+        "-O",
+        &check,
+    ]);
+    let pen = PenBuilder::new()
+        .opts(&all)
+        .server(format!("{}:0:0:1", a.spec()))
+        .server(format!("{}:0:0:1", b.spec()))
+        .start();
+    (pen, agent)
+}
+
+/// An agent's `drain` takes effect: no new client goes to the server (the checks' own test
+/// shows the reply in `servers`; this one shows where clients go).
+#[test]
+fn an_agents_drain_sends_new_clients_elsewhere() {
+    if is_c_pen() {
+        return;
+    }
+    let (a, b) = (greeter("A"), greeter("B"));
+    let (pen, _agent) = agent_checked("drain\n", &["-r"], &a, &b);
+    wait_until(WAIT, "the agent's drain in servers", || {
+        line(&pen, 0).contains(" state drain")
+    });
+    for i in 0..10u8 {
+        let (name, _s) = who(&pen, 2 + i);
+        assert_eq!(name, 'B', "client {i} went to the drained server");
+    }
+}
+
+/// An agent's `50%` halves the server's weight: with equal weights and held connections, it
+/// takes about a third of them (without the agent, half).
+#[test]
+fn an_agents_weight_share_scales_the_servers_weight() {
+    if is_c_pen() {
+        return;
+    }
+    let (a, b) = (greeter("A"), greeter("B"));
+    let (pen, _agent) = agent_checked("up 50%\n", &["-W", "-r"], &a, &b);
+    wait_until(WAIT, "the agent's share in servers", || {
+        line(&pen, 0).ends_with(" agent 50%")
+    });
+    let (_held, to_b) = held_share(&pen, 24, &a, &b);
+    let to_a = 24 - to_b;
+    assert!(
+        (6..=9).contains(&to_a),
+        "server 0 at 50% took {to_a} of 24 held connections (expected about 8; 12 without)"
+    );
+}
