@@ -6,7 +6,8 @@
 //!   `include`, `write FILE`, `log X`, `web_stats X`, `listen X`, `source IP`, an `ssl_*`
 //!   change with arguments, `server N ... address H`, `server N check agent P`) needs `admin`;
 //! - a pure query (it changes no configuration, as the configuration model decides, and is
-//!   not an action such as `exit`, `write`, `close N`, `reload_reset`, `ssl_reload`) needs
+//!   not an action such as `exit`, `write`, `close N`, `reload_reset`, `ssl_reload`,
+//!   `shutdown`, `upgrade`) needs
 //!   only `read`;
 //! - a configuration change never passes at `read`.
 #![no_main]
@@ -38,6 +39,9 @@ fn is_action(cmd: &Command) -> bool {
             | Command::Write(_)
             | Command::Close(_)
             | Command::Ssl(SslCommand::Reload, _)
+            // Stopping or replacing the process (issue 13).
+            | Command::Shutdown(_)
+            | Command::Upgrade
             // Accepted and without effect: C pen's event mechanisms and obsolete `no X`.
             | Command::EventMechanism(_)
             | Command::NoObsolete(_)
