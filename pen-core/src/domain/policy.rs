@@ -92,38 +92,9 @@ pub struct Selector<'a> {
     pub panic: bool,
 }
 
-/// What to do when too few servers are available (`panic_threshold P open|refuse`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum PanicMode {
-    /// Spread clients over every server with an address, ignoring health (check verdict,
-    /// passive ejection, blacklist), keeping the operator's drain and maint, ACLs and limits.
-    #[default]
-    Open,
-    /// Keep refusing: only available servers are used, as without a threshold.
-    Refuse,
-}
-
-impl PanicMode {
-    /// The word in `panic_threshold P open|refuse`.
-    pub fn word(self) -> &'static str {
-        match self {
-            PanicMode::Open => "open",
-            PanicMode::Refuse => "refuse",
-        }
-    }
-}
-
-/// How server states shape selection beyond "available or not": slow start and the panic
-/// threshold. The default is off for both (C pen's selection).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct StateRules {
-    /// Slow start in milliseconds (0: off): a server that came back ramps its weight.
-    pub slow_start_ms: u64,
-    /// Panic threshold in percent of the servers (0: off).
-    pub panic_pct: u32,
-    /// What panic mode does.
-    pub panic_mode: PanicMode,
-}
+// `PanicMode` and `StateRules` are defined beside the server health they read (so that
+// `server_health` needs nothing from selection); their selection methods are here.
+pub use crate::domain::server_health::{PanicMode, StateRules};
 
 impl StateRules {
     /// Whether fewer than `panic_pct` % of the servers in `table` are available at `now` (in

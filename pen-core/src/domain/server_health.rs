@@ -24,7 +24,7 @@ pub struct StateSettings {
     /// `panic_threshold P`: percent of servers below which panic mode starts (0 = off).
     pub panic_pct: u32,
     /// `panic_threshold P open|refuse`: what panic mode does.
-    pub panic_mode: crate::domain::policy::PanicMode,
+    pub panic_mode: PanicMode,
     /// `outlier_failures N`: failures in a row on live traffic that eject a server; 0 (the
     /// default) keeps C pen's rule: every failed connect blacklists for `blacklist` seconds.
     pub outlier_failures: u32,
@@ -40,7 +40,7 @@ impl Default for StateSettings {
         StateSettings {
             slow_start_secs: 0,
             panic_pct: 0,
-            panic_mode: crate::domain::policy::PanicMode::Open,
+            panic_mode: PanicMode::Open,
             outlier_failures: 0,
             outlier_ejection_secs: 30,
             outlier_max_pct: 50,
@@ -50,8 +50,8 @@ impl Default for StateSettings {
 
 impl StateSettings {
     /// The selection rules these settings give.
-    pub fn rules(&self) -> crate::domain::policy::StateRules {
-        crate::domain::policy::StateRules {
+    pub fn rules(&self) -> StateRules {
+        StateRules {
             slow_start_ms: self.slow_start_secs.saturating_mul(1000),
             panic_pct: self.panic_pct,
             panic_mode: self.panic_mode,
@@ -377,6 +377,39 @@ pub fn ramp_permille_since(since: u64, now: u64, ramp_ms: u64) -> u64 {
     // elapsed < ramp_ms, so the quotient is below 900: no overflow (ramp_ms is bounded by
     // the seconds maximum, times 1000, times 900 fits a u64).
     100 + elapsed.saturating_mul(900) / ramp_ms
+}
+
+/// What to do when too few servers are available (`panic_threshold P open|refuse`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PanicMode {
+    /// Spread clients over every server with an address, ignoring health (check verdict,
+    /// passive ejection, blacklist), keeping the operator's drain and maint, ACLs and limits.
+    #[default]
+    Open,
+    /// Keep refusing: only available servers are used, as without a threshold.
+    Refuse,
+}
+
+impl PanicMode {
+    /// The word in `panic_threshold P open|refuse`.
+    pub fn word(self) -> &'static str {
+        match self {
+            PanicMode::Open => "open",
+            PanicMode::Refuse => "refuse",
+        }
+    }
+}
+
+/// How server states shape selection beyond "available or not": slow start and the panic
+/// threshold. The default is off for both (C pen's selection).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StateRules {
+    /// Slow start in milliseconds (0: off): a server that came back ramps its weight.
+    pub slow_start_ms: u64,
+    /// Panic threshold in percent of the servers (0: off).
+    pub panic_pct: u32,
+    /// What panic mode does.
+    pub panic_mode: PanicMode,
 }
 
 #[cfg(test)]

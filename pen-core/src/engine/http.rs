@@ -7,11 +7,11 @@
 //! `HttpCarrier` runs it inside the relay loop. The server-to-client direction is a plain
 //! relay and never looks at the bytes, with one exception: while the connection's first
 //! request asked for a tunnel (`Upgrade`, `CONNECT`) and its answer is not known, the reactor
-//! shows the server's first bytes to [`HttpCarrier::server_bytes`] (through the relay's read
+//! shows the server's first bytes to `HttpCarrier::server_bytes` (through the relay's read
 //! hook, which copies through a user-space buffer for those reads only).
 //!
 //! A refused request ends the connection: the relay gets an error from the carrier, and the
-//! reactor sends the client [`Refusal::response`] ([`send_refusal`]) before closing both sides.
+//! reactor sends the client [`Refusal::response`] (`send_refusal`) before closing both sides.
 
 mod answer;
 mod chunked;

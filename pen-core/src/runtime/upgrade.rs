@@ -561,14 +561,14 @@ impl crate::runtime::balancer::Balancer {
         shutdown(&self.shared, timeout)
     }
 
-    /// Says how to start a new binary for [`Balancer::upgrade`] (and the `upgrade` command).
+    /// Says how to start a new binary for [`Balancer::upgrade`](crate::Balancer::upgrade) (and the `upgrade` command).
     pub fn set_upgrade(&self, spec: UpgradeSpec) {
         *self.shared.upgrade_spec.lock() = Some(spec);
     }
 
     /// Binary upgrade (SIGUSR2, `upgrade`): starts the new binary, hands it the listening
     /// sockets and, once it says it is ready, stops accepting and drains as
-    /// [`Balancer::shutdown`] does. Blocks until the new process is ready or has failed (at
+    /// [`Balancer::shutdown`](crate::Balancer::shutdown) does. Blocks until the new process is ready or has failed (at
     /// most [`READY_WITHIN`]); returns its pid.
     ///
     /// # Errors
