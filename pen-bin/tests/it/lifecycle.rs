@@ -16,12 +16,12 @@ use super::harness::{
 };
 
 /// The pid in `path` (without a newline, as C pen writes it), if it holds one.
-fn read_pid(path: &std::path::Path) -> Option<u32> {
+pub(super) fn read_pid(path: &std::path::Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// Whether process `pid` exists and is not a zombie.
-fn alive(pid: u32) -> bool {
+pub(super) fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat
             .rsplit_once(')')
@@ -40,7 +40,7 @@ fn kill(sig: &str, pid: u32) {
 }
 
 /// Stops the pen a test upgraded to (not the harness's child any more) and waits for it.
-struct Upgraded(Option<u32>);
+pub(super) struct Upgraded(pub(super) Option<u32>);
 
 impl Drop for Upgraded {
     fn drop(&mut self) {
@@ -152,7 +152,7 @@ fn exchange(addr: &str, seed: u64, len: usize) -> Result<(), String> {
 }
 
 /// Upgrades pen by SIGUSR2 to the pid its pid file names, and waits for the new pid there.
-fn upgrade(pid_path: &std::path::Path, old: u32) -> u32 {
+pub(super) fn upgrade(pid_path: &std::path::Path, old: u32) -> u32 {
     kill("USR2", old);
     wait_for(
         Duration::from_secs(15),

@@ -207,6 +207,15 @@ impl Checker {
             };
             if same {
                 seen += usize::from(want.is_some());
+                // A verdict taken over from the pen this one replaced (binary upgrade) while
+                // this one had not decided yet: go on from it (rise and fall apply).
+                if let Some(slot) = self.slots.get_mut(&id) {
+                    let v = s.health().verdict();
+                    if slot.rf.verdict() == CheckVerdict::Unchecked && v != CheckVerdict::Unchecked
+                    {
+                        slot.rf = RiseFall::from_verdict(v);
+                    }
+                }
                 continue;
             }
             if let Some(old) = self.slots.remove(&id) {
@@ -232,7 +241,9 @@ impl Checker {
                         addr,
                         spec: spec.clone(),
                         regex,
-                        rf: RiseFall::default(),
+                        // Unchecked for a new check (a changed one was reset above); a
+                        // verdict taken over in an upgrade goes on.
+                        rf: RiseFall::from_verdict(s.health().verdict()),
                         due: now + spread.min(self.settings.interval_ms / 2),
                         probe: None,
                     },
