@@ -342,3 +342,54 @@ fn http_check_sends_the_configured_host() {
         "{text}"
     );
 }
+
+#[test]
+fn a_servers_own_check_timing_overrides_the_global_one() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    let a = Backend::name("A");
+    let b = Backend::name("B");
+    // The global timing: a check a minute. Server 1's own: every 100 ms, 150 ms to answer,
+    // down after 2 failures.
+    let pen = PenBuilder::new()
+        .opts(&[
+            "-r",
+            "-O",
+            "check_interval 60000",
+            "-O",
+            "server 0 check connect",
+            "-O",
+            "server 1 check connect interval 100 timeout 150 fall 2",
+        ])
+        .server(a.spec())
+        .server(b.spec())
+        .start();
+    wait_until(WAIT, "server 1 up by its check", || {
+        server_line(&pen, 1).contains(" check up")
+    });
+    drop(b);
+    // Within its own 2 x 100 ms (bounded by WAIT), not the global minute.
+    wait_until(WAIT, "server 1 down by its own faster checks", || {
+        server_line(&pen, 1).contains(" check down")
+    });
+    let count = |n: usize| {
+        pen.metric(&format!(
+            "pen_server_check_duration_seconds_count{{server=\"{n}\"}}"
+        ))
+        .unwrap_or(0.0)
+    };
+    // Server 0 keeps the global minute: checked once, at start.
+    assert_eq!(count(0), 1.0, "server 0's checks");
+    assert!(count(1) >= 3.0, "server 1's checks: {}", count(1));
+    // `write` keeps the server's own timing on its check line.
+    let dir = ScratchDir::new("check-timing");
+    let file = dir.0.join("pen.cfg");
+    pen.ctl(&format!("write {}", file.display()));
+    let text = std::fs::read_to_string(&file).expect("written");
+    assert!(
+        text.contains("\nserver 1 check connect interval 100 timeout 150 fall 2\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nserver 0 check connect\n"), "{text}");
+}

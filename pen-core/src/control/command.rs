@@ -66,7 +66,7 @@ pub enum ServerField {
     State(crate::domain::server_health::AdminState),
     /// `check KIND ...` / `check off` \[ours\]: the server's active health check (the rest of
     /// the line; `None` = no check).
-    Check(Option<crate::domain::check::CheckSpec>),
+    Check(Option<crate::domain::check::ServerCheck>),
 }
 
 /// The TLS commands (arguments kept raw; the TLS layer interprets them).

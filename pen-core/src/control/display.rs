@@ -333,6 +333,25 @@ mod tests {
         ]
     }
 
+    /// A server's check: a specification of every kind with timing overrides (some, all or
+    /// none of them).
+    fn server_check() -> impl Strategy<Value = crate::domain::check::ServerCheck> {
+        use crate::domain::check::{CheckTiming, ServerCheck};
+        let ms = proptest::option::of(10u64..=3_600_000);
+        let n = proptest::option::of(1u32..=1000);
+        (check_spec(), ms.clone(), ms, n.clone(), n).prop_map(
+            |(spec, interval_ms, timeout_ms, rise, fall)| ServerCheck {
+                spec,
+                timing: CheckTiming {
+                    interval_ms,
+                    timeout_ms,
+                    rise,
+                    fall,
+                },
+            },
+        )
+    }
+
     /// Check specifications of every kind (the full property is in `domain/check_tests.rs`).
     fn check_spec() -> impl Strategy<Value = crate::domain::check::CheckSpec> {
         use crate::domain::check::{CheckSpec, Expect};
@@ -518,7 +537,7 @@ mod tests {
             (
                 any::<usize>(),
                 proptest::collection::vec(server_field(), 0..4),
-                proptest::option::of(check_spec()),
+                proptest::option::of(server_check()),
             )
                 .prop_map(|(id, mut fields, check)| {
                     // `check` takes the rest of the line: always last.

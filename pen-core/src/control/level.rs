@@ -180,7 +180,10 @@ fn names_socket(f: &ServerField) -> bool {
     matches!(
         f,
         ServerField::Address(_)
-            | ServerField::Check(Some(crate::domain::check::CheckSpec::Agent { .. }))
+            | ServerField::Check(Some(crate::domain::check::ServerCheck {
+                spec: crate::domain::check::CheckSpec::Agent { .. },
+                ..
+            }))
     )
 }
 

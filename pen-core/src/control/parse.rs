@@ -337,15 +337,15 @@ fn panic_threshold(w: &mut Words<'_>) -> Result<Option<(u32, PanicMode)>, ParseE
 }
 
 /// `check KIND ...` or `check off`: the rest of the line (so `check` comes last).
-fn check_field(w: &mut Words<'_>) -> Result<Option<crate::domain::check::CheckSpec>, ParseError> {
-    use crate::domain::check::{parse_spec, CheckSpecError};
+fn check_field(w: &mut Words<'_>) -> Result<Option<crate::domain::check::ServerCheck>, ParseError> {
+    use crate::domain::check::{parse_server_check, CheckSpecError};
     let rest: Vec<&str> = std::iter::from_fn(|| w.next()).collect();
     let mut it = rest.into_iter().peekable();
     let spec = if it.peek() == Some(&"off") {
         it.next();
         None
     } else {
-        Some(parse_spec(&mut it).map_err(|e| match e {
+        Some(parse_server_check(&mut it).map_err(|e| match e {
             CheckSpecError::Unexpected { token, expected } => {
                 ParseError::BadArgument { token, expected }
             }

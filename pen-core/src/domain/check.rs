@@ -8,6 +8,9 @@ use std::fmt;
 
 use crate::domain::server_health::{AdminState, CheckVerdict};
 
+mod per_server;
+pub use per_server::{parse_server_check, CheckTiming, ServerCheck};
+
 /// Longest TEXT of `send`/`expect` and longest HTTP path or regular expression, in bytes.
 pub const CHECK_TEXT_MAX: usize = 1024;
 /// Longest `host NAME` of an HTTP check, in bytes (a DNS name is at most 253).

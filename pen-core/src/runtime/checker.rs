@@ -132,6 +132,8 @@ struct Slot {
     rf: RiseFall,
     due: u64,
     probe: Option<Probe>,
+    /// The server's own timing (`server N check ... interval MS ...`) over the global one.
+    timing: crate::domain::check::CheckTiming,
 }
 
 struct Checker {
@@ -197,9 +199,11 @@ impl Checker {
         let mut seen = 0usize;
         for (ServerId(id), s) in table.iter() {
             let want = match (&s.check, s.addr) {
-                (Some(spec), Some(addr)) if s.has_address() => Some((spec, addr)),
+                (Some(check), Some(addr)) if s.has_address() => Some((&check.spec, addr)),
                 _ => None,
             };
+            // Its own timing, or the global one (a change applies from the next check on).
+            let timing = s.check.as_ref().map(|c| c.timing).unwrap_or_default();
             let same = match (self.slots.get(&id), want) {
                 (Some(slot), Some((spec, addr))) => slot.spec == *spec && slot.addr == addr,
                 (None, None) => true,
@@ -210,6 +214,7 @@ impl Checker {
                 // A verdict taken over from the pen this one replaced (binary upgrade) while
                 // this one had not decided yet: go on from it (rise and fall apply).
                 if let Some(slot) = self.slots.get_mut(&id) {
+                    slot.timing = timing;
                     let v = s.health().verdict();
                     if slot.rf.verdict() == CheckVerdict::Unchecked && v != CheckVerdict::Unchecked
                     {
@@ -234,7 +239,8 @@ impl Checker {
                     _ => None,
                 };
                 // Spread the first checks over one interval.
-                let spread = (id as u64).wrapping_mul(7919) % self.settings.interval_ms.max(1);
+                let interval = timing.apply(&self.settings).interval_ms;
+                let spread = (id as u64).wrapping_mul(7919) % interval.max(1);
                 self.slots.insert(
                     id,
                     Slot {
@@ -244,8 +250,9 @@ impl Checker {
                         // Unchecked for a new check (a changed one was reset above); a
                         // verdict taken over in an upgrade goes on.
                         rf: RiseFall::from_verdict(s.health().verdict()),
-                        due: now + spread.min(self.settings.interval_ms / 2),
+                        due: now + spread.min(interval / 2),
                         probe: None,
+                        timing,
                     },
                 );
                 seen += 1;
@@ -269,7 +276,6 @@ impl Checker {
     }
 
     fn start_due(&mut self, now: u64) {
-        let timeout = self.settings.timeout_ms;
         let due: Vec<usize> = self
             .slots
             .iter()
@@ -280,6 +286,7 @@ impl Checker {
             let Some(slot) = self.slots.get(&key) else {
                 continue;
             };
+            let timeout = slot.timing.apply(&self.settings).timeout_ms;
             let target = match slot.spec {
                 CheckSpec::Agent { port } => SocketAddr::new(slot.addr.ip(), port),
                 _ => slot.addr,
@@ -358,8 +365,9 @@ impl Checker {
         if let Some(p) = slot.probe.take() {
             self.poller.delete(&p.sock);
         }
-        let changed = slot.rf.record(result.ok(), &self.settings);
-        let mut interval = self.settings.interval_ms;
+        let timing = slot.timing.apply(&self.settings);
+        let changed = slot.rf.record(result.ok(), &timing);
+        let mut interval = timing.interval_ms;
         if slot.rf.changing() {
             interval = (interval / 4).max(1);
         }

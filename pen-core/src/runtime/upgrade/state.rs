@@ -455,7 +455,7 @@ mod tests {
 
         let (new, _) = shared(&[81, 82], 2_000_000);
         let mut confs: Vec<_> = (new.servers.read().iter()).map(|(_, s)| s.conf()).collect();
-        confs[1].check = Some(CheckSpec::Connect);
+        confs[1].check = Some(CheckSpec::Connect.into());
         new.servers.write().reconfigure(&confs);
         let got = import_all(&new, &msgs);
         assert_eq!(
