@@ -393,3 +393,67 @@ fn a_servers_own_check_timing_overrides_the_global_one() {
     );
     assert!(text.contains("\nserver 0 check connect\n"), "{text}");
 }
+
+#[test]
+fn an_emergency_server_checked_down_is_not_used_and_back_up_it_is() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    // The emergency server says whether it is healthy; its check expects `up`.
+    let healthy = Arc::new(AtomicBool::new(true));
+    let flag = Arc::clone(&healthy);
+    let emergency = Backend::custom(move |mut s: TcpStream| {
+        let word: &[u8] = if flag.load(Ordering::Relaxed) {
+            b"E up"
+        } else {
+            b"E down"
+        };
+        let _ = s.write_all(word);
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    });
+    let a = Backend::name("A");
+    let e = emergency.spec();
+    let pen = PenBuilder::new()
+        .opts(&[
+            "-e",
+            &e,
+            // The only regular server is in maintenance: clients go to the emergency server.
+            "-O",
+            "server 0 maint",
+            "-O",
+            "emergency_check expect up interval 100 timeout 150 rise 1 fall 1",
+        ])
+        .server(a.spec())
+        .start();
+    assert_eq!(request(&pen).as_deref(), Some("E up"));
+    assert_eq!(
+        pen.ctl("emergency_check"),
+        "expect up interval 100 timeout 150 rise 1 fall 1\n"
+    );
+    // Checked down: no client goes to it (pen has no server for them and closes them).
+    healthy.store(false, Ordering::Relaxed);
+    wait_until(WAIT, "the emergency server out of use", || {
+        request(&pen).is_none()
+    });
+    for i in 0..5 {
+        assert_eq!(request(&pen), None, "request {i} while it is down");
+    }
+    // Back up: used again.
+    healthy.store(true, Ordering::Relaxed);
+    wait_until(WAIT, "the emergency server back in use", || {
+        request(&pen).as_deref() == Some("E up")
+    });
+    // `write` keeps the check; `abuse_check` is off.
+    assert_eq!(pen.ctl("abuse_check"), "off\n");
+    let dir = ScratchDir::new("emergency-check");
+    let file = dir.0.join("pen.cfg");
+    pen.ctl(&format!("write {}", file.display()));
+    let text = std::fs::read_to_string(&file).expect("written");
+    assert!(
+        text.contains("\nemergency_check expect up interval 100 timeout 150 rise 1 fall 1\n"),
+        "{text}"
+    );
+}

@@ -114,6 +114,19 @@ fn opt<T: fmt::Display>(f: &mut fmt::Formatter<'_>, name: &str, v: Option<&T>) -
     }
 }
 
+/// `NAME`, `NAME off` or `NAME KIND ...`.
+fn target_check(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    c: Option<&Option<crate::domain::check::ServerCheck>>,
+) -> fmt::Result {
+    match c {
+        None => f.write_str(name),
+        Some(None) => write!(f, "{name} off"),
+        Some(Some(c)) => write!(f, "{name} {c}"),
+    }
+}
+
 impl fmt::Display for Command {
     /// The canonical line, without a newline; `parse_line` turns it back into `self` for every
     /// command `parse_line` can produce.
@@ -191,6 +204,9 @@ impl fmt::Display for Command {
             Command::ShutdownTimeout(n) => opt(f, "shutdown_timeout", n.as_ref()),
             Command::Shutdown(n) => opt(f, "shutdown", n.as_ref()),
             Command::Upgrade => f.write_str("upgrade"),
+            // ---- checks on the emergency and abuse servers (issue 13) ----
+            Command::EmergencyCheck(c) => target_check(f, "emergency_check", c.as_ref()),
+            Command::AbuseCheck(c) => target_check(f, "abuse_check", c.as_ref()),
         }
     }
 }
@@ -548,6 +564,13 @@ mod tests {
             secs().prop_map(Command::ShutdownTimeout).boxed(),
             secs().prop_map(Command::Shutdown).boxed(),
             Just(Command::Upgrade).boxed(),
+            // ---- checks on the emergency and abuse servers (issue 13) ----
+            proptest::option::of(proptest::option::of(server_check()))
+                .prop_map(Command::EmergencyCheck)
+                .boxed(),
+            proptest::option::of(proptest::option::of(server_check()))
+                .prop_map(Command::AbuseCheck)
+                .boxed(),
         ])
     }
 

@@ -30,7 +30,7 @@ use crate::domain::check::{
     parse_agent_reply, CheckResult, CheckSettings, CheckSpec, Expect, RiseFall, CHECK_READ_MAX,
 };
 use crate::domain::event::Event;
-use crate::domain::server::{ServerId, Target};
+use crate::domain::server::{Server, ServerId, ServerTable, Target};
 use crate::domain::server_health::CheckVerdict;
 use crate::engine::state::Shared;
 use crate::poll::{Events, Poller};
@@ -98,10 +98,32 @@ impl Gate {
 /// Whether any server has a check to run.
 fn any_check(shared: &Shared) -> bool {
     let table = shared.servers.read();
-    let found = table
-        .iter()
-        .any(|(_, s)| s.check.is_some() && s.has_address());
+    let found = entries(&table).any(|(_, s)| s.check.is_some() && s.has_address());
     found
+}
+
+/// The checker's key of the emergency server (`-e`; numbered servers are keyed by number, at
+/// most a few thousand). Also the probe's key in the poller, which keeps `u64::MAX` for its
+/// waker: hence far from both ends.
+const EMERGENCY_KEY: usize = usize::MAX / 2;
+/// The checker's key of the abuse server (`-B`).
+const ABUSE_KEY: usize = usize::MAX / 2 + 1;
+
+/// Every server that may have a check, with its key: the numbered ones, the emergency and the
+/// abuse server.
+fn entries(table: &ServerTable) -> impl Iterator<Item = (usize, &Server)> {
+    (table.iter().map(|(ServerId(id), s)| (id, s)))
+        .chain(table.emergency.as_ref().map(|s| (EMERGENCY_KEY, s)))
+        .chain(table.abuse.as_ref().map(|s| (ABUSE_KEY, s)))
+}
+
+/// The server a checker key names.
+fn target_of(key: usize) -> Target {
+    match key {
+        EMERGENCY_KEY => Target::Emergency,
+        ABUSE_KEY => Target::Abuse,
+        id => Target::Server(ServerId(id)),
+    }
 }
 
 /// One check under way.
@@ -197,7 +219,7 @@ impl Checker {
         self.settings = self.shared.settings.read().checks;
         let table = self.shared.servers.read();
         let mut seen = 0usize;
-        for (ServerId(id), s) in table.iter() {
+        for (id, s) in entries(&table) {
             let want = match (&s.check, s.addr) {
                 (Some(check), Some(addr)) if s.has_address() => Some((&check.spec, addr)),
                 _ => None,
@@ -259,8 +281,9 @@ impl Checker {
             }
         }
         if seen != self.slots.len() {
-            let n = table.len();
-            let gone: Vec<usize> = self.slots.keys().copied().filter(|&k| k >= n).collect();
+            let gone: Vec<usize> = (self.slots.keys().copied())
+                .filter(|&k| table.target(target_of(k)).is_none())
+                .collect();
             for k in gone {
                 if let Some(old) = self.slots.remove(&k) {
                     self.drop_probe(old.probe);
@@ -383,7 +406,7 @@ impl Checker {
         };
         slot.due = now + interval - interval * 15 / 100 + offset;
         let table = self.shared.servers.read();
-        let Some(s) = table.get(ServerId(key)) else {
+        let Some(s) = table.target(target_of(key)) else {
             return;
         };
         s.last_check
@@ -402,7 +425,7 @@ impl Checker {
             let up = v == CheckVerdict::Up;
             // The `pen` binary logs every event while `debug` is on (`-d`).
             self.shared.events.emit(|| Event::ServerCheck {
-                server: Target::Server(ServerId(key)),
+                server: target_of(key),
                 up,
                 last: result.word().to_string(),
             });
