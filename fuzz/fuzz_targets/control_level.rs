@@ -26,6 +26,7 @@ fn names_file_socket_or_host(line: &str) -> bool {
         "write" | "log" | "web_stats" | "listen" => with_arg,
         // `check agent PORT` names a port of the server's host (issue 13).
         "server" => words.contains(&"address") || words.windows(2).any(|w| w == ["check", "agent"]),
+        "emergency_check" | "abuse_check" => words.get(1) == Some(&"agent"),
         w if w.starts_with("ssl_") => with_arg && w != "ssl_ciphers",
         _ => false,
     }

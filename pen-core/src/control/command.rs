@@ -66,7 +66,7 @@ pub enum ServerField {
     State(crate::domain::server_health::AdminState),
     /// `check KIND ...` / `check off` \[ours\]: the server's active health check (the rest of
     /// the line; `None` = no check).
-    Check(Option<crate::domain::check::CheckSpec>),
+    Check(Option<crate::domain::check::ServerCheck>),
 }
 
 /// The TLS commands (arguments kept raw; the TLS layer interprets them).
@@ -251,4 +251,10 @@ pub enum Command {
     /// `upgrade` \[ours\]: start the binary anew and hand it the listening sockets (as
     /// SIGUSR2); this pen then drains and exits.
     Upgrade,
+    // ---- checks on the emergency and abuse servers (issue 13) ----
+    /// `emergency_check [KIND ... | off]` \[ours\]: the emergency server's (`-e`) active check,
+    /// as `server N check` takes it (`None`: show it).
+    EmergencyCheck(Option<Option<crate::domain::check::ServerCheck>>),
+    /// `abuse_check [KIND ... | off]` \[ours\]: the abuse server's (`-B`) active check.
+    AbuseCheck(Option<Option<crate::domain::check::ServerCheck>>),
 }

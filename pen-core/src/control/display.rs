@@ -114,6 +114,19 @@ fn opt<T: fmt::Display>(f: &mut fmt::Formatter<'_>, name: &str, v: Option<&T>) -
     }
 }
 
+/// `NAME`, `NAME off` or `NAME KIND ...`.
+fn target_check(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    c: Option<&Option<crate::domain::check::ServerCheck>>,
+) -> fmt::Result {
+    match c {
+        None => f.write_str(name),
+        Some(None) => write!(f, "{name} off"),
+        Some(Some(c)) => write!(f, "{name} {c}"),
+    }
+}
+
 impl fmt::Display for Command {
     /// The canonical line, without a newline; `parse_line` turns it back into `self` for every
     /// command `parse_line` can produce.
@@ -191,6 +204,9 @@ impl fmt::Display for Command {
             Command::ShutdownTimeout(n) => opt(f, "shutdown_timeout", n.as_ref()),
             Command::Shutdown(n) => opt(f, "shutdown", n.as_ref()),
             Command::Upgrade => f.write_str("upgrade"),
+            // ---- checks on the emergency and abuse servers (issue 13) ----
+            Command::EmergencyCheck(c) => target_check(f, "emergency_check", c.as_ref()),
+            Command::AbuseCheck(c) => target_check(f, "abuse_check", c.as_ref()),
         }
     }
 }
@@ -331,6 +347,25 @@ mod tests {
             ]
             .prop_map(ServerField::State),
         ]
+    }
+
+    /// A server's check: a specification of every kind with timing overrides (some, all or
+    /// none of them).
+    fn server_check() -> impl Strategy<Value = crate::domain::check::ServerCheck> {
+        use crate::domain::check::{CheckTiming, ServerCheck};
+        let ms = proptest::option::of(10u64..=3_600_000);
+        let n = proptest::option::of(1u32..=1000);
+        (check_spec(), ms.clone(), ms, n.clone(), n).prop_map(
+            |(spec, interval_ms, timeout_ms, rise, fall)| ServerCheck {
+                spec,
+                timing: CheckTiming {
+                    interval_ms,
+                    timeout_ms,
+                    rise,
+                    fall,
+                },
+            },
+        )
     }
 
     /// Check specifications of every kind (the full property is in `domain/check_tests.rs`).
@@ -518,7 +553,7 @@ mod tests {
             (
                 any::<usize>(),
                 proptest::collection::vec(server_field(), 0..4),
-                proptest::option::of(check_spec()),
+                proptest::option::of(server_check()),
             )
                 .prop_map(|(id, mut fields, check)| {
                     // `check` takes the rest of the line: always last.
@@ -529,6 +564,13 @@ mod tests {
             secs().prop_map(Command::ShutdownTimeout).boxed(),
             secs().prop_map(Command::Shutdown).boxed(),
             Just(Command::Upgrade).boxed(),
+            // ---- checks on the emergency and abuse servers (issue 13) ----
+            proptest::option::of(proptest::option::of(server_check()))
+                .prop_map(Command::EmergencyCheck)
+                .boxed(),
+            proptest::option::of(proptest::option::of(server_check()))
+                .prop_map(Command::AbuseCheck)
+                .boxed(),
         ])
     }
 

@@ -171,6 +171,15 @@ pub fn required_level(cmd: &Command) -> Level {
         C::Shutdown(_) | C::Upgrade => Admin,
         C::ShutdownTimeout(None) => Read,
         C::ShutdownTimeout(Some(_)) => Operate,
+        // ---- checks on the emergency and abuse servers (issue 13): as `server N check` ----
+        C::EmergencyCheck(None) | C::AbuseCheck(None) => Read,
+        C::EmergencyCheck(Some(c)) | C::AbuseCheck(Some(c)) => {
+            if names_socket(&ServerField::Check(c.clone())) {
+                Admin
+            } else {
+                Operate
+            }
+        }
     }
 }
 
@@ -180,7 +189,10 @@ fn names_socket(f: &ServerField) -> bool {
     matches!(
         f,
         ServerField::Address(_)
-            | ServerField::Check(Some(crate::domain::check::CheckSpec::Agent { .. }))
+            | ServerField::Check(Some(crate::domain::check::ServerCheck {
+                spec: crate::domain::check::CheckSpec::Agent { .. },
+                ..
+            }))
     )
 }
 

@@ -32,6 +32,18 @@ pub(crate) struct Model {
     pub(crate) listen: ListenAddr,
     /// TLS settings; `None` when pen runs without `-E`.
     pub(crate) tls: Option<crate::tls::TlsOptions>,
+    /// The emergency (`-e`) and abuse (`-B`) servers' checks (`emergency_check`,
+    /// `abuse_check`; issue 13).
+    pub(crate) target_checks: TargetChecks,
+}
+
+/// The active checks of the servers without a number (issue 13).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TargetChecks {
+    /// `emergency_check`.
+    pub(crate) emergency: Option<crate::domain::check::ServerCheck>,
+    /// `abuse_check`.
+    pub(crate) abuse: Option<crate::domain::check::ServerCheck>,
 }
 
 /// Effects that are actions rather than state, carried out at commit, and what the [`Host`]
@@ -140,6 +152,9 @@ impl Model {
                 | Command::CheckRise(Some(_))
                 | Command::CheckFall(Some(_))
                 | Command::ShutdownTimeout(Some(_))
+                // ---- checks on the emergency and abuse servers (issue 13) ----
+                | Command::EmergencyCheck(Some(_))
+                | Command::AbuseCheck(Some(_))
         ) || matches!(cmd, Command::Ssl(which, _) if *which != SslCommand::Reload)
     }
 
@@ -346,6 +361,15 @@ impl Model {
             Command::ShutdownTimeout(v) => {
                 let s = &mut self.settings;
                 nl(*set(&mut s.shutdown_timeout_secs, v))
+            }
+            // ---- checks on the emergency and abuse servers (issue 13) ----
+            Command::EmergencyCheck(Some(c)) => {
+                self.target_checks.emergency = c;
+                String::new()
+            }
+            Command::AbuseCheck(Some(c)) => {
+                self.target_checks.abuse = c;
+                String::new()
             }
             other => return Err(ApplyError::NotSupported(other.to_string())),
         })

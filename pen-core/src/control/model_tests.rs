@@ -19,6 +19,7 @@ fn model() -> Model {
         clients_max: 2048,
         listen: ListenAddr::Inet(SocketAddr::from(([127, 0, 0, 1], 8080))),
         tls: None,
+        target_checks: Default::default(),
     }
 }
 

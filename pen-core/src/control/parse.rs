@@ -177,6 +177,9 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
         "shutdown_timeout" => Command::ShutdownTimeout(opt_secs(w)?),
         "shutdown" => Command::Shutdown(opt_secs(w)?),
         "upgrade" => Command::Upgrade,
+        // ---- checks on the emergency and abuse servers (issue 13) ----
+        "emergency_check" => Command::EmergencyCheck(target_check(w)?),
+        "abuse_check" => Command::AbuseCheck(target_check(w)?),
         other => return Err(ParseError::UnknownCommand(other.to_string())),
     };
     Ok(cmd)
@@ -336,16 +339,31 @@ fn panic_threshold(w: &mut Words<'_>) -> Result<Option<(u32, PanicMode)>, ParseE
     Ok(Some((pct, mode)))
 }
 
-/// `check KIND ...` or `check off`: the rest of the line (so `check` comes last).
-fn check_field(w: &mut Words<'_>) -> Result<Option<crate::domain::check::CheckSpec>, ParseError> {
-    use crate::domain::check::{parse_spec, CheckSpecError};
+/// `emergency_check` / `abuse_check`: nothing (show it), or `KIND ...` or `off` as `check`.
+fn target_check(
+    w: &mut Words<'_>,
+) -> Result<Option<Option<crate::domain::check::ServerCheck>>, ParseError> {
     let rest: Vec<&str> = std::iter::from_fn(|| w.next()).collect();
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    check_words(rest).map(Some)
+}
+
+/// `check KIND ...` or `check off`: the rest of the line (so `check` comes last).
+fn check_field(w: &mut Words<'_>) -> Result<Option<crate::domain::check::ServerCheck>, ParseError> {
+    check_words(std::iter::from_fn(|| w.next()).collect())
+}
+
+/// `KIND ... [timing]` or `off`, the whole of `rest`.
+fn check_words(rest: Vec<&str>) -> Result<Option<crate::domain::check::ServerCheck>, ParseError> {
+    use crate::domain::check::{parse_server_check, CheckSpecError};
     let mut it = rest.into_iter().peekable();
     let spec = if it.peek() == Some(&"off") {
         it.next();
         None
     } else {
-        Some(parse_spec(&mut it).map_err(|e| match e {
+        Some(parse_server_check(&mut it).map_err(|e| match e {
             CheckSpecError::Unexpected { token, expected } => {
                 ParseError::BadArgument { token, expected }
             }

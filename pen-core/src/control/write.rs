@@ -249,6 +249,13 @@ pub(crate) fn render(model: &Model, start: &StartLine, path: &Path, time: String
             });
         }
     }
+    // The emergency and abuse servers' checks (issue 13; only when set).
+    if let Some(c) = &model.target_checks.emergency {
+        cmds.push(Command::EmergencyCheck(Some(Some(c.clone()))));
+    }
+    if let Some(c) = &model.target_checks.abuse {
+        cmds.push(Command::AbuseCheck(Some(Some(c.clone()))));
+    }
     // Issue 13 (ours; written only when set, so C pen's file stays as it was).
     if s.shutdown_timeout_secs != crate::Settings::default().shutdown_timeout_secs {
         cmds.push(Command::ShutdownTimeout(Some(s.shutdown_timeout_secs)));

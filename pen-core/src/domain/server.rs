@@ -27,8 +27,8 @@ pub struct ServerConf {
     pub acl: Option<u8>,
     /// The operator's state (`server N drain|maint|ready`) \[ours\].
     pub admin: crate::domain::server_health::AdminState,
-    /// Its active health check (`server N check ...`), if any.
-    pub check: Option<crate::domain::check::CheckSpec>,
+    /// Its active health check (`server N check ...`), if any, with its own timing.
+    pub check: Option<crate::domain::check::ServerCheck>,
 }
 
 /// Index of a server in the table (servers are numbered from 0 in command-line order).
@@ -70,7 +70,7 @@ pub struct Server {
     /// Health as pen's checks, the operator and live traffic see it (see `in_service`).
     pub(crate) health: crate::domain::server_health::ServerHealth,
     /// Its active health check (`server N check ...`), if any: the checker thread runs it.
-    pub check: Option<crate::domain::check::CheckSpec>,
+    pub check: Option<crate::domain::check::ServerCheck>,
     /// The last check's result and the check counters.
     pub(crate) last_check: crate::domain::check::LastCheck,
 }

@@ -265,7 +265,9 @@ impl Balancer {
         config: Config,
         inherited: &mut super::upgrade::Inherited,
     ) -> Result<Bound, StartError> {
-        let clock = Arc::new(super::clock::SystemClock::new());
+        // The old pen's scale goes on, so the times carried over (a client seen a minute ago)
+        // fit on this one's.
+        let clock = Arc::new(super::clock::SystemClock::continuing(inherited.clock_ms()));
         Balancer::bind_with_clock(config, clock, Some(inherited))
     }
 

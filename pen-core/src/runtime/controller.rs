@@ -363,6 +363,14 @@ pub(crate) fn snapshot(shared: &Shared) -> Model {
         clients_max: shared.clients.lock().capacity(),
         listen: shared.listen.lock().clone(),
         tls: shared.tls.as_ref().map(|t| t.options.lock().clone()),
+        target_checks: {
+            let t = shared.servers.read();
+            let check = |s: Option<&crate::domain::server::Server>| s.and_then(|s| s.check.clone());
+            crate::control::model::TargetChecks {
+                emergency: check(t.emergency.as_ref()),
+                abuse: check(t.abuse.as_ref()),
+            }
+        },
     }
 }
 
@@ -398,7 +406,18 @@ pub(crate) fn commit(shared: &Shared, model: Model, pending: Pending<RealHost<'_
     shared.clients.lock().grow(model.clients_max);
     // Clients tracked to a server whose address changed stay with it (as in C pen); those of
     // a server that is gone (`reload_reset`) choose afresh.
-    let removed = shared.servers.write().reconfigure(&model.servers);
+    let removed = {
+        let mut t = shared.servers.write();
+        // Issue 13: the emergency and abuse servers' checks (kept even while there is no such
+        // server: `write` keeps them).
+        if let Some(s) = t.emergency.as_mut() {
+            s.check.clone_from(&model.target_checks.emergency);
+        }
+        if let Some(s) = t.abuse.as_mut() {
+            s.check.clone_from(&model.target_checks.abuse);
+        }
+        t.reconfigure(&model.servers)
+    };
     if !removed.is_empty() {
         let mut clients = shared.clients.lock();
         for id in removed {

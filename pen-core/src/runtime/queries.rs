@@ -210,6 +210,18 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
         Command::CheckRise(None) => nl(settings.checks.rise),
         Command::CheckFall(None) => nl(settings.checks.fall),
         Command::ShutdownTimeout(None) => nl(settings.shutdown_timeout_secs),
+        // ---- checks on the emergency and abuse servers (issue 13) ----
+        Command::EmergencyCheck(None) | Command::AbuseCheck(None) => {
+            let t = shared.servers.read();
+            let s = match cmd {
+                Command::EmergencyCheck(_) => t.emergency.as_ref(),
+                _ => t.abuse.as_ref(),
+            };
+            match s.and_then(|s| s.check.as_ref()) {
+                Some(c) => nl(c),
+                None => nl("off"),
+            }
+        }
         // Every configuration command was handled through the model above.
         other => return Err(ApplyError::NotSupported(other.to_string())),
     };
