@@ -78,6 +78,8 @@ impl fmt::Display for ServerField {
             ServerField::State(s) => f.write_str(s.word()),
             ServerField::Check(Some(spec)) => write!(f, "check {spec}"),
             ServerField::Check(None) => f.write_str("check off"),
+            // ---- PROXY protocol (issue 14) ----
+            ServerField::Proxy(v) => write!(f, "proxy {}", v.word()),
         }
     }
 }
@@ -191,6 +193,9 @@ impl fmt::Display for Command {
             Command::ShutdownTimeout(n) => opt(f, "shutdown_timeout", n.as_ref()),
             Command::Shutdown(n) => opt(f, "shutdown", n.as_ref()),
             Command::Upgrade => f.write_str("upgrade"),
+            // ---- PROXY protocol (issue 14) ----
+            Command::AcceptProxy(n) => opt(f, "accept_proxy", n.as_ref()),
+            Command::NoAcceptProxy => f.write_str("no accept_proxy"),
         }
     }
 }
@@ -330,6 +335,13 @@ mod tests {
                 Just(crate::domain::server_health::AdminState::Maint),
             ]
             .prop_map(ServerField::State),
+            // ---- PROXY protocol (issue 14) ----
+            prop_oneof![
+                Just(crate::domain::proxy_header::ProxyVersion::Off),
+                Just(crate::domain::proxy_header::ProxyVersion::V1),
+                Just(crate::domain::proxy_header::ProxyVersion::V2),
+            ]
+            .prop_map(ServerField::Proxy),
         ]
     }
 
@@ -529,6 +541,11 @@ mod tests {
             secs().prop_map(Command::ShutdownTimeout).boxed(),
             secs().prop_map(Command::Shutdown).boxed(),
             Just(Command::Upgrade).boxed(),
+            // ---- PROXY protocol (issue 14) ----
+            proptest::option::of(acl_list())
+                .prop_map(Command::AcceptProxy)
+                .boxed(),
+            Just(Command::NoAcceptProxy).boxed(),
         ])
     }
 

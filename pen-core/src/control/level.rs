@@ -171,6 +171,9 @@ pub fn required_level(cmd: &Command) -> Level {
         C::Shutdown(_) | C::Upgrade => Admin,
         C::ShutdownTimeout(None) => Read,
         C::ShutdownTimeout(Some(_)) => Operate,
+        // ---- PROXY protocol (issue 14) ----
+        C::AcceptProxy(None) => Read,
+        C::AcceptProxy(Some(_)) | C::NoAcceptProxy => Operate,
     }
 }
 

@@ -140,6 +140,9 @@ impl Model {
                 | Command::CheckRise(Some(_))
                 | Command::CheckFall(Some(_))
                 | Command::ShutdownTimeout(Some(_))
+                // ---- PROXY protocol (issue 14) ----
+                | Command::AcceptProxy(Some(_))
+                | Command::NoAcceptProxy
         ) || matches!(cmd, Command::Ssl(which, _) if *which != SslCommand::Reload)
     }
 
@@ -347,6 +350,18 @@ impl Model {
                 let s = &mut self.settings;
                 nl(*set(&mut s.shutdown_timeout_secs, v))
             }
+            // ---- PROXY protocol (issue 14) ----
+            Command::AcceptProxy(Some(n)) => {
+                self.settings.accept_proxy_acl = i8::try_from(n)
+                    .ok()
+                    .filter(|_| usize::from(n) < crate::domain::acl::ACL_LISTS)
+                    .ok_or_else(|| invalid(n, "expected an ACL list number 0-9"))?;
+                String::new()
+            }
+            Command::NoAcceptProxy => {
+                self.settings.accept_proxy_acl = -1;
+                String::new()
+            }
             other => return Err(ApplyError::NotSupported(other.to_string())),
         })
     }
@@ -395,6 +410,8 @@ impl Model {
                 ServerField::Blacklist(t) => pending.blacklist.push((id, *t)),
                 ServerField::State(a) => c.admin = *a,
                 ServerField::Check(spec) => c.check = spec.clone(),
+                // ---- PROXY protocol (issue 14) ----
+                ServerField::Proxy(v) => c.proxy = *v,
             }
         }
         Ok(())

@@ -14,7 +14,7 @@ mod encode;
 mod parse;
 
 pub use encode::{encode_v1, encode_v2, TlsInfo, V2_ADDR_MAX};
-pub use parse::{parse, parse_tlvs, Tlv};
+pub use parse::{parse, parse_tlvs, starts_with_signature, Tlv};
 
 /// The longest version 1 header, `\r\n` included (the specification's bound).
 pub const V1_MAX: usize = 107;

@@ -244,3 +244,17 @@ pub fn parse_tlvs(mut bytes: &[u8]) -> impl Iterator<Item = Tlv<'_>> {
         Some(Tlv { kind, value })
     })
 }
+
+/// Whether `buf` starts with a PROXY header's signature (`PROXY ` or the version 2 one):
+/// `Some(true)` when it does, `Some(false)` when it cannot, `None` while `buf` is shorter than
+/// the signature it could still become (read more to know).
+pub fn starts_with_signature(buf: &[u8]) -> Option<bool> {
+    let full = |sig: &[u8]| buf.len() >= sig.len() && buf.get(..sig.len()) == Some(sig);
+    if full(&V2_SIGNATURE) || full(V1_PREFIX) {
+        Some(true)
+    } else if starts_like(buf, &V2_SIGNATURE) || starts_like(buf, V1_PREFIX) {
+        (buf.len() >= V2_SIGNATURE.len()).then_some(false)
+    } else {
+        Some(false)
+    }
+}

@@ -301,3 +301,15 @@ proptest! {
         prop_assert_eq!(parse(&v1[..cut % v1.len()]), Ok(None));
     }
 }
+
+#[test]
+fn signatures_are_recognised_from_their_first_bytes() {
+    assert_eq!(starts_with_signature(b""), None);
+    assert_eq!(starts_with_signature(b"PRO"), None);
+    assert_eq!(starts_with_signature(b"\r\n\r\n"), None);
+    assert_eq!(starts_with_signature(b"PROXY "), Some(true));
+    assert_eq!(starts_with_signature(&V2_SIGNATURE), Some(true));
+    assert_eq!(starts_with_signature(b"POST / HTTP/1.1"), Some(false));
+    assert_eq!(starts_with_signature(b"PROXY\r\n"), Some(false));
+    assert_eq!(starts_with_signature(b"\x16\x03\x01"), Some(false));
+}
