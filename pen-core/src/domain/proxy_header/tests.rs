@@ -92,6 +92,15 @@ fn v1_beginnings_ask_for_more() {
     assert_eq!(parse(&at_limit), Ok(None));
     at_limit.push(b'\n');
     assert_eq!(parse(&at_limit).unwrap().unwrap().len, 107);
+    // One byte more: the CR is the 107th byte, the LF would be the 108th (a fuzz find: this
+    // was taken as a 108-byte header).
+    let mut over = b"PROXY UNKNOWN ".to_vec();
+    over.resize(106, b'x');
+    assert_eq!(parse(&over), Ok(None));
+    over.push(b'\r');
+    assert_eq!(parse(&over), Err(ProxyHeaderError::V1TooLong));
+    over.push(b'\n');
+    assert_eq!(parse(&over), Err(ProxyHeaderError::V1TooLong));
 }
 
 #[test]
