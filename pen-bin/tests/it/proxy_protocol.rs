@@ -306,6 +306,37 @@ fn sends_the_tls_details_in_v2_when_pen_terminates_tls() {
     }
 }
 
+#[test]
+fn with_tls_an_accepted_header_comes_before_the_handshake() {
+    if is_c_pen() {
+        return;
+    }
+    let dir = ScratchDir::new("proxy-tls-accept");
+    let ca = Ca::root("pen proxy test CA");
+    let leaf = ca.server(&["localhost"]);
+    let cert = put(&dir.0, "cert.pem", &leaf.cert_pem);
+    let key = put(&dir.0, "key.pem", leaf.key_pem());
+    let (srv, rx) = header_server();
+    let pen = PenBuilder::new()
+        .opts(&["-E", &cert, "-K", &key, "-O", "server 0 proxy v1"])
+        .opts(&["-O", "acl 1 permit 127.0.0.7", "-O", "accept_proxy 1"])
+        .server(srv.spec())
+        .start();
+    let mut c = pen.connect_from(7);
+    c.write_all(b"PROXY TCP4 198.51.100.9 192.0.2.1 5000 443\r\n")
+        .unwrap();
+    let cfg = ClientCfg::new(&ca).build();
+    let mut t = handshake(c, &cfg, "localhost").expect("TLS after the header");
+    t.write_all(b"tls\r\n\r\n").unwrap();
+    t.flush().unwrap();
+    let (h, rest) = seen(&rx);
+    assert_eq!(h.line, "PROXY TCP4 198.51.100.9 192.0.2.1 5000 443");
+    assert_eq!(rest, "tls\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = t.read_to_end(&mut answer);
+    assert_eq!(pen.metric("pen_proxy_headers_accepted_total"), Some(1.0));
+}
+
 // ---- accepting ----------------------------------------------------------------------------
 
 /// pen with `accept_proxy 1` naming 127.0.0.7, HTTP mode, an access log, `proxy v2` to the
