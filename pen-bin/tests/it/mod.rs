@@ -25,6 +25,7 @@ mod ops_config;
 mod ops_daemon;
 mod ops_stats;
 mod process;
+mod proxy_protocol;
 mod relay;
 mod sec_admission;
 mod sec_control;

@@ -67,6 +67,10 @@ pub enum ServerField {
     /// `check KIND ...` / `check off` \[ours\]: the server's active health check (the rest of
     /// the line; `None` = no check).
     Check(Option<crate::domain::check::ServerCheck>),
+    // ---- PROXY protocol (issue 14) ----
+    /// `proxy v1|v2|off` \[ours\]: the PROXY header pen sends this server before the
+    /// client's bytes (docs/proxy-protocol.md).
+    Proxy(crate::domain::proxy_header::ProxyVersion),
 }
 
 /// The TLS commands (arguments kept raw; the TLS layer interprets them).
@@ -257,4 +261,11 @@ pub enum Command {
     EmergencyCheck(Option<Option<crate::domain::check::ServerCheck>>),
     /// `abuse_check [KIND ... | off]` \[ours\]: the abuse server's (`-B`) active check.
     AbuseCheck(Option<Option<crate::domain::check::ServerCheck>>),
+    // ---- PROXY protocol (issue 14) ----
+    /// `accept_proxy [N]` \[ours\]: clients permitted by ACL list N must start with a PROXY
+    /// header (v1 or v2), whose client address then stands for theirs; others must not send
+    /// one. Without N: the list in use (-1: none).
+    AcceptProxy(Option<u8>),
+    /// `no accept_proxy` \[ours\]: no client may send a PROXY header (nobody is checked).
+    NoAcceptProxy,
 }

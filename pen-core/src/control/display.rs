@@ -78,6 +78,8 @@ impl fmt::Display for ServerField {
             ServerField::State(s) => f.write_str(s.word()),
             ServerField::Check(Some(spec)) => write!(f, "check {spec}"),
             ServerField::Check(None) => f.write_str("check off"),
+            // ---- PROXY protocol (issue 14) ----
+            ServerField::Proxy(v) => write!(f, "proxy {}", v.word()),
         }
     }
 }
@@ -207,6 +209,9 @@ impl fmt::Display for Command {
             // ---- checks on the emergency and abuse servers (issue 13) ----
             Command::EmergencyCheck(c) => target_check(f, "emergency_check", c.as_ref()),
             Command::AbuseCheck(c) => target_check(f, "abuse_check", c.as_ref()),
+            // ---- PROXY protocol (issue 14) ----
+            Command::AcceptProxy(n) => opt(f, "accept_proxy", n.as_ref()),
+            Command::NoAcceptProxy => f.write_str("no accept_proxy"),
         }
     }
 }
@@ -346,6 +351,13 @@ mod tests {
                 Just(crate::domain::server_health::AdminState::Maint),
             ]
             .prop_map(ServerField::State),
+            // ---- PROXY protocol (issue 14) ----
+            prop_oneof![
+                Just(crate::domain::proxy_header::ProxyVersion::Off),
+                Just(crate::domain::proxy_header::ProxyVersion::V1),
+                Just(crate::domain::proxy_header::ProxyVersion::V2),
+            ]
+            .prop_map(ServerField::Proxy),
         ]
     }
 
@@ -571,6 +583,11 @@ mod tests {
             proptest::option::of(proptest::option::of(server_check()))
                 .prop_map(Command::AbuseCheck)
                 .boxed(),
+            // ---- PROXY protocol (issue 14) ----
+            proptest::option::of(acl_list())
+                .prop_map(Command::AcceptProxy)
+                .boxed(),
+            Just(Command::NoAcceptProxy).boxed(),
         ])
     }
 

@@ -180,6 +180,9 @@ pub fn required_level(cmd: &Command) -> Level {
                 Operate
             }
         }
+        // ---- PROXY protocol (issue 14) ----
+        C::AcceptProxy(None) => Read,
+        C::AcceptProxy(Some(_)) | C::NoAcceptProxy => Operate,
     }
 }
 

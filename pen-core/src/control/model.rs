@@ -155,6 +155,9 @@ impl Model {
                 // ---- checks on the emergency and abuse servers (issue 13) ----
                 | Command::EmergencyCheck(Some(_))
                 | Command::AbuseCheck(Some(_))
+                // ---- PROXY protocol (issue 14) ----
+                | Command::AcceptProxy(Some(_))
+                | Command::NoAcceptProxy
         ) || matches!(cmd, Command::Ssl(which, _) if *which != SslCommand::Reload)
     }
 
@@ -371,6 +374,18 @@ impl Model {
                 self.target_checks.abuse = c;
                 String::new()
             }
+            // ---- PROXY protocol (issue 14) ----
+            Command::AcceptProxy(Some(n)) => {
+                self.settings.accept_proxy_acl = i8::try_from(n)
+                    .ok()
+                    .filter(|_| usize::from(n) < crate::domain::acl::ACL_LISTS)
+                    .ok_or_else(|| invalid(n, "expected an ACL list number 0-9"))?;
+                String::new()
+            }
+            Command::NoAcceptProxy => {
+                self.settings.accept_proxy_acl = -1;
+                String::new()
+            }
             other => return Err(ApplyError::NotSupported(other.to_string())),
         })
     }
@@ -419,6 +434,8 @@ impl Model {
                 ServerField::Blacklist(t) => pending.blacklist.push((id, *t)),
                 ServerField::State(a) => c.admin = *a,
                 ServerField::Check(spec) => c.check = spec.clone(),
+                // ---- PROXY protocol (issue 14) ----
+                ServerField::Proxy(v) => c.proxy = *v,
             }
         }
         Ok(())

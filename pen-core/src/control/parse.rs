@@ -21,6 +21,7 @@ use super::limits::{
 };
 use super::limits::{EXPECTED_FAILURES, EXPECTED_PERCENT, OUTLIER_FAILURES_MAX, PERCENT_MAX};
 use crate::domain::policy::PanicMode;
+use crate::domain::proxy_header::ProxyVersion;
 use crate::domain::server_health::AdminState;
 use crate::error::ParseError;
 
@@ -180,6 +181,8 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
         // ---- checks on the emergency and abuse servers (issue 13) ----
         "emergency_check" => Command::EmergencyCheck(target_check(w)?),
         "abuse_check" => Command::AbuseCheck(target_check(w)?),
+        // ---- PROXY protocol (issue 14) ----
+        "accept_proxy" => Command::AcceptProxy(w.next().map(acl_list).transpose()?),
         other => return Err(ParseError::UnknownCommand(other.to_string())),
     };
     Ok(cmd)
@@ -209,10 +212,12 @@ fn parse_no(w: &mut Words<'_>) -> Result<Command, ParseError> {
         "stubborn" => Command::Mode(ModeFlag::Stubborn, false),
         "weight" => Command::Mode(ModeFlag::Weight, false),
         "prio" => Command::Mode(ModeFlag::Prio, false),
+        // ---- PROXY protocol (issue 14) ----
+        "accept_proxy" => Command::NoAcceptProxy,
         other => {
             return Err(ParseError::BadArgument {
                 token: other.to_string(),
-                expected: "a command with a 'no' form (acl, ascii, abort_on_error, block, \
+                expected: "a command with a 'no' form (accept_proxy, acl, ascii, abort_on_error, block, \
                            connect_on_data, delayed_forward, dummy, hash, http, log, prio, roundrobin, stubborn, \
                            tcp_nodelay, transparent, web_stats, weight)",
             })
@@ -283,7 +288,7 @@ fn v6_pattern(token: &str) -> Result<AclPattern, ParseError> {
 /// `server N [acl A] [address H] [port P] [max M] [hard H] [blacklist T] [weight W] [prio P]`.
 fn parse_server(w: &mut Words<'_>) -> Result<Command, ParseError> {
     const FIELD: &str = "a server field: acl, address, port, max, hard, blacklist, weight, prio, \
-                         drain, maint, ready or check";
+                         drain, maint, ready, check or proxy";
     let id = num(w.require("a server number")?, "a server number")?;
     let mut fields = Vec::new();
     while let Some(key) = w.next() {
@@ -308,6 +313,17 @@ fn parse_server(w: &mut Words<'_>) -> Result<Command, ParseError> {
             "maint" => ServerField::State(AdminState::Maint),
             "ready" => ServerField::State(AdminState::Ready),
             "check" => ServerField::Check(check_field(w)?),
+            // ---- PROXY protocol (issue 14) ----
+            "proxy" => {
+                const EXPECTED: &str = "v1, v2 or off";
+                let word = w.require(EXPECTED)?;
+                let version =
+                    ProxyVersion::from_word(word).ok_or_else(|| ParseError::BadArgument {
+                        token: word.to_string(),
+                        expected: EXPECTED,
+                    })?;
+                ServerField::Proxy(version)
+            }
             other => {
                 return Err(ParseError::BadArgument {
                     token: other.to_string(),

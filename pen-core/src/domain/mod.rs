@@ -12,6 +12,7 @@ pub mod event;
 pub mod health;
 pub mod limits;
 pub mod policy;
+pub mod proxy_header;
 pub mod server;
 pub mod server_health;
 pub mod settings;

@@ -29,6 +29,8 @@ pub struct ServerConf {
     pub admin: crate::domain::server_health::AdminState,
     /// Its active health check (`server N check ...`), if any, with its own timing.
     pub check: Option<crate::domain::check::ServerCheck>,
+    /// The PROXY header sent before the client's bytes (`server N proxy`) \[ours\].
+    pub proxy: crate::domain::proxy_header::ProxyVersion,
 }
 
 /// Index of a server in the table (servers are numbered from 0 in command-line order).
@@ -73,6 +75,8 @@ pub struct Server {
     pub check: Option<crate::domain::check::ServerCheck>,
     /// The last check's result and the check counters.
     pub(crate) last_check: crate::domain::check::LastCheck,
+    /// The PROXY header sent before the client's bytes (`server N proxy`) \[ours\].
+    pub proxy: crate::domain::proxy_header::ProxyVersion,
 }
 
 impl Server {
@@ -109,6 +113,7 @@ impl Server {
             acl: self.acl,
             admin: self.health.admin(),
             check: self.check.clone(),
+            proxy: self.proxy,
         }
     }
 
@@ -281,6 +286,7 @@ impl ServerTable {
             s.prio = c.prio;
             s.acl = c.acl;
             s.check.clone_from(&c.check);
+            s.proxy = c.proxy;
         }
         removed
     }

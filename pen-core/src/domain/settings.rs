@@ -112,6 +112,10 @@ pub struct Settings {
     /// Seconds a graceful shutdown or an upgrade lets open connections finish
     /// (`shutdown_timeout`) (default 30).
     pub shutdown_timeout_secs: u64,
+    // ---- PROXY protocol (issue 14) ----
+    /// ACL list of the sources that must start with a PROXY header (`accept_proxy`), -1 for
+    /// none (default -1): then nobody may send one.
+    pub accept_proxy_acl: i8,
 }
 
 impl Default for Settings {
@@ -155,6 +159,7 @@ impl Default for Settings {
             states: crate::domain::server_health::StateSettings::default(),
             checks: crate::domain::check::CheckSettings::default(),
             shutdown_timeout_secs: 30,
+            accept_proxy_acl: -1,
         }
     }
 }

@@ -83,6 +83,8 @@ pub(crate) struct Counters {
     pub(crate) control_commands: AtomicU64,
     /// Control-socket commands answered with an error.
     pub(crate) control_errors: AtomicU64,
+    /// PROXY protocol headers read and refusals by reason (issue 14).
+    pub(crate) proxy: crate::engine::reactor::proxy::ProxyCounters,
 }
 
 /// Everything shared.

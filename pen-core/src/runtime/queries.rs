@@ -46,6 +46,8 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
         Command::MetricsAcl(None) => nl(settings.metrics_acl),
         Command::RequestTimeout(None) => nl(settings.request_timeout_secs),
         Command::TrustedProxyAcl(None) => nl(settings.trusted_proxy_acl),
+        // ---- PROXY protocol (issue 14) ----
+        Command::AcceptProxy(None) => nl(settings.accept_proxy_acl),
         Command::DsrIf(None) | Command::NoObsolete(_) => String::new(),
         Command::Idlers(None) => format!("Idlers: 0/{}\n", settings.idlers),
         // C pen's reply has no newline.
