@@ -67,6 +67,9 @@ pub enum ServerField {
     /// `check KIND ...` / `check off` \[ours\]: the server's active health check (the rest of
     /// the line; `None` = no check).
     Check(Option<crate::domain::check::CheckSpec>),
+    /// `all MAX` after `address NAME` \[ours\] (issue 14): the name owns slots N..N+MAX-1,
+    /// one address of its answer each (0: back to one address).
+    All(u16),
 }
 
 /// The TLS commands (arguments kept raw; the TLS layer interprets them).
@@ -251,4 +254,15 @@ pub enum Command {
     /// `upgrade` \[ours\]: start the binary anew and hand it the listening sockets (as
     /// SIGUSR2); this pen then drains and exits.
     Upgrade,
+    // ---- DNS-driven servers (issue 14) ----
+    /// `dns_interval [S]` \[ours\]: seconds between two lookups of a server's host name (0:
+    /// looked up when given, never again).
+    DnsInterval(Option<u64>),
+    /// `dns_server [IP:PORT]` \[ours\]: the DNS server asked for server names instead of the
+    /// system resolver.
+    DnsServer(Option<std::net::SocketAddr>),
+    /// `no dns_server` \[ours\]: back to the system resolver.
+    NoDnsServer,
+    /// `dns` \[ours\]: the server names, their addresses and lookup counters.
+    Dns,
 }

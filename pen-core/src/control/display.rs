@@ -78,6 +78,7 @@ impl fmt::Display for ServerField {
             ServerField::State(s) => f.write_str(s.word()),
             ServerField::Check(Some(spec)) => write!(f, "check {spec}"),
             ServerField::Check(None) => f.write_str("check off"),
+            ServerField::All(n) => write!(f, "all {n}"),
         }
     }
 }
@@ -191,6 +192,11 @@ impl fmt::Display for Command {
             Command::ShutdownTimeout(n) => opt(f, "shutdown_timeout", n.as_ref()),
             Command::Shutdown(n) => opt(f, "shutdown", n.as_ref()),
             Command::Upgrade => f.write_str("upgrade"),
+            // ---- DNS-driven servers (issue 14) ----
+            Command::DnsInterval(n) => opt(f, "dns_interval", n.as_ref()),
+            Command::DnsServer(a) => opt(f, "dns_server", a.as_ref()),
+            Command::NoDnsServer => f.write_str("no dns_server"),
+            Command::Dns => f.write_str("dns"),
         }
     }
 }
@@ -330,6 +336,7 @@ mod tests {
                 Just(crate::domain::server_health::AdminState::Maint),
             ]
             .prop_map(ServerField::State),
+            (0..=crate::domain::dns::ALL_MAX).prop_map(ServerField::All),
         ]
     }
 
@@ -529,6 +536,19 @@ mod tests {
             secs().prop_map(Command::ShutdownTimeout).boxed(),
             secs().prop_map(Command::Shutdown).boxed(),
             Just(Command::Upgrade).boxed(),
+            // ---- DNS-driven servers (issue 14) ----
+            secs().prop_map(Command::DnsInterval).boxed(),
+            proptest::option::of(
+                (
+                    prop_oneof![v4().prop_map(IpAddr::V4), v6().prop_map(IpAddr::V6)],
+                    any::<u16>(),
+                )
+                    .prop_map(|(ip, p)| std::net::SocketAddr::new(ip, p)),
+            )
+            .prop_map(Command::DnsServer)
+            .boxed(),
+            Just(Command::NoDnsServer).boxed(),
+            Just(Command::Dns).boxed(),
         ])
     }
 

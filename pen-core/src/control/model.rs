@@ -140,6 +140,10 @@ impl Model {
                 | Command::CheckRise(Some(_))
                 | Command::CheckFall(Some(_))
                 | Command::ShutdownTimeout(Some(_))
+                // ---- DNS-driven servers (issue 14) ----
+                | Command::DnsInterval(Some(_))
+                | Command::DnsServer(Some(_))
+                | Command::NoDnsServer
         ) || matches!(cmd, Command::Ssl(which, _) if *which != SslCommand::Reload)
     }
 
@@ -347,6 +351,17 @@ impl Model {
                 let s = &mut self.settings;
                 nl(*set(&mut s.shutdown_timeout_secs, v))
             }
+            // ---- DNS-driven servers (issue 14) ----
+            Command::DnsInterval(v) => nl(*set(&mut self.settings.dns.interval_secs, v)),
+            Command::DnsServer(v) => {
+                let d = &mut self.settings.dns;
+                set(&mut d.server, v.map(Some));
+                d.server.map(nl).unwrap_or_default()
+            }
+            Command::NoDnsServer => {
+                self.settings.dns.server = None;
+                String::new()
+            }
             other => return Err(ApplyError::NotSupported(other.to_string())),
         })
     }
@@ -366,6 +381,8 @@ impl Model {
         if id >= self.servers.len() {
             self.servers.resize_with(id + 1, ServerConf::default);
         }
+        let before = self.servers.get(id).and_then(|c| c.dns.clone());
+        let dns_server = self.settings.dns.server;
         // Present after the resize above.
         let c = self.servers.get_mut(id).ok_or_else(out_of_range)?;
         for f in fields {
@@ -378,9 +395,9 @@ impl Model {
                 }
                 ServerField::Address(h) => {
                     let bare = h.trim_start_matches('[').trim_end_matches(']');
-                    let ip = host.resolve(&crate::domain::addr::split_host(bare)?)?;
-                    let port = c.addr.map_or(0, |a| a.port());
-                    c.addr = Some(SocketAddr::new(ip, port));
+                    let name = crate::domain::addr::split_host(bare)?;
+                    let ip = host.resolve(&name, dns_server)?;
+                    super::dns::set_address(c, &name, ip, before.as_ref());
                 }
                 ServerField::Port(p) => {
                     let ip = c
@@ -395,9 +412,11 @@ impl Model {
                 ServerField::Blacklist(t) => pending.blacklist.push((id, *t)),
                 ServerField::State(a) => c.admin = *a,
                 ServerField::Check(spec) => c.check = spec.clone(),
+                ServerField::All(n) => super::dns::set_all(c, *n)?,
             }
         }
-        Ok(())
+        let addressed = fields.iter().any(|f| matches!(f, ServerField::Address(_)));
+        super::dns::settle(&mut self.servers, id, before.as_ref(), addressed)
     }
 
     /// Checks what can only be checked as a whole, before the runtime commits: has the host

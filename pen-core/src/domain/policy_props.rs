@@ -79,6 +79,7 @@ fn table(servers: &[Srv]) -> ServerTable {
             acl: s.acl,
             admin: Default::default(),
             check: None,
+            dns: None,
         })
         .collect();
     t.reconfigure(&confs);

@@ -29,6 +29,8 @@ pub struct ServerConf {
     pub admin: crate::domain::server_health::AdminState,
     /// Its active health check (`server N check ...`), if any.
     pub check: Option<crate::domain::check::CheckSpec>,
+    /// The host name it was given, looked up again by the resolver (issue 14) \[ours\].
+    pub dns: Option<crate::domain::dns::DnsName>,
 }
 
 /// Index of a server in the table (servers are numbered from 0 in command-line order).
@@ -73,6 +75,8 @@ pub struct Server {
     pub check: Option<crate::domain::check::CheckSpec>,
     /// The last check's result and the check counters.
     pub(crate) last_check: crate::domain::check::LastCheck,
+    /// The host name it was given (issue 14), if any.
+    pub dns: Option<crate::domain::dns::DnsName>,
 }
 
 impl Server {
@@ -109,6 +113,7 @@ impl Server {
             acl: self.acl,
             admin: self.health.admin(),
             check: self.check.clone(),
+            dns: self.dns.clone(),
         }
     }
 
@@ -281,6 +286,7 @@ impl ServerTable {
             s.prio = c.prio;
             s.acl = c.acl;
             s.check.clone_from(&c.check);
+            s.dns.clone_from(&c.dns);
         }
         removed
     }

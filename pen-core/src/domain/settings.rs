@@ -112,6 +112,9 @@ pub struct Settings {
     /// Seconds a graceful shutdown or an upgrade lets open connections finish
     /// (`shutdown_timeout`) (default 30).
     pub shutdown_timeout_secs: u64,
+    /// Re-resolution of servers given by name (`dns_interval`, `dns_server`, issue 14)
+    /// \[ours\].
+    pub dns: crate::domain::dns::DnsSettings,
 }
 
 impl Default for Settings {
@@ -155,6 +158,7 @@ impl Default for Settings {
             states: crate::domain::server_health::StateSettings::default(),
             checks: crate::domain::check::CheckSettings::default(),
             shutdown_timeout_secs: 30,
+            dns: crate::domain::dns::DnsSettings::default(),
         }
     }
 }
