@@ -457,3 +457,32 @@ fn write_keeps_the_name() {
     wait_until(WAIT, "the same servers", || servers_have(&again, &[&b, &c]));
     assert!(again.ctl("dns").contains(" ok\n"), "{}", again.ctl("dns"));
 }
+
+/// A server named on the command line is followed too (as if given by `-O "server N address
+/// NAME"`), and `write` keeps its name.
+#[test]
+fn a_server_named_on_the_command_line_is_followed() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    let (port, _backends) = three_backends();
+    let stub = Stub::new();
+    stub.set("localhost", Reply::Addrs(vec![Ipv4Addr::new(127, 0, 0, 2)]));
+    let dns = format!("dns_server {}", stub.addr());
+    let pen = PenBuilder::new()
+        .opts(&["-O", "dns_interval 1", "-O", &dns])
+        .server(format!("localhost:{port}"))
+        .start();
+    wait_until(WAIT, "the stub's address", || {
+        servers_have(&pen, &[&format!("addr 127.0.0.2 port {port} ")])
+    });
+    assert_eq!(visit(&pen).unwrap(), "B");
+    let dir = ScratchDir::new("dns-cli");
+    let file = dir.0.join("pen.cfg");
+    assert_eq!(pen.ctl(&format!("write {}", file.display())), "");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains(&format!("server 0 address localhost port {port} ")),
+        "{text}"
+    );
+}
