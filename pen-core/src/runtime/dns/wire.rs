@@ -127,7 +127,11 @@ impl<'a> Cursor<'a> {
 /// made it): the id, the response bit and the question must match. Records of another type
 /// (a CNAME chain) are skipped; the answer's addresses are taken whatever their owner name,
 /// as a recursive resolver answers with the chain's end.
-pub(crate) fn parse_answer(msg: &[u8], sent: &[u8], limit: usize) -> Result<Answer, WireError> {
+pub(crate) fn parse_answer<'a>(
+    msg: &'a [u8],
+    sent: &[u8],
+    limit: usize,
+) -> Result<Answer, WireError> {
     let mut c = Cursor { msg, at: 0 };
     let header = c.take(HEADER, "a header")?;
     let sent_q = sent
@@ -167,15 +171,21 @@ pub(crate) fn parse_answer(msg: &[u8], sent: &[u8], limit: usize) -> Result<Answ
     ]);
     let mut addrs = Vec::new();
     for _ in 0..ancount {
-        if truncated && c.at >= msg.len() {
-            break; // what fitted
-        }
-        c.skip_name()?;
-        let rtype = c.u16("a record type")?;
-        let class = c.u16("a record class")?;
-        let ttl = c.u32("a TTL")?;
-        let len = c.u16("a record length")?;
-        let data = c.take(usize::from(len), "record data")?;
+        let record = |c: &mut Cursor<'a>| -> Result<_, WireError> {
+            c.skip_name()?;
+            let rtype = c.u16("a record type")?;
+            let class = c.u16("a record class")?;
+            let ttl = c.u32("a TTL")?;
+            let len = c.u16("a record length")?;
+            let data = c.take(usize::from(len), "record data")?;
+            Ok((rtype, class, ttl, data))
+        };
+        let (rtype, class, ttl, data) = match record(&mut c) {
+            Ok(r) => r,
+            // A truncated answer (TC): the records that fitted.
+            Err(_) if truncated => break,
+            Err(e) => return Err(e),
+        };
         if class != CLASS_IN || rtype != qtype || addrs.len() >= limit {
             continue;
         }
@@ -290,5 +300,21 @@ mod tests {
         let mut bad = full.clone();
         bad[sent.len()] = 0x80;
         assert_eq!(parse_answer(&bad, &sent, 8), Err(WireError::BadLabel));
+    }
+
+    /// A truncated answer (TC) gives the records that fitted.
+    #[test]
+    fn a_truncated_answer_gives_what_fitted() {
+        let sent = query(7, "svc.test", TYPE_A).unwrap();
+        let mut full = answer(
+            &sent,
+            0,
+            &[(TYPE_A, &[1, 2, 3, 4]), (TYPE_A, &[5, 6, 7, 8])],
+        );
+        full[2] |= 0x02;
+        let cut = &full[..full.len() - 3];
+        let a = parse_answer(cut, &sent, 8).unwrap();
+        assert!(a.truncated);
+        assert_eq!(a.addrs, [(IpAddr::from([1, 2, 3, 4]), 60)]);
     }
 }
