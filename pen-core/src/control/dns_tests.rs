@@ -149,6 +149,61 @@ fn settings_and_write() {
     assert!(text.contains("server 2 address 10.0.0.7 port 82"), "{text}");
     assert_eq!(apply(&mut m, "no dns_server").unwrap(), "");
     assert_eq!(m.settings.dns.server, None);
-    let _ = Command::Dns;
-    let _ = ServerField::All(1);
+}
+
+/// The commands' text forms: `all` with or without its number, `dns_server` with or without
+/// a port, and the errors naming the token.
+#[test]
+fn commands_parse() {
+    use crate::control::parse_line;
+    let server = |line: &str| match parse_line(line) {
+        Ok(Command::Server { fields, .. }) => fields,
+        other => panic!("{line}: {other:?}"),
+    };
+    assert_eq!(
+        server("server 0 address svc.test all port 80"),
+        [
+            ServerField::Address("svc.test".into()),
+            ServerField::All(crate::domain::dns::ALL_DEFAULT),
+            ServerField::Port(80)
+        ]
+    );
+    assert_eq!(server("server 0 all 0"), [ServerField::All(0)]);
+    let e = parse_line("server 0 address a all 257")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'257'") && e.contains("up to 256"), "{e}");
+    let dns = |line: &str| parse_line(line).unwrap();
+    let v6: SocketAddr = "[::1]:53".parse().unwrap();
+    assert_eq!(dns("dns_server ::1"), Command::DnsServer(Some(v6)));
+    assert_eq!(dns("dns_server [::1]:53"), Command::DnsServer(Some(v6)));
+    let v4: SocketAddr = "10.0.0.53:5353".parse().unwrap();
+    assert_eq!(
+        dns("dns_server 10.0.0.53:5353"),
+        Command::DnsServer(Some(v4))
+    );
+    assert_eq!(dns("dns_server"), Command::DnsServer(None));
+    assert_eq!(dns("no dns_server"), Command::NoDnsServer);
+    assert_eq!(dns("dns_interval 0"), Command::DnsInterval(Some(0)));
+    assert_eq!(dns("dns"), Command::Dns);
+    let e = parse_line("dns_server ns1.example")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'ns1.example'") && e.contains("IP:PORT"), "{e}");
+    assert!(parse_line("dns_interval 31536001").is_err());
+}
+
+/// Levels: naming the DNS server is admin's, the interval operate's, the queries read's.
+#[test]
+fn levels() {
+    use crate::control::{parse_line, required_level, Level};
+    let level = |line: &str| required_level(&parse_line(line).unwrap());
+    assert_eq!(level("dns_server 127.0.0.1:53"), Level::Admin);
+    assert_eq!(level("no dns_server"), Level::Admin);
+    assert_eq!(level("dns_interval 5"), Level::Operate);
+    assert_eq!(level("server 0 all 4"), Level::Operate);
+    assert_eq!(level("server 0 address svc.test all 4"), Level::Admin);
+    for q in ["dns", "dns_server", "dns_interval"] {
+        assert_eq!(level(q), Level::Read, "{q}");
+    }
 }
