@@ -486,3 +486,40 @@ fn a_server_named_on_the_command_line_is_followed() {
         "{text}"
     );
 }
+
+/// Changes to the settings apply at once: another `dns_server` makes every name be looked up
+/// again with it, and a shorter `dns_interval` is honoured from the next round, not after the
+/// old interval has run out.
+#[test]
+fn a_new_dns_server_or_interval_applies_at_once() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    let (port, _backends) = three_backends();
+    let (first, second) = (Stub::new(), Stub::new());
+    first.set("svc.test", Reply::Addrs(vec![Ipv4Addr::new(127, 0, 0, 1)]));
+    second.set("svc.test", Reply::Addrs(vec![Ipv4Addr::new(127, 0, 0, 2)]));
+    let dns = format!("dns_server {}", first.addr());
+    let line = format!("server 0 address svc.test port {port}");
+    let pen = PenBuilder::new()
+        .opts(&["-O", "dns_interval 3600", "-O", &dns, "-O", &line])
+        .start();
+    let at = |ip: &str| format!("addr {ip} port {port} ");
+    wait_until(WAIT, "the first lookup", || {
+        pen.ctl("dns").contains(" ok\n")
+    });
+    assert!(servers_have(&pen, &[&at("127.0.0.1")]));
+    assert_eq!(
+        pen.ctl(&format!("dns_server {}", second.addr())),
+        format!("{}\n", second.addr())
+    );
+    wait_until(WAIT, "a lookup with the new server", || {
+        servers_have(&pen, &[&at("127.0.0.2")])
+    });
+    second.set("svc.test", Reply::Addrs(vec![Ipv4Addr::new(127, 0, 0, 3)]));
+    assert_eq!(pen.ctl("dns_interval 1"), "1\n");
+    wait_until(Duration::from_secs(15), "the shorter interval", || {
+        servers_have(&pen, &[&at("127.0.0.3")])
+    });
+    assert_eq!(visit(&pen).unwrap(), "C");
+}

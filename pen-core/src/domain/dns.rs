@@ -90,7 +90,8 @@ pub enum Transition {
 }
 
 /// One name's lookups: the last good answer, whether it is failing, the counters, and when
-/// to look again.
+/// the last lookup was (the next is due `dns_interval` after it, whatever the interval is
+/// when it comes, so a changed interval applies at once).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NameState {
     /// The last good answer.
@@ -101,29 +102,32 @@ pub struct NameState {
     pub lookups: u64,
     /// Lookups that failed.
     pub failures: u64,
-    /// When to look again (milliseconds of the balancer's clock); 0: at once.
-    pub next_ms: u64,
+    /// When the last lookup ended (milliseconds of the balancer's clock); `None`: never, or
+    /// to be done again at once (the DNS server changed).
+    pub last_ms: Option<u64>,
 }
 
 impl NameState {
-    /// Whether a lookup is due at `now`.
-    pub fn due(&self, now: u64) -> bool {
-        self.next_ms <= now
+    /// When the next lookup is due with `interval_secs` between lookups (`u64::MAX`: never;
+    /// 0: at once).
+    pub fn next_ms(&self, interval_secs: u64) -> u64 {
+        match (self.last_ms, interval_secs) {
+            (None, _) => 0,
+            (Some(_), 0) => u64::MAX,
+            (Some(t), s) => t.saturating_add(s.saturating_mul(1000)),
+        }
     }
 
-    /// Records a lookup's outcome at `now`; the next is `interval_secs` later (never, when 0).
-    /// Returns the change of state worth a log line, if any.
-    pub fn record(
-        &mut self,
-        outcome: Result<Vec<IpAddr>, String>,
-        now: u64,
-        interval_secs: u64,
-    ) -> Option<Transition> {
+    /// Whether a lookup is due at `now`.
+    pub fn due(&self, now: u64, interval_secs: u64) -> bool {
+        self.next_ms(interval_secs) <= now
+    }
+
+    /// Records a lookup's outcome at `now`. Returns the change of state worth a log line, if
+    /// any.
+    pub fn record(&mut self, outcome: Result<Vec<IpAddr>, String>, now: u64) -> Option<Transition> {
         self.lookups = self.lookups.saturating_add(1);
-        self.next_ms = match interval_secs {
-            0 => u64::MAX,
-            s => now.saturating_add(s.saturating_mul(1000)),
-        };
+        self.last_ms = Some(now);
         match outcome {
             Ok(addrs) => {
                 self.addrs = addrs;
@@ -173,24 +177,27 @@ mod tests {
     }
 
     /// A failure is reported once, a recovery once; the last good answer stays; lookups are
-    /// spaced by the interval (never again with 0).
+    /// spaced by the interval in effect (never again with 0).
     #[test]
     fn failures_are_logged_once_per_change_of_state() {
         let mut s = NameState::default();
-        assert!(s.due(0));
-        assert_eq!(s.record(Ok(vec![ip(1)]), 1_000, 30), None);
-        assert!(!s.due(30_999) && s.due(31_000));
-        let t = s.record(Err("timeout".into()), 31_000, 30);
+        assert!(s.due(0, 30));
+        assert_eq!(s.record(Ok(vec![ip(1)]), 1_000), None);
+        assert!(!s.due(30_999, 30) && s.due(31_000, 30));
+        assert!(s.due(2_000, 1), "a shorter interval applies at once");
+        let t = s.record(Err("timeout".into()), 31_000);
         assert_eq!(t, Some(Transition::Failed("timeout".into())));
-        assert_eq!(s.record(Err("NXDOMAIN".into()), 61_000, 30), None);
+        assert_eq!(s.record(Err("NXDOMAIN".into()), 61_000), None);
         assert_eq!(s.addrs, [ip(1)]);
         assert_eq!((s.lookups, s.failures), (3, 2));
         assert_eq!(
-            s.record(Ok(vec![ip(2)]), 91_000, 30),
+            s.record(Ok(vec![ip(2)]), 91_000),
             Some(Transition::Recovered)
         );
-        assert_eq!(s.record(Ok(vec![ip(2)]), 121_000, 0), None);
-        assert!(!s.due(u64::MAX - 1));
+        assert_eq!(s.record(Ok(vec![ip(2)]), 121_000), None);
+        assert!(!s.due(u64::MAX - 1, 0));
+        s.last_ms = None; // the DNS server changed
+        assert!(s.due(0, 0));
     }
 
     proptest! {

@@ -51,6 +51,8 @@ pub(crate) struct Gate {
     wake: Condvar,
     /// Each name's lookups (for the thread and the `dns` query).
     states: Mutex<BTreeMap<String, NameState>>,
+    /// The DNS server the names were last looked up with (`None` before the first round).
+    server: Mutex<Option<Option<SocketAddr>>>,
 }
 
 #[derive(Default)]
@@ -216,6 +218,14 @@ fn run(shared: &Arc<Shared>, gate: &Arc<Gate>, ctl: &Weak<Controller>) {
             continue;
         }
         gate.states.lock().retain(|n, _| names.contains(n));
+        // Another DNS server: every name is looked up again at once.
+        let dns = shared.settings.read().dns;
+        if gate.server.lock().replace(dns.server) != Some(dns.server) {
+            gate.states
+                .lock()
+                .values_mut()
+                .for_each(|s| s.last_ms = None);
+        }
         for name in &names {
             if gate.stopped(shared) {
                 break;
@@ -226,7 +236,7 @@ fn run(shared: &Arc<Shared>, gate: &Arc<Gate>, ctl: &Weak<Controller>) {
             .states
             .lock()
             .values()
-            .map(|s| s.next_ms)
+            .map(|s| s.next_ms(dns.interval_secs))
             .min()
             .unwrap_or(u64::MAX);
         gate.sleep(shared, next);
@@ -241,7 +251,7 @@ fn round(shared: &Shared, gate: &Gate, ctl: &Weak<Controller>, name: &str) {
         .states
         .lock()
         .get(name)
-        .is_none_or(|s| s.due(shared.now_ms()));
+        .is_none_or(|s| s.due(shared.now_ms(), dns.interval_secs));
     if due {
         let outcome = lookup::lookup(name, dns.server).map_err(|e| e.to_string());
         let now = shared.now_ms();
@@ -250,7 +260,7 @@ fn round(shared: &Shared, gate: &Gate, ctl: &Weak<Controller>, name: &str) {
             .lock()
             .entry(name.to_string())
             .or_default()
-            .record(outcome, now, dns.interval_secs);
+            .record(outcome, now);
         match change {
             Some(Transition::Failed(e)) => {
                 log::warn!("server name {name}: {e}; its servers keep their last addresses")
