@@ -284,3 +284,101 @@ fn round(shared: &Shared, gate: &Gate, ctl: &Weak<Controller>, name: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::domain::clock::ManualClock;
+    use crate::domain::event::ConfigSource;
+
+    /// A DNS server answering A queries for any name with the address in `addr` (none:
+    /// NXDOMAIN), counting queries.
+    fn stub(addr: Arc<Mutex<Option<[u8; 4]>>>, queries: Arc<AtomicUsize>) -> SocketAddr {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let at = s.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                queries.fetch_add(1, Relaxed);
+                let mut m = buf[..n].to_vec();
+                let a_query = m[n - 3] == wire::TYPE_A as u8;
+                m[2] = 0x81;
+                m[3] = 0x80;
+                match *addr.lock() {
+                    None => m[3] |= 3,
+                    Some(ip) if a_query => {
+                        m[7] = 1;
+                        m.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 9, 0, 4]);
+                        m.extend_from_slice(&ip);
+                    }
+                    Some(_) => {}
+                }
+                let _ = s.send_to(&m, from);
+            }
+        });
+        at
+    }
+
+    /// Rounds driven by the injected clock: a name is looked up when due and not before,
+    /// its answer changes the server through the controller, a failure keeps the address and
+    /// is counted, and a name no server has any more is forgotten.
+    #[test]
+    fn rounds_follow_the_clock() {
+        let answer = Arc::new(Mutex::new(Some([10, 0, 0, 1])));
+        let queries = Arc::new(AtomicUsize::new(0));
+        let server = stub(Arc::clone(&answer), Arc::clone(&queries));
+        let clock = Arc::new(ManualClock::new(1_000, 1_800_000_000));
+        let settings = crate::domain::settings::Settings::default();
+        let shared = Arc::new(Shared::for_tests(&[], None, settings, clock.clone()));
+        let ctl = Arc::new(Controller::new(Arc::clone(&shared), None));
+        let weak = Arc::downgrade(&ctl);
+        let gate = Gate::default();
+        for line in [
+            format!("dns_server {server}"),
+            "dns_interval 10".to_string(),
+            "server 0 address svc.test port 80".to_string(),
+        ] {
+            ctl.apply_line(&line, ConfigSource::Api).unwrap();
+        }
+        let addr = || {
+            shared
+                .servers
+                .read()
+                .get(crate::server::ServerId(0))
+                .unwrap()
+                .addr
+        };
+        let sa = |ip: [u8; 4]| Some(SocketAddr::from((ip, 80)));
+        assert_eq!(addr(), sa([10, 0, 0, 1]));
+        let asked = queries.load(Relaxed);
+
+        round(&shared, &gate, &weak, "svc.test"); // never looked up by the thread: due
+        assert_eq!(queries.load(Relaxed), asked + 2, "an A and an AAAA query");
+        *answer.lock() = Some([10, 0, 0, 2]);
+        clock.advance_ms(9_999);
+        round(&shared, &gate, &weak, "svc.test");
+        assert_eq!(queries.load(Relaxed), asked + 2, "not due yet");
+        assert_eq!(addr(), sa([10, 0, 0, 1]));
+        clock.advance_ms(1);
+        round(&shared, &gate, &weak, "svc.test");
+        assert_eq!(addr(), sa([10, 0, 0, 2]), "moved through the controller");
+
+        *answer.lock() = None;
+        clock.advance_ms(10_000);
+        round(&shared, &gate, &weak, "svc.test");
+        assert_eq!(addr(), sa([10, 0, 0, 2]), "the last good address stays");
+        let status = gate.status(&shared);
+        assert!(
+            status.starts_with(
+                "svc.test servers 0 addresses 10.0.0.2 lookups 3 failures 1 failing: no such name"
+            ),
+            "{status}"
+        );
+        ctl.apply_line("server 0 address 10.9.9.9", ConfigSource::Api)
+            .unwrap();
+        assert_eq!(gate.status(&shared), "", "no name left");
+    }
+}
