@@ -523,3 +523,38 @@ fn a_new_dns_server_or_interval_applies_at_once() {
     });
     assert_eq!(visit(&pen).unwrap(), "C");
 }
+
+/// The names of pen's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+/// No resolver thread while no server has a name (a C-pen-style configuration has no extra
+/// thread); one from the first name; gone with the last, back with the next.
+#[test]
+fn the_resolver_thread_exists_only_while_a_server_has_a_name() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    let (port, _backends) = three_backends();
+    let stub = Stub::new();
+    stub.set("svc.test", Reply::Addrs(vec![Ipv4Addr::new(127, 0, 0, 2)]));
+    let pen = pen_with(&stub, &[]);
+    pen.ctl(&format!("server 0 address 127.0.0.1 port {port}"));
+    assert_eq!(visit(&pen).unwrap(), "A");
+    let has = || thread_names(pen.pid).iter().any(|n| n == "pen-resolver");
+    assert!(!has(), "{:?}", thread_names(pen.pid));
+    assert_eq!(pen.ctl("server 0 address svc.test"), "");
+    wait_until(WAIT, "a pen-resolver thread", has);
+    assert_eq!(visit(&pen).unwrap(), "B");
+    assert_eq!(pen.ctl("server 0 address 127.0.0.3"), "");
+    wait_until(WAIT, "the pen-resolver thread gone", || !has());
+    assert_eq!(pen.ctl("server 0 address svc.test"), "");
+    wait_until(WAIT, "a pen-resolver thread again", has);
+}
