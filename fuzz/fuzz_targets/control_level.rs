@@ -4,7 +4,8 @@
 //! - no panic;
 //! - a command that names a file, a socket or a host (recognised from its canonical line:
 //!   `include`, `write FILE`, `log X`, `web_stats X`, `listen X`, `source IP`, an `ssl_*`
-//!   change with arguments, `server N ... address H`, `server N check agent P`) needs `admin`;
+//!   change with arguments, `server N ... address H`, `server N check agent P`,
+//!   `dns_server ADDR`) needs `admin`;
 //! - a pure query (it changes no configuration, as the configuration model decides, and is
 //!   not an action such as `exit`, `write`, `close N`, `reload_reset`, `ssl_reload`,
 //!   `shutdown`, `upgrade`) needs
@@ -24,6 +25,8 @@ fn names_file_socket_or_host(line: &str) -> bool {
     match words.first().copied().unwrap_or_default() {
         "include" | "source" => true,
         "write" | "log" | "web_stats" | "listen" => with_arg,
+        // The DNS server asked for server names (issue 14).
+        "dns_server" => with_arg,
         // `check agent PORT` names a port of the server's host (issue 13).
         "server" => words.contains(&"address") || words.windows(2).any(|w| w == ["check", "agent"]),
         "emergency_check" | "abuse_check" => words.get(1) == Some(&"agent"),

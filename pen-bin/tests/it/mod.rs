@@ -13,6 +13,7 @@ mod compat_output;
 mod compat_runtime;
 mod control;
 mod differential;
+mod dns;
 mod failover;
 mod faults;
 mod faults_load;

@@ -71,6 +71,10 @@ pub enum ServerField {
     /// `proxy v1|v2|off` \[ours\]: the PROXY header pen sends this server before the
     /// client's bytes (docs/proxy-protocol.md).
     Proxy(crate::domain::proxy_header::ProxyVersion),
+    // ---- DNS-driven servers (issue 14) ----
+    /// `all MAX` after `address NAME` \[ours\] (issue 14): the name owns slots N..N+MAX-1,
+    /// one address of its answer each (0: back to one address).
+    All(u16),
 }
 
 /// The TLS commands (arguments kept raw; the TLS layer interprets them).
@@ -268,4 +272,15 @@ pub enum Command {
     AcceptProxy(Option<u8>),
     /// `no accept_proxy` \[ours\]: no client may send a PROXY header (nobody is checked).
     NoAcceptProxy,
+    // ---- DNS-driven servers (issue 14) ----
+    /// `dns_interval [S]` \[ours\]: seconds between two lookups of a server's host name (0:
+    /// looked up when given, never again).
+    DnsInterval(Option<u64>),
+    /// `dns_server [IP:PORT]` \[ours\]: the DNS server asked for server names instead of the
+    /// system resolver.
+    DnsServer(Option<std::net::SocketAddr>),
+    /// `no dns_server` \[ours\]: back to the system resolver.
+    NoDnsServer,
+    /// `dns` \[ours\]: the server names, their addresses and lookup counters.
+    Dns,
 }

@@ -80,6 +80,7 @@ impl fmt::Display for ServerField {
             ServerField::Check(None) => f.write_str("check off"),
             // ---- PROXY protocol (issue 14) ----
             ServerField::Proxy(v) => write!(f, "proxy {}", v.word()),
+            ServerField::All(n) => write!(f, "all {n}"),
         }
     }
 }
@@ -212,6 +213,11 @@ impl fmt::Display for Command {
             // ---- PROXY protocol (issue 14) ----
             Command::AcceptProxy(n) => opt(f, "accept_proxy", n.as_ref()),
             Command::NoAcceptProxy => f.write_str("no accept_proxy"),
+            // ---- DNS-driven servers (issue 14) ----
+            Command::DnsInterval(n) => opt(f, "dns_interval", n.as_ref()),
+            Command::DnsServer(a) => opt(f, "dns_server", a.as_ref()),
+            Command::NoDnsServer => f.write_str("no dns_server"),
+            Command::Dns => f.write_str("dns"),
         }
     }
 }
@@ -358,6 +364,7 @@ mod tests {
                 Just(crate::domain::proxy_header::ProxyVersion::V2),
             ]
             .prop_map(ServerField::Proxy),
+            (0..=crate::domain::dns::ALL_MAX).prop_map(ServerField::All),
         ]
     }
 
@@ -588,6 +595,19 @@ mod tests {
                 .prop_map(Command::AcceptProxy)
                 .boxed(),
             Just(Command::NoAcceptProxy).boxed(),
+            // ---- DNS-driven servers (issue 14) ----
+            secs().prop_map(Command::DnsInterval).boxed(),
+            proptest::option::of(
+                (
+                    prop_oneof![v4().prop_map(IpAddr::V4), v6().prop_map(IpAddr::V6)],
+                    any::<u16>(),
+                )
+                    .prop_map(|(ip, p)| std::net::SocketAddr::new(ip, p)),
+            )
+            .prop_map(Command::DnsServer)
+            .boxed(),
+            Just(Command::NoDnsServer).boxed(),
+            Just(Command::Dns).boxed(),
         ])
     }
 

@@ -183,6 +183,11 @@ pub fn required_level(cmd: &Command) -> Level {
         // ---- PROXY protocol (issue 14) ----
         C::AcceptProxy(None) => Read,
         C::AcceptProxy(Some(_)) | C::NoAcceptProxy => Operate,
+        // ---- DNS-driven servers (issue 14) ----
+        C::DnsInterval(None) | C::DnsServer(None) | C::Dns => Read,
+        C::DnsInterval(Some(_)) => Operate,
+        // Names a socket, or changes which server is asked.
+        C::DnsServer(Some(_)) | C::NoDnsServer => Admin,
     }
 }
 
@@ -211,6 +216,7 @@ pub fn names_file_socket_or_host(cmd: &Command) -> bool {
         | Command::Source(_) => true,
         Command::Ssl(which, args) => *which != SslCommand::Ciphers && !args.is_empty(),
         Command::Server { fields, .. } => fields.iter().any(names_socket),
+        Command::DnsServer(Some(_)) => true,
         _ => false,
     }
 }

@@ -158,6 +158,10 @@ impl Model {
                 // ---- PROXY protocol (issue 14) ----
                 | Command::AcceptProxy(Some(_))
                 | Command::NoAcceptProxy
+                // ---- DNS-driven servers (issue 14) ----
+                | Command::DnsInterval(Some(_))
+                | Command::DnsServer(Some(_))
+                | Command::NoDnsServer
         ) || matches!(cmd, Command::Ssl(which, _) if *which != SslCommand::Reload)
     }
 
@@ -386,6 +390,17 @@ impl Model {
                 self.settings.accept_proxy_acl = -1;
                 String::new()
             }
+            // ---- DNS-driven servers (issue 14) ----
+            Command::DnsInterval(v) => nl(*set(&mut self.settings.dns.interval_secs, v)),
+            Command::DnsServer(v) => {
+                let d = &mut self.settings.dns;
+                set(&mut d.server, v.map(Some));
+                d.server.map(nl).unwrap_or_default()
+            }
+            Command::NoDnsServer => {
+                self.settings.dns.server = None;
+                String::new()
+            }
             other => return Err(ApplyError::NotSupported(other.to_string())),
         })
     }
@@ -405,6 +420,8 @@ impl Model {
         if id >= self.servers.len() {
             self.servers.resize_with(id + 1, ServerConf::default);
         }
+        let before = self.servers.get(id).and_then(|c| c.dns.clone());
+        let dns_server = self.settings.dns.server;
         // Present after the resize above.
         let c = self.servers.get_mut(id).ok_or_else(out_of_range)?;
         for f in fields {
@@ -417,9 +434,9 @@ impl Model {
                 }
                 ServerField::Address(h) => {
                     let bare = h.trim_start_matches('[').trim_end_matches(']');
-                    let ip = host.resolve(&crate::domain::addr::split_host(bare)?)?;
-                    let port = c.addr.map_or(0, |a| a.port());
-                    c.addr = Some(SocketAddr::new(ip, port));
+                    let name = crate::domain::addr::split_host(bare)?;
+                    let ip = host.resolve(&name, dns_server)?;
+                    super::dns::set_address(c, &name, ip, before.as_ref());
                 }
                 ServerField::Port(p) => {
                     let ip = c
@@ -436,9 +453,11 @@ impl Model {
                 ServerField::Check(spec) => c.check = spec.clone(),
                 // ---- PROXY protocol (issue 14) ----
                 ServerField::Proxy(v) => c.proxy = *v,
+                ServerField::All(n) => super::dns::set_all(c, *n)?,
             }
         }
-        Ok(())
+        let addressed = fields.iter().any(|f| matches!(f, ServerField::Address(_)));
+        super::dns::settle(&mut self.servers, id, before.as_ref(), addressed)
     }
 
     /// Checks what can only be checked as a whole, before the runtime commits: has the host

@@ -71,6 +71,11 @@ impl<'a> Words<'a> {
         }
     }
 
+    /// The next word without taking it (none at a comment).
+    fn peek(&self) -> Option<&'a str> {
+        self.iter.clone().next().filter(|w| !w.starts_with('#'))
+    }
+
     /// The next word, or an error saying the command needs `expected`.
     fn require(&mut self, expected: &'static str) -> Result<&'a str, ParseError> {
         self.next().ok_or_else(|| ParseError::MissingArgument {
@@ -183,6 +188,10 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
         "abuse_check" => Command::AbuseCheck(target_check(w)?),
         // ---- PROXY protocol (issue 14) ----
         "accept_proxy" => Command::AcceptProxy(w.next().map(acl_list).transpose()?),
+        // ---- DNS-driven servers (issue 14) ----
+        "dns_interval" => Command::DnsInterval(opt_secs(w)?),
+        "dns_server" => Command::DnsServer(w.next().map(dns_server).transpose()?),
+        "dns" => Command::Dns,
         other => return Err(ParseError::UnknownCommand(other.to_string())),
     };
     Ok(cmd)
@@ -214,12 +223,15 @@ fn parse_no(w: &mut Words<'_>) -> Result<Command, ParseError> {
         "prio" => Command::Mode(ModeFlag::Prio, false),
         // ---- PROXY protocol (issue 14) ----
         "accept_proxy" => Command::NoAcceptProxy,
+        // ---- DNS-driven servers (issue 14) ----
+        "dns_server" => Command::NoDnsServer,
         other => {
             return Err(ParseError::BadArgument {
                 token: other.to_string(),
-                expected: "a command with a 'no' form (accept_proxy, acl, ascii, abort_on_error, block, \
-                           connect_on_data, delayed_forward, dummy, hash, http, log, prio, roundrobin, stubborn, \
-                           tcp_nodelay, transparent, web_stats, weight)",
+                expected: "a command with a 'no' form (accept_proxy, acl, ascii, abort_on_error, \
+                           block, connect_on_data, delayed_forward, dns_server, dummy, hash, http, \
+                           log, prio, roundrobin, stubborn, tcp_nodelay, transparent, web_stats, \
+                           weight)",
             })
         }
     };
@@ -288,7 +300,7 @@ fn v6_pattern(token: &str) -> Result<AclPattern, ParseError> {
 /// `server N [acl A] [address H] [port P] [max M] [hard H] [blacklist T] [weight W] [prio P]`.
 fn parse_server(w: &mut Words<'_>) -> Result<Command, ParseError> {
     const FIELD: &str = "a server field: acl, address, port, max, hard, blacklist, weight, prio, \
-                         drain, maint, ready, check or proxy";
+                         drain, maint, ready, check, proxy or all";
     let id = num(w.require("a server number")?, "a server number")?;
     let mut fields = Vec::new();
     while let Some(key) = w.next() {
@@ -324,6 +336,7 @@ fn parse_server(w: &mut Words<'_>) -> Result<Command, ParseError> {
                     })?;
                 ServerField::Proxy(version)
             }
+            "all" => ServerField::All(all_slots(w)?),
             other => {
                 return Err(ParseError::BadArgument {
                     token: other.to_string(),
@@ -586,6 +599,35 @@ fn host(token: &str) -> Result<String, ParseError> {
         }
     }
     Ok(h.to_string())
+}
+
+// ---- DNS-driven servers (issue 14) ----
+
+/// `dns_server IP:PORT` (`[v6]:port` for IPv6; the port may be left out for 53).
+fn dns_server(token: &str) -> Result<std::net::SocketAddr, ParseError> {
+    if let Ok(a) = std::net::SocketAddr::from_str(token) {
+        return Ok(a);
+    }
+    ip(token)
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .map_err(|_| ParseError::BadArgument {
+            token: token.to_string(),
+            expected: "a DNS server IP:PORT ([v6]:port for IPv6)",
+        })
+}
+
+/// `all [MAX]`: the slots a name owns, [`crate::domain::dns::ALL_DEFAULT`] when no number
+/// follows.
+fn all_slots(w: &mut Words<'_>) -> Result<u16, ParseError> {
+    use crate::domain::dns::{ALL_DEFAULT, ALL_MAX};
+    const EXPECTED: &str = "a number of server slots up to 256";
+    match w.peek() {
+        Some(t) if t.bytes().all(|b| b.is_ascii_digit()) => {
+            let _ = w.next();
+            num_max(t, ALL_MAX, EXPECTED)
+        }
+        _ => Ok(ALL_DEFAULT),
+    }
 }
 
 #[cfg(test)]

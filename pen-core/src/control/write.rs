@@ -139,7 +139,17 @@ fn server_command(id: usize, c: &crate::domain::server::ServerConf, s: &Settings
         fields.push(ServerField::Acl(a));
     }
     if let Some(a) = c.addr {
-        fields.push(ServerField::Address(a.ip().to_string()));
+        // Issue 14: a server given by name is written with its name (looked up again when
+        // the file is read), and `all MAX` when the name owns several slots.
+        match &c.dns {
+            Some(d) => {
+                fields.push(ServerField::Address(d.name.clone()));
+                if d.all != 0 {
+                    fields.push(ServerField::All(d.all));
+                }
+            }
+            None => fields.push(ServerField::Address(a.ip().to_string())),
+        }
         fields.push(ServerField::Port(a.port()));
     }
     fields.extend([ServerField::Max(c.max), ServerField::Hard(c.hard)]);
@@ -187,8 +197,14 @@ pub(crate) fn render(model: &Model, start: &StartLine, path: &Path, time: String
             .map_or(Command::NoLog, |f| Command::Log(Some(f))),
     );
     cmds.push(Command::Mode(ModeFlag::RoundRobin, s.roundrobin));
+    // Issue 14, only when set: before the servers, whose names are looked up with them when
+    // the file is read.
+    cmds.extend(dns_commands(&s.dns));
     for (id, c) in model.servers.iter().enumerate() {
-        cmds.push(server_command(id, c, s));
+        // A name's followers are recreated by its head's line (issue 14).
+        if super::dns::group_of(&model.servers, id).is_none() {
+            cmds.push(server_command(id, c, s));
+        }
     }
     cmds.push(Command::Mode(ModeFlag::Stubborn, s.stubborn));
     cmds.push(Command::TcpFastclose(Some(s.tcp_fastclose)));
@@ -299,6 +315,20 @@ fn state_commands(st: &crate::domain::server_health::StateSettings) -> Vec<Comma
     }
     if st.outlier_max_pct != d.outlier_max_pct {
         cmds.push(Command::OutlierMaxPercent(Some(st.outlier_max_pct)));
+    }
+    cmds
+}
+
+// ---- DNS-driven servers (issue 14) ----
+
+/// `dns_interval` and `dns_server` when they differ from their defaults.
+fn dns_commands(d: &crate::domain::dns::DnsSettings) -> Vec<Command> {
+    let mut cmds = Vec::new();
+    if d.interval_secs != crate::domain::dns::DnsSettings::default().interval_secs {
+        cmds.push(Command::DnsInterval(Some(d.interval_secs)));
+    }
+    if let Some(a) = d.server {
+        cmds.push(Command::DnsServer(Some(a)));
     }
     cmds
 }

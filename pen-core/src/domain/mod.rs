@@ -8,6 +8,7 @@ pub mod addr;
 pub mod check;
 pub mod clients;
 pub(crate) mod clock;
+pub mod dns;
 pub mod event;
 pub mod health;
 pub mod limits;

@@ -80,6 +80,7 @@ fn table(servers: &[Srv]) -> ServerTable {
             admin: Default::default(),
             check: None,
             proxy: Default::default(),
+            dns: None,
         })
         .collect();
     t.reconfigure(&confs);

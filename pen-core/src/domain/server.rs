@@ -31,6 +31,8 @@ pub struct ServerConf {
     pub check: Option<crate::domain::check::ServerCheck>,
     /// The PROXY header sent before the client's bytes (`server N proxy`) \[ours\].
     pub proxy: crate::domain::proxy_header::ProxyVersion,
+    /// The host name it was given, looked up again by the resolver (issue 14) \[ours\].
+    pub dns: Option<crate::domain::dns::DnsName>,
 }
 
 /// Index of a server in the table (servers are numbered from 0 in command-line order).
@@ -77,6 +79,8 @@ pub struct Server {
     pub(crate) last_check: crate::domain::check::LastCheck,
     /// The PROXY header sent before the client's bytes (`server N proxy`) \[ours\].
     pub proxy: crate::domain::proxy_header::ProxyVersion,
+    /// The host name it was given (issue 14), if any.
+    pub dns: Option<crate::domain::dns::DnsName>,
 }
 
 impl Server {
@@ -114,6 +118,7 @@ impl Server {
             admin: self.health.admin(),
             check: self.check.clone(),
             proxy: self.proxy,
+            dns: self.dns.clone(),
         }
     }
 
@@ -287,6 +292,7 @@ impl ServerTable {
             s.acl = c.acl;
             s.check.clone_from(&c.check);
             s.proxy = c.proxy;
+            s.dns.clone_from(&c.dns);
         }
         removed
     }

@@ -116,6 +116,9 @@ pub struct Settings {
     /// ACL list of the sources that must start with a PROXY header (`accept_proxy`), -1 for
     /// none (default -1): then nobody may send one.
     pub accept_proxy_acl: i8,
+    /// Re-resolution of servers given by name (`dns_interval`, `dns_server`, issue 14)
+    /// \[ours\].
+    pub dns: crate::domain::dns::DnsSettings,
 }
 
 impl Default for Settings {
@@ -160,6 +163,7 @@ impl Default for Settings {
             checks: crate::domain::check::CheckSettings::default(),
             shutdown_timeout_secs: 30,
             accept_proxy_acl: -1,
+            dns: crate::domain::dns::DnsSettings::default(),
         }
     }
 }
