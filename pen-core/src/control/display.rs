@@ -46,6 +46,11 @@ impl fmt::Display for ModeFlag {
             ModeFlag::Stubborn => "stubborn",
             ModeFlag::Weight => "weight",
             ModeFlag::Prio => "prio",
+            // ---- policies (issue 14) ----
+            ModeFlag::Maglev => "maglev",
+            ModeFlag::LeastConn => "leastconn",
+            ModeFlag::P2c => "p2c",
+            ModeFlag::Random => "random",
         })
     }
 }
@@ -191,6 +196,12 @@ impl fmt::Display for Command {
             Command::ShutdownTimeout(n) => opt(f, "shutdown_timeout", n.as_ref()),
             Command::Shutdown(n) => opt(f, "shutdown", n.as_ref()),
             Command::Upgrade => f.write_str("upgrade"),
+            // ---- policies (issue 14) ----
+            Command::MaglevTable(m) => opt(f, "maglev_table", m.as_ref()),
+            Command::Lookup(ip, None) => write!(f, "lookup {ip}"),
+            Command::Lookup(ip, Some(port)) => {
+                write!(f, "lookup {}", std::net::SocketAddr::new(*ip, *port))
+            }
         }
     }
 }
@@ -375,6 +386,11 @@ mod tests {
             Just(ModeFlag::Stubborn),
             Just(ModeFlag::Weight),
             Just(ModeFlag::Prio),
+            // ---- policies (issue 14) ----
+            Just(ModeFlag::Maglev),
+            Just(ModeFlag::LeastConn),
+            Just(ModeFlag::P2c),
+            Just(ModeFlag::Random),
         ];
         let mech = prop_oneof![
             Just(EventMechanism::Epoll),
@@ -467,7 +483,7 @@ mod tests {
                 .boxed(),
             Just(Command::Servers).boxed(),
             any::<u64>().prop_map(Command::Socket).boxed(),
-            ip.prop_map(Command::Source).boxed(),
+            ip.clone().prop_map(Command::Source).boxed(),
             Just(Command::Status).boxed(),
             Just(Command::Metrics).boxed(),
             proptest::option::of(fastclose)
@@ -529,6 +545,16 @@ mod tests {
             secs().prop_map(Command::ShutdownTimeout).boxed(),
             secs().prop_map(Command::Shutdown).boxed(),
             Just(Command::Upgrade).boxed(),
+            // ---- policies (issue 14) ----
+            proptest::option::of(
+                (2..=crate::domain::limits::MAGLEV_TABLE_MAX)
+                    .prop_filter("a prime", |&m| crate::domain::maglev::is_prime(m)),
+            )
+            .prop_map(Command::MaglevTable)
+            .boxed(),
+            (ip.clone(), proptest::option::of(any::<u16>()))
+                .prop_map(|(ip, port)| Command::Lookup(ip, port))
+                .boxed(),
         ])
     }
 

@@ -171,6 +171,9 @@ pub fn required_level(cmd: &Command) -> Level {
         C::Shutdown(_) | C::Upgrade => Admin,
         C::ShutdownTimeout(None) => Read,
         C::ShutdownTimeout(Some(_)) => Operate,
+        // ---- policies (issue 14) ----
+        C::MaglevTable(None) | C::Lookup(_, _) => Read,
+        C::MaglevTable(Some(_)) => Operate,
     }
 }
 

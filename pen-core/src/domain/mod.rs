@@ -11,6 +11,7 @@ pub(crate) mod clock;
 pub mod event;
 pub mod health;
 pub mod limits;
+pub mod maglev;
 pub mod policy;
 pub mod server;
 pub mod server_health;
