@@ -24,6 +24,7 @@ mod netns;
 mod ops_config;
 mod ops_daemon;
 mod ops_stats;
+mod policies;
 mod process;
 mod relay;
 mod sec_admission;

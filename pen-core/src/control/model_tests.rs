@@ -265,11 +265,17 @@ fn one_policy_at_a_time() {
     assert_eq!(m.settings.balance, Balance::P2c, "no maglev leaves p2c on");
     apply(&mut m, &host, "no p2c").unwrap();
     assert_eq!(m.settings.balance, Balance::Modes);
-    assert!(!m.settings.hash && !m.settings.weight, "C pen's modes untouched");
+    assert!(
+        !m.settings.hash && !m.settings.weight,
+        "C pen's modes untouched"
+    );
     assert_eq!(apply(&mut m, &host, "maglev_table 101").unwrap(), "101\n");
     assert_eq!(m.settings.maglev_table, 101);
     let e = apply(&mut m, &host, "maglev_table 100").unwrap_err();
-    assert!(e.to_string().contains("'100'") && e.to_string().contains("prime"), "{e}");
+    assert!(
+        e.to_string().contains("'100'") && e.to_string().contains("prime"),
+        "{e}"
+    );
     let e = apply(&mut m, &host, "maglev_table 1048583").unwrap_err();
     assert!(e.to_string().contains("up to 1048573"), "{e}");
     assert_eq!(m.settings.maglev_table, 101);
