@@ -215,15 +215,17 @@ impl MaglevTable {
     }
 
     /// The first distinct servers of `key`'s preference order (the first one is
-    /// [`MaglevTable::lookup`]'s): up to [`HEAD`] ranks, on the stack.
-    fn head(&self, key: u64) -> ([u32; HEAD], usize) {
+    /// [`MaglevTable::lookup`]'s), up to [`HEAD`] ranks on the stack; drawing stops early,
+    /// with [`Head::Next`], at the first one after rank `after`.
+    fn head(&self, key: u64, after: u32) -> Head {
         let mut head = [0u32; HEAD];
         let mut len = 0;
         let want = self.order.len().min(HEAD);
         let len_slots = self.slots.len() as u64;
         if len_slots == 0 {
-            return (head, 0);
+            return Head::Full(head, 0);
         }
+        let mut seen_after = false;
         for probe in 0..=PROBES {
             if len >= want {
                 break;
@@ -236,14 +238,19 @@ impl MaglevTable {
             let Some(&r) = self.slots.get(slot as usize) else {
                 continue;
             };
-            if !head.get(..len).is_some_and(|h| h.contains(&r)) {
-                if let Some(h) = head.get_mut(len) {
-                    *h = r;
-                }
-                len += 1;
+            if head.get(..len).is_some_and(|h| h.contains(&r)) {
+                continue;
             }
+            if seen_after {
+                return Head::Next(r);
+            }
+            if let Some(h) = head.get_mut(len) {
+                *h = r;
+            }
+            len += 1;
+            seen_after = r == after;
         }
-        (head, len)
+        Head::Full(head, len)
     }
 
     /// Failover in `key`'s preference order: the server after `last`, cyclically, or `None`
@@ -254,35 +261,46 @@ impl MaglevTable {
     /// a client over to the same server. No allocation.
     pub fn next_after(&self, key: u64, first: ServerId, last: ServerId) -> Option<ServerId> {
         let n = self.order.len();
-        let (head, hl) = self.head(key);
-        let head = head.get(..hl)?;
-        let &h0 = head.first()?;
         let last_rank = *self.rank.get(last.0).filter(|&&r| r != u32::MAX)?;
-        let in_head = |r: u32| head.contains(&r);
-        // The tail: identity order from just after the first server, skipping the head.
-        let tail_from = |start: u32| -> Option<u32> {
-            let mut r = start;
-            for _ in 0..n {
-                r = (r + 1) % n as u32;
-                if r == h0 {
-                    return None;
-                }
-                if !in_head(r) {
-                    return Some(r);
-                }
+        let next_rank = match self.head(key, last_rank) {
+            Head::Next(r) => r,
+            Head::Full(head, hl) => {
+                let head = head.get(..hl)?;
+                let &h0 = head.first()?;
+                // The tail: identity order from just after `start`, skipping the head, up
+                // to the first server (where the order wraps round).
+                let tail_from = |start: u32| -> Option<u32> {
+                    let mut r = start;
+                    for _ in 0..n {
+                        r = if r as usize + 1 >= n { 0 } else { r + 1 };
+                        if r == h0 {
+                            return None;
+                        }
+                        if !head.contains(&r) {
+                            return Some(r);
+                        }
+                    }
+                    None
+                };
+                let from = if head.contains(&last_rank) {
+                    h0
+                } else {
+                    last_rank
+                };
+                tail_from(from).unwrap_or(h0)
             }
-            None
-        };
-        let next_rank = match head.iter().position(|&r| r == last_rank) {
-            Some(i) => match head.get(i + 1) {
-                Some(&r) => r,
-                None => tail_from(h0).unwrap_or(h0),
-            },
-            None => tail_from(last_rank).unwrap_or(h0),
         };
         let next = *self.order.get(next_rank as usize)?;
         (next != first && next != last).then_some(next)
     }
+}
+
+/// The start of a preference order ([`MaglevTable::head`]).
+enum Head {
+    /// The rank after the one asked about.
+    Next(u32),
+    /// The whole head: ranks and how many.
+    Full([u32; HEAD], usize),
 }
 
 /// The servers of `table` that have an address, in identity order, weight 0 counted as 1.
@@ -334,6 +352,7 @@ fn populate(members: &[Member], size: u32) -> Vec<u32> {
         .collect();
     let mut filled = 0u64;
     while filled < m {
+        let mut claimed = false;
         for (i, (pos, skip, credit)) in state.iter_mut().enumerate() {
             *credit += u64::from(members.get(i).map_or(1, |x| x.weight));
             if *credit < wmax {
@@ -349,6 +368,7 @@ fn populate(members: &[Member], size: u32) -> Vec<u32> {
                     if *s == EMPTY {
                         *s = i as u32;
                         filled += 1;
+                        claimed = true;
                         break;
                     }
                 }
@@ -357,10 +377,12 @@ fn populate(members: &[Member], size: u32) -> Vec<u32> {
                 break;
             }
         }
-        if members.len() == 1 || size < 2 {
-            // One permutation with a non-prime size may skip slots: give them to member 0.
-            for s in slots.iter_mut().filter(|s| **s == EMPTY) {
-                *s = 0;
+        if !claimed {
+            // Only with a size that is not a prime: the permutations left some slots out.
+            // They go to the members in turn, so the build always ends.
+            let n = members.len() as u32;
+            for (k, s) in slots.iter_mut().filter(|s| **s == EMPTY).enumerate() {
+                *s = k as u32 % n;
             }
             break;
         }

@@ -83,6 +83,22 @@ fn one_server_takes_every_slot_of_any_size() {
     }
 }
 
+/// A size that is not a prime (which the commands refuse) still gives a full table, and
+/// the build ends.
+#[test]
+fn any_size_gives_a_full_table() {
+    for size in [4u32, 6, 8, 100, 1000, 4096] {
+        for n in [2u32, 3, 4, 7, 64] {
+            let t = MaglevTable::build(&servers(n, |i| 1 + i % 3), size);
+            assert_eq!(
+                t.entries().count(),
+                size as usize,
+                "size {size}, {n} servers"
+            );
+        }
+    }
+}
+
 /// The failover order from a key visits every server once, starting with the key's slot.
 #[test]
 fn failover_order_visits_every_server_once() {
