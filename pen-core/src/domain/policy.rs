@@ -2,9 +2,11 @@
 //!
 //! Precedence when several modes are on: tracking (unless round robin) > prio > weight > hash >
 //! round robin. The policies of issue 14 (`maglev`, `leastconn`, `p2c`, `random`, see
-//! [`Balance`]) come after tracking and replace the four modes while one is on; they are in
-//! [`balance`](self::balance). Failover is written once ([`Selector::next_after`]): the next available server
-//! after the last one tried, cyclically, until the first choice comes round again.
+//! [`Balance`]) come after tracking and replace the four modes while one is on (their
+//! selection is in `balance.rs`, Maglev's table in [`crate::domain::maglev`]). Failover is
+//! written once ([`Selector::next_after`]): the next available server after the last one
+//! tried, cyclically, until the first choice comes round again; in Maglev mode the built-in
+//! policy follows the client's preference order instead ([`Selector::failover_after`]).
 //!
 //! The balancer asks a [`Policy`]: the built-in modes above are the [`DefaultPolicy`]; an
 //! embedding program may plug its own ([`Config::with_policy`](crate::Config::with_policy)).
@@ -528,4 +530,4 @@ mod tests;
 mod props;
 
 #[path = "balance.rs"]
-pub mod balance;
+mod balance;
