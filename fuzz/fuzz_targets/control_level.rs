@@ -11,6 +11,11 @@
 //!   `shutdown`, `upgrade`) needs
 //!   only `read`;
 //! - a configuration change never passes at `read`.
+//!
+//! Issue 14's commands need nothing of their own here: `maglev`, `leastconn`, `p2c`,
+//! `random` (and their `no` forms) and `maglev_table M` change the configuration, while
+//! `maglev_table` and `lookup ADDR[:PORT]` are pure queries (`lookup` names an address to
+//! look up, never one to connect to or bind).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -25,6 +25,7 @@ mod netns;
 mod ops_config;
 mod ops_daemon;
 mod ops_stats;
+mod policies;
 mod process;
 mod proxy_protocol;
 mod relay;

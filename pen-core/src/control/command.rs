@@ -21,6 +21,16 @@ pub enum ModeFlag {
     Weight,
     /// `prio`: lowest priority number first.
     Prio,
+    // ---- policies (issue 14) ----
+    /// `maglev` \[ours\]: Maglev consistent hash of the client address (and port with
+    /// `roundrobin`); switches the other three policies off.
+    Maglev,
+    /// `leastconn` \[ours\]: fewest active connections per weight.
+    LeastConn,
+    /// `p2c` \[ours\]: the less loaded of two random servers.
+    P2c,
+    /// `random` \[ours\]: a random server (by weight in weight mode).
+    Random,
 }
 
 /// Boolean switches with a `no` form that only store a flag.
@@ -283,4 +293,10 @@ pub enum Command {
     NoDnsServer,
     /// `dns` \[ours\]: the server names, their addresses and lookup counters.
     Dns,
+    // ---- policies (issue 14) ----
+    /// `maglev_table [M]` \[ours\]: the Maglev table size, a prime.
+    MaglevTable(Option<u32>),
+    /// `lookup ADDR[:PORT]` \[ours\]: the server a new client from ADDR (source PORT) would
+    /// be given now, ignoring client tracking.
+    Lookup(IpAddr, Option<u16>),
 }

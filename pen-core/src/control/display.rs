@@ -46,6 +46,11 @@ impl fmt::Display for ModeFlag {
             ModeFlag::Stubborn => "stubborn",
             ModeFlag::Weight => "weight",
             ModeFlag::Prio => "prio",
+            // ---- policies (issue 14) ----
+            ModeFlag::Maglev => "maglev",
+            ModeFlag::LeastConn => "leastconn",
+            ModeFlag::P2c => "p2c",
+            ModeFlag::Random => "random",
         })
     }
 }
@@ -218,6 +223,12 @@ impl fmt::Display for Command {
             Command::DnsServer(a) => opt(f, "dns_server", a.as_ref()),
             Command::NoDnsServer => f.write_str("no dns_server"),
             Command::Dns => f.write_str("dns"),
+            // ---- policies (issue 14) ----
+            Command::MaglevTable(m) => opt(f, "maglev_table", m.as_ref()),
+            Command::Lookup(ip, None) => write!(f, "lookup {ip}"),
+            Command::Lookup(ip, Some(port)) => {
+                write!(f, "lookup {}", std::net::SocketAddr::new(*ip, *port))
+            }
         }
     }
 }
@@ -429,6 +440,11 @@ mod tests {
             Just(ModeFlag::Stubborn),
             Just(ModeFlag::Weight),
             Just(ModeFlag::Prio),
+            // ---- policies (issue 14) ----
+            Just(ModeFlag::Maglev),
+            Just(ModeFlag::LeastConn),
+            Just(ModeFlag::P2c),
+            Just(ModeFlag::Random),
         ];
         let mech = prop_oneof![
             Just(EventMechanism::Epoll),
@@ -521,7 +537,7 @@ mod tests {
                 .boxed(),
             Just(Command::Servers).boxed(),
             any::<u64>().prop_map(Command::Socket).boxed(),
-            ip.prop_map(Command::Source).boxed(),
+            ip.clone().prop_map(Command::Source).boxed(),
             Just(Command::Status).boxed(),
             Just(Command::Metrics).boxed(),
             proptest::option::of(fastclose)
@@ -608,6 +624,16 @@ mod tests {
             .boxed(),
             Just(Command::NoDnsServer).boxed(),
             Just(Command::Dns).boxed(),
+            // ---- policies (issue 14) ----
+            proptest::option::of(
+                (2..=crate::domain::limits::MAGLEV_TABLE_MAX)
+                    .prop_filter("a prime", |&m| crate::domain::maglev::is_prime(m)),
+            )
+            .prop_map(Command::MaglevTable)
+            .boxed(),
+            (ip.clone(), proptest::option::of(any::<u16>()))
+                .prop_map(|(ip, port)| Command::Lookup(ip, port))
+                .boxed(),
         ])
     }
 

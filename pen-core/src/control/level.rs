@@ -188,6 +188,9 @@ pub fn required_level(cmd: &Command) -> Level {
         C::DnsInterval(Some(_)) => Operate,
         // Names a socket, or changes which server is asked.
         C::DnsServer(Some(_)) | C::NoDnsServer => Admin,
+        // ---- policies (issue 14) ----
+        C::MaglevTable(None) | C::Lookup(_, _) => Read,
+        C::MaglevTable(Some(_)) => Operate,
     }
 }
 

@@ -162,6 +162,8 @@ impl Model {
                 | Command::DnsInterval(Some(_))
                 | Command::DnsServer(Some(_))
                 | Command::NoDnsServer
+                // ---- policies (issue 14) ----
+                | Command::MaglevTable(Some(_))
         ) || matches!(cmd, Command::Ssl(which, _) if *which != SslCommand::Reload)
     }
 
@@ -203,6 +205,11 @@ impl Model {
                     ModeFlag::Stubborn => &mut s.stubborn,
                     ModeFlag::Weight => &mut s.weight,
                     ModeFlag::Prio => &mut s.prio,
+                    // ---- policies (issue 14) ----
+                    policy => {
+                        s.balance = switch_policy(s.balance, policy, on);
+                        return Ok(String::new());
+                    }
                 } = on;
                 String::new()
             }
@@ -401,6 +408,8 @@ impl Model {
                 self.settings.dns.server = None;
                 String::new()
             }
+            // ---- policies (issue 14) ----
+            Command::MaglevTable(v) => nl(*set(&mut self.settings.maglev_table, v)),
             other => return Err(ApplyError::NotSupported(other.to_string())),
         })
     }
@@ -473,6 +482,28 @@ impl Model {
             pending.tls = host.prepare_tls(options, pending.tls_touched)?;
         }
         Ok(())
+    }
+}
+
+/// The policy after `maglev`, `leastconn`, `p2c` or `random` (`flag`) is switched on (the
+/// others go off) or off (C pen's modes again, if it was the one on) (issue 14).
+fn switch_policy(
+    current: crate::domain::settings::Balance,
+    flag: ModeFlag,
+    on: bool,
+) -> crate::domain::settings::Balance {
+    use crate::domain::settings::Balance;
+    let named = match flag {
+        ModeFlag::Maglev => Balance::Maglev,
+        ModeFlag::LeastConn => Balance::LeastConn,
+        ModeFlag::P2c => Balance::P2c,
+        ModeFlag::Random => Balance::Random,
+        _ => return current,
+    };
+    match (on, current == named) {
+        (true, _) => named,
+        (false, true) => Balance::Modes,
+        (false, false) => current,
     }
 }
 

@@ -192,6 +192,16 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
         "dns_interval" => Command::DnsInterval(opt_secs(w)?),
         "dns_server" => Command::DnsServer(w.next().map(dns_server).transpose()?),
         "dns" => Command::Dns,
+        // ---- policies (issue 14) ----
+        "maglev" => Command::Mode(ModeFlag::Maglev, true),
+        "leastconn" => Command::Mode(ModeFlag::LeastConn, true),
+        "p2c" => Command::Mode(ModeFlag::P2c, true),
+        "random" => Command::Mode(ModeFlag::Random, true),
+        "maglev_table" => Command::MaglevTable(w.next().map(maglev_table).transpose()?),
+        "lookup" => {
+            let (ip, port) = lookup_address(w.require("an address ADDR[:PORT]")?)?;
+            Command::Lookup(ip, port)
+        }
         other => return Err(ParseError::UnknownCommand(other.to_string())),
     };
     Ok(cmd)
@@ -225,13 +235,18 @@ fn parse_no(w: &mut Words<'_>) -> Result<Command, ParseError> {
         "accept_proxy" => Command::NoAcceptProxy,
         // ---- DNS-driven servers (issue 14) ----
         "dns_server" => Command::NoDnsServer,
+        // ---- policies (issue 14) ----
+        "maglev" => Command::Mode(ModeFlag::Maglev, false),
+        "leastconn" => Command::Mode(ModeFlag::LeastConn, false),
+        "p2c" => Command::Mode(ModeFlag::P2c, false),
+        "random" => Command::Mode(ModeFlag::Random, false),
         other => {
             return Err(ParseError::BadArgument {
                 token: other.to_string(),
                 expected: "a command with a 'no' form (accept_proxy, acl, ascii, abort_on_error, \
                            block, connect_on_data, delayed_forward, dns_server, dummy, hash, http, \
-                           log, prio, roundrobin, stubborn, tcp_nodelay, transparent, web_stats, \
-                           weight)",
+                           leastconn, log, maglev, p2c, prio, random, roundrobin, stubborn, \
+                           tcp_nodelay, transparent, web_stats, weight)",
             })
         }
     };
@@ -633,6 +648,35 @@ fn all_slots(w: &mut Words<'_>) -> Result<u16, ParseError> {
 #[cfg(test)]
 #[path = "parse_tests.rs"]
 mod tests;
+
+// ---- policies (issue 14) ----
+
+/// `maglev_table M`: a prime from 2 up to [`MAGLEV_TABLE_MAX`](crate::domain::limits::MAGLEV_TABLE_MAX).
+fn maglev_table(token: &str) -> Result<u32, ParseError> {
+    use crate::domain::limits::{EXPECTED_MAGLEV_TABLE, MAGLEV_TABLE_MAX};
+    let m: u32 = num_max(token, MAGLEV_TABLE_MAX, EXPECTED_MAGLEV_TABLE)?;
+    if !crate::domain::maglev::is_prime(m) {
+        return Err(ParseError::BadArgument {
+            token: token.to_string(),
+            expected: EXPECTED_MAGLEV_TABLE,
+        });
+    }
+    Ok(m)
+}
+
+/// `ADDR`, `IPV4:PORT` or `[IPV6]:PORT` for `lookup`.
+fn lookup_address(token: &str) -> Result<(IpAddr, Option<u16>), ParseError> {
+    if let Ok(ip) = IpAddr::from_str(token) {
+        return Ok((ip, None));
+    }
+    match std::net::SocketAddr::from_str(token) {
+        Ok(sa) => Ok((sa.ip(), Some(sa.port()))),
+        Err(_) => Err(ParseError::BadArgument {
+            token: token.to_string(),
+            expected: "an address ADDR, IPV4:PORT or [IPV6]:PORT",
+        }),
+    }
+}
 
 #[cfg(test)]
 #[path = "parse_limits_tests.rs"]

@@ -12,6 +12,7 @@ pub mod dns;
 pub mod event;
 pub mod health;
 pub mod limits;
+pub mod maglev;
 pub mod policy;
 pub mod proxy_header;
 pub mod server;

@@ -244,6 +244,8 @@ pub struct ServerTable {
     pub emergency: Option<Server>,
     /// The abuse server (`-B`), where clients denied by the client ACL go.
     pub abuse: Option<Server>,
+    /// The Maglev table of these servers (issue 14), built when first used after a change.
+    maglev: crate::domain::maglev::MaglevCache,
 }
 
 impl ServerTable {
@@ -253,6 +255,7 @@ impl ServerTable {
             servers: specs.iter().map(Server::from_spec).collect(),
             emergency: emergency.map(Server::from_spec),
             abuse: None,
+            maglev: Default::default(),
         }
     }
 
@@ -282,6 +285,7 @@ impl ServerTable {
     /// keeps its tracked clients, as in C pen: they follow server N to its new address.
     pub fn reconfigure(&mut self, confs: &[ServerConf]) -> Vec<ServerId> {
         let removed = (confs.len()..self.servers.len()).map(ServerId).collect();
+        self.maglev.invalidate();
         self.servers.resize_with(confs.len(), Server::default);
         for (s, c) in self.servers.iter_mut().zip(confs) {
             s.addr = c.addr;
@@ -318,6 +322,11 @@ impl ServerTable {
             }
         }
         changed
+    }
+
+    /// The Maglev table of the servers (issue 14), kept until they change.
+    pub fn maglev(&self) -> &crate::domain::maglev::MaglevCache {
+        &self.maglev
     }
 
     /// All regular servers with their ids.

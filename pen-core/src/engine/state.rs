@@ -175,12 +175,7 @@ pub(crate) struct ListenFds {
 impl Shared {
     /// The selection modes in force.
     pub(crate) fn modes(s: &Settings) -> Modes {
-        Modes {
-            hash: s.hash,
-            roundrobin: s.roundrobin,
-            weight: s.weight,
-            prio: s.prio,
-        }
+        Modes::of(s)
     }
 
     /// Wakes every worker (after a slot frees at the connection limit, or to stop).

@@ -119,8 +119,14 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
                     format!("no {name}")
                 }
             };
+            // C pen's text, then the policy of issue 14 when one is on.
+            let policy = settings
+                .balance
+                .name()
+                .map(|p| format!(" {p}"))
+                .unwrap_or_default();
             format!(
-                "{} {} {} {} {}\n",
+                "{} {} {} {} {}{policy}\n",
                 flag(settings.hash, "hash"),
                 flag(settings.roundrobin, "roundrobin"),
                 flag(settings.stubborn, "stubborn"),
@@ -222,6 +228,16 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
             match s.and_then(|s| s.check.as_ref()) {
                 Some(c) => nl(c),
                 None => nl("off"),
+            }
+        }
+        // ---- policies (issue 14) ----
+        Command::MaglevTable(None) => nl(settings.maglev_table),
+        Command::Lookup(ip, port) => {
+            drop(settings);
+            let now = shared.now_ms();
+            match crate::engine::route::lookup(shared, ip, port.unwrap_or(0), now) {
+                Some(target) => nl(crate::engine::route::target_name(target)),
+                None => "none\n".to_string(),
             }
         }
         // Every configuration command was handled through the model above.
