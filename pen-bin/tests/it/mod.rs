@@ -16,6 +16,7 @@ mod differential;
 mod failover;
 mod faults;
 mod faults_load;
+mod ha_netns;
 mod health_checks;
 mod health_states;
 mod http;
