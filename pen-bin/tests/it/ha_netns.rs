@@ -16,16 +16,18 @@
 //! `keepalived` for the VRRP test) or namespaces cannot be created, and against C pen (it has
 //! neither `server N maint` nor `lookup`).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
+use super::backends::Backend;
 use super::harness::{
-    control, is_c_pen, pen_bin, penctl_bin, poll_until, running_as_root, ScratchDir,
+    control, is_c_pen, pen_bin, penctl_bin, poll_until, running_as_root, wait_for, PenBuilder,
+    ScratchDir,
 };
+use super::netns::{lines_of, servers_of, Client, LAB_SERVERS_PY};
 
 /// The selection both pens use (the same on both: that is the point).
 const POLICY: &[&str] = &["-h"];
@@ -44,112 +46,6 @@ const PEN1: &str = "10.78.2.11";
 const PEN2: &str = "10.78.2.12";
 const ECMP_VIP: &str = "10.78.50.1";
 const VRRP_VIP: &str = "10.78.2.100";
-
-/// The four servers: each greets a connection with `sN PEER\n` (PEER: the pen's address),
-/// then echoes. Prints `ready` once all four listen.
-const SERVERS_PY: &str = r"
-import socket, threading
-def serve(c, name):
-    try:
-        c.sendall(('%s %s\n' % (name, c.getpeername()[0])).encode())
-        while True:
-            d = c.recv(4096)
-            if not d: break
-            c.sendall(d)
-    except OSError:
-        pass
-    finally:
-        c.close()
-def accept(l, name):
-    while True:
-        c, _ = l.accept()
-        threading.Thread(target=serve, args=(c, name), daemon=True).start()
-ls = []
-for i in range(4):
-    l = socket.socket()
-    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    l.bind(('10.78.3.%d' % (21 + i), 8080))
-    l.listen(1024)
-    ls.append(threading.Thread(target=accept, args=(l, 's%d' % i), daemon=True))
-for t in ls: t.start()
-print('ready', flush=True)
-for t in ls: t.join()
-";
-
-/// The client side: one command per line on stdin, one answer line on stdout. Client `i` is
-/// source address 10.78.128.0 + i (the client's namespace owns all of 10.78.128.0/17).
-/// - `wait DST`: retries a connection to DST:8000 for up to 10 s: `ok` or `timeout`.
-/// - `map DST A B`: clients A..B connect once each: `sN@PEER` per client (`-`: failed).
-/// - `hold DST A B`: the same, but the connections stay open.
-/// - `check`: each held connection sends `ping`: `1` if echoed, `0` if not.
-/// - `probe DST A R`: rounds of R new connections (0.25 s each; 10 ms between rounds) from
-///   clients A, A+1, ... until a whole round succeeds: `gap SECONDS failed N` (SECONDS: from the command to that round),
-///   or `timeout failed N` after 30 s.
-const CLIENT_PY: &str = r"
-import ipaddress, socket, sys, time
-BASE = int(ipaddress.IPv4Address('10.78.128.0'))
-def greet(dst, i, timeout):
-    s = socket.socket()
-    s.settimeout(timeout)
-    try:
-        s.bind((str(ipaddress.IPv4Address(BASE + i)), 0))
-        s.connect((dst, 8000))
-        line = b''
-        while not line.endswith(b'\n'):
-            d = s.recv(100)
-            if not d: raise OSError('closed')
-            line += d
-        name, peer = line.decode().split()
-        return s, name + '@' + peer
-    except (OSError, ValueError):
-        s.close()
-        return None, '-'
-held = []
-for cmd in sys.stdin:
-    w = cmd.split()
-    if w[0] == 'wait':
-        end, ans = time.time() + 10, 'timeout'
-        while time.time() < end:
-            s, g = greet(w[1], 0, 1)
-            if s:
-                s.close(); ans = 'ok'; break
-            time.sleep(0.05)
-        print(ans, flush=True)
-    elif w[0] in ('map', 'hold'):
-        out = []
-        for i in range(int(w[2]), int(w[3])):
-            s, g = greet(w[1], i, 3)
-            out.append(g)
-            if w[0] == 'hold': held.append(s)
-            elif s: s.close()
-        print(' '.join(out), flush=True)
-    elif w[0] == 'check':
-        out = []
-        for s in held:
-            ok = 0
-            if s:
-                try:
-                    s.settimeout(2)
-                    s.sendall(b'ping\n')
-                    ok = int(s.recv(100) == b'ping\n')
-                except OSError:
-                    pass
-            out.append(str(ok))
-        print(' '.join(out), flush=True)
-    elif w[0] == 'probe':
-        dst, i, r = w[1], int(w[2]), int(w[3])
-        t0, failed, ans = time.time(), 0, None
-        while ans is None and time.time() - t0 < 30:
-            start, ok = time.time() - t0, True
-            for _ in range(r):
-                s, g = greet(dst, i, 0.25)
-                i += 1
-                if s: s.close()
-                else: ok, failed = False, failed + 1
-            if ok: ans = 'gap %.3f failed %d' % (start, failed)
-            else: time.sleep(0.01)
-        print(ans or 'timeout failed %d' % failed, flush=True)
-";
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
@@ -259,7 +155,7 @@ impl Lab {
                 &self.ns("servers"),
                 "python3",
                 "-c",
-                SERVERS_PY,
+                LAB_SERVERS_PY,
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -332,118 +228,6 @@ impl Drop for Lab {
     }
 }
 
-/// The lines a reader yields, through a channel (so that waits on them are bounded).
-fn lines_of(r: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// The client driver ([`CLIENT_PY`]) in the client's namespace; killed when dropped.
-struct Client {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Receiver<String>,
-}
-
-impl Client {
-    fn start(lab: &Lab) -> Client {
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.ns("client"),
-                "python3",
-                "-c",
-                CLIENT_PY,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the client");
-        let stdin = child.stdin.take().expect("client's stdin");
-        let lines = lines_of(child.stdout.take().expect("client's stdout"));
-        Client {
-            child,
-            stdin,
-            lines,
-        }
-    }
-
-    /// One command, its answer (at most 60 s).
-    fn ask(&mut self, cmd: &str) -> String {
-        writeln!(self.stdin, "{cmd}").expect("write to the client");
-        self.lines
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|e| panic!("client: no answer to {cmd:?}: {e}"))
-    }
-
-    /// Waits until DST:8000 accepts connections.
-    fn wait(&mut self, dst: &str) {
-        assert_eq!(
-            self.ask(&format!("wait {dst}")),
-            "ok",
-            "{dst}:8000 never answered"
-        );
-    }
-
-    /// `map`/`hold`: per client, (server, pen's address) or `None` if the connection failed.
-    fn connect(&mut self, how: &str, dst: &str, from: usize, to: usize) -> Vec<Conn> {
-        let answer = self.ask(&format!("{how} {dst} {from} {to}"));
-        answer
-            .split(' ')
-            .map(|w| {
-                w.split_once('@')
-                    .map(|(s, p)| (s.to_string(), p.to_string()))
-            })
-            .collect()
-    }
-
-    /// The `probe` answer: (seconds to the first round without failure, failures).
-    fn probe(&mut self, dst: &str, from: usize, round: usize) -> (f64, u64) {
-        let answer = self.ask(&format!("probe {dst} {from} {round}"));
-        let w: Vec<&str> = answer.split(' ').collect();
-        assert_eq!(
-            w.first(),
-            Some(&"gap"),
-            "no new connection succeeded: {answer}"
-        );
-        let gap = w.get(1).and_then(|g| g.parse().ok()).unwrap_or(f64::NAN);
-        let failed = w.get(3).and_then(|f| f.parse().ok()).unwrap_or(0);
-        (gap, failed)
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One client's connection: (server name, the address of the pen the server saw).
-type Conn = Option<(String, String)>;
-
-/// The server names of a `map`, panicking if a connection failed.
-fn servers_of(conns: &[Conn], what: &str) -> Vec<String> {
-    conns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| match c {
-            Some((s, _)) => s.clone(),
-            None => panic!("{what}: client {i} could not connect"),
-        })
-        .collect()
-}
-
 /// Skips the test (with the reason) unless the lab could be built.
 macro_rules! lab_or_skip {
     ($test:expr) => {
@@ -465,7 +249,7 @@ fn two_pens_agree_on_every_client_and_a_removed_server_moves_only_its_clients() 
     let mut lab = lab_or_skip!(test);
     lab.start_servers();
     let ctl = [lab.start_pen(1).0, lab.start_pen(2).0];
-    let mut client = Client::start(&lab);
+    let mut client = Client::start(&lab.ns("client"));
     client.wait(PEN1);
     client.wait(PEN2);
     const SAMPLE: usize = 1000;
@@ -517,7 +301,7 @@ fn ecmp_stopping_one_pen_fails_only_its_connections() {
         "bash",
         &[&health, "100", "8000", &members[0], &members[1]],
     );
-    let mut client = Client::start(&lab);
+    let mut client = Client::start(&lab.ns("client"));
     client.wait(PEN1);
     client.wait(PEN2);
     const HELD: usize = 200;
@@ -610,7 +394,7 @@ fn vrrp_stopping_the_active_pen_moves_the_address_to_the_standby() {
         pens.push(pid);
         // The recipe's file, with this lab's check command.
         let check = format!(
-            "$CHECK=/usr/bin/env PENCTL={} {} {ctl}",
+            "$CHECK=/usr/bin/env PENCTL={} {} {ctl} 127.0.0.1:8000",
             penctl_bin().display(),
             contrib().join("pen-check.sh").display()
         );
@@ -646,7 +430,7 @@ fn vrrp_stopping_the_active_pen_moves_the_address_to_the_standby() {
         elected.is_some(),
         "keepalived never gave {VRRP_VIP} to pen1"
     );
-    let mut client = Client::start(&lab);
+    let mut client = Client::start(&lab.ns("client"));
     client.wait(VRRP_VIP);
     let held = client.connect("hold", VRRP_VIP, 3000, 3020);
     assert!(
@@ -676,4 +460,65 @@ fn vrrp_stopping_the_active_pen_moves_the_address_to_the_standby() {
             .all(|c| c.as_ref().is_some_and(|(_, p)| p == PEN2_BACK)),
         "new connections after the failover: {after:?}"
     );
+}
+
+/// keepalived's check, `contrib/ha/pen-check.sh`, on loopback: it fails when no server takes
+/// clients, and a pen draining after `shutdown` (control socket answering, listener closed)
+/// fails it only when the check is given pen's listening address.
+#[test]
+fn pen_check_follows_the_servers_and_catches_a_draining_pen() {
+    let test = "pen_check_follows_the_servers_and_catches_a_draining_pen";
+    if is_c_pen() || !have("bash", "--version") {
+        eprintln!("SKIPPED {test}: ours only, needs bash");
+        return;
+    }
+    let backend = Backend::hold();
+    let mut pen = PenBuilder::new()
+        .control_unix()
+        .server(backend.spec())
+        .start();
+    let (ctl, addr) = (pen.control.clone(), pen.addr().to_string());
+    let check = |listen: bool| {
+        let mut cmd = Command::new("sh");
+        cmd.arg(contrib().join("pen-check.sh"))
+            .arg(&ctl)
+            .env("PENCTL", penctl_bin());
+        if listen {
+            cmd.arg(&addr);
+        }
+        // Bounded: every step of the script runs under timeout(1), 2 s.
+        let st = cmd
+            .stderr(Stdio::null())
+            .status()
+            .expect("run pen-check.sh");
+        st.code().unwrap_or(-1)
+    };
+    assert_eq!(check(false), 0, "a healthy pen");
+    assert_eq!(control(&ctl, "server 0 maint"), "");
+    assert_eq!(check(false), 1, "no server takes clients");
+    assert_eq!(control(&ctl, "server 0 ready"), "");
+    assert_eq!(check(true), 0, "a healthy pen, listener included");
+    // A client connection through pen, open while pen drains.
+    let before = backend.held().len();
+    let mut client = std::net::TcpStream::connect(&addr).expect("connect");
+    client.write_all(b"x").expect("send");
+    wait_for(Duration::from_secs(5), "the connection held", || {
+        (backend.held().len() > before).then_some(())
+    });
+    assert_eq!(control(&ctl, "shutdown 30"), "");
+    assert_eq!(
+        check(false),
+        0,
+        "the draining pen still answers on its control socket"
+    );
+    assert_eq!(check(true), 1, "but no longer accepts");
+    drop(client);
+    for s in backend.held() {
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    }
+    assert!(
+        pen.wait_exit(Duration::from_secs(10)).is_some(),
+        "pen exits"
+    );
+    assert_eq!(check(false), 1, "a stopped pen");
 }
