@@ -30,7 +30,7 @@ use super::harness::{
 use super::netns::{lines_of, servers_of, Client, LAB_SERVERS_PY};
 
 /// The selection both pens use (the same on both: that is the point).
-const POLICY: &[&str] = &["-h"];
+const POLICY: &[&str] = &["-N"];
 /// The four servers, in the order both pens list them.
 const SERVERS: [&str; 4] = [
     "10.78.3.21:8080",
