@@ -126,8 +126,8 @@ impl Lab {
         format!("{}-{role}", self.prefix)
     }
 
-    /// Starts `prog ARGS` in namespace `role` (`ip netns exec` execs it: the child is the
-    /// program itself), output to `LOG` in the scratch directory; kept for the guard.
+    /// Starts `prog ARGS` with `env` in namespace `role` (`ip netns exec` execs it: the child is
+    /// the program itself), its output in a log of the scratch directory; kept for the guard.
     fn spawn(&mut self, role: &str, env: &[(&str, &str)], prog: &str, args: &[&str]) -> u32 {
         let log =
             std::fs::File::create(self.dir.0.join(format!("{role}-{}.log", self.procs.len())))
@@ -194,23 +194,31 @@ impl Lab {
 
     /// Sends TERM to a process of the lab and waits (at most 10 s) for it to exit.
     fn stop(&mut self, pid: u32) {
+        let Some(c) = self.procs.iter_mut().rev().find(|c| c.id() == pid) else {
+            panic!("no process {pid} in the lab");
+        };
+        assert!(
+            matches!(c.try_wait(), Ok(None)),
+            "process {pid} is not running"
+        );
         let _ = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status();
-        if let Some(c) = self.procs.iter_mut().find(|c| c.id() == pid) {
-            let gone = poll_until(Duration::from_secs(10), || c.try_wait().ok().flatten());
-            assert!(gone.is_some(), "process {pid} did not stop on TERM");
-        }
+        let gone = poll_until(Duration::from_secs(10), || c.try_wait().ok().flatten());
+        assert!(gone.is_some(), "process {pid} did not stop on TERM");
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for c in &self.procs {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .stderr(Stdio::null())
-                .status();
+        // Only children not yet reaped: a reaped one's pid may belong to someone else now.
+        for c in &mut self.procs {
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &c.id().to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
         let _ = poll_until(Duration::from_secs(5), || {
             self.procs
