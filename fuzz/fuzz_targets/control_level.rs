@@ -4,12 +4,18 @@
 //! - no panic;
 //! - a command that names a file, a socket or a host (recognised from its canonical line:
 //!   `include`, `write FILE`, `log X`, `web_stats X`, `listen X`, `source IP`, an `ssl_*`
-//!   change with arguments, `server N ... address H`, `server N check agent P`) needs `admin`;
+//!   change with arguments, `server N ... address H`, `server N check agent P`,
+//!   `dns_server ADDR`) needs `admin`;
 //! - a pure query (it changes no configuration, as the configuration model decides, and is
 //!   not an action such as `exit`, `write`, `close N`, `reload_reset`, `ssl_reload`,
 //!   `shutdown`, `upgrade`) needs
 //!   only `read`;
 //! - a configuration change never passes at `read`.
+//!
+//! Issue 14's commands need nothing of their own here: `maglev`, `leastconn`, `p2c`,
+//! `random` (and their `no` forms) and `maglev_table M` change the configuration, while
+//! `maglev_table` and `lookup ADDR[:PORT]` are pure queries (`lookup` names an address to
+//! look up, never one to connect to or bind).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -24,8 +30,11 @@ fn names_file_socket_or_host(line: &str) -> bool {
     match words.first().copied().unwrap_or_default() {
         "include" | "source" => true,
         "write" | "log" | "web_stats" | "listen" => with_arg,
+        // The DNS server asked for server names (issue 14).
+        "dns_server" => with_arg,
         // `check agent PORT` names a port of the server's host (issue 13).
         "server" => words.contains(&"address") || words.windows(2).any(|w| w == ["check", "agent"]),
+        "emergency_check" | "abuse_check" => words.get(1) == Some(&"agent"),
         w if w.starts_with("ssl_") => with_arg && w != "ssl_ciphers",
         _ => false,
     }

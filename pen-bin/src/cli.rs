@@ -491,6 +491,17 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
         .map(|s| server(s, &listen, ""))
         .collect::<Result<Vec<_>, _>>()?;
     let mut config = Config::new(listen, servers);
+    // Issue 14 (docs/dns.md): a server named here keeps its name, so that it is looked up
+    // again while pen runs, as if `-O "server N address NAME"` came before the other `-O`s.
+    for (i, spec) in o.operands.iter().skip(1).enumerate() {
+        if let Ok(addr::ServerSpecParts {
+            host: addr::Host::Name(name),
+            ..
+        }) = addr::split_server_spec(spec)
+        {
+            config.commands.push(format!("server {i} address {name}"));
+        }
+    }
     // The `listen` and `control` queries echo the addresses as written, as C pen does.
     config.settings.listen_text = Some(listen_text.clone());
     let mut user = None;

@@ -546,3 +546,14 @@ fn maxima_are_accepted() {
         (1_048_576, 4_294_967_294, 1024)
     );
 }
+
+/// Issue 14: a server named on the command line keeps its name through a first
+/// `server N address NAME` command (before the `-O` ones); an address literal adds nothing.
+#[test]
+fn named_servers_become_commands() {
+    let r = run("-O prio 8080 127.0.0.1:81 localhost:82");
+    assert_eq!(
+        r.config.commands,
+        vec!["server 1 address localhost".to_string(), "prio".into()]
+    );
+}

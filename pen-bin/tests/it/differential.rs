@@ -278,6 +278,9 @@ const ALLOWED: &[Allowed] = &[
         Texts("5\n", "30\n")),
     al(DECLARED, "timeout", "3.5 zero where it cannot work: specification 4 (ours changes nothing)",
         Texts("0\n", "3\n")),
+    // Issue 14 (docs/compatibility.md 10.3): a server given by name is written with its name.
+    al("server fields", "file w.cfg", "10.3 `write` keeps a server's name (issue 14)",
+        Pred(|c, o| same_written_state(c, &o.replace("address localhost ", "address 127.0.0.1 ")))),
 ];
 
 /// `write` output compared as the state it describes: the command-line comment (C-8, "to

@@ -342,3 +342,118 @@ fn http_check_sends_the_configured_host() {
         "{text}"
     );
 }
+
+#[test]
+fn a_servers_own_check_timing_overrides_the_global_one() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    let a = Backend::name("A");
+    let b = Backend::name("B");
+    // The global timing: a check a minute. Server 1's own: every 100 ms, 150 ms to answer,
+    // down after 2 failures.
+    let pen = PenBuilder::new()
+        .opts(&[
+            "-r",
+            "-O",
+            "check_interval 60000",
+            "-O",
+            "server 0 check connect",
+            "-O",
+            "server 1 check connect interval 100 timeout 150 fall 2",
+        ])
+        .server(a.spec())
+        .server(b.spec())
+        .start();
+    wait_until(WAIT, "server 1 up by its check", || {
+        server_line(&pen, 1).contains(" check up")
+    });
+    drop(b);
+    // Within its own 2 x 100 ms (bounded by WAIT), not the global minute.
+    wait_until(WAIT, "server 1 down by its own faster checks", || {
+        server_line(&pen, 1).contains(" check down")
+    });
+    let count = |n: usize| {
+        pen.metric(&format!(
+            "pen_server_check_duration_seconds_count{{server=\"{n}\"}}"
+        ))
+        .unwrap_or(0.0)
+    };
+    // Server 0 keeps the global minute: checked once, at start.
+    assert_eq!(count(0), 1.0, "server 0's checks");
+    assert!(count(1) >= 3.0, "server 1's checks: {}", count(1));
+    // `write` keeps the server's own timing on its check line.
+    let dir = ScratchDir::new("check-timing");
+    let file = dir.0.join("pen.cfg");
+    pen.ctl(&format!("write {}", file.display()));
+    let text = std::fs::read_to_string(&file).expect("written");
+    assert!(
+        text.contains("\nserver 1 check connect interval 100 timeout 150 fall 2\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nserver 0 check connect\n"), "{text}");
+}
+
+#[test]
+fn an_emergency_server_checked_down_is_not_used_and_back_up_it_is() {
+    if is_c_pen() {
+        return; // [ours]
+    }
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    // The emergency server says whether it is healthy; its check expects `up`.
+    let healthy = Arc::new(AtomicBool::new(true));
+    let flag = Arc::clone(&healthy);
+    let emergency = Backend::custom(move |mut s: TcpStream| {
+        let word: &[u8] = if flag.load(Ordering::Relaxed) {
+            b"E up"
+        } else {
+            b"E down"
+        };
+        let _ = s.write_all(word);
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    });
+    let a = Backend::name("A");
+    let e = emergency.spec();
+    let pen = PenBuilder::new()
+        .opts(&[
+            "-e",
+            &e,
+            // The only regular server is in maintenance: clients go to the emergency server.
+            "-O",
+            "server 0 maint",
+            "-O",
+            "emergency_check expect up interval 100 timeout 150 rise 1 fall 1",
+        ])
+        .server(a.spec())
+        .start();
+    assert_eq!(request(&pen).as_deref(), Some("E up"));
+    assert_eq!(
+        pen.ctl("emergency_check"),
+        "expect up interval 100 timeout 150 rise 1 fall 1\n"
+    );
+    // Checked down: no client goes to it (pen has no server for them and closes them).
+    healthy.store(false, Ordering::Relaxed);
+    wait_until(WAIT, "the emergency server out of use", || {
+        request(&pen).is_none()
+    });
+    for i in 0..5 {
+        assert_eq!(request(&pen), None, "request {i} while it is down");
+    }
+    // Back up: used again.
+    healthy.store(true, Ordering::Relaxed);
+    wait_until(WAIT, "the emergency server back in use", || {
+        request(&pen).as_deref() == Some("E up")
+    });
+    // `write` keeps the check; `abuse_check` is off.
+    assert_eq!(pen.ctl("abuse_check"), "off\n");
+    let dir = ScratchDir::new("emergency-check");
+    let file = dir.0.join("pen.cfg");
+    pen.ctl(&format!("write {}", file.display()));
+    let text = std::fs::read_to_string(&file).expect("written");
+    assert!(
+        text.contains("\nemergency_check expect up interval 100 timeout 150 rise 1 fall 1\n"),
+        "{text}"
+    );
+}

@@ -16,12 +16,12 @@ use super::harness::{
 };
 
 /// The pid in `path` (without a newline, as C pen writes it), if it holds one.
-fn read_pid(path: &std::path::Path) -> Option<u32> {
+pub(super) fn read_pid(path: &std::path::Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// Whether process `pid` exists and is not a zombie.
-fn alive(pid: u32) -> bool {
+pub(super) fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat
             .rsplit_once(')')
@@ -40,7 +40,7 @@ fn kill(sig: &str, pid: u32) {
 }
 
 /// Stops the pen a test upgraded to (not the harness's child any more) and waits for it.
-struct Upgraded(Option<u32>);
+pub(super) struct Upgraded(pub(super) Option<u32>);
 
 impl Drop for Upgraded {
     fn drop(&mut self) {
@@ -152,7 +152,7 @@ fn exchange(addr: &str, seed: u64, len: usize) -> Result<(), String> {
 }
 
 /// Upgrades pen by SIGUSR2 to the pid its pid file names, and waits for the new pid there.
-fn upgrade(pid_path: &std::path::Path, old: u32) -> u32 {
+pub(super) fn upgrade(pid_path: &std::path::Path, old: u32) -> u32 {
     kill("USR2", old);
     wait_for(
         Duration::from_secs(15),
@@ -231,10 +231,19 @@ fn sigusr2_upgrades_twenty_times_under_load_dropping_nothing() {
         "{} failed of {n}: {errors:?}",
         errors.len()
     );
-    // The generators aim at ~640 connections/s; alone this measures ~600/s. The rate is
-    // the machine's, not pen's (a full parallel test run on two cores starves the generators
-    // to ~70/s), so it is reported, not asserted; what is asserted is no failure at all.
-    eprintln!("upgrade under load: {n} connections in {secs:.1} s, 20 upgrades");
+    let rate = n as f64 / secs;
+    eprintln!("upgrade under load: {n} connections in {secs:.1} s ({rate:.0}/s), 20 upgrades");
+    // A precondition of what this test shows: the upgrades happened under at least 200 new
+    // connections a second (every one checksummed, none refused or reset). The generators aim
+    // at ~640/s; a machine too loaded to open 200/s cannot show it, and the test says so
+    // rather than pass on less.
+    assert!(
+        rate >= 200.0,
+        "precondition not met: the load generators opened only {rate:.0} connections/s \
+         ({n} in {secs:.1} s), under the 200/s this test must upgrade under; the machine is \
+         too loaded (run this test alone: cargo test -p pen-bin --test integration \
+         sigusr2_upgrades_twenty_times)"
+    );
     // The old ones are gone; the last one serves and its pid is in the file.
     for old in &pids[..pids.len() - 1] {
         wait_for(Duration::from_secs(10), "the old pen gone", || {
@@ -522,19 +531,35 @@ fn handoff_under_streams(opts: &[&str], quick: bool) {
     };
     let mut guard = Upgraded(None);
     let mut pid = pen.pid;
+    let mut exits = Vec::new();
     for k in 0..5 {
         flowing("bytes flowing through this pen");
         let new = upgrade(&pid_path, pid);
+        // From the new pid in the pid file to the old process gone, to the millisecond.
+        let t0 = Instant::now();
         guard.0 = Some(new);
+        while alive(pid) && t0.elapsed() < Duration::from_secs(5) {
+            thread::sleep(Duration::from_millis(1));
+        }
+        let took = t0.elapsed();
         // Everything moved: the old pen does not wait for its connections (shutdown_timeout
-        // is 30 s). Bounded generously for a loaded machine.
-        let gone = poll_until(Duration::from_secs(2), || (!alive(pid)).then_some(()));
+        // is 30 s).
         assert!(
-            gone.is_some() || !quick,
-            "upgrade {k}: the old pen {pid} still runs 2 s after pid {new} took over"
+            !alive(pid) || !quick,
+            "upgrade {k}: the old pen {pid} still runs {took:?} after pid {new} took over"
         );
+        exits.push(took);
         pid = new;
     }
+    let max = exits.iter().max().copied().unwrap_or_default();
+    eprintln!("handoff {opts:?}: old pen gone after the new pid appeared: {exits:?} (max {max:?})");
+    // Measured on the shared 2-core machine at a load average of 10 (other builds running):
+    // 13-178 ms plain, 37-179 ms with splice (the state and 51 connections sent, the old
+    // workers joined, exit). The issue's bound is a second.
+    assert!(
+        max < Duration::from_secs(1) || !quick,
+        "the old pen took {max:?} to exit after handing over: {exits:?}"
+    );
     flowing("bytes flowing through the last pen");
     // The half-closed connection's reply, after the upgrades, whole.
     go.store(true, Ordering::Relaxed);

@@ -123,6 +123,31 @@ pub(crate) fn render_snapshot(s: &Status) -> String {
          request head within request_timeout.",
         c.request_timeouts,
     );
+    // ---- PROXY protocol (issue 14) ----
+    single(
+        &mut out,
+        "pen_proxy_headers_accepted_total",
+        Kind::Counter,
+        "PROXY protocol headers read from clients accept_proxy names.",
+        c.proxy_accepted,
+    );
+    family(
+        &mut out,
+        "pen_proxy_headers_refused_total",
+        Kind::Counter,
+        "Clients closed by the PROXY protocol checks: no header from a source accept_proxy \
+         names (missing), an invalid one (malformed), one from a source it does not name \
+         (not_allowed), none within handshake_timeout (timeout).",
+        [
+            (vec![("reason", "missing".to_string())], c.proxy_missing),
+            (vec![("reason", "malformed".to_string())], c.proxy_malformed),
+            (
+                vec![("reason", "not_allowed".to_string())],
+                c.proxy_not_allowed,
+            ),
+            (vec![("reason", "timeout".to_string())], c.proxy_timeout),
+        ],
+    );
     single(
         &mut out,
         "pen_connection_limit",
@@ -400,6 +425,8 @@ mod tests {
         s.counters.refused_acl = 2;
         s.counters.refused_per_client = 4;
         s.counters.request_timeouts = 5;
+        s.counters.proxy_accepted = 6;
+        s.counters.proxy_not_allowed = 7;
         let text = render_snapshot(&s);
         for line in [
             "pen_connections_accepted_total 12",
@@ -408,6 +435,9 @@ mod tests {
             "pen_connections_refused_total{reason=\"no_server\"} 0",
             "pen_connections_refused_total{reason=\"conn_per_client\"} 4",
             "pen_request_timeouts_total 5",
+            "pen_proxy_headers_accepted_total 6",
+            "pen_proxy_headers_refused_total{reason=\"not_allowed\"} 7",
+            "pen_proxy_headers_refused_total{reason=\"timeout\"} 0",
             "pen_connection_limit 500",
             "pen_server_connections{server=\"0\",address=\"127.0.0.1:81\"} 2",
             "pen_server_connections_total{server=\"0\",address=\"127.0.0.1:81\"} 10",
@@ -440,7 +470,7 @@ mod tests {
         // Every family has exactly one HELP and one TYPE, before its samples.
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
-        assert_eq!(types, 22);
+        assert_eq!(types, 24);
         assert_eq!(helps, types);
         assert!(text.ends_with('\n'));
     }

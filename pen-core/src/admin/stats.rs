@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::domain::server::{Server, Target};
 use crate::domain::settings::Settings;
+use crate::engine::reactor::proxy::Refusal;
 use crate::engine::state::{ConnRow, Shared, WorkerMsg};
 use crate::error::ApplyError;
 use crate::tls::TlsValues;
@@ -158,6 +159,17 @@ pub struct CounterValues {
     /// Events not delivered because a subscriber's queue was full
     /// ([`Balancer::subscribe`](crate::Balancer::subscribe)).
     pub events_dropped: u64,
+    // ---- PROXY protocol (issue 14) ----
+    /// PROXY headers read from clients `accept_proxy` names.
+    pub proxy_accepted: u64,
+    /// Clients `accept_proxy` names closed for starting without a PROXY header.
+    pub proxy_missing: u64,
+    /// Clients closed for an invalid PROXY header.
+    pub proxy_malformed: u64,
+    /// Clients `accept_proxy` does not name closed for sending a PROXY header.
+    pub proxy_not_allowed: u64,
+    /// Clients closed for not completing their PROXY header within `handshake_timeout`.
+    pub proxy_timeout: u64,
 }
 
 /// The state of a running balancer at one moment: what the status page and the metrics show,
@@ -281,6 +293,11 @@ impl Status {
                 control_commands: c.control_commands.load(Relaxed),
                 control_errors: c.control_errors.load(Relaxed),
                 events_dropped: shared.events.dropped(),
+                proxy_accepted: c.proxy.accepted.load(Relaxed),
+                proxy_missing: c.proxy.refused(Refusal::Missing),
+                proxy_malformed: c.proxy.refused(Refusal::Malformed),
+                proxy_not_allowed: c.proxy.refused(Refusal::NotAllowed),
+                proxy_timeout: c.proxy.refused(Refusal::Timeout),
             },
         }
     }

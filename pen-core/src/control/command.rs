@@ -21,6 +21,16 @@ pub enum ModeFlag {
     Weight,
     /// `prio`: lowest priority number first.
     Prio,
+    // ---- policies (issue 14) ----
+    /// `maglev` \[ours\]: Maglev consistent hash of the client address (and port with
+    /// `roundrobin`); switches the other three policies off.
+    Maglev,
+    /// `leastconn` \[ours\]: fewest active connections per weight.
+    LeastConn,
+    /// `p2c` \[ours\]: the less loaded of two random servers.
+    P2c,
+    /// `random` \[ours\]: a random server (by weight in weight mode).
+    Random,
 }
 
 /// Boolean switches with a `no` form that only store a flag.
@@ -66,7 +76,15 @@ pub enum ServerField {
     State(crate::domain::server_health::AdminState),
     /// `check KIND ...` / `check off` \[ours\]: the server's active health check (the rest of
     /// the line; `None` = no check).
-    Check(Option<crate::domain::check::CheckSpec>),
+    Check(Option<crate::domain::check::ServerCheck>),
+    // ---- PROXY protocol (issue 14) ----
+    /// `proxy v1|v2|off` \[ours\]: the PROXY header pen sends this server before the
+    /// client's bytes (docs/proxy-protocol.md).
+    Proxy(crate::domain::proxy_header::ProxyVersion),
+    // ---- DNS-driven servers (issue 14) ----
+    /// `all MAX` after `address NAME` \[ours\] (issue 14): the name owns slots N..N+MAX-1,
+    /// one address of its answer each (0: back to one address).
+    All(u16),
 }
 
 /// The TLS commands (arguments kept raw; the TLS layer interprets them).
@@ -251,4 +269,34 @@ pub enum Command {
     /// `upgrade` \[ours\]: start the binary anew and hand it the listening sockets (as
     /// SIGUSR2); this pen then drains and exits.
     Upgrade,
+    // ---- checks on the emergency and abuse servers (issue 13) ----
+    /// `emergency_check [KIND ... | off]` \[ours\]: the emergency server's (`-e`) active check,
+    /// as `server N check` takes it (`None`: show it).
+    EmergencyCheck(Option<Option<crate::domain::check::ServerCheck>>),
+    /// `abuse_check [KIND ... | off]` \[ours\]: the abuse server's (`-B`) active check.
+    AbuseCheck(Option<Option<crate::domain::check::ServerCheck>>),
+    // ---- PROXY protocol (issue 14) ----
+    /// `accept_proxy [N]` \[ours\]: clients permitted by ACL list N must start with a PROXY
+    /// header (v1 or v2), whose client address then stands for theirs; others must not send
+    /// one. Without N: the list in use (-1: none).
+    AcceptProxy(Option<u8>),
+    /// `no accept_proxy` \[ours\]: no client may send a PROXY header (nobody is checked).
+    NoAcceptProxy,
+    // ---- DNS-driven servers (issue 14) ----
+    /// `dns_interval [S]` \[ours\]: seconds between two lookups of a server's host name (0:
+    /// looked up when given, never again).
+    DnsInterval(Option<u64>),
+    /// `dns_server [IP:PORT]` \[ours\]: the DNS server asked for server names instead of the
+    /// system resolver.
+    DnsServer(Option<std::net::SocketAddr>),
+    /// `no dns_server` \[ours\]: back to the system resolver.
+    NoDnsServer,
+    /// `dns` \[ours\]: the server names, their addresses and lookup counters.
+    Dns,
+    // ---- policies (issue 14) ----
+    /// `maglev_table [M]` \[ours\]: the Maglev table size, a prime.
+    MaglevTable(Option<u32>),
+    /// `lookup ADDR[:PORT]` \[ours\]: the server a new client from ADDR (source PORT) would
+    /// be given now, ignoring client tracking.
+    Lookup(IpAddr, Option<u16>),
 }

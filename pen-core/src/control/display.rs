@@ -46,6 +46,11 @@ impl fmt::Display for ModeFlag {
             ModeFlag::Stubborn => "stubborn",
             ModeFlag::Weight => "weight",
             ModeFlag::Prio => "prio",
+            // ---- policies (issue 14) ----
+            ModeFlag::Maglev => "maglev",
+            ModeFlag::LeastConn => "leastconn",
+            ModeFlag::P2c => "p2c",
+            ModeFlag::Random => "random",
         })
     }
 }
@@ -78,6 +83,9 @@ impl fmt::Display for ServerField {
             ServerField::State(s) => f.write_str(s.word()),
             ServerField::Check(Some(spec)) => write!(f, "check {spec}"),
             ServerField::Check(None) => f.write_str("check off"),
+            // ---- PROXY protocol (issue 14) ----
+            ServerField::Proxy(v) => write!(f, "proxy {}", v.word()),
+            ServerField::All(n) => write!(f, "all {n}"),
         }
     }
 }
@@ -111,6 +119,19 @@ fn opt<T: fmt::Display>(f: &mut fmt::Formatter<'_>, name: &str, v: Option<&T>) -
     match v {
         Some(v) => write!(f, "{name} {v}"),
         None => f.write_str(name),
+    }
+}
+
+/// `NAME`, `NAME off` or `NAME KIND ...`.
+fn target_check(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    c: Option<&Option<crate::domain::check::ServerCheck>>,
+) -> fmt::Result {
+    match c {
+        None => f.write_str(name),
+        Some(None) => write!(f, "{name} off"),
+        Some(Some(c)) => write!(f, "{name} {c}"),
     }
 }
 
@@ -191,6 +212,23 @@ impl fmt::Display for Command {
             Command::ShutdownTimeout(n) => opt(f, "shutdown_timeout", n.as_ref()),
             Command::Shutdown(n) => opt(f, "shutdown", n.as_ref()),
             Command::Upgrade => f.write_str("upgrade"),
+            // ---- checks on the emergency and abuse servers (issue 13) ----
+            Command::EmergencyCheck(c) => target_check(f, "emergency_check", c.as_ref()),
+            Command::AbuseCheck(c) => target_check(f, "abuse_check", c.as_ref()),
+            // ---- PROXY protocol (issue 14) ----
+            Command::AcceptProxy(n) => opt(f, "accept_proxy", n.as_ref()),
+            Command::NoAcceptProxy => f.write_str("no accept_proxy"),
+            // ---- DNS-driven servers (issue 14) ----
+            Command::DnsInterval(n) => opt(f, "dns_interval", n.as_ref()),
+            Command::DnsServer(a) => opt(f, "dns_server", a.as_ref()),
+            Command::NoDnsServer => f.write_str("no dns_server"),
+            Command::Dns => f.write_str("dns"),
+            // ---- policies (issue 14) ----
+            Command::MaglevTable(m) => opt(f, "maglev_table", m.as_ref()),
+            Command::Lookup(ip, None) => write!(f, "lookup {ip}"),
+            Command::Lookup(ip, Some(port)) => {
+                write!(f, "lookup {}", std::net::SocketAddr::new(*ip, *port))
+            }
         }
     }
 }
@@ -330,7 +368,34 @@ mod tests {
                 Just(crate::domain::server_health::AdminState::Maint),
             ]
             .prop_map(ServerField::State),
+            // ---- PROXY protocol (issue 14) ----
+            prop_oneof![
+                Just(crate::domain::proxy_header::ProxyVersion::Off),
+                Just(crate::domain::proxy_header::ProxyVersion::V1),
+                Just(crate::domain::proxy_header::ProxyVersion::V2),
+            ]
+            .prop_map(ServerField::Proxy),
+            (0..=crate::domain::dns::ALL_MAX).prop_map(ServerField::All),
         ]
+    }
+
+    /// A server's check: a specification of every kind with timing overrides (some, all or
+    /// none of them).
+    fn server_check() -> impl Strategy<Value = crate::domain::check::ServerCheck> {
+        use crate::domain::check::{CheckTiming, ServerCheck};
+        let ms = proptest::option::of(10u64..=3_600_000);
+        let n = proptest::option::of(1u32..=1000);
+        (check_spec(), ms.clone(), ms, n.clone(), n).prop_map(
+            |(spec, interval_ms, timeout_ms, rise, fall)| ServerCheck {
+                spec,
+                timing: CheckTiming {
+                    interval_ms,
+                    timeout_ms,
+                    rise,
+                    fall,
+                },
+            },
+        )
     }
 
     /// Check specifications of every kind (the full property is in `domain/check_tests.rs`).
@@ -375,6 +440,11 @@ mod tests {
             Just(ModeFlag::Stubborn),
             Just(ModeFlag::Weight),
             Just(ModeFlag::Prio),
+            // ---- policies (issue 14) ----
+            Just(ModeFlag::Maglev),
+            Just(ModeFlag::LeastConn),
+            Just(ModeFlag::P2c),
+            Just(ModeFlag::Random),
         ];
         let mech = prop_oneof![
             Just(EventMechanism::Epoll),
@@ -467,7 +537,7 @@ mod tests {
                 .boxed(),
             Just(Command::Servers).boxed(),
             any::<u64>().prop_map(Command::Socket).boxed(),
-            ip.prop_map(Command::Source).boxed(),
+            ip.clone().prop_map(Command::Source).boxed(),
             Just(Command::Status).boxed(),
             Just(Command::Metrics).boxed(),
             proptest::option::of(fastclose)
@@ -518,7 +588,7 @@ mod tests {
             (
                 any::<usize>(),
                 proptest::collection::vec(server_field(), 0..4),
-                proptest::option::of(check_spec()),
+                proptest::option::of(server_check()),
             )
                 .prop_map(|(id, mut fields, check)| {
                     // `check` takes the rest of the line: always last.
@@ -529,6 +599,41 @@ mod tests {
             secs().prop_map(Command::ShutdownTimeout).boxed(),
             secs().prop_map(Command::Shutdown).boxed(),
             Just(Command::Upgrade).boxed(),
+            // ---- checks on the emergency and abuse servers (issue 13) ----
+            proptest::option::of(proptest::option::of(server_check()))
+                .prop_map(Command::EmergencyCheck)
+                .boxed(),
+            proptest::option::of(proptest::option::of(server_check()))
+                .prop_map(Command::AbuseCheck)
+                .boxed(),
+            // ---- PROXY protocol (issue 14) ----
+            proptest::option::of(acl_list())
+                .prop_map(Command::AcceptProxy)
+                .boxed(),
+            Just(Command::NoAcceptProxy).boxed(),
+            // ---- DNS-driven servers (issue 14) ----
+            secs().prop_map(Command::DnsInterval).boxed(),
+            proptest::option::of(
+                (
+                    prop_oneof![v4().prop_map(IpAddr::V4), v6().prop_map(IpAddr::V6)],
+                    any::<u16>(),
+                )
+                    .prop_map(|(ip, p)| std::net::SocketAddr::new(ip, p)),
+            )
+            .prop_map(Command::DnsServer)
+            .boxed(),
+            Just(Command::NoDnsServer).boxed(),
+            Just(Command::Dns).boxed(),
+            // ---- policies (issue 14) ----
+            proptest::option::of(
+                (2..=crate::domain::limits::MAGLEV_TABLE_MAX)
+                    .prop_filter("a prime", |&m| crate::domain::maglev::is_prime(m)),
+            )
+            .prop_map(Command::MaglevTable)
+            .boxed(),
+            (ip.clone(), proptest::option::of(any::<u16>()))
+                .prop_map(|(ip, port)| Command::Lookup(ip, port))
+                .boxed(),
         ])
     }
 

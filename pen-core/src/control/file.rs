@@ -184,9 +184,17 @@ fn describe(e: &ApplyError) -> String {
 /// `server N address NAME` fields. Results, errors included, go to `fetched`, where the
 /// transaction finds them. A line that does not parse ends the walk (the transaction stops
 /// there too).
-pub(crate) fn prefetch<H: Host>(host: &H, cmd: &Command, fetched: &mut Fetched) {
+///
+/// Names are looked up with the DNS server in effect where they appear: `dns` (the running
+/// one) until a `dns_server` line of the walk changes it (issue 14).
+pub(crate) fn prefetch<H: Host>(
+    host: &H,
+    cmd: &Command,
+    fetched: &mut Fetched,
+    mut dns: Option<std::net::SocketAddr>,
+) {
     let mut budget = Budget::default();
-    prefetch_in(host, cmd, fetched, &mut budget, 0);
+    prefetch_in(host, cmd, fetched, &mut budget, 0, &mut dns);
 }
 
 fn prefetch_in<H: Host>(
@@ -195,6 +203,7 @@ fn prefetch_in<H: Host>(
     fetched: &mut Fetched,
     budget: &mut Budget,
     depth: usize,
+    dns: &mut Option<std::net::SocketAddr>,
 ) {
     match cmd {
         Command::Include(file) => {
@@ -215,7 +224,7 @@ fn prefetch_in<H: Host>(
                 let Ok(c) = super::parse_line(line) else {
                     return;
                 };
-                prefetch_in(host, &c, fetched, budget, depth + 1);
+                prefetch_in(host, &c, fetched, budget, depth + 1, dns);
             }
         }
         Command::Server { fields, .. } => {
@@ -224,13 +233,15 @@ fn prefetch_in<H: Host>(
                     let bare = h.trim_start_matches('[').trim_end_matches(']');
                     if let Ok(name) = crate::domain::addr::split_host(bare) {
                         if !fetched.has_name(&name) {
-                            let r = host.resolve(&name);
+                            let r = host.resolve(&name, *dns);
                             fetched.put_name(&name, r);
                         }
                     }
                 }
             }
         }
+        Command::DnsServer(Some(a)) => *dns = Some(*a),
+        Command::NoDnsServer => *dns = None,
         _ => {}
     }
 }

@@ -94,8 +94,13 @@ pub(crate) trait Host {
 
     /// The text of the config file `path` (`-F`, `include`).
     fn read_config(&self, path: &str) -> Result<String, ApplyError>;
-    /// The address of a host name or literal (`server N address NAME`).
-    fn resolve(&self, host: &HostName) -> Result<IpAddr, ApplyError>;
+    /// The address of a host name or literal (`server N address NAME`), asking the DNS
+    /// server `dns` (`dns_server`, issue 14) or, when `None`, the system resolver.
+    fn resolve(
+        &self,
+        host: &HostName,
+        dns: Option<std::net::SocketAddr>,
+    ) -> Result<IpAddr, ApplyError>;
     /// Binds listeners for `addr` (without serving), returning them and the address bound.
     fn bind(&self, addr: &ListenAddr) -> Result<(Self::Listeners, ListenAddr), ApplyError>;
     /// Opens the access-log target `spec` (a file path or `host:port`).
@@ -155,7 +160,11 @@ pub(crate) mod mem {
             })
         }
 
-        fn resolve(&self, host: &HostName) -> Result<IpAddr, ApplyError> {
+        fn resolve(
+            &self,
+            host: &HostName,
+            _dns: Option<std::net::SocketAddr>,
+        ) -> Result<IpAddr, ApplyError> {
             match host {
                 HostName::Ip(ip) => Ok(*ip),
                 HostName::Name(n) => self.names.get(n).copied().ok_or_else(|| {

@@ -171,6 +171,26 @@ pub fn required_level(cmd: &Command) -> Level {
         C::Shutdown(_) | C::Upgrade => Admin,
         C::ShutdownTimeout(None) => Read,
         C::ShutdownTimeout(Some(_)) => Operate,
+        // ---- checks on the emergency and abuse servers (issue 13): as `server N check` ----
+        C::EmergencyCheck(None) | C::AbuseCheck(None) => Read,
+        C::EmergencyCheck(Some(c)) | C::AbuseCheck(Some(c)) => {
+            if names_socket(&ServerField::Check(c.clone())) {
+                Admin
+            } else {
+                Operate
+            }
+        }
+        // ---- PROXY protocol (issue 14) ----
+        C::AcceptProxy(None) => Read,
+        C::AcceptProxy(Some(_)) | C::NoAcceptProxy => Operate,
+        // ---- DNS-driven servers (issue 14) ----
+        C::DnsInterval(None) | C::DnsServer(None) | C::Dns => Read,
+        C::DnsInterval(Some(_)) => Operate,
+        // Names a socket, or changes which server is asked.
+        C::DnsServer(Some(_)) | C::NoDnsServer => Admin,
+        // ---- policies (issue 14) ----
+        C::MaglevTable(None) | C::Lookup(_, _) => Read,
+        C::MaglevTable(Some(_)) => Operate,
     }
 }
 
@@ -180,7 +200,10 @@ fn names_socket(f: &ServerField) -> bool {
     matches!(
         f,
         ServerField::Address(_)
-            | ServerField::Check(Some(crate::domain::check::CheckSpec::Agent { .. }))
+            | ServerField::Check(Some(crate::domain::check::ServerCheck {
+                spec: crate::domain::check::CheckSpec::Agent { .. },
+                ..
+            }))
     )
 }
 
@@ -196,6 +219,7 @@ pub fn names_file_socket_or_host(cmd: &Command) -> bool {
         | Command::Source(_) => true,
         Command::Ssl(which, args) => *which != SslCommand::Ciphers && !args.is_empty(),
         Command::Server { fields, .. } => fields.iter().any(names_socket),
+        Command::DnsServer(Some(_)) => true,
         _ => false,
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod command;
 mod display;
+pub(crate) mod dns;
 pub(crate) mod file;
 pub(crate) mod host;
 pub mod level;

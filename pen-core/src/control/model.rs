@@ -32,6 +32,18 @@ pub(crate) struct Model {
     pub(crate) listen: ListenAddr,
     /// TLS settings; `None` when pen runs without `-E`.
     pub(crate) tls: Option<crate::tls::TlsOptions>,
+    /// The emergency (`-e`) and abuse (`-B`) servers' checks (`emergency_check`,
+    /// `abuse_check`; issue 13).
+    pub(crate) target_checks: TargetChecks,
+}
+
+/// The active checks of the servers without a number (issue 13).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TargetChecks {
+    /// `emergency_check`.
+    pub(crate) emergency: Option<crate::domain::check::ServerCheck>,
+    /// `abuse_check`.
+    pub(crate) abuse: Option<crate::domain::check::ServerCheck>,
 }
 
 /// Effects that are actions rather than state, carried out at commit, and what the [`Host`]
@@ -140,6 +152,18 @@ impl Model {
                 | Command::CheckRise(Some(_))
                 | Command::CheckFall(Some(_))
                 | Command::ShutdownTimeout(Some(_))
+                // ---- checks on the emergency and abuse servers (issue 13) ----
+                | Command::EmergencyCheck(Some(_))
+                | Command::AbuseCheck(Some(_))
+                // ---- PROXY protocol (issue 14) ----
+                | Command::AcceptProxy(Some(_))
+                | Command::NoAcceptProxy
+                // ---- DNS-driven servers (issue 14) ----
+                | Command::DnsInterval(Some(_))
+                | Command::DnsServer(Some(_))
+                | Command::NoDnsServer
+                // ---- policies (issue 14) ----
+                | Command::MaglevTable(Some(_))
         ) || matches!(cmd, Command::Ssl(which, _) if *which != SslCommand::Reload)
     }
 
@@ -181,6 +205,11 @@ impl Model {
                     ModeFlag::Stubborn => &mut s.stubborn,
                     ModeFlag::Weight => &mut s.weight,
                     ModeFlag::Prio => &mut s.prio,
+                    // ---- policies (issue 14) ----
+                    policy => {
+                        s.balance = switch_policy(s.balance, policy, on);
+                        return Ok(String::new());
+                    }
                 } = on;
                 String::new()
             }
@@ -347,6 +376,40 @@ impl Model {
                 let s = &mut self.settings;
                 nl(*set(&mut s.shutdown_timeout_secs, v))
             }
+            // ---- checks on the emergency and abuse servers (issue 13) ----
+            Command::EmergencyCheck(Some(c)) => {
+                self.target_checks.emergency = c;
+                String::new()
+            }
+            Command::AbuseCheck(Some(c)) => {
+                self.target_checks.abuse = c;
+                String::new()
+            }
+            // ---- PROXY protocol (issue 14) ----
+            Command::AcceptProxy(Some(n)) => {
+                self.settings.accept_proxy_acl = i8::try_from(n)
+                    .ok()
+                    .filter(|_| usize::from(n) < crate::domain::acl::ACL_LISTS)
+                    .ok_or_else(|| invalid(n, "expected an ACL list number 0-9"))?;
+                String::new()
+            }
+            Command::NoAcceptProxy => {
+                self.settings.accept_proxy_acl = -1;
+                String::new()
+            }
+            // ---- DNS-driven servers (issue 14) ----
+            Command::DnsInterval(v) => nl(*set(&mut self.settings.dns.interval_secs, v)),
+            Command::DnsServer(v) => {
+                let d = &mut self.settings.dns;
+                set(&mut d.server, v.map(Some));
+                d.server.map(nl).unwrap_or_default()
+            }
+            Command::NoDnsServer => {
+                self.settings.dns.server = None;
+                String::new()
+            }
+            // ---- policies (issue 14) ----
+            Command::MaglevTable(v) => nl(*set(&mut self.settings.maglev_table, v)),
             other => return Err(ApplyError::NotSupported(other.to_string())),
         })
     }
@@ -366,6 +429,8 @@ impl Model {
         if id >= self.servers.len() {
             self.servers.resize_with(id + 1, ServerConf::default);
         }
+        let before = self.servers.get(id).and_then(|c| c.dns.clone());
+        let dns_server = self.settings.dns.server;
         // Present after the resize above.
         let c = self.servers.get_mut(id).ok_or_else(out_of_range)?;
         for f in fields {
@@ -378,9 +443,9 @@ impl Model {
                 }
                 ServerField::Address(h) => {
                     let bare = h.trim_start_matches('[').trim_end_matches(']');
-                    let ip = host.resolve(&crate::domain::addr::split_host(bare)?)?;
-                    let port = c.addr.map_or(0, |a| a.port());
-                    c.addr = Some(SocketAddr::new(ip, port));
+                    let name = crate::domain::addr::split_host(bare)?;
+                    let ip = host.resolve(&name, dns_server)?;
+                    super::dns::set_address(c, &name, ip, before.as_ref());
                 }
                 ServerField::Port(p) => {
                     let ip = c
@@ -395,9 +460,13 @@ impl Model {
                 ServerField::Blacklist(t) => pending.blacklist.push((id, *t)),
                 ServerField::State(a) => c.admin = *a,
                 ServerField::Check(spec) => c.check = spec.clone(),
+                // ---- PROXY protocol (issue 14) ----
+                ServerField::Proxy(v) => c.proxy = *v,
+                ServerField::All(n) => super::dns::set_all(c, *n)?,
             }
         }
-        Ok(())
+        let addressed = fields.iter().any(|f| matches!(f, ServerField::Address(_)));
+        super::dns::settle(&mut self.servers, id, before.as_ref(), addressed)
     }
 
     /// Checks what can only be checked as a whole, before the runtime commits: has the host
@@ -413,6 +482,28 @@ impl Model {
             pending.tls = host.prepare_tls(options, pending.tls_touched)?;
         }
         Ok(())
+    }
+}
+
+/// The policy after `maglev`, `leastconn`, `p2c` or `random` (`flag`) is switched on (the
+/// others go off) or off (C pen's modes again, if it was the one on) (issue 14).
+fn switch_policy(
+    current: crate::domain::settings::Balance,
+    flag: ModeFlag,
+    on: bool,
+) -> crate::domain::settings::Balance {
+    use crate::domain::settings::Balance;
+    let named = match flag {
+        ModeFlag::Maglev => Balance::Maglev,
+        ModeFlag::LeastConn => Balance::LeastConn,
+        ModeFlag::P2c => Balance::P2c,
+        ModeFlag::Random => Balance::Random,
+        _ => return current,
+    };
+    match (on, current == named) {
+        (true, _) => named,
+        (false, true) => Balance::Modes,
+        (false, false) => current,
     }
 }
 

@@ -19,6 +19,7 @@ fn model() -> Model {
         clients_max: 2048,
         listen: ListenAddr::Inet(SocketAddr::from(([127, 0, 0, 1], 8080))),
         tls: None,
+        target_checks: Default::default(),
     }
 }
 
@@ -246,4 +247,37 @@ fn stored_commands_without_effect_reply_as_c_pen() {
     assert_eq!(apply(&mut m, &host, "dsr_if eth1").unwrap(), "");
     assert_eq!(m.settings.idlers, 2);
     assert_eq!(m.settings.dsr_if.as_deref(), Some("eth1"));
+}
+
+// ---- policies (issue 14) ----
+
+/// `maglev`, `leastconn`, `p2c`, `random`: one on switches the others off; `no X` switches
+/// only X off; `maglev_table` takes primes only, naming the token.
+#[test]
+fn one_policy_at_a_time() {
+    use crate::domain::settings::Balance;
+    let host = MemHost::default();
+    let mut m = model();
+    assert_eq!(apply(&mut m, &host, "maglev").unwrap(), "");
+    assert_eq!(m.settings.balance, Balance::Maglev);
+    apply(&mut m, &host, "p2c").unwrap();
+    assert_eq!(m.settings.balance, Balance::P2c);
+    apply(&mut m, &host, "no maglev").unwrap();
+    assert_eq!(m.settings.balance, Balance::P2c, "no maglev leaves p2c on");
+    apply(&mut m, &host, "no p2c").unwrap();
+    assert_eq!(m.settings.balance, Balance::Modes);
+    assert!(
+        !m.settings.hash && !m.settings.weight,
+        "C pen's modes untouched"
+    );
+    assert_eq!(apply(&mut m, &host, "maglev_table 101").unwrap(), "101\n");
+    assert_eq!(m.settings.maglev_table, 101);
+    let e = apply(&mut m, &host, "maglev_table 100").unwrap_err();
+    assert!(
+        e.to_string().contains("'100'") && e.to_string().contains("prime"),
+        "{e}"
+    );
+    let e = apply(&mut m, &host, "maglev_table 1048583").unwrap_err();
+    assert!(e.to_string().contains("up to 1048573"), "{e}");
+    assert_eq!(m.settings.maglev_table, 101);
 }

@@ -21,6 +21,7 @@ use super::limits::{
 };
 use super::limits::{EXPECTED_FAILURES, EXPECTED_PERCENT, OUTLIER_FAILURES_MAX, PERCENT_MAX};
 use crate::domain::policy::PanicMode;
+use crate::domain::proxy_header::ProxyVersion;
 use crate::domain::server_health::AdminState;
 use crate::error::ParseError;
 
@@ -68,6 +69,11 @@ impl<'a> Words<'a> {
             }
             other => other,
         }
+    }
+
+    /// The next word without taking it (none at a comment).
+    fn peek(&self) -> Option<&'a str> {
+        self.iter.clone().next().filter(|w| !w.starts_with('#'))
     }
 
     /// The next word, or an error saying the command needs `expected`.
@@ -177,6 +183,25 @@ fn parse_command<'a>(name: &'a str, w: &mut Words<'a>) -> Result<Command, ParseE
         "shutdown_timeout" => Command::ShutdownTimeout(opt_secs(w)?),
         "shutdown" => Command::Shutdown(opt_secs(w)?),
         "upgrade" => Command::Upgrade,
+        // ---- checks on the emergency and abuse servers (issue 13) ----
+        "emergency_check" => Command::EmergencyCheck(target_check(w)?),
+        "abuse_check" => Command::AbuseCheck(target_check(w)?),
+        // ---- PROXY protocol (issue 14) ----
+        "accept_proxy" => Command::AcceptProxy(w.next().map(acl_list).transpose()?),
+        // ---- DNS-driven servers (issue 14) ----
+        "dns_interval" => Command::DnsInterval(opt_secs(w)?),
+        "dns_server" => Command::DnsServer(w.next().map(dns_server).transpose()?),
+        "dns" => Command::Dns,
+        // ---- policies (issue 14) ----
+        "maglev" => Command::Mode(ModeFlag::Maglev, true),
+        "leastconn" => Command::Mode(ModeFlag::LeastConn, true),
+        "p2c" => Command::Mode(ModeFlag::P2c, true),
+        "random" => Command::Mode(ModeFlag::Random, true),
+        "maglev_table" => Command::MaglevTable(w.next().map(maglev_table).transpose()?),
+        "lookup" => {
+            let (ip, port) = lookup_address(w.require("an address ADDR[:PORT]")?)?;
+            Command::Lookup(ip, port)
+        }
         other => return Err(ParseError::UnknownCommand(other.to_string())),
     };
     Ok(cmd)
@@ -206,11 +231,21 @@ fn parse_no(w: &mut Words<'_>) -> Result<Command, ParseError> {
         "stubborn" => Command::Mode(ModeFlag::Stubborn, false),
         "weight" => Command::Mode(ModeFlag::Weight, false),
         "prio" => Command::Mode(ModeFlag::Prio, false),
+        // ---- PROXY protocol (issue 14) ----
+        "accept_proxy" => Command::NoAcceptProxy,
+        // ---- DNS-driven servers (issue 14) ----
+        "dns_server" => Command::NoDnsServer,
+        // ---- policies (issue 14) ----
+        "maglev" => Command::Mode(ModeFlag::Maglev, false),
+        "leastconn" => Command::Mode(ModeFlag::LeastConn, false),
+        "p2c" => Command::Mode(ModeFlag::P2c, false),
+        "random" => Command::Mode(ModeFlag::Random, false),
         other => {
             return Err(ParseError::BadArgument {
                 token: other.to_string(),
-                expected: "a command with a 'no' form (acl, ascii, abort_on_error, block, \
-                           connect_on_data, delayed_forward, dummy, hash, http, log, prio, roundrobin, stubborn, \
+                expected: "a command with a 'no' form (accept_proxy, acl, ascii, abort_on_error, \
+                           block, connect_on_data, delayed_forward, dns_server, dummy, hash, http, \
+                           leastconn, log, maglev, p2c, prio, random, roundrobin, stubborn, \
                            tcp_nodelay, transparent, web_stats, weight)",
             })
         }
@@ -280,7 +315,7 @@ fn v6_pattern(token: &str) -> Result<AclPattern, ParseError> {
 /// `server N [acl A] [address H] [port P] [max M] [hard H] [blacklist T] [weight W] [prio P]`.
 fn parse_server(w: &mut Words<'_>) -> Result<Command, ParseError> {
     const FIELD: &str = "a server field: acl, address, port, max, hard, blacklist, weight, prio, \
-                         drain, maint, ready or check";
+                         drain, maint, ready, check, proxy or all";
     let id = num(w.require("a server number")?, "a server number")?;
     let mut fields = Vec::new();
     while let Some(key) = w.next() {
@@ -305,6 +340,18 @@ fn parse_server(w: &mut Words<'_>) -> Result<Command, ParseError> {
             "maint" => ServerField::State(AdminState::Maint),
             "ready" => ServerField::State(AdminState::Ready),
             "check" => ServerField::Check(check_field(w)?),
+            // ---- PROXY protocol (issue 14) ----
+            "proxy" => {
+                const EXPECTED: &str = "v1, v2 or off";
+                let word = w.require(EXPECTED)?;
+                let version =
+                    ProxyVersion::from_word(word).ok_or_else(|| ParseError::BadArgument {
+                        token: word.to_string(),
+                        expected: EXPECTED,
+                    })?;
+                ServerField::Proxy(version)
+            }
+            "all" => ServerField::All(all_slots(w)?),
             other => {
                 return Err(ParseError::BadArgument {
                     token: other.to_string(),
@@ -336,16 +383,31 @@ fn panic_threshold(w: &mut Words<'_>) -> Result<Option<(u32, PanicMode)>, ParseE
     Ok(Some((pct, mode)))
 }
 
-/// `check KIND ...` or `check off`: the rest of the line (so `check` comes last).
-fn check_field(w: &mut Words<'_>) -> Result<Option<crate::domain::check::CheckSpec>, ParseError> {
-    use crate::domain::check::{parse_spec, CheckSpecError};
+/// `emergency_check` / `abuse_check`: nothing (show it), or `KIND ...` or `off` as `check`.
+fn target_check(
+    w: &mut Words<'_>,
+) -> Result<Option<Option<crate::domain::check::ServerCheck>>, ParseError> {
     let rest: Vec<&str> = std::iter::from_fn(|| w.next()).collect();
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    check_words(rest).map(Some)
+}
+
+/// `check KIND ...` or `check off`: the rest of the line (so `check` comes last).
+fn check_field(w: &mut Words<'_>) -> Result<Option<crate::domain::check::ServerCheck>, ParseError> {
+    check_words(std::iter::from_fn(|| w.next()).collect())
+}
+
+/// `KIND ... [timing]` or `off`, the whole of `rest`.
+fn check_words(rest: Vec<&str>) -> Result<Option<crate::domain::check::ServerCheck>, ParseError> {
+    use crate::domain::check::{parse_server_check, CheckSpecError};
     let mut it = rest.into_iter().peekable();
     let spec = if it.peek() == Some(&"off") {
         it.next();
         None
     } else {
-        Some(parse_spec(&mut it).map_err(|e| match e {
+        Some(parse_server_check(&mut it).map_err(|e| match e {
             CheckSpecError::Unexpected { token, expected } => {
                 ParseError::BadArgument { token, expected }
             }
@@ -554,9 +616,67 @@ fn host(token: &str) -> Result<String, ParseError> {
     Ok(h.to_string())
 }
 
+// ---- DNS-driven servers (issue 14) ----
+
+/// `dns_server IP:PORT` (`[v6]:port` for IPv6; the port may be left out for 53).
+fn dns_server(token: &str) -> Result<std::net::SocketAddr, ParseError> {
+    if let Ok(a) = std::net::SocketAddr::from_str(token) {
+        return Ok(a);
+    }
+    ip(token)
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .map_err(|_| ParseError::BadArgument {
+            token: token.to_string(),
+            expected: "a DNS server IP:PORT ([v6]:port for IPv6)",
+        })
+}
+
+/// `all [MAX]`: the slots a name owns, [`crate::domain::dns::ALL_DEFAULT`] when no number
+/// follows.
+fn all_slots(w: &mut Words<'_>) -> Result<u16, ParseError> {
+    use crate::domain::dns::{ALL_DEFAULT, ALL_MAX};
+    const EXPECTED: &str = "a number of server slots up to 256";
+    match w.peek() {
+        Some(t) if t.bytes().all(|b| b.is_ascii_digit()) => {
+            let _ = w.next();
+            num_max(t, ALL_MAX, EXPECTED)
+        }
+        _ => Ok(ALL_DEFAULT),
+    }
+}
+
 #[cfg(test)]
 #[path = "parse_tests.rs"]
 mod tests;
+
+// ---- policies (issue 14) ----
+
+/// `maglev_table M`: a prime from 2 up to [`MAGLEV_TABLE_MAX`](crate::domain::limits::MAGLEV_TABLE_MAX).
+fn maglev_table(token: &str) -> Result<u32, ParseError> {
+    use crate::domain::limits::{EXPECTED_MAGLEV_TABLE, MAGLEV_TABLE_MAX};
+    let m: u32 = num_max(token, MAGLEV_TABLE_MAX, EXPECTED_MAGLEV_TABLE)?;
+    if !crate::domain::maglev::is_prime(m) {
+        return Err(ParseError::BadArgument {
+            token: token.to_string(),
+            expected: EXPECTED_MAGLEV_TABLE,
+        });
+    }
+    Ok(m)
+}
+
+/// `ADDR`, `IPV4:PORT` or `[IPV6]:PORT` for `lookup`.
+fn lookup_address(token: &str) -> Result<(IpAddr, Option<u16>), ParseError> {
+    if let Ok(ip) = IpAddr::from_str(token) {
+        return Ok((ip, None));
+    }
+    match std::net::SocketAddr::from_str(token) {
+        Ok(sa) => Ok((sa.ip(), Some(sa.port()))),
+        Err(_) => Err(ParseError::BadArgument {
+            token: token.to_string(),
+            expected: "an address ADDR, IPV4:PORT or [IPV6]:PORT",
+        }),
+    }
+}
 
 #[cfg(test)]
 #[path = "parse_limits_tests.rs"]

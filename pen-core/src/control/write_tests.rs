@@ -95,6 +95,11 @@ fn config_command() -> impl Strategy<Value = Command> {
         Just(ModeFlag::Stubborn),
         Just(ModeFlag::Weight),
         Just(ModeFlag::Prio),
+        // ---- policies (issue 14) ----
+        Just(ModeFlag::Maglev),
+        Just(ModeFlag::LeastConn),
+        Just(ModeFlag::P2c),
+        Just(ModeFlag::Random),
     ];
     let fastclose = prop_oneof![
         Just(Fastclose::Off),
@@ -134,6 +139,13 @@ fn config_command() -> impl Strategy<Value = Command> {
         1 => (-1i8..10).prop_map(|n| Command::TrustedProxyAcl(Some(n))),
         6 => (0usize..12, prop::collection::vec(server_field(), 0..6))
             .prop_map(|(id, fields)| Command::Server { id, fields }),
+        // ---- DNS-driven servers (issue 14; names: control/dns_tests.rs) ----
+        1 => (0..=SECONDS_MAX).prop_map(|n| Command::DnsInterval(Some(n))),
+        1 => (ip(), any::<u16>()).prop_map(|(a, p)| Command::DnsServer(Some(SocketAddr::new(a, p)))),
+        1 => Just(Command::NoDnsServer),
+        // ---- policies (issue 14) ----
+        1 => prop_oneof![Just(2u32), Just(101), Just(65_537), Just(1_048_573)]
+            .prop_map(|m| Command::MaglevTable(Some(m))),
     ]
 }
 

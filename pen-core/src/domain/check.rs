@@ -8,6 +8,9 @@ use std::fmt;
 
 use crate::domain::server_health::{AdminState, CheckVerdict};
 
+mod per_server;
+pub use per_server::{parse_server_check, CheckTiming, ServerCheck};
+
 /// Longest TEXT of `send`/`expect` and longest HTTP path or regular expression, in bytes.
 pub const CHECK_TEXT_MAX: usize = 1024;
 /// Longest `host NAME` of an HTTP check, in bytes (a DNS name is at most 253).
@@ -383,6 +386,12 @@ pub struct RiseFall {
 }
 
 impl RiseFall {
+    /// A machine already at `verdict` (taken over from the pen this one replaced): `rise`
+    /// successes or `fall` failures in a row change it, as if this pen had checked all along.
+    pub fn from_verdict(verdict: CheckVerdict) -> Self {
+        RiseFall { verdict, streak: 0 }
+    }
+
     /// The current verdict.
     pub fn verdict(&self) -> CheckVerdict {
         self.verdict
@@ -520,6 +529,37 @@ pub struct LastCheck {
     sum_micros: std::sync::atomic::AtomicU64,
 }
 
+/// A [`LastCheck`] as plain values (see [`LastCheck::counts`], [`LastCheck::absorb`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastCheckCounts {
+    /// The last result.
+    pub result: CheckResult,
+    /// How long it took, in microseconds.
+    pub micros: u64,
+    /// Verdict changes.
+    pub transitions: u64,
+    /// The duration histogram (per bucket, not cumulative).
+    pub buckets: [u64; CHECK_BUCKETS_MS.len() + 1],
+    /// Sum of the durations in microseconds.
+    pub sum_micros: u64,
+}
+
+impl CheckResult {
+    /// Its number on the upgrade channel (0 for [`CheckResult::None`]).
+    pub fn code(self) -> u8 {
+        let i = CheckResult::ALL
+            .iter()
+            .position(|c| *c == self)
+            .unwrap_or(0);
+        u8::try_from(i).unwrap_or(0)
+    }
+
+    /// The result numbered `code`, if any.
+    pub fn from_code(code: u8) -> Option<CheckResult> {
+        CheckResult::ALL.get(usize::from(code)).copied()
+    }
+}
+
 /// Upper bounds of the check duration histogram, in milliseconds.
 pub const CHECK_BUCKETS_MS: [u64; 8] = [1, 5, 10, 25, 50, 100, 500, 1000];
 
@@ -537,6 +577,40 @@ impl LastCheck {
             .unwrap_or(CHECK_BUCKETS_MS.len());
         if let Some(b) = self.buckets.get(i) {
             b.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Takes over the record of the pen this one replaced (binary upgrade): its last result
+    /// and duration where this one has checked nothing yet, and its counters added to these.
+    pub fn absorb(&self, old: &LastCheckCounts) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let add = |a: &std::sync::atomic::AtomicU64, n: u64| {
+            let _ = a.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_add(n)));
+        };
+        if self.result() == CheckResult::None {
+            let code = CheckResult::ALL
+                .iter()
+                .position(|c| *c == old.result)
+                .unwrap_or(0);
+            self.result.store(u8::try_from(code).unwrap_or(0), Relaxed);
+            self.micros.store(old.micros, Relaxed);
+        }
+        add(&self.transitions, old.transitions);
+        add(&self.sum_micros, old.sum_micros);
+        for (b, n) in self.buckets.iter().zip(old.buckets) {
+            add(b, n);
+        }
+    }
+
+    /// Its record as plain values (to carry across a binary upgrade).
+    pub fn counts(&self) -> LastCheckCounts {
+        let (buckets, sum_micros) = self.histogram();
+        LastCheckCounts {
+            result: self.result(),
+            micros: self.micros(),
+            transitions: self.transitions(),
+            buckets,
+            sum_micros,
         }
     }
 

@@ -172,6 +172,31 @@ impl ClientTable {
         }
     }
 
+    /// Takes in an entry remembered by the pen this one replaced (binary upgrade), as the most
+    /// recently used. An address this table already knows (it connected here since) keeps its
+    /// server and time, the later ones; the connects and bytes are added. The least recently
+    /// used client is evicted when the table is full, as by [`record`](Self::record).
+    pub fn import(&mut self, e: ClientEntry) {
+        if let Some(&i) = self.index.get(&e.addr) {
+            if let Some(s) = self.slot_mut(i) {
+                let mine = &mut s.entry;
+                if e.last_ms > mine.last_ms {
+                    (mine.server, mine.last_ms) = (e.server, e.last_ms);
+                }
+                mine.connects = mine.connects.saturating_add(e.connects);
+                mine.sent = mine.sent.saturating_add(e.sent);
+                mine.received = mine.received.saturating_add(e.received);
+            }
+            return;
+        }
+        let (addr, server, now) = (e.addr, e.server, e.last_ms);
+        self.record(addr, server, now);
+        let i = self.index.get(&addr).copied();
+        if let Some(s) = i.and_then(|i| self.slot_mut(i)) {
+            s.entry = e;
+        }
+    }
+
     /// Entries, most recently used first.
     pub fn iter(&self) -> impl Iterator<Item = &ClientEntry> {
         let mut cur = self.head;
@@ -275,6 +300,33 @@ mod tests {
 
     fn ip(n: u32) -> IpAddr {
         IpAddr::from(n.to_be_bytes())
+    }
+
+    /// An imported entry is taken as it is; one for a client seen here since is merged (the
+    /// later server and time win, the counts add); the bound holds.
+    #[test]
+    fn import_takes_new_entries_and_merges_known_ones() {
+        let mut t = ClientTable::new(2);
+        let old = |addr: u32, server: usize, last_ms: u64| ClientEntry {
+            addr: ip(addr),
+            server: ServerId(server),
+            last_ms,
+            connects: 4,
+            sent: 10,
+            received: 20,
+        };
+        t.import(old(1, 1, 500));
+        assert_eq!(t.get(ip(1)), Some(&old(1, 1, 500)));
+        t.record(ip(2), ServerId(0), 900);
+        t.import(old(2, 1, 800));
+        let e = t.get(ip(2)).unwrap();
+        assert_eq!(
+            (e.server, e.last_ms, e.connects, e.sent),
+            (ServerId(0), 900, 5, 10)
+        );
+        t.import(old(3, 1, 100));
+        assert_eq!(t.len(), 2);
+        assert!(t.get(ip(1)).is_none(), "the least recently used went");
     }
 
     #[test]

@@ -130,6 +130,8 @@ pub enum ConfigSource {
     /// The embedding program ([`Balancer::apply`](crate::Balancer::apply),
     /// [`Balancer::execute`](crate::Balancer::execute)).
     Api,
+    /// The resolver: a server name's answer changed (issue 14).
+    Resolver,
 }
 
 /// A thread of the balancer.
@@ -219,6 +221,7 @@ impl fmt::Display for ConfigSource {
             ConfigSource::ConfigFile => "-F",
             ConfigSource::Reload => "reload",
             ConfigSource::Api => "api",
+            ConfigSource::Resolver => "resolver",
         })
     }
 }

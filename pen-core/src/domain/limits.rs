@@ -67,6 +67,14 @@ pub const CHECK_COUNT_MAX: u32 = crate::domain::check::CHECK_COUNT_MAX;
 /// The error text for a count above [`CHECK_COUNT_MAX`].
 pub const EXPECTED_CHECK_COUNT: &str = "a number of checks up to 1000";
 
+// ---- policies (issue 14) ----
+
+/// The largest Maglev table (`maglev_table M`): the largest prime below 2^20, 4 MiB of slots,
+/// room for 10,000 servers at the paper's 100 slots per server.
+pub const MAGLEV_TABLE_MAX: u32 = 1_048_573;
+/// The error text for a table size that is not a prime or above [`MAGLEV_TABLE_MAX`].
+pub const EXPECTED_MAGLEV_TABLE: &str = "a prime table size up to 1048573";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,7 +82,7 @@ mod tests {
     /// Each error text names its maximum.
     #[test]
     fn texts_name_their_maximum() {
-        let pairs: [(&str, u64); 9] = [
+        let pairs: [(&str, u64); 10] = [
             (EXPECTED_SECONDS, SECONDS_MAX),
             (EXPECTED_CONNECTIONS, u64::from(CONNECTIONS_MAX)),
             (EXPECTED_DEBUG, u64::from(DEBUG_MAX)),
@@ -84,6 +92,7 @@ mod tests {
             (EXPECTED_WORKERS, WORKERS_MAX as u64),
             (EXPECTED_PERCENT, u64::from(PERCENT_MAX)),
             (EXPECTED_FAILURES, u64::from(OUTLIER_FAILURES_MAX)),
+            (EXPECTED_MAGLEV_TABLE, u64::from(MAGLEV_TABLE_MAX)),
         ];
         for (text, max) in pairs {
             assert!(text.contains(&format!("up to {max}")), "{text} / {max}");

@@ -1,8 +1,12 @@
 //! Server selection (PEN-SPEC 2): the first choice for a new client and the failover order.
 //!
 //! Precedence when several modes are on: tracking (unless round robin) > prio > weight > hash >
-//! round robin. Failover is written once ([`Selector::next_after`]): the next available server
-//! after the last one tried, cyclically, until the first choice comes round again.
+//! round robin. The policies of issue 14 (`maglev`, `leastconn`, `p2c`, `random`, see
+//! [`Balance`]) come after tracking and replace the four modes while one is on (their
+//! selection is in `balance.rs`, Maglev's table in [`crate::domain::maglev`]). Failover is
+//! written once ([`Selector::next_after`]): the next available server after the last one
+//! tried, cyclically, until the first choice comes round again; in Maglev mode the built-in
+//! policy follows the client's preference order instead ([`Selector::failover_after`]).
 //!
 //! The balancer asks a [`Policy`]: the built-in modes above are the [`DefaultPolicy`]; an
 //! embedding program may plug its own ([`Config::with_policy`](crate::Config::with_policy)).
@@ -17,9 +21,10 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use crate::domain::acl::AclSet;
 use crate::domain::health::HealthSource;
 use crate::domain::server::{ServerId, ServerTable};
+pub use crate::domain::settings::Balance;
 
 /// The selection modes in force (from [`crate::domain::settings::Settings`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Modes {
     /// Hash of the client address picks the first server.
     pub hash: bool,
@@ -29,15 +34,41 @@ pub struct Modes {
     pub weight: bool,
     /// Lowest priority number first.
     pub prio: bool,
+    /// The policy beyond C pen's modes (issue 14): when not [`Balance::Modes`], it makes the
+    /// first choice instead of `prio`, `weight`, `hash` and round robin.
+    pub balance: Balance,
+    /// The Maglev table size (a prime).
+    pub maglev_table: u32,
 }
 
-/// SplitMix64 finaliser: a cheap mix in which every input bit affects every output bit.
-pub fn mix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
+impl Default for Modes {
+    fn default() -> Self {
+        Modes {
+            hash: false,
+            roundrobin: false,
+            weight: false,
+            prio: false,
+            balance: Balance::Modes,
+            maglev_table: crate::domain::maglev::DEFAULT_TABLE_SIZE,
+        }
+    }
 }
+
+impl Modes {
+    /// The modes that `settings` set.
+    pub fn of(settings: &crate::domain::settings::Settings) -> Self {
+        Modes {
+            hash: settings.hash,
+            roundrobin: settings.roundrobin,
+            weight: settings.weight,
+            prio: settings.prio,
+            balance: settings.balance,
+            maglev_table: settings.maglev_table,
+        }
+    }
+}
+
+pub use crate::domain::maglev::mix64;
 
 /// A deterministic hash over all bits of the client address (and the port when `with_port`).
 pub fn client_hash(ip: IpAddr, port: Option<u16>) -> u64 {
@@ -200,6 +231,16 @@ impl Selector<'_> {
         if n == 0 {
             return None;
         }
+        match self.modes.balance {
+            Balance::Modes => {}
+            Balance::Maglev => {
+                let with_port = self.modes.roundrobin.then_some(port);
+                return self.maglev_choice(client, client_hash(client, with_port));
+            }
+            Balance::LeastConn => return self.least_conn(client, rr),
+            Balance::P2c => return self.p2c(client),
+            Balance::Random => return self.random(client),
+        }
         let ok = |id: ServerId| self.available(id, client, false);
         if self.modes.prio {
             return self.best_by(client, |s| (u64::from(s.prio), 0));
@@ -277,6 +318,24 @@ impl Selector<'_> {
             }
         }
         None
+    }
+
+    /// The built-in failover ([`DefaultPolicy`]'s): [`Selector::next_after`], except in
+    /// Maglev mode, where it is the client's preference order (see
+    /// [`MaglevTable::next_after`](crate::domain::maglev::MaglevTable::next_after)), the same
+    /// in every pen with the same servers.
+    pub fn failover_after(
+        &self,
+        first: ServerId,
+        last: ServerId,
+        client: IpAddr,
+    ) -> Option<ServerId> {
+        if self.modes.balance == Balance::Maglev {
+            if let Some(next) = self.maglev_next(client_hash(client, None), first, last, client) {
+                return next;
+            }
+        }
+        self.next_after(first, last, client)
     }
 
     /// Whether the emergency server may be used now (it exists and is in service: an
@@ -418,6 +477,15 @@ impl Policy for DefaultPolicy {
         ctx.selector
             .first_choice(ctx.client, ctx.port.unwrap_or(0), ctx.tracked, ctx.rr)
     }
+
+    fn next_after(
+        &self,
+        ctx: &SelectionContext<'_>,
+        first: ServerId,
+        last: ServerId,
+    ) -> Option<ServerId> {
+        ctx.selector.failover_after(first, last, ctx.client)
+    }
 }
 
 /// The server a new client goes to: `policy`'s first choice if it is available; if it is not,
@@ -454,210 +522,12 @@ pub fn next_available(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::addr::ServerSpec;
-    use proptest::prelude::*;
-    use std::net::{Ipv4Addr, SocketAddr};
-
-    fn table(specs: &[(u32, u32)]) -> ServerTable {
-        let specs: Vec<ServerSpec> = specs
-            .iter()
-            .enumerate()
-            .map(|(i, &(weight, prio))| ServerSpec {
-                addr: SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)),
-                max: 0,
-                hard: 0,
-                weight,
-                prio,
-            })
-            .collect();
-        ServerTable::new(&specs, None)
-    }
-
-    fn ip(n: u8) -> IpAddr {
-        IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
-    }
-
-    fn sel<'a>(t: &'a ServerTable, acls: &'a AclSet, modes: Modes) -> Selector<'a> {
-        Selector::new(t, acls, 1, modes)
-    }
-
-    #[test]
-    fn round_robin_cycles_and_skips_blacklisted() {
-        let t = table(&[(0, 0), (0, 0), (0, 0)]);
-        let acls = AclSet::default();
-        let rr = AtomicUsize::new(usize::MAX);
-        let s = sel(&t, &acls, Modes::default());
-        let picks: Vec<usize> = (0..6)
-            .map(|_| s.first_choice(ip(1), 0, None, &rr).unwrap().0)
-            .collect();
-        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
-        t.get(ServerId(1)).unwrap().blacklist(1, 10);
-        let picks: Vec<usize> = (0..4)
-            .map(|_| s.first_choice(ip(1), 0, None, &rr).unwrap().0)
-            .collect();
-        assert_eq!(picks, [0, 2, 0, 2]);
-    }
-
-    #[test]
-    fn weight_one_to_three() {
-        let t = table(&[(1, 0), (3, 0), (0, 0)]);
-        let acls = AclSet::default();
-        let rr = AtomicUsize::new(0);
-        let s = sel(
-            &t,
-            &acls,
-            Modes {
-                weight: true,
-                ..Modes::default()
-            },
-        );
-        let mut counts = [0; 3];
-        for _ in 0..8 {
-            let id = s.first_choice(ip(1), 0, None, &rr).unwrap();
-            t.get(id).unwrap().conns.fetch_add(1, Relaxed);
-            counts[id.0] += 1;
-        }
-        assert_eq!(counts, [2, 6, 0]);
-    }
-
-    #[test]
-    fn prio_prefers_lowest_then_fails_over() {
-        let t = table(&[(0, 2), (0, 1), (0, 3)]);
-        let acls = AclSet::default();
-        let rr = AtomicUsize::new(0);
-        let s = sel(
-            &t,
-            &acls,
-            Modes {
-                prio: true,
-                ..Modes::default()
-            },
-        );
-        assert_eq!(s.first_choice(ip(1), 0, None, &rr), Some(ServerId(1)));
-        t.get(ServerId(1)).unwrap().blacklist(1, 10);
-        assert_eq!(s.first_choice(ip(1), 0, None, &rr), Some(ServerId(0)));
-    }
-
-    #[test]
-    fn failover_round_ends_even_when_first_is_beyond_the_table() {
-        // A reload shrank the table below a connection's first choice: no endless loop.
-        let t = table(&[(0, 0), (0, 0)]);
-        let acls = AclSet::default();
-        let s = sel(&t, &acls, Modes::default());
-        for i in 0..2 {
-            t.get(ServerId(i)).unwrap().blacklist(1, 10);
-        }
-        assert_eq!(s.next_after(ServerId(5), ServerId(5), ip(1)), None);
-        assert_eq!(s.next_after(ServerId(5), ServerId(0), ip(1)), None);
-    }
-
-    #[test]
-    fn tracking_wins_unless_round_robin() {
-        let t = table(&[(0, 0), (0, 0)]);
-        let acls = AclSet::default();
-        let rr = AtomicUsize::new(0);
-        let s = sel(&t, &acls, Modes::default());
-        assert_eq!(
-            s.first_choice(ip(1), 0, Some(ServerId(0)), &rr),
-            Some(ServerId(0))
-        );
-        let s = sel(
-            &t,
-            &acls,
-            Modes {
-                roundrobin: true,
-                ..Modes::default()
-            },
-        );
-        assert_eq!(
-            s.first_choice(ip(1), 0, Some(ServerId(0)), &rr),
-            Some(ServerId(1))
-        );
-    }
-
-    #[test]
-    fn hash_uses_both_servers_for_eight_loopback_clients() {
-        let t = table(&[(0, 0), (0, 0)]);
-        let acls = AclSet::default();
-        let rr = AtomicUsize::new(0);
-        let s = sel(
-            &t,
-            &acls,
-            Modes {
-                hash: true,
-                ..Modes::default()
-            },
-        );
-        let mut seen = [false; 2];
-        for n in 1..=8 {
-            seen[s.first_choice(ip(n), 0, None, &rr).unwrap().0] = true;
-        }
-        assert_eq!(seen, [true, true]);
-    }
-
-    proptest! {
-        /// Selection never returns an unavailable server and returns one whenever any is available.
-        #[test]
-        fn never_unavailable(
-            servers in prop::collection::vec((0u32..3, 0u32..3, any::<bool>(), 0u32..3, 0u32..3), 1..8),
-            modes in (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
-            client in any::<u32>(),
-        ) {
-            let specs: Vec<(u32, u32)> = servers.iter().map(|s| (s.0, s.1)).collect();
-            let t = table(&specs);
-            for (i, s) in servers.iter().enumerate() {
-                let srv = t.get(ServerId(i)).unwrap();
-                if s.2 { srv.blacklist(1, 10); }
-                srv.conns.store(s.3, Relaxed);
-                // max 0 = unlimited; otherwise a soft limit the conns may exceed.
-                let _ = s.4;
-            }
-            let acls = AclSet::default();
-            let rr = AtomicUsize::new(0);
-            let m = Modes { hash: modes.0, roundrobin: modes.1, weight: modes.2, prio: modes.3 };
-            let s = sel(&t, &acls, m);
-            let c = IpAddr::from(client.to_be_bytes());
-            let any = (0..t.len()).any(|i| s.available(ServerId(i), c, false));
-            match s.first_choice(c, 1234, None, &rr) {
-                Some(id) => prop_assert!(s.available(id, c, false)),
-                None => prop_assert!(!any),
-            }
-        }
-    }
-
-    /// The hash spreads clients evenly: for each of several fixed address ranges (IPv4 loopback,
-    /// private, public; IPv6), 4,000 consecutive addresses over 4 servers give a chi-square
-    /// below 16.27 (p = 0.001 at 3 degrees of freedom). Deterministic, so not flaky.
-    #[test]
-    fn hash_is_uniform() {
-        let v4 = |b: u32, k: u32| IpAddr::from(b.wrapping_add(k).to_be_bytes());
-        let v6 = |k: u32| {
-            IpAddr::from(std::net::Ipv6Addr::from(
-                (0x2001_0db8u128 << 96) | u128::from(k),
-            ))
-        };
-        let ranges: [&dyn Fn(u32) -> IpAddr; 4] = [
-            &|k| v4(0x7f00_0001, k),
-            &|k| v4(0x0a00_0000, k),
-            &|k| v4(0xc633_6400, k << 8),
-            &|k| v6(k),
-        ];
-        for (r, make) in ranges.iter().enumerate() {
-            let mut counts = [0f64; 4];
-            for k in 0..4000u32 {
-                counts[(client_hash(make(k), None) % 4) as usize] += 1.0;
-            }
-            let chi: f64 = counts
-                .iter()
-                .map(|c| (c - 1000.0) * (c - 1000.0) / 1000.0)
-                .sum();
-            assert!(chi < 16.27, "range {r}: chi-square {chi} counts {counts:?}");
-        }
-    }
-}
+#[path = "policy_tests.rs"]
+mod tests;
 
 #[cfg(test)]
 #[path = "policy_props.rs"]
 mod props;
+
+#[path = "balance.rs"]
+mod balance;

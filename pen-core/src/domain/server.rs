@@ -27,8 +27,12 @@ pub struct ServerConf {
     pub acl: Option<u8>,
     /// The operator's state (`server N drain|maint|ready`) \[ours\].
     pub admin: crate::domain::server_health::AdminState,
-    /// Its active health check (`server N check ...`), if any.
-    pub check: Option<crate::domain::check::CheckSpec>,
+    /// Its active health check (`server N check ...`), if any, with its own timing.
+    pub check: Option<crate::domain::check::ServerCheck>,
+    /// The PROXY header sent before the client's bytes (`server N proxy`) \[ours\].
+    pub proxy: crate::domain::proxy_header::ProxyVersion,
+    /// The host name it was given, looked up again by the resolver (issue 14) \[ours\].
+    pub dns: Option<crate::domain::dns::DnsName>,
 }
 
 /// Index of a server in the table (servers are numbered from 0 in command-line order).
@@ -70,9 +74,13 @@ pub struct Server {
     /// Health as pen's checks, the operator and live traffic see it (see `in_service`).
     pub(crate) health: crate::domain::server_health::ServerHealth,
     /// Its active health check (`server N check ...`), if any: the checker thread runs it.
-    pub check: Option<crate::domain::check::CheckSpec>,
+    pub check: Option<crate::domain::check::ServerCheck>,
     /// The last check's result and the check counters.
     pub(crate) last_check: crate::domain::check::LastCheck,
+    /// The PROXY header sent before the client's bytes (`server N proxy`) \[ours\].
+    pub proxy: crate::domain::proxy_header::ProxyVersion,
+    /// The host name it was given (issue 14), if any.
+    pub dns: Option<crate::domain::dns::DnsName>,
 }
 
 impl Server {
@@ -109,6 +117,8 @@ impl Server {
             acl: self.acl,
             admin: self.health.admin(),
             check: self.check.clone(),
+            proxy: self.proxy,
+            dns: self.dns.clone(),
         }
     }
 
@@ -234,6 +244,8 @@ pub struct ServerTable {
     pub emergency: Option<Server>,
     /// The abuse server (`-B`), where clients denied by the client ACL go.
     pub abuse: Option<Server>,
+    /// The Maglev table of these servers (issue 14), built when first used after a change.
+    maglev: crate::domain::maglev::MaglevCache,
 }
 
 impl ServerTable {
@@ -243,6 +255,7 @@ impl ServerTable {
             servers: specs.iter().map(Server::from_spec).collect(),
             emergency: emergency.map(Server::from_spec),
             abuse: None,
+            maglev: Default::default(),
         }
     }
 
@@ -272,6 +285,7 @@ impl ServerTable {
     /// keeps its tracked clients, as in C pen: they follow server N to its new address.
     pub fn reconfigure(&mut self, confs: &[ServerConf]) -> Vec<ServerId> {
         let removed = (confs.len()..self.servers.len()).map(ServerId).collect();
+        self.maglev.invalidate();
         self.servers.resize_with(confs.len(), Server::default);
         for (s, c) in self.servers.iter_mut().zip(confs) {
             s.addr = c.addr;
@@ -281,6 +295,8 @@ impl ServerTable {
             s.prio = c.prio;
             s.acl = c.acl;
             s.check.clone_from(&c.check);
+            s.proxy = c.proxy;
+            s.dns.clone_from(&c.dns);
         }
         removed
     }
@@ -306,6 +322,11 @@ impl ServerTable {
             }
         }
         changed
+    }
+
+    /// The Maglev table of the servers (issue 14), kept until they change.
+    pub fn maglev(&self) -> &crate::domain::maglev::MaglevCache {
+        &self.maglev
     }
 
     /// All regular servers with their ids.

@@ -347,6 +347,15 @@ impl ServerHealth {
         }
     }
 
+    /// Passive detection's state as it crosses a binary upgrade: ejected until `ejected_until`
+    /// (0: not), after `ejections` ejections without a clean period, `failures` failures in
+    /// a row so far.
+    pub fn restore_passive(&self, ejected_until: u64, ejections: u32, failures: u32) {
+        self.ejected_until_ms.store(ejected_until, Relaxed);
+        self.ejections.store(ejections, Relaxed);
+        self.failures_in_row.store(failures, Relaxed);
+    }
+
     /// Copies the state of `other` (the same server across a reconfiguration).
     pub fn copy_from(&self, other: &ServerHealth) {
         self.admin.store(other.admin.load(Relaxed), Relaxed);

@@ -17,6 +17,37 @@ pub enum Fastclose {
     Both,
 }
 
+/// The balancing policy beyond C pen's modes (issue 14): `maglev`, `leastconn`, `p2c`,
+/// `random`; at most one is on, and when one is, it replaces `hash`, `weight`, `prio` and round
+/// robin for the first choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Balance {
+    /// None: C pen's modes choose (the default).
+    #[default]
+    Modes,
+    /// Maglev consistent hashing of the client address (and port with `roundrobin`).
+    Maglev,
+    /// Fewest active connections per weight.
+    LeastConn,
+    /// Power of two choices: the less loaded of two random servers.
+    P2c,
+    /// A random server (by weight in weight mode).
+    Random,
+}
+
+impl Balance {
+    /// The command that switches it on (`None` for C pen's modes).
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Balance::Modes => None,
+            Balance::Maglev => Some("maglev"),
+            Balance::LeastConn => Some("leastconn"),
+            Balance::P2c => Some("p2c"),
+            Balance::Random => Some("random"),
+        }
+    }
+}
+
 /// Live-changeable settings. Units are in the field names. [`Settings::default`] gives C pen's
 /// defaults; change them with the `with_*` methods (or by assigning the public fields).
 ///
@@ -112,6 +143,17 @@ pub struct Settings {
     /// Seconds a graceful shutdown or an upgrade lets open connections finish
     /// (`shutdown_timeout`) (default 30).
     pub shutdown_timeout_secs: u64,
+    // ---- PROXY protocol (issue 14) ----
+    /// ACL list of the sources that must start with a PROXY header (`accept_proxy`), -1 for
+    /// none (default -1): then nobody may send one.
+    pub accept_proxy_acl: i8,
+    /// Re-resolution of servers given by name (`dns_interval`, `dns_server`, issue 14)
+    /// \[ours\].
+    pub dns: crate::domain::dns::DnsSettings,
+    /// The balancing policy (`maglev`, `leastconn`, `p2c`, `random`) \[ours\] (issue 14).
+    pub balance: Balance,
+    /// The Maglev table size, a prime (`maglev_table`) \[ours\] (default 65,537).
+    pub maglev_table: u32,
 }
 
 impl Default for Settings {
@@ -155,6 +197,10 @@ impl Default for Settings {
             states: crate::domain::server_health::StateSettings::default(),
             checks: crate::domain::check::CheckSettings::default(),
             shutdown_timeout_secs: 30,
+            accept_proxy_acl: -1,
+            dns: crate::domain::dns::DnsSettings::default(),
+            balance: Balance::Modes,
+            maglev_table: crate::domain::maglev::DEFAULT_TABLE_SIZE,
         }
     }
 }
@@ -227,6 +273,13 @@ impl Settings {
     #[must_use]
     pub fn with_prio(mut self, on: bool) -> Self {
         self.prio = on;
+        self
+    }
+
+    /// The balancing policy (`maglev`, `leastconn`, `p2c`, `random`; issue 14).
+    #[must_use]
+    pub fn with_balance(mut self, balance: Balance) -> Self {
+        self.balance = balance;
         self
     }
 

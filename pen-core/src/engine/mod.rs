@@ -18,3 +18,4 @@ pub(crate) mod slab;
 pub(crate) mod state;
 pub(crate) mod tls_session;
 pub(crate) mod udp;
+pub(crate) mod udp_proxy;

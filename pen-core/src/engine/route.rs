@@ -116,6 +116,26 @@ pub(crate) fn choose(
     Some((target, first))
 }
 
+/// `lookup ADDR[:PORT]` (issue 14): where a new client from `ip` (source `port`) would go
+/// now, ignoring client tracking: the same decision as [`choose`], with nothing counted,
+/// logged or remembered (the round-robin cursor is read, not moved).
+pub(crate) fn lookup(shared: &Shared, ip: IpAddr, port: u16, now: u64) -> Option<Target> {
+    let settings = shared.settings.read();
+    let servers = shared.servers.read();
+    if !shared.acls.read().permits(settings.client_acl, ip) {
+        let abuse = servers.abuse.as_ref().is_some_and(|a| a.in_service(now));
+        return abuse.then_some(Target::Abuse);
+    }
+    let acls = shared.acls.read();
+    let sel = selector(shared, &servers, &acls, now, &settings);
+    let rr = std::sync::atomic::AtomicUsize::new(shared.rr.load(Relaxed));
+    let ctx = SelectionContext::new(sel, ip, Some(port), None, &rr);
+    match policy::choose(&*shared.policy, &ctx) {
+        Some(id) => Some(Target::Server(id)),
+        None => sel.emergency_available().then_some(Target::Emergency),
+    }
+}
+
 /// `target` failed for a client from `ip` whose round started at `first`: releases the
 /// target's count, blacklists it (when `blacklist`: a refused, failed or timed-out connect),
 /// and returns the next target, if any: the next available server after it (cyclically, up

@@ -83,6 +83,8 @@ pub(crate) struct Counters {
     pub(crate) control_commands: AtomicU64,
     /// Control-socket commands answered with an error.
     pub(crate) control_errors: AtomicU64,
+    /// PROXY protocol headers read and refusals by reason (issue 14).
+    pub(crate) proxy: crate::engine::reactor::proxy::ProxyCounters,
 }
 
 /// Everything shared.
@@ -173,12 +175,7 @@ pub(crate) struct ListenFds {
 impl Shared {
     /// The selection modes in force.
     pub(crate) fn modes(s: &Settings) -> Modes {
-        Modes {
-            hash: s.hash,
-            roundrobin: s.roundrobin,
-            weight: s.weight,
-            prio: s.prio,
-        }
+        Modes::of(s)
     }
 
     /// Wakes every worker (after a slot frees at the connection limit, or to stop).

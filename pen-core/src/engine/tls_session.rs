@@ -91,6 +91,26 @@ impl TlsConn {
         )
     }
 
+    /// What the PROXY protocol's version 2 TLS TLVs say of this connection once its handshake
+    /// is done: the version (`TLSv1.3`), the cipher suite's name, the SNI host name, and
+    /// whether a client certificate was verified.
+    pub(crate) fn proxy_tls(&self) -> crate::domain::proxy_header::TlsInfo<'_> {
+        let version = match self.conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "",
+        };
+        let cipher = (self.conn.negotiated_cipher_suite())
+            .and_then(|s| s.suite().as_str())
+            .unwrap_or("");
+        crate::domain::proxy_header::TlsInfo {
+            version,
+            cipher,
+            sni: self.conn.server_name(),
+            client_cert: self.conn.peer_certificates().is_some(),
+        }
+    }
+
     /// Feeds records to rustls and processes them, reading the socket (into a pooled buffer)
     /// while it is readable, rustls wants more and `budget` (reads) lasts. Returns whether
     /// anything moved.

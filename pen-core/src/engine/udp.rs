@@ -61,6 +61,8 @@ use crate::sys;
 pub(crate) const DEFAULT_IDLE_SECS: u64 = 60;
 /// The largest UDP payload (the receive buffer's size).
 const MAX_DATAGRAM: usize = 65536;
+/// Room kept in front of each received datagram for a PROXY v2 header (issue 14).
+const HEADROOM: usize = crate::domain::proxy_header::V2_ADDR_MAX;
 /// Datagrams read from one flow socket per turn (then others get theirs).
 const FLOW_BUDGET: u32 = 64;
 /// Datagrams read from the listening socket per turn.
@@ -135,6 +137,8 @@ struct Flow {
     /// `sent` and `received` as last added to the client table (`recent` shows a flow's bytes
     /// while it lives, as C pen's does: see [`UdpWorker::report_bytes`]).
     reported: (u64, u64),
+    /// Its server takes a PROXY v2 header in front of each datagram (`server N proxy v2`).
+    proxy: bool,
 }
 
 /// The flow's bytes not yet added to its client's counters, as (client, to the client, from the
@@ -158,8 +162,11 @@ pub(crate) struct UdpWorker {
     /// This worker's flows per source ([`source_key`]), for admission at the limits.
     sources: HashMap<IpAddr, u32, ClientHashBuilder>,
     slots: Slab<Flow>,
-    /// The receive buffer (taken out while a datagram is handled, then put back).
+    /// The receive buffer (taken out while a datagram is handled, then put back); datagrams
+    /// are read [`HEADROOM`] bytes in, so a PROXY header can go in front without a copy.
     buf: Vec<u8>,
+    /// The listening socket's address: the destination a PROXY header announces.
+    local: Option<SocketAddr>,
     /// The listening socket may hold more datagrams (the edge will not fire again).
     listen_more: bool,
     /// Flows whose socket may hold more datagrams after their turn's budget.
@@ -222,6 +229,7 @@ impl UdpWorker {
         sock: UdpSocket,
     ) -> io::Result<UdpWorker> {
         poller.add(&sock, LISTENER_KEY)?;
+        let local = sock.local_addr().ok();
         Ok(UdpWorker {
             index,
             shared,
@@ -231,7 +239,8 @@ impl UdpWorker {
             flows: HashMap::with_hasher(ClientHashBuilder::new()),
             sources: HashMap::with_hasher(ClientHashBuilder::new()),
             slots: Slab::default(),
-            buf: vec![0; MAX_DATAGRAM],
+            local,
+            buf: vec![0; HEADROOM + MAX_DATAGRAM],
             listen_more: true,
             runq: Vec::new(),
             next_sweep: 0,
@@ -304,11 +313,11 @@ impl UdpWorker {
         let mut drained = false;
         let mut errors = 0;
         for _ in 0..LISTEN_BUDGET {
-            match self.sock.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    let data = buf.get(..n).unwrap_or_default();
-                    self.relay_client(data, from, now);
-                }
+            match self
+                .sock
+                .recv_from(buf.get_mut(HEADROOM..).unwrap_or_default())
+            {
+                Ok((n, from)) => self.relay_client(&mut buf, n, from, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     drained = true;
                     break;
@@ -330,7 +339,9 @@ impl UdpWorker {
 
     /// Relays one client datagram: finds or makes its flow, moves the flow off a failed or
     /// blacklisted server, sends (failing over when the server refuses at once).
-    fn relay_client(&mut self, data: &[u8], from: SocketAddr, now: u64) {
+    /// The datagram is the `n` bytes at [`HEADROOM`] in `buf`.
+    fn relay_client(&mut self, buf: &mut [u8], n: usize, from: SocketAddr, now: u64) {
+        let local = self.local;
         let slot = match self.flows.get(&from) {
             Some(&s) => s,
             None => match self.new_flow(from, now) {
@@ -346,8 +357,12 @@ impl UdpWorker {
             let Some(flow) = self.flow_mut(slot) else {
                 return;
             };
+            let client = SocketAddr::new(flow.ip, flow.client.port());
+            let data =
+                crate::engine::udp_proxy::datagram(buf, HEADROOM, n, flow.proxy, client, local);
             match flow.sock.send(data) {
-                Ok(n) => {
+                Ok(_) => {
+                    // The client's bytes (a PROXY header is not counted).
                     flow.sent = flow.sent.saturating_add(n as u64);
                     flow.last_active = now;
                     let target = flow.target;
@@ -406,7 +421,7 @@ impl UdpWorker {
         let (first, ip) = (flow.first, flow.ip);
         // The old target's count is released (by `fail_target`): close without releasing.
         let opened = next.and_then(|t| self.open(t, first, ip, now));
-        let Some((target, sock)) = opened else {
+        let Some((target, sock, proxy)) = opened else {
             self.close_uncounted(slot);
             return false;
         };
@@ -422,6 +437,7 @@ impl UdpWorker {
             flow.sock = sock;
             flow.target = target;
             flow.failed = false;
+            flow.proxy = proxy;
         }
         true
     }
@@ -452,7 +468,7 @@ impl UdpWorker {
             return None;
         };
         shared.counters.accepted.fetch_add(1, Relaxed);
-        let Some((target, sock)) = self.open(target, first, ip, now) else {
+        let Some((target, sock, proxy)) = self.open(target, first, ip, now) else {
             self.shared.release();
             return None;
         };
@@ -467,6 +483,7 @@ impl UdpWorker {
             sent: 0,
             received: 0,
             reported: (0, 0),
+            proxy,
         };
         let (slot, gen) = self.slots.insert(flow);
         let registered = match self.slots.get(slot) {
@@ -526,7 +543,7 @@ impl UdpWorker {
         first: Option<ServerId>,
         ip: IpAddr,
         now: u64,
-    ) -> Option<(Target, UdpSocket)> {
+    ) -> Option<(Target, UdpSocket, bool)> {
         let source = self.shared.settings.read().source;
         loop {
             let addr = {
@@ -542,13 +559,16 @@ impl UdpWorker {
                 .and_then(|a| sys::udp_connect(a, source));
             match opened {
                 Ok(sock) => {
+                    use crate::domain::proxy_header::ProxyVersion;
+                    let mut proxy = false;
                     if let Some(s) = self.shared.servers.read().target(target) {
                         s.total.fetch_add(1, Relaxed);
+                        proxy = s.proxy == ProxyVersion::V2; // v1 has no datagram form
                     }
                     if let Target::Server(id) = target {
                         self.shared.clients.lock().record(ip, id, now);
                     }
-                    return Some((target, sock));
+                    return Some((target, sock, proxy));
                 }
                 Err(e) if sys::is_local_exhaustion(&e) => {
                     // Our shortage, not the server's fault: drop, blacklist nobody.

@@ -7,6 +7,7 @@
 pub mod accesslog;
 pub mod config;
 pub mod control_level;
+pub mod dns;
 pub mod http;
 pub mod metrics;
 pub mod relay;

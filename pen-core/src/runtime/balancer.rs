@@ -167,6 +167,8 @@ impl Bound {
         shared.running.store(true, Relaxed);
         // The active health checker (runtime/checker.rs): a thread only while a check exists.
         ctl.checker.ensure(&shared);
+        // The resolver thread (runtime/dns): only while a server has a host name.
+        ctl.resolver.ensure(&shared);
         // Subscribed through the Config: blacklistings running out are watched from now on.
         super::watch::start(&shared);
         Ok(Balancer {
@@ -265,7 +267,9 @@ impl Balancer {
         config: Config,
         inherited: &mut super::upgrade::Inherited,
     ) -> Result<Bound, StartError> {
-        let clock = Arc::new(super::clock::SystemClock::new());
+        // The old pen's scale goes on, so the times carried over (a client seen a minute ago)
+        // fit on this one's.
+        let clock = Arc::new(super::clock::SystemClock::continuing(inherited.clock_ms()));
         Balancer::bind_with_clock(config, clock, Some(inherited))
     }
 
@@ -417,6 +421,7 @@ impl Balancer {
         let ctl = Arc::new(
             Controller::new(Arc::clone(&shared), config.config_file.clone()).with_start(&config),
         );
+        ctl.resolver.bind(&ctl);
         for cmd in &config.commands {
             ctl.apply_line(cmd, ConfigSource::CommandLine)
                 .map_err(|source| StartError::Command {
@@ -545,6 +550,7 @@ impl Balancer {
             let _ = t.join();
         }
         self.ctl.checker.join();
+        self.ctl.resolver.join();
         // After an upgrade the pid file and the Unix sockets belong to the new process.
         let handed_over = self.shared.handed_over.load(Relaxed);
         if let Some(p) = self.pid_file.as_ref().filter(|_| !handed_over) {

@@ -30,7 +30,7 @@ use crate::domain::check::{
     parse_agent_reply, CheckResult, CheckSettings, CheckSpec, Expect, RiseFall, CHECK_READ_MAX,
 };
 use crate::domain::event::Event;
-use crate::domain::server::{ServerId, Target};
+use crate::domain::server::{Server, ServerId, ServerTable, Target};
 use crate::domain::server_health::CheckVerdict;
 use crate::engine::state::Shared;
 use crate::poll::{Events, Poller};
@@ -98,10 +98,32 @@ impl Gate {
 /// Whether any server has a check to run.
 fn any_check(shared: &Shared) -> bool {
     let table = shared.servers.read();
-    let found = table
-        .iter()
-        .any(|(_, s)| s.check.is_some() && s.has_address());
+    let found = entries(&table).any(|(_, s)| s.check.is_some() && s.has_address());
     found
+}
+
+/// The checker's key of the emergency server (`-e`; numbered servers are keyed by number, at
+/// most a few thousand). Also the probe's key in the poller, which keeps `u64::MAX` for its
+/// waker: hence far from both ends.
+const EMERGENCY_KEY: usize = usize::MAX / 2;
+/// The checker's key of the abuse server (`-B`).
+const ABUSE_KEY: usize = usize::MAX / 2 + 1;
+
+/// Every server that may have a check, with its key: the numbered ones, the emergency and the
+/// abuse server.
+fn entries(table: &ServerTable) -> impl Iterator<Item = (usize, &Server)> {
+    (table.iter().map(|(ServerId(id), s)| (id, s)))
+        .chain(table.emergency.as_ref().map(|s| (EMERGENCY_KEY, s)))
+        .chain(table.abuse.as_ref().map(|s| (ABUSE_KEY, s)))
+}
+
+/// The server a checker key names.
+fn target_of(key: usize) -> Target {
+    match key {
+        EMERGENCY_KEY => Target::Emergency,
+        ABUSE_KEY => Target::Abuse,
+        id => Target::Server(ServerId(id)),
+    }
 }
 
 /// One check under way.
@@ -132,6 +154,8 @@ struct Slot {
     rf: RiseFall,
     due: u64,
     probe: Option<Probe>,
+    /// The server's own timing (`server N check ... interval MS ...`) over the global one.
+    timing: crate::domain::check::CheckTiming,
 }
 
 struct Checker {
@@ -195,11 +219,13 @@ impl Checker {
         self.settings = self.shared.settings.read().checks;
         let table = self.shared.servers.read();
         let mut seen = 0usize;
-        for (ServerId(id), s) in table.iter() {
+        for (id, s) in entries(&table) {
             let want = match (&s.check, s.addr) {
-                (Some(spec), Some(addr)) if s.has_address() => Some((spec, addr)),
+                (Some(check), Some(addr)) if s.has_address() => Some((&check.spec, addr)),
                 _ => None,
             };
+            // Its own timing, or the global one (a change applies from the next check on).
+            let timing = s.check.as_ref().map(|c| c.timing).unwrap_or_default();
             let same = match (self.slots.get(&id), want) {
                 (Some(slot), Some((spec, addr))) => slot.spec == *spec && slot.addr == addr,
                 (None, None) => true,
@@ -207,6 +233,16 @@ impl Checker {
             };
             if same {
                 seen += usize::from(want.is_some());
+                // A verdict taken over from the pen this one replaced (binary upgrade) while
+                // this one had not decided yet: go on from it (rise and fall apply).
+                if let Some(slot) = self.slots.get_mut(&id) {
+                    slot.timing = timing;
+                    let v = s.health().verdict();
+                    if slot.rf.verdict() == CheckVerdict::Unchecked && v != CheckVerdict::Unchecked
+                    {
+                        slot.rf = RiseFall::from_verdict(v);
+                    }
+                }
                 continue;
             }
             if let Some(old) = self.slots.remove(&id) {
@@ -225,24 +261,29 @@ impl Checker {
                     _ => None,
                 };
                 // Spread the first checks over one interval.
-                let spread = (id as u64).wrapping_mul(7919) % self.settings.interval_ms.max(1);
+                let interval = timing.apply(&self.settings).interval_ms;
+                let spread = (id as u64).wrapping_mul(7919) % interval.max(1);
                 self.slots.insert(
                     id,
                     Slot {
                         addr,
                         spec: spec.clone(),
                         regex,
-                        rf: RiseFall::default(),
-                        due: now + spread.min(self.settings.interval_ms / 2),
+                        // Unchecked for a new check (a changed one was reset above); a
+                        // verdict taken over in an upgrade goes on.
+                        rf: RiseFall::from_verdict(s.health().verdict()),
+                        due: now + spread.min(interval / 2),
                         probe: None,
+                        timing,
                     },
                 );
                 seen += 1;
             }
         }
         if seen != self.slots.len() {
-            let n = table.len();
-            let gone: Vec<usize> = self.slots.keys().copied().filter(|&k| k >= n).collect();
+            let gone: Vec<usize> = (self.slots.keys().copied())
+                .filter(|&k| table.target(target_of(k)).is_none())
+                .collect();
             for k in gone {
                 if let Some(old) = self.slots.remove(&k) {
                     self.drop_probe(old.probe);
@@ -258,7 +299,6 @@ impl Checker {
     }
 
     fn start_due(&mut self, now: u64) {
-        let timeout = self.settings.timeout_ms;
         let due: Vec<usize> = self
             .slots
             .iter()
@@ -269,6 +309,7 @@ impl Checker {
             let Some(slot) = self.slots.get(&key) else {
                 continue;
             };
+            let timeout = slot.timing.apply(&self.settings).timeout_ms;
             let target = match slot.spec {
                 CheckSpec::Agent { port } => SocketAddr::new(slot.addr.ip(), port),
                 _ => slot.addr,
@@ -347,8 +388,9 @@ impl Checker {
         if let Some(p) = slot.probe.take() {
             self.poller.delete(&p.sock);
         }
-        let changed = slot.rf.record(result.ok(), &self.settings);
-        let mut interval = self.settings.interval_ms;
+        let timing = slot.timing.apply(&self.settings);
+        let changed = slot.rf.record(result.ok(), &timing);
+        let mut interval = timing.interval_ms;
         if slot.rf.changing() {
             interval = (interval / 4).max(1);
         }
@@ -364,7 +406,7 @@ impl Checker {
         };
         slot.due = now + interval - interval * 15 / 100 + offset;
         let table = self.shared.servers.read();
-        let Some(s) = table.get(ServerId(key)) else {
+        let Some(s) = table.target(target_of(key)) else {
             return;
         };
         s.last_check
@@ -383,7 +425,7 @@ impl Checker {
             let up = v == CheckVerdict::Up;
             // The `pen` binary logs every event while `debug` is on (`-d`).
             self.shared.events.emit(|| Event::ServerCheck {
-                server: Target::Server(ServerId(key)),
+                server: target_of(key),
                 up,
                 last: result.word().to_string(),
             });

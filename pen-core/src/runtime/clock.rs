@@ -9,13 +9,23 @@ use crate::domain::clock::Clock;
 #[derive(Debug)]
 pub(crate) struct SystemClock {
     epoch: Instant,
+    /// Added to every reading: a pen started by an upgrade continues its predecessor's scale,
+    /// so that times older than its own start (a client seen a minute ago) can be expressed.
+    base: u64,
 }
 
 impl SystemClock {
     /// A clock starting now.
     pub(crate) fn new() -> Self {
+        SystemClock::continuing(0)
+    }
+
+    /// A clock whose first reading is just above `base_ms` (an upgraded pen's predecessor's
+    /// reading when it handed over).
+    pub(crate) fn continuing(base_ms: u64) -> Self {
         SystemClock {
             epoch: Instant::now(),
+            base: base_ms,
         }
     }
 }
@@ -31,6 +41,7 @@ impl Clock for SystemClock {
         u64::try_from(self.epoch.elapsed().as_millis())
             .unwrap_or(u64::MAX)
             .saturating_add(1)
+            .saturating_add(self.base)
     }
 
     fn wall_secs(&self) -> u64 {

@@ -44,6 +44,8 @@ pub(crate) struct Controller {
     start_line: crate::control::write::StartLine,
     /// The health checker's thread, started by the first change that configures a check.
     pub(crate) checker: Arc<super::checker::Gate>,
+    /// The resolver thread (issue 14), started by the first change that names a server.
+    pub(crate) resolver: Arc<super::dns::Gate>,
 }
 
 /// Where a transaction starts from.
@@ -68,6 +70,7 @@ impl Controller {
             start: StartDir::current(),
             start_line: crate::control::write::StartLine::default(),
             checker: Arc::default(),
+            resolver: Arc::default(),
         }
     }
 
@@ -125,6 +128,7 @@ impl Controller {
             commit(&self.shared, model, pending);
             self.generation.fetch_add(1, Release);
             self.checker.ensure(&self.shared);
+            self.resolver.ensure(&self.shared);
             return Ok(out);
         }
         // Built on a state that is gone: let go of what it opened or bound, build again.
@@ -133,6 +137,7 @@ impl Controller {
         commit(&self.shared, model, pending);
         self.generation.fetch_add(1, Release);
         self.checker.ensure(&self.shared);
+        self.resolver.ensure(&self.shared);
         Ok(out)
     }
 
@@ -180,7 +185,8 @@ impl Controller {
     /// (reads are bounded and never wait on a FIFO; lookups time out).
     fn fetch(&self, cmd: &Command) -> Fetched {
         let mut fetched = Fetched::default();
-        crate::control::file::prefetch(&self.host(), cmd, &mut fetched);
+        let dns = self.shared.settings.read().dns.server;
+        crate::control::file::prefetch(&self.host(), cmd, &mut fetched, dns);
         fetched
     }
 
@@ -221,6 +227,9 @@ impl Controller {
         }
         if let Command::Write(file) = cmd {
             return self.write(file.as_deref());
+        }
+        if cmd == Command::Dns {
+            return Ok(self.resolver.status(&self.shared));
         }
         if cmd == Command::ReloadReset {
             return self.reload_reset().map(|()| String::new());
@@ -348,6 +357,43 @@ impl Controller {
     }
 }
 
+// ---- DNS-driven servers (issue 14) ----
+impl Controller {
+    /// Applies a new answer for `name` to the servers that have it (runtime/dns/), through
+    /// the configuration transaction as `server N address ...` would be: nothing is done, and
+    /// nothing reported, when they already match it.
+    pub(crate) fn apply_dns(
+        &self,
+        name: &str,
+        answer: &[std::net::IpAddr],
+    ) -> Result<bool, ApplyError> {
+        let mut probe: Vec<_> = self
+            .shared
+            .servers
+            .read()
+            .iter()
+            .map(|(_, s)| s.conf())
+            .collect();
+        if !crate::control::dns::apply_resolved(&mut probe, name, answer) {
+            return Ok(false);
+        }
+        let what = self.shared.events.wanted().then(|| {
+            let shown: Vec<String> = answer.iter().map(ToString::to_string).collect();
+            format!("{name} resolved to {}", shown.join(","))
+        });
+        let none = Fetched::default();
+        let out = self.transact(Start::Running, &none, |model, _host, _pending| {
+            Ok(crate::control::dns::apply_resolved(
+                &mut model.servers,
+                name,
+                answer,
+            ))
+        });
+        self.report(ConfigSource::Resolver, what, &out.as_ref());
+        out
+    }
+}
+
 /// The running configuration as a model.
 pub(crate) fn snapshot(shared: &Shared) -> Model {
     Model {
@@ -363,6 +409,14 @@ pub(crate) fn snapshot(shared: &Shared) -> Model {
         clients_max: shared.clients.lock().capacity(),
         listen: shared.listen.lock().clone(),
         tls: shared.tls.as_ref().map(|t| t.options.lock().clone()),
+        target_checks: {
+            let t = shared.servers.read();
+            let check = |s: Option<&crate::domain::server::Server>| s.and_then(|s| s.check.clone());
+            crate::control::model::TargetChecks {
+                emergency: check(t.emergency.as_ref()),
+                abuse: check(t.abuse.as_ref()),
+            }
+        },
     }
 }
 
@@ -398,7 +452,18 @@ pub(crate) fn commit(shared: &Shared, model: Model, pending: Pending<RealHost<'_
     shared.clients.lock().grow(model.clients_max);
     // Clients tracked to a server whose address changed stay with it (as in C pen); those of
     // a server that is gone (`reload_reset`) choose afresh.
-    let removed = shared.servers.write().reconfigure(&model.servers);
+    let removed = {
+        let mut t = shared.servers.write();
+        // Issue 13: the emergency and abuse servers' checks (kept even while there is no such
+        // server: `write` keeps them).
+        if let Some(s) = t.emergency.as_mut() {
+            s.check.clone_from(&model.target_checks.emergency);
+        }
+        if let Some(s) = t.abuse.as_mut() {
+            s.check.clone_from(&model.target_checks.abuse);
+        }
+        t.reconfigure(&model.servers)
+    };
     if !removed.is_empty() {
         let mut clients = shared.clients.lock();
         for id in removed {

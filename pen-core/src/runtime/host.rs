@@ -85,11 +85,11 @@ static LOOKUPS: AtomicUsize = AtomicUsize::new(0);
 /// Runs `lookup` on a helper thread and waits at most `timeout` for it: on time out the thread
 /// is left to finish alone (at most [`MAX_STUCK_LOOKUPS`] at once) and `name` is reported as
 /// not answering.
-pub(crate) fn resolve_within(
+pub(crate) fn resolve_within<T: Send + 'static>(
     name: &str,
     timeout: Duration,
-    lookup: impl FnOnce() -> Result<SocketAddr, AddrError> + Send + 'static,
-) -> Result<SocketAddr, AddrError> {
+    lookup: impl FnOnce() -> Result<T, AddrError> + Send + 'static,
+) -> Result<T, AddrError> {
     let fail = |reason: String| AddrError::Resolve {
         host: name.to_string(),
         reason,
@@ -171,13 +171,17 @@ impl Host for RealHost<'_> {
         })
     }
 
-    fn resolve(&self, host: &HostName) -> Result<IpAddr, ApplyError> {
+    fn resolve(&self, host: &HostName, dns: Option<SocketAddr>) -> Result<IpAddr, ApplyError> {
         if let Some(r) = self.fetched.and_then(|f| f.name(host)) {
             return r;
         }
         let HostName::Name(name) = host else {
             return Ok(crate::domain::addr::resolve_host(host, 0)?.ip());
         };
+        if let Some(server) = dns {
+            // Issue 14: the DNS server pen was told to ask.
+            return super::dns::first_address(name, server);
+        }
         let owned = host.clone();
         let lookup = move || crate::domain::addr::resolve_host(&owned, 0);
         Ok(resolve_within(name, RESOLVE_TIMEOUT, lookup)?.ip())
@@ -221,7 +225,7 @@ mod tests {
     #[test]
     fn a_stuck_resolver_times_out() {
         let (release, stuck) = std::sync::mpsc::channel::<()>();
-        let lookup = move || {
+        let lookup = move || -> Result<SocketAddr, AddrError> {
             let _ = stuck.recv(); // blocks until the test ends
             Err(AddrError::Resolve {
                 host: "x".into(),

@@ -9,6 +9,7 @@ pub(crate) mod checker_tls;
 pub(crate) mod clock;
 pub mod config;
 pub(crate) mod controller;
+pub(crate) mod dns;
 pub(crate) mod host;
 pub(crate) mod listeners;
 pub(crate) mod queries;

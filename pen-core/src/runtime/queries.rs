@@ -46,6 +46,8 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
         Command::MetricsAcl(None) => nl(settings.metrics_acl),
         Command::RequestTimeout(None) => nl(settings.request_timeout_secs),
         Command::TrustedProxyAcl(None) => nl(settings.trusted_proxy_acl),
+        // ---- PROXY protocol (issue 14) ----
+        Command::AcceptProxy(None) => nl(settings.accept_proxy_acl),
         Command::DsrIf(None) | Command::NoObsolete(_) => String::new(),
         Command::Idlers(None) => format!("Idlers: 0/{}\n", settings.idlers),
         // C pen's reply has no newline.
@@ -117,8 +119,14 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
                     format!("no {name}")
                 }
             };
+            // C pen's text, then the policy of issue 14 when one is on.
+            let policy = settings
+                .balance
+                .name()
+                .map(|p| format!(" {p}"))
+                .unwrap_or_default();
             format!(
-                "{} {} {} {} {}\n",
+                "{} {} {} {} {}{policy}\n",
                 flag(settings.hash, "hash"),
                 flag(settings.roundrobin, "roundrobin"),
                 flag(settings.stubborn, "stubborn"),
@@ -210,6 +218,28 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
         Command::CheckRise(None) => nl(settings.checks.rise),
         Command::CheckFall(None) => nl(settings.checks.fall),
         Command::ShutdownTimeout(None) => nl(settings.shutdown_timeout_secs),
+        // ---- checks on the emergency and abuse servers (issue 13) ----
+        Command::EmergencyCheck(None) | Command::AbuseCheck(None) => {
+            let t = shared.servers.read();
+            let s = match cmd {
+                Command::EmergencyCheck(_) => t.emergency.as_ref(),
+                _ => t.abuse.as_ref(),
+            };
+            match s.and_then(|s| s.check.as_ref()) {
+                Some(c) => nl(c),
+                None => nl("off"),
+            }
+        }
+        // ---- policies (issue 14) ----
+        Command::MaglevTable(None) => nl(settings.maglev_table),
+        Command::Lookup(ip, port) => {
+            drop(settings);
+            let now = shared.now_ms();
+            match crate::engine::route::lookup(shared, ip, port.unwrap_or(0), now) {
+                Some(target) => nl(crate::engine::route::target_name(target)),
+                None => "none\n".to_string(),
+            }
+        }
         // Every configuration command was handled through the model above.
         other => return Err(ApplyError::NotSupported(other.to_string())),
     };

@@ -24,6 +24,7 @@ use crate::engine::state::{ListenFds, Shared, WorkerMsg};
 use crate::sys::fdpass;
 
 mod handoff;
+mod state;
 use handoff::{adopt_connections, send_connections};
 
 /// The environment variable naming the inherited upgrade channel's descriptor.
@@ -34,6 +35,12 @@ pub const READY_WITHIN: Duration = Duration::from_secs(10);
 const MAGIC: &str = "pen-upgrade 1";
 /// The first line of the second message, the running configuration.
 const CONFIG_HEAD: &str = "pen-upgrade-config\n";
+/// A comment line at the end of the running configuration (a pen that does not know it skips
+/// it as any comment): the old pen's clock reading, which the new pen's clock continues from,
+/// so that the times carried over (a client seen minutes ago) fit on its scale.
+const CLOCK_LINE: &str = "# pen-upgrade-clock ";
+/// The largest clock reading taken from [`CLOCK_LINE`] (about 285 years of milliseconds).
+const CLOCK_MAX: u64 = 1 << 53;
 
 /// Why an upgrade did not happen (the running pen serves on).
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +113,7 @@ pub struct Inherited {
     control: Option<OwnedFd>,
     metrics: Option<OwnedFd>,
     running: String,
+    clock_ms: u64,
 }
 
 impl Inherited {
@@ -153,6 +161,11 @@ impl Inherited {
             .strip_prefix(CONFIG_HEAD)
             .ok_or_else(|| UpgradeError::Protocol("no running configuration".into()))?
             .to_string();
+        let clock_ms = (running.lines())
+            .find_map(|l| l.strip_prefix(CLOCK_LINE))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&v| v <= CLOCK_MAX)
+            .unwrap_or(0);
         let mut fds = fds.into_iter();
         let data = fds.by_ref().take(n_data).collect();
         let control = if control { fds.next() } else { None };
@@ -164,6 +177,7 @@ impl Inherited {
             control,
             metrics,
             running,
+            clock_ms,
         }))
     }
 
@@ -171,6 +185,12 @@ impl Inherited {
     /// one's command line and `-F` by [`Bound::apply_running`](crate::Bound::apply_running)).
     pub fn running(&self) -> &str {
         &self.running
+    }
+
+    /// The old pen's clock reading when it sent its configuration (0 if it did not say): this
+    /// pen's clock continues from it.
+    pub(crate) fn clock_ms(&self) -> u64 {
+        self.clock_ms
     }
 
     /// Tells the old pen that this one serves: it stops accepting and drains.
@@ -488,7 +508,11 @@ pub(crate) fn upgrade(shared: &Arc<Shared>, running: String) -> Result<u32, Upgr
     if shared.lifecycle_busy.swap(true, Relaxed) {
         return Err(UpgradeError::Busy);
     }
-    let running = running + &blacklist_lines(shared);
+    let running = format!(
+        "{running}{}{CLOCK_LINE}{}\n",
+        blacklist_lines(shared),
+        shared.now_ms()
+    );
     let (pid, channel) = match hand_over(shared, &spec, &running) {
         Ok(done) => done,
         Err(e) => {

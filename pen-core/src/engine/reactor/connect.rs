@@ -181,12 +181,19 @@ impl Worker {
                 crate::domain::settings::Splice::Never => false,
                 crate::domain::settings::Splice::Auto => !server_loopback,
             };
-        if let Some(s) = self.shared.servers.read().target(conn.target) {
-            s.total.fetch_add(1, Relaxed);
-        }
+        let proxy = match self.shared.servers.read().target(conn.target) {
+            Some(s) => {
+                s.total.fetch_add(1, Relaxed);
+                s.proxy
+            }
+            None => crate::domain::proxy_header::ProxyVersion::Off,
+        };
         if let Target::Server(id) = conn.target {
             self.shared.clients.lock().record(conn.peer.ip, id, now);
         }
-        self.drive(slot);
+        // The PROXY header goes before any client byte (issue 14).
+        if self.send_proxy_header(slot, proxy) {
+            self.drive(slot);
+        }
     }
 }

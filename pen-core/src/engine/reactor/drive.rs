@@ -42,6 +42,10 @@ impl Worker {
     /// Moves bytes both ways as far as readiness allows; closes when both directions are done
     /// (or one is, under `tcp_fastclose`), or on an error.
     pub(super) fn drive(&mut self, slot: usize) {
+        // PROXY protocol: a client that must not send a header is looked at first.
+        if self.slots.get(slot).is_some_and(|c| c.sniff) && !self.proxy_sniffed(slot) {
+            return;
+        }
         let Some(conn) = self.slots.get_mut(slot) else {
             return;
         };

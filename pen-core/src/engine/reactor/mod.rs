@@ -32,6 +32,7 @@ mod connect;
 mod drive;
 mod dummy;
 pub(crate) mod handoff;
+pub(crate) mod proxy;
 mod tls;
 mod waiting;
 
@@ -65,6 +66,14 @@ struct Conn {
     dummy: bool,
     /// Counted by the `conn_per_client` cap (released on close).
     per_client: bool,
+    // ---- PROXY protocol (issue 14; see `proxy`) ----
+    /// Waiting for the client's PROXY header (phase `Handshake`, its timer the deadline).
+    proxy_wait: bool,
+    /// Its first bytes must not be a PROXY header (a source `accept_proxy` does not name);
+    /// cleared once they are seen not to be.
+    sniff: bool,
+    /// Where the client connected to, as its PROXY header announced (else pen's own address).
+    proxied_dst: Option<std::net::SocketAddr>,
 }
 
 impl Conn {
@@ -93,6 +102,9 @@ impl Conn {
             s: Readiness::default(),
             dummy: false,
             per_client: false,
+            proxy_wait: false,
+            sniff: false,
+            proxied_dst: None,
         }
     }
 }
@@ -122,6 +134,9 @@ pub(crate) struct Worker {
     splice: crate::domain::settings::Splice,
     /// Access-log lines not yet written.
     log: LogBuf,
+    /// PROXY protocol: (sniff, announced destination) for the connection `start_as` is about
+    /// to install (taken by `install`).
+    accepting: (bool, Option<std::net::SocketAddr>),
 }
 
 impl crate::engine::messages::Engine for Worker {
@@ -182,6 +197,7 @@ impl crate::engine::messages::Engine for Worker {
     fn describe(&self, slot: usize) -> Option<String> {
         let c = self.slots.get(slot)?;
         let state = match c.life.phase() {
+            Phase::Handshake if c.proxy_wait => "proxy header",
             Phase::Handshake => "handshake",
             Phase::Waiting => "waiting",
             Phase::Connecting => "connecting",
@@ -230,6 +246,7 @@ impl Worker {
             next_sweep: 0,
             splice,
             log: LogBuf::default(),
+            accepting: (false, None),
         })
     }
 
@@ -351,6 +368,25 @@ impl Worker {
     /// before anything is spent on it (a TLS handshake, a wait for its first bytes), then the
     /// way in for its kind.
     fn start(&mut self, client: Stream, peer: Peer, now: u64) {
+        match self.proxy_gate(&client, peer) {
+            proxy::Gate::Open => self.start_as(client, peer, now, false, None),
+            proxy::Gate::Sniff => self.start_as(client, peer, now, true, None),
+            proxy::Gate::Header => self.start_proxied(client, peer, now),
+        }
+    }
+
+    /// [`Worker::start`] for the client `peer` (the real one, or the one its PROXY header
+    /// announced, then with the address it connected to, `dst`); `sniff`: its first bytes
+    /// must not be a PROXY header.
+    fn start_as(
+        &mut self,
+        client: Stream,
+        peer: Peer,
+        now: u64,
+        sniff: bool,
+        dst: Option<std::net::SocketAddr>,
+    ) {
+        self.accepting = (sniff, dst);
         let per_client = match self.shared.admit_client(peer.ip) {
             PerClientVerdict::Refused => {
                 self.shared.release();
@@ -418,7 +454,8 @@ impl Worker {
 
     /// Gives `conn` a slot and registers its client socket; `None` (and the connection
     /// dropped) if the poller refuses it.
-    fn install(&mut self, conn: Conn) -> Option<usize> {
+    fn install(&mut self, mut conn: Conn) -> Option<usize> {
+        (conn.sniff, conn.proxied_dst) = std::mem::take(&mut self.accepting);
         let (slot, gen) = self.slots.insert(conn);
         let registered = match self.slots.get(slot) {
             Some(c) => self.poller.add(&c.client, key(slot, gen, false)),
@@ -470,7 +507,11 @@ impl Worker {
             match phase {
                 Phase::Handshake => {
                     let now = self.shared.now_ms();
-                    self.handshake(slot, now);
+                    if conn.proxy_wait {
+                        self.proxy_header(slot, now);
+                    } else {
+                        self.handshake(slot, now);
+                    }
                     return;
                 }
                 Phase::Waiting => {
@@ -511,6 +552,9 @@ impl Worker {
             };
             match expiry {
                 Expiry::RetryConnect => self.connect(slot, now), // descriptors may have freed
+                Expiry::HandshakeTimedOut if self.slots.get(slot).is_some_and(|c| c.proxy_wait) => {
+                    self.proxy_failed(slot, proxy::Refusal::Timeout)
+                }
                 Expiry::HandshakeTimedOut => {
                     self.handshake_failed(slot, crate::tls::stats::Failure::Timeout)
                 }

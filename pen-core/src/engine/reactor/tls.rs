@@ -61,6 +61,10 @@ impl Worker {
 
     /// Moves the handshake on; when it is done, counts it and routes the client.
     pub(super) fn handshake(&mut self, slot: usize, now: u64) {
+        // PROXY protocol: a client that must not send a header is looked at first.
+        if self.slots.get(slot).is_some_and(|c| c.sniff) && !self.proxy_sniffed(slot) {
+            return;
+        }
         let Some(conn) = self.slots.get_mut(slot) else {
             return;
         };

@@ -31,8 +31,10 @@ fn peer_adopts(channel: &OwnedFd) -> bool {
     matches!(fdpass::recv_with_fds(channel, 64), Ok((text, _)) if text == ADOPTS)
 }
 
-/// The longest connection record: the fixed fields and a relay buffer each way.
+/// The longest connection record: the fixed fields and a relay buffer each way (a state
+/// message is shorter).
 const RECORD_MAX: usize = 2 * crate::engine::relay::BUF_SIZE + 256;
+const _: () = assert!(super::state::CHUNK <= RECORD_MAX);
 
 /// After the new pen is ready and the listeners are closed: every worker gives up its movable
 /// connections (see `engine::reactor::handoff`), each goes to the new pen as one message (its
@@ -40,14 +42,23 @@ const RECORD_MAX: usize = 2 * crate::engine::relay::BUF_SIZE + 256;
 /// connection that cannot be sent is closed (the new pen is gone). Nothing moves to a new pen
 /// that did not say [`ADOPTS`].
 pub(super) fn send_connections(shared: &Shared, channel: &OwnedFd) {
-    if shared.udp {
-        return;
-    }
     if !peer_adopts(channel) {
         log::info!("upgrade: the new pen does not take connections; they finish here");
         return;
     }
     let _ = socket2::SockRef::from(channel).set_write_timeout(Some(HANDOFF_WITHIN));
+    // The runtime state first (the listeners are closed: nothing new is counted here), so
+    // that the new pen knows its clients' servers and its servers' health from now on.
+    for msg in super::state::export(shared) {
+        if let Err(e) = fdpass::send_with_fds(channel, &msg, &[]) {
+            log::warn!("upgrade: cannot hand the runtime state over ({e})");
+            break;
+        }
+    }
+    if shared.udp {
+        let _ = fdpass::send_with_fds(channel, HANDOFF_END, &[]);
+        return;
+    }
     let replies: Vec<_> = (shared.workers.iter())
         .filter_map(|link| {
             let (tx, rx) = mpsc::channel();
@@ -77,6 +88,7 @@ pub(super) fn adopt_connections(shared: &Shared, channel: &OwnedFd) {
     let _ = socket2::SockRef::from(channel).set_read_timeout(Some(HANDOFF_WITHIN * 2));
     let n = shared.workers.len();
     let mut adopted = 0usize;
+    let mut state = super::state::Importer::default();
     loop {
         let (text, fds) = match fdpass::recv_with_fds(channel, RECORD_MAX) {
             Ok(got) => got,
@@ -87,6 +99,10 @@ pub(super) fn adopt_connections(shared: &Shared, channel: &OwnedFd) {
         };
         if text.is_empty() || text == HANDOFF_END {
             break;
+        }
+        if text.starts_with(super::state::STATE_HEAD) {
+            state.absorb(shared, &text);
+            continue;
         }
         let rec = Record::decode(&text);
         let mut fds = fds.into_iter();
@@ -103,7 +119,14 @@ pub(super) fn adopt_connections(shared: &Shared, channel: &OwnedFd) {
         }
         adopted += 1;
     }
-    log::info!("upgrade: {adopted} connection(s) taken over");
+    let st = state.done;
+    log::info!(
+        "upgrade: {adopted} connection(s) taken over; state of {} server(s) and {} client(s) \
+         taken over, {} line(s) skipped",
+        st.servers,
+        st.clients,
+        st.skipped
+    );
 }
 
 #[cfg(test)]
