@@ -1,7 +1,7 @@
 //! Several pens, one service (issue 14, item 4): the recipes of `contrib/ha/` built for real in
 //! network namespaces made by `contrib/ha/lab.sh` (client, router, pen1, pen2, servers; veth
 //! pairs and two bridges; names unique to the test run) and deleted at the end, also on failure
-//! and on panic (the [`Lab`] guard). Two pens with the same configuration:
+//! and on panic (the [`Lab`] guard). Two pens with the same configuration (`-N -O maglev`):
 //!
 //! - send every client to the same server (10,000 addresses through `lookup`, a sample through
 //!   real connections), and after a server is removed only that server's clients move;
@@ -14,9 +14,10 @@
 //! The time without service after stopping pen1 is measured and printed, never asserted.
 //! Skips (with a message) when not root, a tool is missing (`ip`, `python3`, `bash`;
 //! `keepalived` for the VRRP test) or namespaces cannot be created, and against C pen (it has
-//! neither `server N maint` nor `lookup`).
+//! none of `maglev`, `server N maint` and `lookup`).
 
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,8 +30,8 @@ use super::harness::{
 };
 use super::netns::{lines_of, servers_of, Client, LAB_SERVERS_PY};
 
-/// The selection both pens use (the same on both: that is the point).
-const POLICY: &[&str] = &["-N"];
+/// The selection both pens use (the same on both: that is the point): Maglev, no tracking.
+const POLICY: &[&str] = &["-N", "-O", "maglev"];
 /// The four servers, in the order both pens list them.
 const SERVERS: [&str; 4] = [
     "10.78.3.21:8080",
@@ -85,7 +86,7 @@ impl Lab {
     /// created but `lab.sh` fails (the recipe is broken).
     fn up(test: &str) -> Result<Lab, String> {
         if is_c_pen() {
-            return Err("ours only (server N maint, lookup)".into());
+            return Err("ours only (maglev, server N maint, lookup)".into());
         }
         if !running_as_root() {
             return Err("needs root".into());
@@ -249,7 +250,36 @@ macro_rules! lab_or_skip {
     };
 }
 
-/// Both pens send every client to the same server, and removing a server (`server 1 maint`
+/// Client `i` of the client driver: source address 10.78.128.0 + i.
+fn client_addr(i: usize) -> Ipv4Addr {
+    let i = u32::try_from(i).expect("client number");
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 78, 128, 0)) + i)
+}
+
+/// `lookup` for clients 0..n on one pen: the server each would get, by name (`sN`, N its
+/// place in [`SERVERS`], which is also its number in both pens).
+fn lookups(ctl: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let reply = control(ctl, &format!("lookup {}", client_addr(i)));
+            let k: usize = reply
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("lookup {}: {reply:?}", client_addr(i)));
+            format!("s{k}")
+        })
+        .collect()
+}
+
+/// How many clients each server has.
+fn shares(names: &[String]) -> Vec<usize> {
+    (0..SERVERS.len())
+        .map(|s| names.iter().filter(|x| **x == format!("s{s}")).count())
+        .collect()
+}
+
+/// Both pens send every client to the same server (10,000 clients by `lookup`, the first
+/// 1,000 also by real connections through each pen), and removing a server (`server 1 maint`
 /// on both) moves only that server's clients, the same way on both.
 #[test]
 fn two_pens_agree_on_every_client_and_a_removed_server_moves_only_its_clients() {
@@ -260,34 +290,58 @@ fn two_pens_agree_on_every_client_and_a_removed_server_moves_only_its_clients() 
     let mut client = Client::start(&lab.ns("client"));
     client.wait(PEN1);
     client.wait(PEN2);
+    const CLIENTS: usize = 10_000;
     const SAMPLE: usize = 1000;
-    let before: Vec<Vec<String>> = [PEN1, PEN2]
-        .iter()
-        .map(|pen| servers_of(&client.connect("map", pen, 0, SAMPLE), "before"))
-        .collect();
-    assert_eq!(before[0], before[1], "the pens disagree on some client");
-    for s in 0..SERVERS.len() {
-        let n = before[0].iter().filter(|x| **x == format!("s{s}")).count();
-        assert!(n > 0, "no client on server {s}: {:?}", before[0]);
-    }
+    // What each pen says, then what each pen does for the sample.
+    let both = |client: &mut Client, when: &str| {
+        let t0 = Instant::now();
+        let said = [lookups(&ctl[0], CLIENTS), lookups(&ctl[1], CLIENTS)];
+        let took = t0.elapsed();
+        assert_eq!(said[0], said[1], "{when}: the pens' lookups disagree");
+        for pen in [PEN1, PEN2] {
+            let done = servers_of(&client.connect("map", pen, 0, SAMPLE), when);
+            assert_eq!(
+                done,
+                said[0][..SAMPLE],
+                "{when}: through {pen}, not as looked up"
+            );
+        }
+        let [one, _] = said;
+        (one, took)
+    };
+    let (before, took) = both(&mut client, "before");
+    let counts = shares(&before);
+    assert!(
+        counts.iter().all(|&c| (2300..=2700).contains(&c)),
+        "uneven shares of {CLIENTS} clients: {counts:?}"
+    );
     for c in &ctl {
         assert_eq!(control(c, "server 1 maint"), "");
     }
-    let after: Vec<Vec<String>> = [PEN1, PEN2]
-        .iter()
-        .map(|pen| servers_of(&client.connect("map", pen, 0, SAMPLE), "after"))
-        .collect();
-    assert_eq!(after[0], after[1], "the pens disagree after the removal");
-    let mut moved = 0;
-    for (i, (b, a)) in before[0].iter().zip(&after[0]).enumerate() {
+    let (after, _) = both(&mut client, "after");
+    let mut moved_to = [0usize; SERVERS.len()];
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
         if b == "s1" {
             assert_ne!(a, "s1", "client {i} still on the removed server");
-            moved += 1;
         } else {
             assert_eq!(a, b, "client {i} moved although its server {b} stayed");
         }
+        if a != b {
+            moved_to[a.trim_start_matches('s').parse::<usize>().unwrap_or(0)] += 1;
+        }
     }
-    println!("ha_netns: {SAMPLE} clients agree on both pens; removing server 1 moved {moved}");
+    let moved: usize = moved_to.iter().sum();
+    assert_eq!(moved, counts[1], "every client of server 1 moved, no other");
+    assert!(
+        moved_to.iter().filter(|&&n| n > 0).count() >= 2,
+        "server 1's clients should spread over the others: {moved_to:?}"
+    );
+    println!(
+        "ha_netns: {CLIENTS} clients, the same server on both pens ({took:?} for 2 x {CLIENTS} \
+         lookups; {SAMPLE} of them also by connections); shares {counts:?}; removing server 1 \
+         moved {moved} ({:.1}%), to {moved_to:?}",
+        moved as f64 * 100.0 / CLIENTS as f64
+    );
 }
 
 /// Active/active: the router spreads flows over both pens; stopping pen1 fails exactly the
