@@ -17,6 +17,7 @@ mod dns;
 mod failover;
 mod faults;
 mod faults_load;
+mod ha_netns;
 mod health_checks;
 mod health_states;
 mod http;

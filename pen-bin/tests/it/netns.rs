@@ -246,3 +246,225 @@ fn transparent_shows_the_client_address_to_the_server() {
         assert_eq!(seen, format!("peer {expected}"), "options {opts:?}");
     }
 }
+
+// ---- The HA lab's servers and client (issue 14 item 4, used by ha_netns.rs) ----
+//
+// Programs run inside the namespaces of contrib/ha/lab.sh (its addresses are built in): four
+// servers that say who they are and who connected, and a client driven line by line from the
+// test, acting as many clients (one source address each).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::ChildStdin;
+use std::sync::mpsc::{self, Receiver};
+
+/// The four servers: each greets a connection with `sN PEER\n` (PEER: the pen's address),
+/// then echoes. Prints `ready` once all four listen.
+pub(crate) const LAB_SERVERS_PY: &str = r"
+import socket, threading
+def serve(c, name):
+    try:
+        c.sendall(('%s %s\n' % (name, c.getpeername()[0])).encode())
+        while True:
+            d = c.recv(4096)
+            if not d: break
+            c.sendall(d)
+    except OSError:
+        pass
+    finally:
+        c.close()
+def accept(l, name):
+    while True:
+        c, _ = l.accept()
+        threading.Thread(target=serve, args=(c, name), daemon=True).start()
+ls = []
+for i in range(4):
+    l = socket.socket()
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind(('10.78.3.%d' % (21 + i), 8080))
+    l.listen(1024)
+    ls.append(threading.Thread(target=accept, args=(l, 's%d' % i), daemon=True))
+for t in ls: t.start()
+print('ready', flush=True)
+for t in ls: t.join()
+";
+
+/// The client side: one command per line on stdin, one answer line on stdout. Client `i` is
+/// source address 10.78.128.0 + i (the client's namespace owns all of 10.78.128.0/17).
+/// - `wait DST`: retries a connection to DST:8000 for up to 10 s: `ok` or `timeout`.
+/// - `map DST A B`: clients A..B connect once each: `sN@PEER` per client (`-`: failed).
+/// - `hold DST A B`: the same, but the connections stay open.
+/// - `check`: each held connection sends `ping`: `1` if echoed, `0` if not.
+/// - `probe DST A R`: rounds of R new connections (0.25 s each; 10 ms between rounds) from
+///   clients A, A+1, ... until a whole round succeeds: `gap SECONDS failed N` (SECONDS: from
+///   the command to that round), or `timeout failed N` after 30 s.
+pub(crate) const LAB_CLIENT_PY: &str = r"
+import ipaddress, socket, sys, time
+BASE = int(ipaddress.IPv4Address('10.78.128.0'))
+def greet(dst, i, timeout):
+    s = socket.socket()
+    s.settimeout(timeout)
+    try:
+        s.bind((str(ipaddress.IPv4Address(BASE + i)), 0))
+        s.connect((dst, 8000))
+        line = b''
+        while not line.endswith(b'\n'):
+            d = s.recv(100)
+            if not d: raise OSError('closed')
+            line += d
+        name, peer = line.decode().split()
+        return s, name + '@' + peer
+    except (OSError, ValueError):
+        s.close()
+        return None, '-'
+held = []
+for cmd in sys.stdin:
+    w = cmd.split()
+    if w[0] == 'wait':
+        end, ans = time.time() + 10, 'timeout'
+        while time.time() < end:
+            s, g = greet(w[1], 0, 1)
+            if s:
+                s.close(); ans = 'ok'; break
+            time.sleep(0.05)
+        print(ans, flush=True)
+    elif w[0] in ('map', 'hold'):
+        out = []
+        for i in range(int(w[2]), int(w[3])):
+            s, g = greet(w[1], i, 3)
+            out.append(g)
+            if w[0] == 'hold': held.append(s)
+            elif s: s.close()
+        print(' '.join(out), flush=True)
+    elif w[0] == 'check':
+        out = []
+        for s in held:
+            ok = 0
+            if s:
+                try:
+                    s.settimeout(2)
+                    s.sendall(b'ping\n')
+                    ok = int(s.recv(100) == b'ping\n')
+                except OSError:
+                    pass
+            out.append(str(ok))
+        print(' '.join(out), flush=True)
+    elif w[0] == 'probe':
+        dst, i, r = w[1], int(w[2]), int(w[3])
+        t0, failed, ans = time.time(), 0, None
+        while ans is None and time.time() - t0 < 30:
+            start, ok = time.time() - t0, True
+            for _ in range(r):
+                s, g = greet(dst, i, 0.25)
+                i += 1
+                if s: s.close()
+                else: ok, failed = False, failed + 1
+            if ok: ans = 'gap %.3f failed %d' % (start, failed)
+            else: time.sleep(0.01)
+        print(ans or 'timeout failed %d' % failed, flush=True)
+";
+
+/// The lines a reader yields, through a channel (so that waits on them are bounded).
+pub(crate) fn lines_of(r: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The client driver ([`LAB_CLIENT_PY`]) in the client's namespace; killed when dropped.
+pub(crate) struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+}
+
+impl Client {
+    /// Starts the driver in namespace `ns`.
+    pub(crate) fn start(ns: &str) -> Client {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-c", LAB_CLIENT_PY])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the client");
+        let stdin = child.stdin.take().expect("client's stdin");
+        let lines = lines_of(child.stdout.take().expect("client's stdout"));
+        Client {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// One command, its answer (at most 60 s).
+    pub(crate) fn ask(&mut self, cmd: &str) -> String {
+        writeln!(self.stdin, "{cmd}").expect("write to the client");
+        self.lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("client: no answer to {cmd:?}: {e}"))
+    }
+
+    /// Waits until DST:8000 accepts connections.
+    pub(crate) fn wait(&mut self, dst: &str) {
+        assert_eq!(
+            self.ask(&format!("wait {dst}")),
+            "ok",
+            "{dst}:8000 never answered"
+        );
+    }
+
+    /// `map`/`hold`: per client, (server, pen's address) or `None` if the connection failed.
+    pub(crate) fn connect(&mut self, how: &str, dst: &str, from: usize, to: usize) -> Vec<Conn> {
+        let answer = self.ask(&format!("{how} {dst} {from} {to}"));
+        answer
+            .split(' ')
+            .map(|w| {
+                w.split_once('@')
+                    .map(|(s, p)| (s.to_string(), p.to_string()))
+            })
+            .collect()
+    }
+
+    /// The `probe` answer: (seconds to the first round without failure, failures).
+    pub(crate) fn probe(&mut self, dst: &str, from: usize, round: usize) -> (f64, u64) {
+        let answer = self.ask(&format!("probe {dst} {from} {round}"));
+        let w: Vec<&str> = answer.split(' ').collect();
+        assert_eq!(
+            w.first(),
+            Some(&"gap"),
+            "no new connection succeeded: {answer}"
+        );
+        let gap = w.get(1).and_then(|g| g.parse().ok()).unwrap_or(f64::NAN);
+        let failed = w.get(3).and_then(|f| f.parse().ok()).unwrap_or(0);
+        (gap, failed)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One client's connection: (server name, the address of the pen the server saw).
+pub(crate) type Conn = Option<(String, String)>;
+
+/// The server names of a `map`, panicking if a connection failed.
+pub(crate) fn servers_of(conns: &[Conn], what: &str) -> Vec<String> {
+    conns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match c {
+            Some((s, _)) => s.clone(),
+            None => panic!("{what}: client {i} could not connect"),
+        })
+        .collect()
+}
