@@ -112,9 +112,7 @@ pub use admin::stats::{ClientStatus, CounterValues, ServerStatus, Status};
 pub use control::{Command, Reply};
 pub use domain::event::Event;
 pub use domain::settings::{Settings, Splice};
-pub use domain::{
-    acl, addr, clients, dns, event, health, maglev, policy, server, server_health,
-};
+pub use domain::{acl, addr, clients, dns, event, health, maglev, policy, server, server_health};
 pub use engine::http;
 pub use error::{AddrError, ApplyError, ParseError, StartError};
 pub use runtime::balancer::{Balancer, Bound};
