@@ -18,3 +18,5 @@ pub(crate) mod slab;
 pub(crate) mod state;
 pub(crate) mod tls_session;
 pub(crate) mod udp;
+#[cfg(all(target_os = "linux", not(feature = "portable-poller")))]
+pub(crate) mod uring;
