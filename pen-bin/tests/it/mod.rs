@@ -35,3 +35,4 @@ mod selection;
 mod tls;
 mod tls_util;
 mod udp;
+mod uring;

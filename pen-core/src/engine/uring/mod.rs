@@ -87,6 +87,26 @@ pub(crate) fn unsupported(s: &Settings, log_enabled: bool) -> Option<&'static st
     }
 }
 
+/// A client socket as a [`Stream`] and who it is (a Unix-domain client has no address).
+fn client_of(fd: OwnedFd, addr: Option<SocketAddr>) -> (Stream, Peer) {
+    match addr {
+        None => (
+            Stream::Unix(UnixStream::from(fd)),
+            Peer {
+                ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                port: 0,
+            },
+        ),
+        Some(a) => (
+            Stream::Tcp(TcpStream::from(fd)),
+            Peer {
+                ip: canonical_ip(a.ip()),
+                port: a.port(),
+            },
+        ),
+    }
+}
+
 /// Chunks one direction may hold (received, not yet sent): reading from its source stops
 /// there until the destination takes them (back-pressure).
 const QUEUE: usize = 4;
@@ -461,22 +481,13 @@ impl UringWorker {
 
     /// A client just accepted (counted against `-x`): the per-client cap, routing, connect.
     fn start(&mut self, fd: OwnedFd, addr: Option<SocketAddr>, now: u64) {
-        let (client, peer) = match (&self.listener, addr) {
-            (Some(Listener::Unix(_)), _) | (_, None) => (
-                Stream::Unix(UnixStream::from(fd)),
-                Peer {
-                    ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                    port: 0,
-                },
-            ),
-            (_, Some(a)) => (
-                Stream::Tcp(TcpStream::from(fd)),
-                Peer {
-                    ip: canonical_ip(a.ip()),
-                    port: a.port(),
-                },
-            ),
-        };
+        let why = unsupported(&self.shared.settings.read(), self.shared.log.enabled());
+        if let Some(why) = why {
+            // Turned on since the last look: this client is the epoll engine's too.
+            self.switch_to_epoll(why, Some((fd, addr)));
+            return;
+        }
+        let (client, peer) = client_of(fd, addr);
         let per_client = match self.shared.admit_client(peer.ip) {
             PerClientVerdict::Refused => {
                 self.shared.release();
@@ -549,14 +560,16 @@ impl UringWorker {
         }
         let why = unsupported(&self.shared.settings.read(), self.shared.log.enabled());
         if let Some(why) = why {
-            self.switch_to_epoll(why);
+            self.switch_to_epoll(why, None);
         }
     }
 
     /// Gives the listener and the control channel to an epoll worker on a new thread, from
     /// now on the worker of this index; this one stops accepting and relays the connections
-    /// it has until they close (they are no longer listed by the control plane).
-    fn switch_to_epoll(&mut self, why: &str) {
+    /// it has until they close (they are no longer listed by the control plane). `first` is a
+    /// client accepted (and admitted) just now; the clients of the accepts still in flight and
+    /// those held at the `-x` limit go to the epoll worker too.
+    fn switch_to_epoll(&mut self, why: &str, first: Option<(OwnedFd, Option<SocketAddr>)>) {
         let Some(rx) = self.rx.take() else {
             return;
         };
@@ -566,10 +579,45 @@ impl UringWorker {
             self.index
         );
         let listener = self.listener.take();
+        // The accepts in flight end (cancelled, or with a client: handed over below).
+        let mut clients: Vec<(OwnedFd, Option<SocketAddr>, bool)> = Vec::new();
+        clients.extend(first.map(|(fd, a)| (fd, a, true)));
+        clients.extend(
+            std::mem::take(&mut self.pending)
+                .into_iter()
+                .map(|(fd, a)| (fd, a, false)),
+        );
         if let Some(l) = &listener {
             self.ring.cancel_fd(l.as_raw_fd());
         }
-        self.pending_to_drop();
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            if self.armed == 0 {
+                break;
+            }
+            out.clear();
+            let _ = self
+                .ring
+                .submit_and_wait(Some(Duration::from_millis(10)), &mut out);
+            for cqe in &out {
+                if cqe.op != Op::Accept {
+                    self.on_completion(cqe);
+                    continue;
+                }
+                if let Some(i) = cqe.index {
+                    self.accept_free.push(i);
+                }
+                if self.armed > 0 {
+                    self.armed -= 1;
+                    self.reserved.fetch_sub(1, Relaxed);
+                }
+                if let Some((fd, a)) = self.ring.accepted(cqe) {
+                    self.shared.counters.accepted.fetch_add(1, Relaxed);
+                    clients.push((fd, a, false));
+                }
+            }
+        }
+        self.at_limit = false;
         // The waker belongs to the epoll worker now; its poll here is cancelled (it is on the
         // epoll instance's descriptor, which stays open).
         self.ring.cancel_fd(self.poller.as_raw_fd());
@@ -578,23 +626,31 @@ impl UringWorker {
             Arc::clone(&self.shared),
             Arc::clone(&self.poller),
         );
-        match crate::engine::reactor::Worker::new(i, sh, poller, rx, listener) {
-            Ok(w) => {
-                let t = std::thread::Builder::new()
-                    .name(format!("pen-worker-{i}"))
-                    .spawn(move || w.run());
-                match t {
-                    Ok(t) => self.successor = Some(t),
-                    Err(e) => log::error!("worker {i}: cannot start the epoll worker: {e}"),
-                }
+        let mut worker = match crate::engine::reactor::Worker::new(i, sh, poller, rx, listener) {
+            Ok(w) => w,
+            Err(e) => {
+                log::error!("worker {i}: cannot start the epoll worker: {e}");
+                return;
             }
+        };
+        let now = self.shared.now_ms();
+        for (fd, addr, admitted) in clients {
+            if admitted || self.shared.admit() {
+                let (client, peer) = client_of(fd, addr);
+                worker.start(client, peer, now);
+            }
+        }
+        let t = std::thread::Builder::new()
+            .name(format!("pen-worker-{i}"))
+            .spawn(move || worker.run());
+        match t {
+            Ok(t) => self.successor = Some(t),
             Err(e) => log::error!("worker {i}: cannot start the epoll worker: {e}"),
         }
     }
 
-    /// Drops the clients held at the `-x` limit (the switch leaves nobody to start them).
+    /// Drops the clients held at the `-x` limit (never admitted: dropping closes them).
     fn pending_to_drop(&mut self) {
-        // Held clients were never admitted: dropping closes them.
         self.pending.clear();
         self.at_limit = false;
     }
