@@ -251,14 +251,21 @@ impl Ring {
         self.push_linked(c, t);
     }
 
-    /// Receives from `fd` into a provided buffer.
+    /// Receives from `fd` into provided buffers, repeatedly (multishot: one completion per
+    /// chunk, each with its buffer, until cancelled, out of buffers, at end of file or on an
+    /// error, which the last completion, without `more`, says).
     pub(crate) fn recv(&mut self, fd: RawFd, token: u64) {
-        let len = u32::try_from(self.buf_size).unwrap_or(u32::MAX);
-        let entry = opcode::Recv::new(Fd(fd), std::ptr::null_mut(), len)
-            .buf_group(GROUP)
+        let entry = opcode::RecvMulti::new(Fd(fd), GROUP)
             .build()
-            .flags(squeue::Flags::BUFFER_SELECT)
             .user_data(user_data(Op::Recv, 0, token));
+        self.push(entry);
+    }
+
+    /// Cancels the receive of `token` (its last completion says when it has ended).
+    pub(crate) fn cancel_recv(&mut self, token: u64) {
+        let entry = opcode::AsyncCancel::new(user_data(Op::Recv, 0, token))
+            .build()
+            .user_data(user_data(Op::Housekeeping, 0, 0));
         self.push(entry);
     }
 

@@ -45,7 +45,7 @@ impl UringWorker {
         };
         let mut shut_failed = false;
         if !d.send {
-            if let Some(c) = d.front() {
+            if let Some(c) = d.queue.front().copied() {
                 d.send = self
                     .ring
                     .send(dst, c.bid, c.start as usize, c.end as usize, tok);
@@ -67,9 +67,13 @@ impl UringWorker {
         let Some(d) = conn.dirs.get_mut(dir) else {
             return;
         };
-        if !d.recv && !d.eof && d.len < super::QUEUE {
+        if !d.recv && !d.eof && d.queue.len() < super::QUEUE {
             self.ring.recv(src, tok);
             d.recv = true;
+        } else if d.recv && !d.cancelling && d.queue.len() >= super::QUEUE {
+            // Back-pressure: the destination is behind; stop taking bytes from the source.
+            self.ring.cancel_recv(tok);
+            d.cancelling = true;
         }
         let fast = match self.shared.settings.read().tcp_fastclose {
             Fastclose::Off => false,
@@ -94,7 +98,10 @@ impl UringWorker {
         let Some(d) = self.slots.get_mut(slot).and_then(|c| c.dirs.get_mut(dir)) else {
             return;
         };
-        d.recv = false;
+        if !cqe.more {
+            d.recv = false;
+            d.cancelling = false;
+        }
         match cqe.res {
             n if n > 0 => {
                 let Some(bid) = cqe.index else {
@@ -105,10 +112,7 @@ impl UringWorker {
                     start: 0,
                     end: n as u32,
                 };
-                if !d.push(chunk) {
-                    self.ring.release(bid);
-                    return self.close(slot);
-                }
+                d.queue.push_back(chunk);
             }
             0 => {
                 d.eof = true;
@@ -152,14 +156,14 @@ impl UringWorker {
         let n = cqe.res as u32;
         d.bytes += u64::from(n);
         let mut finished = None;
-        if let Some(front) = d.front_mut() {
+        if let Some(front) = d.queue.front_mut() {
             front.start = front.start.saturating_add(n).min(front.end);
             if front.start == front.end {
                 finished = Some(front.bid);
             }
         }
         if let Some(bid) = finished {
-            d.pop();
+            d.queue.pop_front();
             self.ring.release(bid);
         }
         conn.life.active(now);
@@ -201,7 +205,7 @@ impl UringWorker {
             self.ring.close(s.into());
         }
         for d in &mut conn.dirs {
-            while let Some(c) = d.pop() {
+            while let Some(c) = d.queue.pop_front() {
                 self.ring.release(c.bid);
             }
         }
