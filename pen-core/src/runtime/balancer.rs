@@ -117,9 +117,6 @@ impl Bound {
             allow(unused_variables)
         )]
         let uring = use_uring(engine, &shared);
-        // The io_uring workers' accepts in flight hold -x room between them.
-        #[cfg(all(target_os = "linux", not(feature = "portable-poller")))]
-        let reserved = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut threads = Vec::with_capacity(ends.len() + 2);
         let mut udp = udp.into_iter();
         for (i, ((poller, rx), l)) in ends.into_iter().zip(listeners).enumerate() {
@@ -138,8 +135,7 @@ impl Bound {
             #[cfg(all(target_os = "linux", not(feature = "portable-poller")))]
             if uring {
                 let sh = Arc::clone(&shared);
-                let res = Arc::clone(&reserved);
-                let worker = crate::engine::uring::UringWorker::new(i, sh, poller, rx, l, res)
+                let worker = crate::engine::uring::UringWorker::new(i, sh, poller, rx, l)
                     .map_err(io_err("cannot start io_uring worker"))?;
                 let events = Arc::clone(&shared.events);
                 let t = std::thread::Builder::new()

@@ -1,7 +1,7 @@
 //! The io_uring layer of the opt-in uring engine (`engine::uring`): one ring per worker, its
 //! provided buffers, and one safe method per operation the engine submits. Everything the
-//! kernel reads or writes after a submission (accept addresses, connect addresses and
-//! timeouts, receive and send buffers) is owned here, and stays owned until the kernel is
+//! kernel reads or writes after a submission (connect addresses and timeouts, receive and
+//! send buffers) is owned here, and stays owned until the kernel is
 //! done with it:
 //!
 //! - receive buffers are a fixed arena handed to the kernel as provided buffers
@@ -9,7 +9,6 @@
 //!   connection holds none. A buffer the engine holds is either given back ([`Ring::release`])
 //!   or sent from ([`Ring::send`]); one being sent is given back only when its send completes,
 //!   whatever the engine asked meanwhile;
-//! - accept addresses live in a table with one entry per accept in flight;
 //! - connect addresses and their link timeouts are copied by the kernel when the submission is
 //!   prepared (inside `io_uring_enter`), so they are kept until the next submission returns;
 //! - closing a socket cancels every operation on it first (a hard link: the close runs
@@ -17,13 +16,12 @@
 //! - dropping the ring cancels what is in flight and waits (bounded) for it; if the kernel
 //!   still holds something, the buffers are leaked rather than freed under it.
 //!
-//! A completion's `user_data` packs the operation, a buffer or accept index and the engine's
+//! A completion's `user_data` packs the operation, a buffer index and the engine's
 //! 44-bit token ([`Cqe`]).
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
@@ -39,8 +37,8 @@ const TOKEN_MASK: u64 = (1 << TOKEN_BITS) - 1;
 /// What a submission was (the top 4 bits of its `user_data`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
-    /// An accept (index: its address entry).
-    Accept = 1,
+    /// The listener's readiness poll (multishot).
+    Ready = 1,
     /// A connect.
     Connect = 2,
     /// A connect's link timeout.
@@ -58,7 +56,7 @@ pub(crate) enum Op {
 impl Op {
     fn from_bits(b: u64) -> Option<Op> {
         Some(match b {
-            1 => Op::Accept,
+            1 => Op::Ready,
             2 => Op::Connect,
             3 => Op::Timeout,
             4 => Op::Recv,
@@ -83,7 +81,7 @@ pub(crate) struct Cqe {
     pub(crate) token: u64,
     /// The result: a count, a descriptor, or `-errno`.
     pub(crate) res: i32,
-    /// A receive's buffer (now held by the engine), or an accept's address entry.
+    /// A receive's buffer (now held by the engine), or a send's.
     pub(crate) index: Option<u16>,
     /// More completions will come for this submission (multishot).
     pub(crate) more: bool,
@@ -100,12 +98,6 @@ enum BufState {
     Sending { release: bool },
 }
 
-/// Storage for one accept's peer address.
-struct AcceptAddr {
-    addr: MaybeUninit<libc::sockaddr_storage>,
-    len: libc::socklen_t,
-}
-
 /// A connect's address and timeout, kept until the kernel has copied them.
 struct ConnectArgs {
     addr: SockAddr,
@@ -118,7 +110,6 @@ pub(crate) struct Ring {
     arena: Box<[u8]>,
     buf_size: usize,
     bufs: Vec<BufState>,
-    accepts: Box<[AcceptAddr]>,
     /// Submissions waiting for room in the submission queue (a linked pair as one).
     backlog: Vec<(squeue::Entry, Option<squeue::Entry>)>,
     /// Connect arguments the kernel has not copied yet (until the next submission returns).
@@ -145,9 +136,8 @@ pub(crate) fn probe() -> io::Result<()> {
 }
 
 impl Ring {
-    /// A ring of `entries` submissions, `nbufs` provided buffers of `buf_size` bytes, and
-    /// `accepts` accept address entries.
-    pub(crate) fn new(entries: u32, nbufs: u16, buf_size: usize, accepts: u16) -> io::Result<Ring> {
+    /// A ring of `entries` submissions and `nbufs` provided buffers of `buf_size` bytes.
+    pub(crate) fn new(entries: u32, nbufs: u16, buf_size: usize) -> io::Result<Ring> {
         // Made disabled: the worker thread enables it ([`Ring::enable`]) and so becomes its
         // single issuer (the kernel then skips the locking a shared ring needs), with task
         // work run only when it enters the kernel (`DEFER_TASKRUN`: no interruption mid-turn).
@@ -163,12 +153,6 @@ impl Ring {
             arena: vec![0u8; len].into_boxed_slice(),
             buf_size,
             bufs: vec![BufState::Held; usize::from(nbufs)],
-            accepts: (0..accepts)
-                .map(|_| AcceptAddr {
-                    addr: MaybeUninit::zeroed(),
-                    len: 0,
-                })
-                .collect(),
             backlog: Vec::new(),
             staged: Vec::new(),
             inflight: 0,
@@ -196,40 +180,13 @@ impl Ring {
         }
         let mut sq = self.ring.submission();
         // SAFETY: every pointer in `entry` is into memory this `Ring` owns and keeps until
-        // the operation's completion (buffers, accept addresses) or until the next submission
+        // the operation's completion (buffers) or until the next submission
         // has returned (connect arguments, copied by the kernel when prepared), as the module
         // documentation sets out.
         if unsafe { sq.push(&entry) }.is_err() {
             drop(sq);
             self.backlog.push((entry, None));
         }
-    }
-
-    /// Accepts one connection on `listener` into address entry `index`.
-    pub(crate) fn accept(&mut self, listener: RawFd, index: u16, token: u64) {
-        let Some(a) = self.accepts.get_mut(usize::from(index)) else {
-            return;
-        };
-        a.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        let entry = opcode::Accept::new(Fd(listener), a.addr.as_mut_ptr().cast(), &mut a.len)
-            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(user_data(Op::Accept, index, token));
-        self.push(entry);
-    }
-
-    /// The socket an accept completion `cqe` made, and its peer's address (if it has one).
-    pub(crate) fn accepted(&self, cqe: &Cqe) -> Option<(OwnedFd, Option<SocketAddr>)> {
-        if cqe.op != Op::Accept || cqe.res < 0 {
-            return None;
-        }
-        // SAFETY: a successful accept's result is a new descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(cqe.res) };
-        let addr = cqe
-            .index
-            .and_then(|i| self.accepts.get(usize::from(i)))
-            .and_then(peer_addr);
-        Some((fd, addr))
     }
 
     /// Connects `fd` to `addr`, cancelled (`-ECANCELED`) after `timeout`.
@@ -319,12 +276,13 @@ impl Ring {
         self.starved = false;
     }
 
-    /// Polls `fd` for readability, repeatedly (the worker's waker).
-    pub(crate) fn poll_readable(&mut self, fd: RawFd) {
+    /// Polls `fd` for readability, repeatedly (multishot): the worker's waker ([`Op::Wake`])
+    /// or its listener ([`Op::Ready`], with `token`).
+    pub(crate) fn poll_readable(&mut self, fd: RawFd, op: Op, token: u64) {
         let entry = opcode::PollAdd::new(Fd(fd), libc::POLLIN as u32)
             .multi(true)
             .build()
-            .user_data(user_data(Op::Wake, 0, 0));
+            .user_data(user_data(op, 0, token));
         self.push(entry);
     }
 
@@ -463,7 +421,6 @@ impl Ring {
                     }
                     Some(index)
                 }
-                Op::Accept => Some(index),
                 _ => None,
             };
             if op == Op::Housekeeping {
@@ -485,7 +442,7 @@ impl Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        // Nothing may be left writing into the arena or the accept table once they are freed.
+        // Nothing may be left writing into the arena once it is freed.
         let cancel = opcode::AsyncCancel2::new(CancelBuilder::any())
             .build()
             .user_data(user_data(Op::Housekeeping, 0, 0));
@@ -504,41 +461,10 @@ impl Drop for Ring {
             }
         }
         if self.inflight > 0 {
-            // Some operation (e.g. the multishot poll, which a cancel of "any" ends too, or one
-            // the kernel is slow to end) is still out: leak what it might touch.
+            // Some operation the kernel is slow to end is still out: leak what it might touch.
             let arena = std::mem::take(&mut self.arena);
             std::mem::forget(arena);
-            let accepts = std::mem::take(&mut self.accepts);
-            std::mem::forget(accepts);
         }
-    }
-}
-
-/// The peer address an accept wrote into `a` (`None` for a Unix-domain peer).
-fn peer_addr(a: &AcceptAddr) -> Option<SocketAddr> {
-    let len = a.len as usize;
-    let p = a.addr.as_ptr();
-    // SAFETY: the entry was zeroed when made and its accept has completed, so the kernel has
-    // written the family field (or left it zero) and nothing writes it now.
-    let family = i32::from(unsafe { (*p).ss_family });
-    match family {
-        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the kernel wrote a whole sockaddr_in (length checked), which fits in
-            // the storage; read unaligned-safe through `read_unaligned`.
-            let sin = unsafe { std::ptr::read_unaligned(p.cast::<libc::sockaddr_in>()) };
-            let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(sin.sin_port)))
-        }
-        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: as above, for a sockaddr_in6.
-            let sin6 = unsafe { std::ptr::read_unaligned(p.cast::<libc::sockaddr_in6>()) };
-            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(SocketAddr::new(
-                IpAddr::V6(ip),
-                u16::from_be(sin6.sin6_port),
-            ))
-        }
-        _ => None,
     }
 }
 

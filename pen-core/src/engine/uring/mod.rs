@@ -18,10 +18,9 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -29,15 +28,17 @@ use crate::domain::server::{ServerId, Target};
 use crate::domain::settings::Settings;
 use crate::engine::admission::PerClientVerdict;
 use crate::engine::lifecycle::{Lifecycle, Phase};
-use crate::engine::net::{canonical_ip, Listener, Peer, Stream};
+use crate::engine::net::{Listener, Peer, Stream};
 use crate::engine::route::{self, target_name};
 use crate::engine::slab::Slab;
 use crate::engine::state::{Shared, WorkerMsg};
 use crate::poll::{Events, Poller};
 use crate::sys::uring::{Cqe, Op, Ring};
 
+mod accept;
 mod connect;
 mod relay;
+mod switch;
 
 /// Size of one provided buffer (as the epoll engine's relay buffer).
 const BUF_SIZE: usize = crate::engine::relay::BUF_SIZE;
@@ -45,8 +46,6 @@ const BUF_SIZE: usize = crate::engine::relay::BUF_SIZE;
 const BUFFERS: u16 = 256;
 /// Submission queue entries per ring.
 const RING_ENTRIES: u32 = 1024;
-/// Accepts kept in flight (each with its own address entry).
-const ACCEPTS: u16 = 8;
 /// Out of descriptors: how long until accepting is tried again.
 const STARVED_RETRY_MS: u64 = 100;
 
@@ -84,26 +83,6 @@ pub(crate) fn unsupported(s: &Settings, log_enabled: bool) -> Option<&'static st
         Some("the access log (-l)")
     } else {
         None
-    }
-}
-
-/// A client socket as a [`Stream`] and who it is (a Unix-domain client has no address).
-fn client_of(fd: OwnedFd, addr: Option<SocketAddr>) -> (Stream, Peer) {
-    match addr {
-        None => (
-            Stream::Unix(UnixStream::from(fd)),
-            Peer {
-                ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                port: 0,
-            },
-        ),
-        Some(a) => (
-            Stream::Tcp(TcpStream::from(fd)),
-            Peer {
-                ip: canonical_ip(a.ip()),
-                port: a.port(),
-            },
-        ),
     }
 }
 
@@ -184,14 +163,16 @@ pub(crate) struct UringWorker {
     poller: Arc<Poller>,
     rx: Option<mpsc::Receiver<WorkerMsg>>,
     listener: Option<Listener>,
-    /// Bumped when the listener changes: accepts of an older one are not re-armed.
+    /// Bumped when the listener changes: the readiness poll of an older one is not re-armed.
     listener_gen: u64,
+    /// The listener's readiness poll is armed.
+    listen_armed: bool,
+    /// More connections may be waiting in the listener's queue (its poll will not say again).
+    accept_more: bool,
     ring: Ring,
     slots: Slab<Conn>,
-    /// Free accept address entries.
-    accept_free: Vec<u16>,
-    /// Accepted connections waiting for room under `-x`.
-    pending: VecDeque<(OwnedFd, Option<SocketAddr>)>,
+    /// Stopped accepting at the `-x` limit; resumes when a slot frees (the closing worker
+    /// wakes every worker).
     at_limit: bool,
     /// Out of descriptors: accept again at this time (0: not backing off).
     accept_retry: u64,
@@ -199,11 +180,6 @@ pub(crate) struct UringWorker {
     starved: Vec<(usize, u32, usize)>,
     /// Connects waiting for descriptors to free: (when, slot, generation bits).
     retries: Vec<(u64, usize, u32)>,
-    /// `-x` room held by the accepts in flight of all uring workers: an accept is armed only
-    /// within the room left, so that clients beyond `-x` wait in the kernel's accept queue.
-    reserved: Arc<AtomicUsize>,
-    /// Accepts in flight (each holding one unit of `reserved`).
-    armed: usize,
     /// The waker's poll is armed.
     wake_armed: bool,
     next_sweep: u64,
@@ -220,9 +196,8 @@ impl UringWorker {
         poller: Arc<Poller>,
         rx: mpsc::Receiver<WorkerMsg>,
         listener: Option<Listener>,
-        reserved: Arc<AtomicUsize>,
     ) -> io::Result<UringWorker> {
-        let ring = Ring::new(RING_ENTRIES, BUFFERS, BUF_SIZE, ACCEPTS)?;
+        let ring = Ring::new(RING_ENTRIES, BUFFERS, BUF_SIZE)?;
         Ok(UringWorker {
             index,
             shared,
@@ -230,16 +205,14 @@ impl UringWorker {
             rx: Some(rx),
             listener,
             listener_gen: 0,
+            listen_armed: false,
+            accept_more: true,
             ring,
             slots: Slab::default(),
-            accept_free: (0..ACCEPTS).rev().collect(),
-            pending: VecDeque::new(),
             at_limit: false,
             accept_retry: 0,
             starved: Vec::new(),
             retries: Vec::new(),
-            reserved,
-            armed: 0,
             wake_armed: false,
             next_sweep: 0,
             successor: None,
@@ -257,11 +230,12 @@ impl UringWorker {
         let mut cqes = Vec::with_capacity(256);
         while !self.shared.stopping.load(Relaxed) {
             if !self.wake_armed && self.rx.is_some() {
-                self.ring.poll_readable(self.poller.as_raw_fd());
+                self.ring
+                    .poll_readable(self.poller.as_raw_fd(), Op::Wake, 0);
                 self.wake_armed = true;
             }
             let now = self.shared.now_ms();
-            self.arm_accepts(now);
+            self.arm_listener();
             let timeout = self.wait_timeout(now);
             cqes.clear();
             if let Err(e) = self.ring.submit_and_wait(timeout, &mut cqes) {
@@ -280,9 +254,10 @@ impl UringWorker {
                     _ => self.on_completion(cqe),
                 }
             }
-            if woken {
+            if woken && self.rx.is_some() {
                 // Drain the epoll instance the waker's eventfd is registered with, so that its
-                // next notification wakes the poll again.
+                // next notification wakes the poll again. (Never after a switch: the epoll
+                // instance is then the epoll worker's, whose events this would take.)
                 let _ = self.poller.wait(&mut self.events, Some(Duration::ZERO));
             }
             self.messages();
@@ -298,7 +273,7 @@ impl UringWorker {
                 }
             }
             let now = self.shared.now_ms();
-            self.admit_pending(now);
+            self.accept_if_due(now);
             self.retry_connects(now);
             self.sweep(now);
             self.check_settings();
@@ -310,6 +285,9 @@ impl UringWorker {
     }
 
     fn wait_timeout(&self, now: u64) -> Option<Duration> {
+        if self.accept_more && self.listener.is_some() && self.rx.is_some() {
+            return Some(Duration::ZERO);
+        }
         let mut until = None::<u64>;
         let mut at = |t: u64| until = Some(until.map_or(t, |u| u.min(t)));
         if self.shared.settings.read().idle_timeout_secs > 0 {
@@ -321,10 +299,6 @@ impl UringWorker {
         if self.rx.is_none() {
             // No waker after a switch: look at `stopping` now and then.
             at(now.saturating_add(100));
-        }
-        if self.at_limit || !self.pending.is_empty() {
-            // Room may free without a wake-up (another worker's accepts ending).
-            at(now.saturating_add(STARVED_RETRY_MS));
         }
         if let Some(t) = self.retries.iter().map(|r| r.0).min() {
             at(t);
@@ -346,7 +320,7 @@ impl UringWorker {
 
     fn on_completion(&mut self, cqe: &Cqe) {
         match cqe.op {
-            Op::Accept => self.on_accept(cqe),
+            Op::Ready => self.on_listener_ready(cqe),
             Op::Connect => self.on_connect(cqe),
             Op::Recv => self.on_recv(cqe),
             Op::Send => self.on_send(cqe),
@@ -354,108 +328,16 @@ impl UringWorker {
         }
     }
 
-    // ---- accepting ------------------------------------------------------------------------
-
-    /// Keeps up to [`ACCEPTS`] accepts in flight, each within the room left under `-x`
-    /// (reserved until it completes), so that clients beyond the limit stay in the kernel's
-    /// accept queue.
-    fn arm_accepts(&mut self, now: u64) {
-        if !self.pending.is_empty() || self.rx.is_none() {
-            return;
-        }
-        if self.accept_retry != 0 {
-            if now < self.accept_retry {
-                return;
-            }
-            self.accept_retry = 0;
-        }
-        let Some(fd) = self.listener.as_ref().map(AsRawFd::as_raw_fd) else {
-            return;
-        };
-        while !self.accept_free.is_empty() {
-            if !self.reserve() {
-                if self.armed == 0 && !self.at_limit {
-                    // At the -x limit: new clients wait in the kernel's queue until a slot
-                    // frees (the closing worker wakes everyone).
-                    self.shared.counters.accept_pauses.fetch_add(1, Relaxed);
-                    self.at_limit = true;
-                }
-                return;
-            }
-            if let Some(i) = self.accept_free.pop() {
-                self.armed += 1;
-                self.ring.accept(fd, i, self.listener_gen);
-            }
-        }
-        self.at_limit = false;
-    }
-
-    /// Reserves room under `-x` for one accept.
-    fn reserve(&self) -> bool {
-        let max = self.shared.conn_max.load(Relaxed);
-        let reserved = self.reserved.fetch_add(1, Relaxed);
-        if self.shared.active.load(Relaxed).saturating_add(reserved) >= max {
-            self.reserved.fetch_sub(1, Relaxed);
-            return false;
-        }
-        true
-    }
-
-    fn on_accept(&mut self, cqe: &Cqe) {
-        if let Some(i) = cqe.index {
-            self.accept_free.push(i);
-        }
-        if self.armed > 0 {
-            self.armed -= 1;
-            self.reserved.fetch_sub(1, Relaxed);
-        }
-        if cqe.res < 0 {
-            match -cqe.res {
-                libc::ECANCELED | libc::EINTR | libc::ECONNABORTED | libc::EAGAIN => {}
-                _ => {
-                    // Out of descriptors or memory: try again in 100 ms rather than spin.
-                    let now = self.shared.now_ms();
-                    self.accept_retry = now.saturating_add(STARVED_RETRY_MS);
-                }
-            }
-            return;
-        }
-        let Some((fd, addr)) = self.ring.accepted(cqe) else {
-            return;
-        };
-        self.shared.counters.accepted.fetch_add(1, Relaxed);
-        if !self.pending.is_empty() || !self.shared.admit() {
-            // Only when -x was lowered meanwhile: hold it (it is accepted already) until a
-            // slot frees.
-            self.shared.counters.accept_pauses.fetch_add(1, Relaxed);
-            self.pending.push_back((fd, addr));
-            return;
-        }
-        let now = self.shared.now_ms();
-        self.start(fd, addr, now);
-    }
-
-    /// Starts the connections held at the `-x` limit as slots free.
-    fn admit_pending(&mut self, now: u64) {
-        while !self.pending.is_empty() {
-            if !self.shared.admit() {
-                return;
-            }
-            if let Some((fd, addr)) = self.pending.pop_front() {
-                self.start(fd, addr, now);
-            }
-        }
-    }
+    // ---- starting a client ----------------------------------------------------------------
 
     /// A client just accepted (counted against `-x`): the per-client cap, routing, connect.
-    fn start(&mut self, fd: OwnedFd, addr: Option<SocketAddr>, now: u64) {
+    fn start(&mut self, client: Stream, peer: Peer, now: u64) {
         let why = unsupported(&self.shared.settings.read(), self.shared.log.enabled());
         if let Some(why) = why {
             // Turned on since the last look: this client is the epoll engine's too.
-            self.switch_to_epoll(why, Some((fd, addr)));
+            self.switch_to_epoll(why, Some((client, peer)));
             return;
         }
-        let (client, peer) = client_of(fd, addr);
         let per_client = match self.shared.admit_client(peer.ip) {
             PerClientVerdict::Refused => {
                 self.shared.release();
@@ -532,102 +414,10 @@ impl UringWorker {
         }
     }
 
-    /// Gives the listener and the control channel to an epoll worker on a new thread, from
-    /// now on the worker of this index; this one stops accepting and relays the connections
-    /// it has until they close (they are no longer listed by the control plane). `first` is a
-    /// client accepted (and admitted) just now; the clients of the accepts still in flight and
-    /// those held at the `-x` limit go to the epoll worker too.
-    fn switch_to_epoll(&mut self, why: &str, first: Option<(OwnedFd, Option<SocketAddr>)>) {
-        let Some(rx) = self.rx.take() else {
-            return;
-        };
-        log::warn!(
-            "worker {}: {why} is on, which the io_uring engine does not do: new connections \
-             go to the epoll engine",
-            self.index
-        );
-        let listener = self.listener.take();
-        // The accepts in flight end (cancelled, or with a client: handed over below).
-        let mut clients: Vec<(OwnedFd, Option<SocketAddr>, bool)> = Vec::new();
-        clients.extend(first.map(|(fd, a)| (fd, a, true)));
-        clients.extend(
-            std::mem::take(&mut self.pending)
-                .into_iter()
-                .map(|(fd, a)| (fd, a, false)),
-        );
-        if let Some(l) = &listener {
-            self.ring.cancel_fd(l.as_raw_fd());
-        }
-        let mut out = Vec::new();
-        for _ in 0..100 {
-            if self.armed == 0 {
-                break;
-            }
-            out.clear();
-            let _ = self
-                .ring
-                .submit_and_wait(Some(Duration::from_millis(10)), &mut out);
-            for cqe in &out {
-                if cqe.op != Op::Accept {
-                    self.on_completion(cqe);
-                    continue;
-                }
-                if let Some(i) = cqe.index {
-                    self.accept_free.push(i);
-                }
-                if self.armed > 0 {
-                    self.armed -= 1;
-                    self.reserved.fetch_sub(1, Relaxed);
-                }
-                if let Some((fd, a)) = self.ring.accepted(cqe) {
-                    self.shared.counters.accepted.fetch_add(1, Relaxed);
-                    clients.push((fd, a, false));
-                }
-            }
-        }
-        self.at_limit = false;
-        // The waker belongs to the epoll worker now; its poll here is cancelled (it is on the
-        // epoll instance's descriptor, which stays open).
-        self.ring.cancel_fd(self.poller.as_raw_fd());
-        let (i, sh, poller) = (
-            self.index,
-            Arc::clone(&self.shared),
-            Arc::clone(&self.poller),
-        );
-        let mut worker = match crate::engine::reactor::Worker::new(i, sh, poller, rx, listener) {
-            Ok(w) => w,
-            Err(e) => {
-                log::error!("worker {i}: cannot start the epoll worker: {e}");
-                return;
-            }
-        };
-        let now = self.shared.now_ms();
-        for (fd, addr, admitted) in clients {
-            if admitted || self.shared.admit() {
-                let (client, peer) = client_of(fd, addr);
-                worker.start(client, peer, now);
-            }
-        }
-        let t = std::thread::Builder::new()
-            .name(format!("pen-worker-{i}"))
-            .spawn(move || worker.run());
-        match t {
-            Ok(t) => self.successor = Some(t),
-            Err(e) => log::error!("worker {i}: cannot start the epoll worker: {e}"),
-        }
-    }
-
-    /// Drops the clients held at the `-x` limit (never admitted: dropping closes them).
-    fn pending_to_drop(&mut self) {
-        self.pending.clear();
-        self.at_limit = false;
-    }
-
     fn close_all(&mut self) {
         for slot in 0..self.slots.capacity() {
             self.close(slot);
         }
-        self.pending_to_drop();
         if let Some(l) = self.listener.take() {
             self.ring.cancel_fd(l.as_raw_fd());
         }
@@ -649,6 +439,8 @@ impl crate::engine::messages::Engine for UringWorker {
         }
         self.listener = listener;
         self.listener_gen = self.listener_gen.wrapping_add(1);
+        self.listen_armed = false;
+        self.accept_more = true;
     }
 
     fn close_slot(&mut self, slot: usize) {
