@@ -109,6 +109,11 @@ pub(crate) struct Ring {
     ring: IoUring,
     arena: Box<[u8]>,
     buf_size: usize,
+    /// Provided buffers (ids below this); the ids from here on are `extras`.
+    nbufs: usize,
+    /// Buffers of the engine's own (bytes a connection brought with it when it was handed
+    /// over by an upgrade), never provided to the kernel; freed when given back.
+    extras: Vec<Option<Box<[u8]>>>,
     bufs: Vec<BufState>,
     /// Submissions waiting for room in the submission queue (a linked pair as one).
     backlog: Vec<(squeue::Entry, Option<squeue::Entry>)>,
@@ -152,6 +157,8 @@ impl Ring {
             ring,
             arena: vec![0u8; len].into_boxed_slice(),
             buf_size,
+            nbufs: usize::from(nbufs),
+            extras: Vec::new(),
             bufs: vec![BufState::Held; usize::from(nbufs)],
             backlog: Vec::new(),
             staged: Vec::new(),
@@ -230,11 +237,10 @@ impl Ring {
     /// the buffer is not held or the range is outside it.
     pub(crate) fn send(&mut self, fd: RawFd, bid: u16, from: usize, to: usize, token: u64) -> bool {
         let i = usize::from(bid);
-        if self.bufs.get(i) != Some(&BufState::Held) || from >= to || to > self.buf_size {
+        if self.bufs.get(i) != Some(&BufState::Held) || from >= to {
             return false;
         }
-        let start = i.saturating_mul(self.buf_size).saturating_add(from);
-        let Some(bytes) = self.arena.get(start..start + (to - from)) else {
+        let Some(bytes) = self.slice(bid).get(from..to) else {
             return false;
         };
         let ptr = bytes.as_ptr();
@@ -250,6 +256,49 @@ impl Ring {
         true
     }
 
+    /// The memory of buffer `bid` (a provided one's, or an extra's).
+    fn slice(&self, bid: u16) -> &[u8] {
+        let i = usize::from(bid);
+        if i < self.nbufs {
+            let start = i.saturating_mul(self.buf_size);
+            return self
+                .arena
+                .get(start..start + self.buf_size)
+                .unwrap_or_default();
+        }
+        (self.extras.get(i - self.nbufs))
+            .and_then(Option::as_deref)
+            .unwrap_or_default()
+    }
+
+    /// Bytes `from..to` of held buffer `bid` (empty if it is not held or out of range).
+    pub(crate) fn bytes(&self, bid: u16, from: usize, to: usize) -> &[u8] {
+        if self.bufs.get(usize::from(bid)) != Some(&BufState::Held) {
+            return &[];
+        }
+        self.slice(bid).get(from..to).unwrap_or_default()
+    }
+
+    /// Holds a copy of `data` in a buffer of the engine's own; its id, to send from and give
+    /// back like a received one (`None` if there are no ids left).
+    pub(crate) fn hold_bytes(&mut self, data: &[u8]) -> Option<u16> {
+        let free = self.extras.iter().position(Option::is_none);
+        let i = free.unwrap_or(self.extras.len());
+        let bid = u16::try_from(self.nbufs + i).ok()?;
+        let buf = Some(data.to_vec().into_boxed_slice());
+        match self.extras.get_mut(i) {
+            Some(e) => *e = buf,
+            None => {
+                self.extras.push(buf);
+                self.bufs.push(BufState::Held);
+            }
+        }
+        if let Some(b) = self.bufs.get_mut(usize::from(bid)) {
+            *b = BufState::Held;
+        }
+        Some(bid)
+    }
+
     /// Gives held buffer `bid` back to the kernel (once its send, if any, is over).
     pub(crate) fn release(&mut self, bid: u16) {
         match self.bufs.get_mut(usize::from(bid)) {
@@ -261,6 +310,16 @@ impl Ring {
 
     fn provide(&mut self, bid: u16) {
         let i = usize::from(bid);
+        if i >= self.nbufs {
+            // An extra: freed (its id is reused by the next `hold_bytes`).
+            if let Some(e) = self.extras.get_mut(i - self.nbufs) {
+                *e = None;
+            }
+            if let Some(s) = self.bufs.get_mut(i) {
+                *s = BufState::Provided;
+            }
+            return;
+        }
         let start = i.saturating_mul(self.buf_size);
         let size = i32::try_from(self.buf_size).unwrap_or(i32::MAX);
         let Some(b) = self.arena.get_mut(start..start + self.buf_size) else {

@@ -37,6 +37,7 @@ use crate::sys::uring::{Cqe, Op, Ring};
 
 mod accept;
 mod connect;
+mod handoff;
 mod relay;
 mod switch;
 
@@ -182,6 +183,8 @@ pub(crate) struct UringWorker {
     retries: Vec<(u64, usize, u32)>,
     /// The waker's poll is armed.
     wake_armed: bool,
+    /// Handing connections over: nothing is received or sent (see `handoff`).
+    quiet: bool,
     next_sweep: u64,
     /// The epoll worker that took over (see [`UringWorker::switch_to_epoll`]).
     successor: Option<std::thread::JoinHandle<()>>,
@@ -214,6 +217,7 @@ impl UringWorker {
             starved: Vec::new(),
             retries: Vec::new(),
             wake_armed: false,
+            quiet: false,
             next_sweep: 0,
             successor: None,
             events: Events::new(),
@@ -466,6 +470,14 @@ impl crate::engine::messages::Engine for UringWorker {
                 from_client: c.dirs[0].bytes,
             })
             .collect()
+    }
+
+    fn hand_off(&mut self) -> Vec<crate::engine::reactor::handoff::Moved> {
+        self.give_up()
+    }
+
+    fn adopt(&mut self, moved: crate::engine::reactor::handoff::Moved) {
+        self.take_in(moved);
     }
 
     fn describe(&self, slot: usize) -> Option<String> {

@@ -24,6 +24,9 @@ impl UringWorker {
     /// receives more while there is room; closes the connection when both directions are
     /// done (or one is, under `tcp_fastclose`).
     pub(super) fn pump(&mut self, slot: usize, dir: usize) {
+        if self.quiet {
+            return;
+        }
         let Some(gen) = self.slots.gen(slot) else {
             return;
         };
@@ -148,7 +151,8 @@ impl UringWorker {
         };
         d.send = false;
         if cqe.res <= 0 {
-            if -cqe.res == libc::EINTR {
+            if -cqe.res == libc::EINTR || -cqe.res == libc::ECANCELED {
+                // Nothing sent (cancelled for a handoff, which resends or moves the chunk).
                 return self.pump(slot, dir);
             }
             return self.close(slot);
