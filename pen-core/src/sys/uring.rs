@@ -502,7 +502,7 @@ impl Ring {
 impl Drop for Ring {
     fn drop(&mut self) {
         // Nothing may be left writing into the arena once it is freed.
-        let cancel = opcode::AsyncCancel2::new(CancelBuilder::any())
+        let cancel = opcode::AsyncCancel2::new(CancelBuilder::any().all())
             .build()
             .user_data(user_data(Op::Housekeeping, 0, 0));
         self.push(cancel);

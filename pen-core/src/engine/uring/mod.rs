@@ -375,7 +375,8 @@ impl UringWorker {
                 "worker {}: more than 2^20 connections: dropping one",
                 self.index
             );
-            self.close(slot);
+            // Not connecting yet: its server's count was not taken.
+            self.close_uncounted(slot);
             return;
         }
         self.connect(slot, now);
