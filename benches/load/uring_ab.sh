@@ -23,3 +23,9 @@ done
 export A_LABEL=${A_LABEL:-epoll} B_LABEL=${B_LABEL:-uring}
 export AB_OUT=${AB_OUT:-$ROOT/benches/results/uring-ab-latest.md}
 "$ROOT/benches/load/ab.sh" "$WRAP/pen-epoll" "$WRAP/pen-uring"
+# The wrappers' own lines in the report name the scripts: say which binary they ran.
+{
+    echo
+    echo "- both wrappers exec \`$PEN\` (sha256 $(sha256sum "$PEN" | cut -c1-16)," \
+        "built $(date -u -r "$PEN" '+%Y-%m-%d %H:%M UTC')) with \`--engine epoll\` (A) and \`--engine uring\` (B)"
+} >>"$AB_OUT"
