@@ -552,3 +552,107 @@ pub(crate) fn server_socket(
     }
     Ok(sock.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    /// Waits for the completions of `op` until `n` have come (bounded).
+    fn wait_for(ring: &mut Ring, op: Op, n: usize) -> Vec<Cqe> {
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            let mut out = Vec::new();
+            ring.submit_and_wait(Some(Duration::from_millis(20)), &mut out)
+                .expect("wait");
+            got.extend(out.into_iter().filter(|c| c.op == op));
+            if got.len() >= n {
+                break;
+            }
+        }
+        got
+    }
+
+    fn ring() -> Option<Ring> {
+        // A kernel without io_uring (or with it disabled) has nothing to test here.
+        let r = Ring::new(16, 2, 16).ok()?;
+        r.enable().ok()?;
+        Some(r)
+    }
+
+    #[test]
+    fn a_received_buffer_sent_and_released_meanwhile_goes_back_once_sent() {
+        let Some(mut r) = ring() else {
+            return;
+        };
+        let (mut a, b) = UnixStream::pair().expect("pair");
+        a.write_all(b"hello").expect("write");
+        r.recv(b.as_raw_fd(), 1);
+        let c = wait_for(&mut r, Op::Recv, 1);
+        let c = c.first().expect("a receive");
+        assert_eq!((c.res, c.token), (5, 1));
+        let bid = c.index.expect("a provided buffer");
+        assert_eq!(r.bytes(bid, 0, 5), b"hello");
+        assert!(r.send(b.as_raw_fd(), bid, 1, 5, 2), "held: may be sent");
+        assert!(!r.send(b.as_raw_fd(), bid, 0, 5, 3), "one send at a time");
+        r.release(bid);
+        assert!(r.bytes(bid, 0, 5).is_empty(), "being sent: not held");
+        let s = wait_for(&mut r, Op::Send, 1);
+        assert_eq!(s.first().map(|c| (c.res, c.index)), Some((4, Some(bid))));
+        let mut echo = [0u8; 4];
+        a.read_exact(&mut echo).expect("read");
+        assert_eq!(&echo, b"ello");
+        // Back with the kernel: the next receive may pick it again.
+        assert!(!r.send(b.as_raw_fd(), bid, 0, 1, 4));
+        a.write_all(b"x").expect("write");
+        let c = wait_for(&mut r, Op::Recv, 1);
+        assert_eq!(c.first().map(|c| c.res), Some(1));
+    }
+
+    #[test]
+    fn held_bytes_get_ids_past_the_provided_ones_and_are_freed_for_reuse() {
+        let Some(mut r) = ring() else {
+            return;
+        };
+        let first = r.hold_bytes(b"abc").expect("an id");
+        assert!(usize::from(first) >= 2, "past the 2 provided buffers");
+        assert_eq!(r.bytes(first, 0, 3), b"abc");
+        let second = r.hold_bytes(b"de").expect("an id");
+        assert_ne!(first, second);
+        r.release(first);
+        assert!(r.bytes(first, 0, 3).is_empty());
+        assert_eq!(r.hold_bytes(b"f"), Some(first), "the freed id is reused");
+        assert_eq!(r.bytes(second, 0, 2), b"de");
+    }
+
+    #[test]
+    fn a_connect_to_a_closed_port_fails_and_its_timeout_is_cancelled() {
+        let Some(mut r) = ring() else {
+            return;
+        };
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let sock = server_socket(addr, None, None, true).expect("socket");
+        r.connect(sock.as_raw_fd(), addr, Duration::from_secs(5), 9);
+        let mut all = Vec::new();
+        for _ in 0..100 {
+            let mut out = Vec::new();
+            r.submit_and_wait(Some(Duration::from_millis(20)), &mut out)
+                .expect("wait");
+            all.extend(out.into_iter().map(|c| (c.op, c.res, c.token)));
+            if all.len() >= 2 {
+                break;
+            }
+        }
+        assert!(
+            all.contains(&(Op::Connect, -libc::ECONNREFUSED, 9)),
+            "{all:?}"
+        );
+        assert!(all.contains(&(Op::Timeout, -libc::ECANCELED, 9)), "{all:?}");
+        r.close(sock);
+    }
+}
