@@ -187,6 +187,9 @@ options:
   --workers N   worker threads, 0 = one per CPU [0]; also env PEN_WORKERS
   --splice M    zero-copy relay (Linux splice): auto (only towards non-loopback
                 servers, where it pays), always, never [auto]
+  --engine E    TCP relay engine: epoll, or uring (io_uring, Linux; plain TCP
+                only: epoll runs instead with TLS, UDP, -H, dummy,
+                connect_on_data or -l) [epoll]
   -V, --version print the version
   -?, --help    print this text
 
@@ -258,6 +261,7 @@ struct Opts {
     values: Vec<(char, String)>,
     workers: Option<String>,
     splice: Option<String>,
+    engine: Option<String>,
     metrics: Option<String>,
     control_level: Option<String>,
     control_group: Option<String>,
@@ -310,6 +314,15 @@ pub(crate) fn parse_args_env(args: &[String], env_workers: Option<&str>) -> Resu
                         }
                     })?;
                     o.splice = Some(v);
+                }
+                "engine" => {
+                    let v = inline.or_else(|| it.next().cloned()).ok_or_else(|| {
+                        CliError::MissingArgument {
+                            opt: arg.clone(),
+                            what: "epoll or uring",
+                        }
+                    })?;
+                    o.engine = Some(v);
                 }
                 "metrics" | "control-level" | "control-group" => {
                     let what = match name {
@@ -596,6 +609,19 @@ fn build(o: Opts, env_workers: Option<&str>) -> Result<Cli, CliError> {
                     opt: "--splice".to_string(),
                     token: v.clone(),
                     expected: "auto, always or never",
+                })
+            }
+        };
+    }
+    if let Some(v) = &o.engine {
+        config.engine = match v.as_str() {
+            "epoll" => pen_core::EngineKind::Epoll,
+            "uring" => pen_core::EngineKind::Uring,
+            _ => {
+                return Err(CliError::BadValue {
+                    opt: "--engine".to_string(),
+                    token: v.clone(),
+                    expected: "epoll or uring",
                 })
             }
         };

@@ -116,5 +116,5 @@ pub use domain::{acl, addr, clients, dns, event, health, maglev, policy, server,
 pub use engine::http;
 pub use error::{AddrError, ApplyError, ParseError, StartError};
 pub use runtime::balancer::{Balancer, Bound};
-pub use runtime::config::Config;
+pub use runtime::config::{Config, EngineKind};
 pub use tls::{TlsError, TlsOptions};

@@ -16,6 +16,15 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 /// How long any single wait for pen may take before the test fails.
 pub(crate) const WAIT: Duration = Duration::from_secs(5);
 
+/// The engine `PEN_TEST_ENGINE` asks every pen of ours to run (`None`: the default; never
+/// for C pen, which has no such option).
+pub(crate) fn test_engine() -> Option<String> {
+    let e = std::env::var("PEN_TEST_ENGINE")
+        .ok()
+        .filter(|e| !e.is_empty())?;
+    (!is_c_pen()).then_some(e)
+}
+
 /// The `pen` binary under test: `$PEN_BIN`, else the one cargo built.
 pub(crate) fn pen_bin() -> PathBuf {
     match std::env::var_os("PEN_BIN") {
@@ -229,6 +238,12 @@ impl PenBuilder {
             if running_as_root() {
                 args.push("-u".into());
                 args.push("root".into());
+            }
+            // PEN_TEST_ENGINE=uring: every pen of ours started here runs that engine (CI runs
+            // the relay, failover, selection and fault tests with the io_uring engine).
+            if let Some(engine) = test_engine() {
+                args.push("--engine".into());
+                args.push(engine);
             }
             args.push("-C".into());
             args.push(control.clone());

@@ -40,3 +40,4 @@ mod tls;
 mod tls_util;
 mod udp;
 mod upgrade_state;
+mod uring;

@@ -246,6 +246,9 @@ pub struct ServerTable {
     pub abuse: Option<Server>,
     /// The Maglev table of these servers (issue 14), built when first used after a change.
     maglev: crate::domain::maglev::MaglevCache,
+    /// Whether some server is sent a PROXY header (`server N proxy v1|v2`), kept by
+    /// [`ServerTable::reconfigure`] so that engines without it can tell cheaply.
+    sends_proxy: bool,
 }
 
 impl ServerTable {
@@ -256,7 +259,13 @@ impl ServerTable {
             emergency: emergency.map(Server::from_spec),
             abuse: None,
             maglev: Default::default(),
+            sends_proxy: false,
         }
+    }
+
+    /// Whether some server is sent a PROXY header (`server N proxy v1|v2`).
+    pub fn sends_proxy(&self) -> bool {
+        self.sends_proxy
     }
 
     /// Sets the abuse server (`-B`).
@@ -286,6 +295,9 @@ impl ServerTable {
     pub fn reconfigure(&mut self, confs: &[ServerConf]) -> Vec<ServerId> {
         let removed = (confs.len()..self.servers.len()).map(ServerId).collect();
         self.maglev.invalidate();
+        self.sends_proxy = confs
+            .iter()
+            .any(|c| c.proxy != crate::domain::proxy_header::ProxyVersion::Off);
         self.servers.resize_with(confs.len(), Server::default);
         for (s, c) in self.servers.iter_mut().zip(confs) {
             s.addr = c.addr;

@@ -19,3 +19,5 @@ pub(crate) mod state;
 pub(crate) mod tls_session;
 pub(crate) mod udp;
 pub(crate) mod udp_proxy;
+#[cfg(all(target_os = "linux", not(feature = "portable-poller")))]
+pub(crate) mod uring;

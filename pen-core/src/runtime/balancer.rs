@@ -40,6 +40,8 @@ pub struct Bound {
     metrics: Option<Listener>,
     /// Whether [`Bound::open_log`] ran (else [`Bound::start`] opens the log).
     log_open: bool,
+    /// The engine asked for (`--engine`).
+    engine: crate::runtime::config::EngineKind,
 }
 
 impl Bound {
@@ -107,7 +109,14 @@ impl Bound {
             control,
             metrics,
             log_open: _,
+            engine,
         } = self;
+        // (Logs why not when the epoll engine runs instead; always so in builds without it.)
+        #[cfg_attr(
+            not(all(target_os = "linux", not(feature = "portable-poller"))),
+            allow(unused_variables)
+        )]
+        let uring = use_uring(engine, &shared);
         let mut threads = Vec::with_capacity(ends.len() + 2);
         let mut udp = udp.into_iter();
         for (i, ((poller, rx), l)) in ends.into_iter().zip(listeners).enumerate() {
@@ -118,6 +127,19 @@ impl Bound {
                 let events = Arc::clone(&shared.events);
                 let t = std::thread::Builder::new()
                     .name(format!("pen-udp-{i}"))
+                    .spawn(move || guarded(&events, Worker::Relay(i), || worker.run()))
+                    .map_err(io_err("cannot start worker thread"))?;
+                threads.push(t);
+                continue;
+            }
+            #[cfg(all(target_os = "linux", not(feature = "portable-poller")))]
+            if uring {
+                let sh = Arc::clone(&shared);
+                let worker = crate::engine::uring::UringWorker::new(i, sh, poller, rx, l)
+                    .map_err(io_err("cannot start io_uring worker"))?;
+                let events = Arc::clone(&shared.events);
+                let t = std::thread::Builder::new()
+                    .name(format!("pen-uring-{i}"))
                     .spawn(move || guarded(&events, Worker::Relay(i), || worker.run()))
                     .map_err(io_err("cannot start worker thread"))?;
                 threads.push(t);
@@ -186,6 +208,48 @@ pub struct Balancer {
     pub(super) ctl: Arc<Controller>,
     pid_file: Option<PathBuf>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Whether the TCP workers run the io_uring engine: when it is asked for, the kernel has it,
+/// and nothing it does not do is on (else the epoll engine runs, and a log line says why).
+fn use_uring(engine: crate::runtime::config::EngineKind, shared: &Shared) -> bool {
+    if engine != crate::runtime::config::EngineKind::Uring {
+        return false;
+    }
+    let why: Option<String> = if shared.udp {
+        Some("UDP (-U)".into())
+    } else if shared.tls.is_some() {
+        Some("TLS (-E)".into())
+    } else {
+        uring_unsupported(shared)
+    };
+    match why {
+        Some(why) => {
+            log::warn!(
+                "--engine uring: {why} is on, which the io_uring engine does not do: using epoll"
+            );
+            false
+        }
+        None => true,
+    }
+}
+
+#[cfg(all(target_os = "linux", not(feature = "portable-poller")))]
+fn uring_unsupported(shared: &Shared) -> Option<String> {
+    // One lock at a time (never the settings' while taking the servers').
+    let proxy = shared.servers.read().sends_proxy();
+    let settings = shared.settings.read();
+    if let Some(why) = crate::engine::uring::unsupported(&settings, shared.log.enabled(), proxy) {
+        return Some(why.to_string());
+    }
+    crate::sys::uring::probe()
+        .err()
+        .map(|e| format!("io_uring ({e})"))
+}
+
+#[cfg(not(all(target_os = "linux", not(feature = "portable-poller"))))]
+fn uring_unsupported(_: &Shared) -> Option<String> {
+    Some("this build (io_uring needs Linux and the epoll poller)".into())
 }
 
 /// Runs the body of a balancer thread. Should it panic (a bug), the panic hook has printed the
@@ -444,6 +508,7 @@ impl Balancer {
             control: control.and_then(|(l, _, level)| l.map(|l| (l, level))),
             metrics,
             log_open: false,
+            engine: config.engine,
         })
     }
 

@@ -16,6 +16,20 @@ use crate::control::level::Level;
 use crate::domain::addr::{ListenAddr, ServerSpec};
 use crate::domain::settings::{Settings, Splice};
 
+/// Which engine relays TCP connections (`--engine`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineKind {
+    /// Readiness (epoll, or the portable poller) and one system call per read, write, accept
+    /// and connect: the default, and the engine of everything.
+    #[default]
+    Epoll,
+    /// io_uring (Linux): plain TCP relaying with one `io_uring_enter` per loop iteration; the
+    /// epoll engine runs instead where it is not available or where a feature it lacks is on
+    /// (docs/io_uring.md).
+    Uring,
+}
+
 /// Everything needed to start a balancer: [`Config::new`] gives C pen's defaults; change them
 /// with the `with_*` methods (or by assigning the public fields).
 ///
@@ -82,6 +96,8 @@ pub struct Config {
     pub splice: Splice,
     /// TLS termination on the listener (`-E` and friends); `None`: plain TCP.
     pub tls: Option<crate::tls::TlsOptions>,
+    /// The relay engine of the TCP workers (`--engine`) (default `EngineKind::Epoll`).
+    pub engine: EngineKind,
     /// `-f` was given. The binary acts on it; `write` shows it (C pen's second comment line).
     pub foreground: bool,
     /// `-j DIR` as given. The binary acts on it; `write` shows it.
@@ -122,6 +138,7 @@ impl Config {
             abuse: None,
             splice: Splice::Auto,
             tls: None,
+            engine: EngineKind::Epoll,
             foreground: false,
             chroot: None,
             user: None,

@@ -138,6 +138,11 @@ impl Poller {
         Ok(events.len)
     }
 
+    /// The epoll instance's descriptor: the io_uring engine polls it to be woken.
+    pub(crate) fn as_raw_fd(&self) -> libc::c_int {
+        self.epfd.as_raw_fd()
+    }
+
     /// Wakes the thread waiting on this poller (or its next wait).
     pub(crate) fn notify(&self) -> io::Result<()> {
         let one = 1u64.to_ne_bytes();

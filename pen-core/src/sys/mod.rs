@@ -16,6 +16,8 @@ mod unix_socket;
 pub(crate) use unix_socket::{unix_listener, SocketAccess};
 #[cfg(test)]
 mod unsafe_audit;
+#[cfg(all(target_os = "linux", not(feature = "portable-poller")))]
+pub(crate) mod uring;
 
 /// A new pipe, both ends close-on-exec (and non-blocking if asked): `(read end, write end)`.
 pub(crate) fn pipe(nonblocking: bool) -> io::Result<(OwnedFd, OwnedFd)> {

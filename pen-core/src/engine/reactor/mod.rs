@@ -367,7 +367,7 @@ impl Worker {
     /// A client just accepted (counted against `-x`): the per-client cap, then the client ACL
     /// before anything is spent on it (a TLS handshake, a wait for its first bytes), then the
     /// way in for its kind.
-    fn start(&mut self, client: Stream, peer: Peer, now: u64) {
+    pub(crate) fn start(&mut self, client: Stream, peer: Peer, now: u64) {
         match self.proxy_gate(&client, peer) {
             proxy::Gate::Open => self.start_as(client, peer, now, false, None),
             proxy::Gate::Sniff => self.start_as(client, peer, now, true, None),
