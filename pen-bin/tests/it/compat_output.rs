@@ -94,6 +94,23 @@ fn split_c_part(page: &str) -> (&str, &str) {
 }
 
 #[test]
+fn a_fresh_pens_status_shows_0_current_as_c_pen() {
+    // C pen's "current" starts at 0 (checked: `Time ..., 2 servers, 0 current`); ours showed
+    // the round-robin cursor's "nothing chosen yet" value, 18446744073709551615.
+    let a = Backend::hold();
+    let b = Backend::hold();
+    let dir = ScratchDir::new("cstatus0");
+    let file = dir.0.join("status.html");
+    let pen = PenBuilder::new()
+        .opts(&["-w", &file.display().to_string()])
+        .server(a.spec())
+        .server(b.spec())
+        .start();
+    let page = pen.ctl("status");
+    assert!(page.contains(", 2 servers, 0 current<p>"), "{page}");
+}
+
+#[test]
 fn status_page_has_c_pens_structure_and_text() {
     let a = Backend::hold();
     let b = Backend::hold();

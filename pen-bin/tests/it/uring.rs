@@ -213,7 +213,11 @@ fn accept_proxy_at_start_runs_the_epoll_engine() {
     if no_uring_here(&pen) {
         return;
     }
-    assert!(!has_thread(pen.pid, "pen-uring-0"), "{:?}", threads(pen.pid));
+    assert!(
+        !has_thread(pen.pid, "pen-uring-0"),
+        "{:?}",
+        threads(pen.pid)
+    );
     let mut c = connect(pen.addr());
     c.set_read_timeout(Some(WAIT)).expect("timeout");
     c.write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\nGET / HTTP/1.0\r\n\r\n")

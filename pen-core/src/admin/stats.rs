@@ -261,7 +261,11 @@ impl Status {
         };
         Status {
             panic,
-            current: shared.rr.load(Relaxed),
+            // C pen's `current` is 0 until a server is chosen; the cursor's "none yet" is MAX.
+            current: match shared.rr.load(Relaxed) {
+                usize::MAX => 0,
+                n => n,
+            },
             connections: Vec::new(),
             wall_secs,
             utc_offset_secs: crate::sys::process::utc_offset_secs(wall_secs),
