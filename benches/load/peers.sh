@@ -18,7 +18,7 @@
 #                     each measured with its ARGS as given, next to pen and pen-w1
 
 ROUNDS=${ROUNDS:-3}
-SHAPES=${SHAPES:-1 2}
+SHAPES=${SHAPES-1 2}
 KA_CONNS=${KA_CONNS:-64}
 NC_CONNS=${NC_CONNS:-32}
 BULK_RUNS=${BULK_RUNS:-2}
