@@ -1,40 +1,45 @@
 #!/usr/bin/env bash
-# Load benchmark: one HTTP backend (nginx), reached directly and through TCP proxies
-# (Debian's C pen, HAProxy in tcp mode, nginx's stream module, our pen, and our pen in HTTP
-# mode with -H), measured side by side on loopback:
-#   (a) keep-alive req/s   wrk -t2 -c64 -d${DURATION}s on a small page
-#   (b) new-conn req/s     the same with 'Connection: close' (one TCP connection per request)
-#   (c) bulk MB/s          curl downloading a 256 MiB body (median of 3, MB = 10^6 bytes)
-#   (d) RSS                VmRSS of the proxy (master + workers summed) on a fresh process,
-#                          then with 4,000 idle relayed keep-alive connections held open
-# and a second table for UDP: DNS-like queries per second (benches/examples/udp_load, 64
-# client sockets, one query in flight each) against a UDP responder (benches/examples/udp_echo),
-# directly and through C pen -U, nginx stream (udp, proxy_responses 1) and our pen -U;
-# and a third table for TLS termination: the proxy terminates TLS (one ECDSA P-256 certificate,
-# generated here, for all of them) and speaks plain HTTP to the same backend; rows C pen
-# (-E/-K), HAProxy (bind ... ssl crt), nginx stream (listen ... ssl) and our pen (-E/-K):
-#   (a) full handshakes/s     benches/examples/tls_load: a new TLS connection per request, one
-#                             small GET each, no resumption (2 threads x TLS_CONNS connections)
-#   (b) resumed handshakes/s  the same, resuming a session (TLS 1.3 ticket) on every connection
-#                             after the first few; the share that really resumed is checked
-#       proxy CPU             the proxy's CPU time per connection during (a) and (b)
-#   (c) bulk MB/s over TLS    curl --cacert, the BULK_MIB body, median of 3
-#   (d) keep-alive req/s      wrk -t2 -c64 on https://localhost:PORT/
+# Load benchmark on loopback, in front of one nginx HTTP backend. By default (ONLY=peers) the
+# peer comparison (peers.sh): C pen, HAProxy (tcp mode, nbthread CPUs and 1), nginx stream (1
+# and CPUs workers) and our pen (one worker per CPU and --workers 1), each in ROUNDS interleaved
+# rounds, in two load shapes (wrk -t1 and -t2):
+#   keep-alive     wrk -c64 --latency on a small page: req/s, p99, proxy CPU us per request
+#   new-conn       wrk -c32 with 'Connection: close': req/s, p99, proxy CPU us per connection
+#   bulk           curl of a 256 MiB body: MiB/s, proxy CPU us per MiB
+# the median of the rounds per cell, and the ratio of ours to the best peer per column. The
+# proxy's CPU is the sum of every thread's run time (/proc/PID/task/TID/schedstat) of its
+# processes (nginx: master and workers), read before and after each run.
 #
-# Output: Markdown tables on stdout and in benches/results/latest.md.
+# More tables, by name in ONLY:
+#   direct cpen haproxy nginx pen http engine   the single-round TCP table: keep-alive and
+#        new-conn req/s (wrk -t2 -c64), bulk MB/s, RSS with 4,000 idle connections and at start
+#        (http: our pen with -H; engine: the pen-core engine of benches/examples/engine.rs)
+#   udp  DNS-like queries per second (benches/examples/udp_load, 64 client sockets, one query
+#        in flight each) against benches/examples/udp_echo, directly and through C pen -U,
+#        nginx stream (udp, proxy_responses 1) and our pen -U
+#   tls  TLS termination (one ECDSA P-256 certificate, generated here, for all): full and
+#        resumed handshakes/s (benches/examples/tls_load), proxy CPU per connection, bulk and
+#        keep-alive over TLS, through C pen (-E/-K), HAProxy, nginx stream and our pen
+#
+# Output: Markdown tables on stdout and in benches/results/latest.md (RESULTS=path elsewhere).
 #
 # Environment:
-#   DURATION=10     seconds per wrk run (DURATION=2 for a smoke run)
+#   SMOKE=1         a smoke run: DURATION=2 and ROUNDS=1 unless set (a few minutes)
+#   DURATION=10     seconds per wrk run
+#   ROUNDS=3        rounds of the peer comparison
+#   PEER_CONFIGS=   the peer comparison's configurations (default: cpen haproxy-t2 haproxy-t1
+#                   nginx-w1 nginx-w2 pen pen-w1; also direct)
+#   SHAPES="1 2"    wrk thread counts of the peer comparison
+#   PEN_VARIANTS=   more rows of our pen in the peer comparison: 'NAME=ARGS;NAME=ARGS'
+#   BULK_RUNS=2     downloads per configuration and round in the peer comparison
 #   IDLE_CONNS=4000 idle connections for the RSS column
 #   BULK_MIB=256    size of the bulk body
-#   PEN_WORKERS=    if set, passed to our pen as --workers N (default: one per CPU)
+#   PEN_WORKERS=    if set, passed to our pen as --workers N (not in the peer comparison, which
+#                   has its own rows for that)
 #   PEN_BIN=        our pen's binary instead of target/release/pen (then not built here)
 #   SKIP_BUILD=1    do not run cargo build (use the existing target/release/pen)
 #   KEEP_TMP=1      keep the temporary directory (configs, logs, raw wrk output)
-#   ONLY="a b"      only these rows: direct cpen haproxy nginx pen http udp tls engine
-#                   (http: our pen with -H; udp: the UDP table; tls: the TLS table;
-#                   engine: the pen-core relay engine run by benches/examples/engine.rs, not by
-#                   default). ONLY=tls runs the TLS table alone.
+#   ONLY="a b"      the tables and rows: peers, direct cpen haproxy nginx pen http engine, udp, tls
 #   UDP_ONLY="a b"  the rows of the UDP table: direct cpen nginx pen (all by default)
 #   UDP_SOCKETS=64  client sockets of udp_load (distinct source ports)
 #   TLS_ONLY="a b"  the rows of the TLS table: cpen haproxy nginx pen (all by default)
@@ -48,11 +53,16 @@
 
 set -uo pipefail
 
+if [ -n "${SMOKE:-}" ]; then
+    DURATION=${DURATION:-2}
+    ROUNDS=${ROUNDS:-1}
+fi
 DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
 IDLE_CONNS=${IDLE_CONNS:-4000}
 BULK_MIB=${BULK_MIB:-256}
 PEN_WORKERS=${PEN_WORKERS:-}
-ONLY=${ONLY:-direct cpen haproxy nginx pen http udp tls}
+ONLY=${ONLY:-peers}
 UDP_ONLY=${UDP_ONLY:-direct cpen nginx pen}
 UDP_SOCKETS=${UDP_SOCKETS:-64}
 TLS_ONLY=${TLS_ONLY:-cpen haproxy nginx pen}
@@ -62,8 +72,14 @@ TLS_GROUP=${TLS_GROUP-secp256r1}
 
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-RESULTS="$ROOT/benches/results/latest.md"
+RESULTS=${RESULTS:-$ROOT/benches/results/latest.md}
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
+# The command as it can be pasted again, with the settings that shape the figures spelled out.
+COMMAND="DURATION=$DURATION ROUNDS=$ROUNDS BULK_MIB=$BULK_MIB ONLY=$(printf '%q' "$ONLY")"
+for _v in PEER_CONFIGS SHAPES BULK_RUNS PEN_VARIANTS PEN_WORKERS PEN_BIN; do
+    [ -n "${!_v:-}" ] && COMMAND+=" $_v=$(printf '%q' "${!_v}")"
+done
+COMMAND+=" benches/load/run.sh"
 
 need_tools wrk curl nginx haproxy python3 ss openssl
 [ -x /usr/bin/pen ] || die "missing /usr/bin/pen (apt-get install pen)"
@@ -276,8 +292,19 @@ measure() {
     [ -n "$pid" ] && stop_pid "$pid"
 }
 
+PEERS_DONE=""
 for row in $ONLY; do
     case $row in
+    peers)
+        if build_pen pen && [ -x "$PEN_EXE" ]; then
+            # shellcheck source=peers.sh
+            . "$HERE/peers.sh"
+            peers_run
+            PEERS_DONE=1
+        else
+            NOTES+=("peer comparison: build failed or $PEN_EXE missing.")
+        fi
+        ;;
     direct) measure direct "direct to backend" "$BPORT" "" ;;
     cpen) measure cpen "C pen $(dpkg-query -W -f '${Version}' pen 2>/dev/null)" "$P_CPEN" start_cpen ;;
     haproxy) measure haproxy "HAProxy $(haproxy -v | awk 'NR == 1 {print $3}')" "$P_HAPROXY" start_haproxy ;;
@@ -566,16 +593,26 @@ report() {
         echo "- load: wrk -t2 -c64 -d${DURATION}s on a $(stat -c %s "$TMP/www/index.html")-byte page;" \
             "new-conn adds -H 'Connection: close'; bulk: curl, ${BULK_MIB} MiB body, median of 3 (MB = 10^6 B)"
     echo "- backend: nginx, worker_processes auto ($NCPU), sendfile, access_log off; one backend per proxy"
-    echo "- workers: C pen 1 (single-threaded); HAProxy nbthread $NCPU; nginx stream worker_processes auto ($NCPU);" \
-        "pen (ours) and the engine driver ${PEN_WORKERS:-default, one per CPU ($NCPU)}"
+    [ "${#ROWS[@]}" -gt 0 ] || [ "${#UDP_ROWS[@]}" -gt 0 ] || [ "${#TLS_ROWS[@]}" -gt 0 ] &&
+        echo "- workers (tables other than the peer comparison): C pen 1 (single-threaded); HAProxy nbthread $NCPU;" \
+            "nginx stream worker_processes auto ($NCPU); pen (ours) and the engine driver ${PEN_WORKERS:-default, one per CPU ($NCPU)}"
+    echo "- command: $COMMAND"
     echo "- everything (wrk, curl, backend, proxy) shares the same $NCPU CPUs on loopback;" \
         "load average (1, 5, 15 min) at the start $LOADAVG_START (other work on the machine), at the end" \
         "$(cut -d' ' -f1-3 /proc/loadavg)"
     [ "${#ROWS[@]}" -gt 0 ] &&
         echo "- RSS: VmRSS summed over the proxy's processes; \"with idle\" holds $IDLE_CONNS relayed keep-alive" \
             "connections (each has done one request) on a fresh process; \"at start\" is before any traffic"
+    if [ -n "$PEERS_DONE" ]; then
+        echo
+        echo "## Peer comparison"
+        echo
+        peers_report
+    fi
     echo
     if [ "${#ROWS[@]}" -gt 0 ]; then
+        echo "## Single-round TCP table"
+        echo
         echo "| target | keep-alive req/s | new-conn req/s | bulk MB/s | RSS with $IDLE_CONNS idle conns | RSS at start |"
         echo "|---|---:|---:|---:|---:|---:|"
         printf '%s\n' "${ROWS[@]}"

@@ -4,6 +4,7 @@ pub(crate) mod backends;
 pub(crate) mod harness;
 
 mod acl;
+mod bulk;
 mod cli;
 mod compat;
 mod compat_cli;

@@ -3,74 +3,20 @@
 //! so it is tested without sockets (short reads and writes, EOFs, errors).
 //!
 //! A buffer is checked out of the worker's [`BufPool`] only while bytes are in flight and goes
-//! back as soon as they are written, so idle connections hold no buffer.
+//! back as soon as they are written, so idle connections hold no buffer; its size follows the
+//! connection (32 KiB, up to 256 KiB for a stream whose reads fill it: see `pool`).
 
 use std::io::{self, Read, Write};
 
-/// Size of one relay buffer.
-pub(crate) const BUF_SIZE: usize = 32 * 1024;
+mod pool;
+
+use pool::SizeClass;
+#[cfg(feature = "fuzzing")]
+pub(crate) use pool::MAX_BUF;
+pub(crate) use pool::{BufPool, BUF_SIZE};
 
 /// How many reads one connection may do per turn before yielding to others (fairness).
 pub(crate) const READS_PER_TURN: u32 = 16;
-
-/// Free relay buffers of one worker. Buffers beyond `keep` are freed rather than cached, so
-/// memory shrinks back after a burst.
-#[derive(Debug)]
-pub(crate) struct BufPool {
-    free: Vec<Box<[u8]>>,
-    #[cfg(target_os = "linux")]
-    pipes: Vec<crate::sys::KernelPipe>,
-    keep: usize,
-    /// Buffers currently checked out (for the status page and tests).
-    pub(crate) out: usize,
-}
-
-impl BufPool {
-    /// A pool caching at most `keep` free buffers.
-    pub(crate) fn new(keep: usize) -> Self {
-        BufPool {
-            free: Vec::new(),
-            #[cfg(target_os = "linux")]
-            pipes: Vec::new(),
-            keep,
-            out: 0,
-        }
-    }
-
-    #[cfg(target_os = "linux")]
-    fn get_pipe(&mut self) -> io::Result<crate::sys::KernelPipe> {
-        let p = match self.pipes.pop() {
-            Some(p) => p,
-            None => crate::sys::KernelPipe::new()?,
-        };
-        self.out += 1;
-        Ok(p)
-    }
-
-    #[cfg(target_os = "linux")]
-    fn put_pipe(&mut self, p: crate::sys::KernelPipe) {
-        self.out = self.out.saturating_sub(1);
-        if self.pipes.len() < self.keep {
-            self.pipes.push(p);
-        }
-    }
-
-    /// Checks a buffer out (a cached one, or a new one).
-    pub(crate) fn get(&mut self) -> Box<[u8]> {
-        self.out += 1;
-        self.free
-            .pop()
-            .unwrap_or_else(|| vec![0u8; BUF_SIZE].into_boxed_slice())
-    }
-
-    /// Gives a buffer back.
-    pub(crate) fn put(&mut self, b: Box<[u8]>) {
-        self.out = self.out.saturating_sub(1);
-        if self.free.len() < self.keep {
-            self.free.push(b);
-        }
-    }
-}
 
 /// Passing a half-close on: shut down the write side of the destination.
 pub(crate) trait HalfClose {
@@ -141,12 +87,14 @@ pub(crate) trait Carrier<S, D> {
 /// Called with each chunk read (the access log); `None` on the relay's fast path.
 pub(crate) type OnRead<'a> = Option<&'a mut dyn FnMut(&[u8])>;
 
-/// A user-space buffer, checked out of the pool on the first read.
+/// A user-space buffer, checked out of the pool on the first read, of the size `class` says.
 #[derive(Debug, Default)]
 struct UserBuf {
     buf: Option<Box<[u8]>>,
     start: usize,
     end: usize,
+    /// The size the next read wants (grows while reads fill the buffer).
+    class: SizeClass,
 }
 
 impl<S: Read, D: Write> Carrier<S, D> for UserBuf {
@@ -155,9 +103,16 @@ impl<S: Read, D: Write> Carrier<S, D> for UserBuf {
     }
 
     fn fill(&mut self, src: &mut S, pool: &mut BufPool) -> io::Result<(usize, usize)> {
-        let buf = self.buf.get_or_insert_with(|| pool.get());
+        // Empty here (the relay fills only an empty carrier): swap it if the size changed.
+        let want = self.class.bytes();
+        if let Some(b) = self.buf.take_if(|b| b.len() != want) {
+            pool.put(b);
+        }
+        let class = self.class;
+        let buf = self.buf.get_or_insert_with(|| pool.get_sized(class));
         let n = src.read(buf)?;
         (self.start, self.end) = (0, n);
+        self.class.after_read(n, buf.len());
         Ok((n, buf.len()))
     }
 
@@ -171,6 +126,9 @@ impl<S: Read, D: Write> Carrier<S, D> for UserBuf {
         let offered = held.len();
         let n = dst.write(held)?;
         self.start += n;
+        if n < offered {
+            self.class.after_short_write();
+        }
         Ok((n, offered))
     }
 
@@ -216,7 +174,10 @@ impl Carrier<&crate::engine::net::Stream, &crate::engine::net::Stream> for Kerne
         };
         let n = p.fill(*src, p.capacity())?;
         self.held = n;
-        Ok((n, p.capacity()))
+        // A short splice does not mean the socket is drained: a pipe also fills up by its
+        // slots (one per page fragment), before its byte capacity, with the rest still in the
+        // socket and no new edge to come. Only `WouldBlock` says drained here.
+        Ok((n, n))
     }
 
     fn drain(&mut self, dst: &mut &crate::engine::net::Stream) -> io::Result<(usize, usize)> {
@@ -226,7 +187,9 @@ impl Carrier<&crate::engine::net::Stream, &crate::engine::net::Stream> for Kerne
         let offered = self.held;
         let n = p.drain(*dst, offered)?;
         self.held -= n;
-        Ok((n, offered))
+        // Nor does a short splice into the socket mean its buffer is full (only `WouldBlock`
+        // does): ask again.
+        Ok((n, n))
     }
 
     fn release_if_empty(&mut self, pool: &mut BufPool) {
@@ -442,19 +405,24 @@ impl Pipe {
 
     /// Whether [`Pipe::take_state`] can take this direction now (no bytes in a kernel pipe).
     pub(crate) fn movable(&self) -> bool {
+        let user_fits = self.user.end - self.user.start <= BUF_SIZE;
         #[cfg(target_os = "linux")]
-        return self.kernel.held == 0;
+        return user_fits && self.kernel.held == 0;
         #[cfg(not(target_os = "linux"))]
-        return true;
+        return user_fits;
     }
 
     /// A binary upgrade moves this direction to the new process: the bytes held (read, not
     /// yet written), the half-close state and the byte count, the buffer going back to the
     /// pool. `None` (and nothing taken) while a kernel pipe holds bytes (`splice`): they cannot
-    /// be read back, so such a connection stays and drains.
+    /// be read back, so such a connection stays and drains; likewise while more than
+    /// [`BUF_SIZE`] bytes are held (a grown buffer), the most an upgrade's record carries.
     pub(crate) fn take_state(&mut self, pool: &mut BufPool) -> Option<PipeState> {
         #[cfg(target_os = "linux")]
         if self.kernel.held > 0 {
+            return None;
+        }
+        if self.user.end - self.user.start > BUF_SIZE {
             return None;
         }
         let pending = (self.user.buf.as_ref())
@@ -492,6 +460,7 @@ impl Pipe {
                 buf: Some(buf),
                 start: 0,
                 end: n,
+                class: SizeClass::default(),
             };
         }
         Some(pipe)
@@ -613,6 +582,140 @@ mod tests {
             prop_assert_eq!(pipe.bytes, data.len() as u64);
             prop_assert_eq!(pool.out, 0);
         }
+    }
+
+    /// A source that always fills the buffer: each read asks for one size more, up to 256
+    /// KiB; a short write sends the next read back to 32 KiB; the bytes arrive exact.
+    #[test]
+    fn buffers_grow_while_reads_fill_them_and_shrink_after_a_short_write() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut src = Src {
+            data: data.clone(),
+            pos: 0,
+            chunks: vec![usize::MAX],
+            turn: 0,
+        };
+        let mut dst = Dst {
+            out: Vec::new(),
+            sizes: vec![usize::MAX],
+            turn: 0,
+            shut: false,
+        };
+        let mut pool = BufPool::new(4);
+        let mut pipe = Pipe::default();
+        let mut asked = Vec::new();
+        for _ in 0..6 {
+            let mut r = Readiness {
+                read: true,
+                write: true,
+                hup: false,
+            };
+            let mut w = r;
+            let mut budget = 1;
+            let before = src.pos;
+            pipe.pump(
+                &mut src,
+                &mut dst,
+                (&mut r, &mut w),
+                false,
+                &mut pool,
+                &mut budget,
+                None,
+            )
+            .unwrap();
+            asked.push(src.pos - before);
+        }
+        let k = 1024;
+        assert_eq!(
+            asked,
+            vec![32 * k, 64 * k, 128 * k, 256 * k, 256 * k, 256 * k]
+        );
+        // The destination takes 1,000 bytes at a time now: one more 256 KiB read, then (the
+        // source having nothing new) the held bytes drain, and the next read is back to the
+        // smallest size.
+        dst.sizes = vec![1000];
+        for turn in 0..400 {
+            let mut r = Readiness {
+                read: turn == 0,
+                write: true,
+                hup: false,
+            };
+            let mut w = r;
+            let mut budget = 1;
+            pipe.pump(
+                &mut src,
+                &mut dst,
+                (&mut r, &mut w),
+                false,
+                &mut pool,
+                &mut budget,
+                None,
+            )
+            .unwrap();
+            if pipe.pending() == 0 {
+                break;
+            }
+        }
+        assert_eq!(pipe.pending(), 0);
+        let before = src.pos;
+        let (mut r, mut w) = (Readiness::default(), Readiness::default());
+        (r.read, w.write) = (true, true);
+        let mut budget = 1;
+        dst.sizes = vec![usize::MAX];
+        pipe.pump(
+            &mut src,
+            &mut dst,
+            (&mut r, &mut w),
+            false,
+            &mut pool,
+            &mut budget,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            src.pos - before,
+            32 * k,
+            "after a short write the next read is small"
+        );
+        assert_eq!(dst.out, data[..dst.out.len()], "bytes in order");
+        assert_eq!(pool.out, 0, "no buffer held once written");
+    }
+
+    /// A grown buffer holding more than an upgrade's record carries stays with this process.
+    #[test]
+    fn a_direction_holding_more_than_one_small_buffer_is_not_moved() {
+        let mut src = Src {
+            data: vec![1; 1_000_000],
+            pos: 0,
+            chunks: vec![usize::MAX],
+            turn: 0,
+        };
+        let mut dst = Dst {
+            out: Vec::new(),
+            sizes: vec![0],
+            turn: 0,
+            shut: false,
+        };
+        let mut pool = BufPool::new(4);
+        let mut pipe = Pipe::default();
+        pipe.user.class.after_read(BUF_SIZE, BUF_SIZE); // a stream: the next read is 64 KiB
+        let (mut r, mut w) = (Readiness::default(), Readiness::default());
+        (r.read, w.write) = (true, true);
+        let mut budget = 1;
+        pipe.pump(
+            &mut src,
+            &mut dst,
+            (&mut r, &mut w),
+            false,
+            &mut pool,
+            &mut budget,
+            None,
+        )
+        .unwrap();
+        assert_eq!(pipe.pending(), 64 * 1024);
+        assert!(!pipe.movable());
+        assert!(pipe.take_state(&mut pool).is_none());
+        assert_eq!(pipe.pending(), 64 * 1024, "nothing taken");
     }
 
     #[test]

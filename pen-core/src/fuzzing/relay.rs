@@ -15,8 +15,9 @@ use std::net::IpAddr;
 use crate::engine::http::HttpCarrier;
 use crate::engine::relay::{BufPool, HalfClose, Pipe, Readiness};
 
-/// Size of one relay buffer (what one read asks for).
-pub const BUF_SIZE: usize = crate::engine::relay::BUF_SIZE;
+/// Size of the largest relay buffer (the most one read asks for: buffers grow from 32 KiB
+/// while reads fill them).
+pub const BUF_SIZE: usize = crate::engine::relay::MAX_BUF;
 /// Reads per connection per turn (the budget the reactor gives `pump`).
 pub const READS_PER_TURN: u32 = crate::engine::relay::READS_PER_TURN;
 

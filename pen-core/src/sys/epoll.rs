@@ -112,6 +112,14 @@ impl Poller {
         let _ = self.ctl(libc::EPOLL_CTL_DEL, fd.as_fd().as_raw_fd(), 0, 0);
     }
 
+    /// `fd` is about to be closed by its only owner: nothing to do, because closing the last
+    /// descriptor of a socket takes it out of every epoll set, and an `EPOLL_CTL_DEL` first would
+    /// be a system call per socket for nothing (two per relayed connection). Should a copy of
+    /// the descriptor live on (a child between `fork` and `exec` during a binary upgrade), its
+    /// events carry the old slot generation and are ignored. Sockets that live on elsewhere
+    /// (handed over to another process) are [`Poller::delete`]d instead.
+    pub(crate) fn closing(&self, _fd: &impl AsFd) {}
+
     /// Waits for events (at most `timeout`, rounded up to whole milliseconds).
     pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
         events.len = 0;

@@ -64,6 +64,11 @@ impl Poller {
         let _ = self.0.delete(fd.as_fd());
     }
 
+    /// `fd` is about to be closed: `polling` requires it to be deleted first.
+    pub(crate) fn closing(&self, fd: &impl AsFd) {
+        self.delete(fd);
+    }
+
     /// Waits for events (at most `timeout`).
     pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
         events.0.clear();

@@ -499,7 +499,7 @@ impl Worker {
         if server_side {
             conn.s.update(ev);
             if phase == Phase::Connecting {
-                self.on_connect_event(slot, ev.writable);
+                self.on_connect_event(slot, ev);
                 return;
             }
         } else {
@@ -606,9 +606,9 @@ impl Worker {
         if let Some(t) = conn.tls.as_mut() {
             t.close(&conn.client, &mut self.pool); // close_notify (or an alert), best effort
         }
-        self.poller.delete(&conn.client);
+        self.poller.closing(&conn.client);
         if let Some(srv) = conn.server.as_ref() {
-            self.poller.delete(srv);
+            self.poller.closing(srv);
         }
         conn.up.release(&mut self.pool);
         conn.down.release(&mut self.pool);
