@@ -558,3 +558,33 @@ fn the_resolver_thread_exists_only_while_a_server_has_a_name() {
     assert_eq!(pen.ctl("server 0 address svc.test"), "");
     wait_until(WAIT, "a pen-resolver thread again", has);
 }
+
+#[test]
+fn sigterm_does_not_wait_for_a_lookup_in_progress() {
+    // C pen exits at once on SIGTERM; a lookup that gets no answer (up to 3 s) must not hold
+    // the exit up.
+    if is_c_pen() {
+        return; // [ours]
+    }
+    let (port, _backends) = three_backends();
+    let stub = Stub::new();
+    stub.set("svc.test", Reply::Addrs(vec![Ipv4Addr::new(127, 0, 0, 1)]));
+    let line = format!("server 0 address svc.test port {port}");
+    let mut pen = pen_with(&stub, &["-O", &line]);
+    wait_until(WAIT, "the first lookup", || {
+        pen.ctl("dns").contains(" ok\n")
+    });
+    stub.set("svc.test", Reply::Silent);
+    let before = stub.queries("svc.test");
+    // A query the stub will never answer has arrived: a lookup is in progress.
+    wait_until(Duration::from_secs(10), "a silent lookup", || {
+        stub.queries("svc.test") > before
+    });
+    let sent = std::time::Instant::now();
+    pen.signal("TERM");
+    let status = pen.wait_exit(Duration::from_secs(10));
+    let took = sent.elapsed();
+    assert!(status.is_some(), "pen did not exit");
+    // A hang bound, not a benchmark: the lookup's own limit is 3 s.
+    assert!(took < Duration::from_millis(1500), "exit took {took:?}");
+}

@@ -119,7 +119,10 @@ impl Gate {
         }
     }
 
-    /// Stops the thread and waits for it (the balancer is stopping).
+    /// Stops the thread (the balancer is stopping) and waits for it briefly: a lookup in
+    /// progress may take up to its limit (3 s), and C pen's SIGTERM exits at once, so a thread
+    /// still in a lookup after [`JOIN_WAIT_MS`] is left to end by itself (it applies nothing
+    /// once stopped).
     pub(crate) fn join(&self) {
         let handle = {
             let mut inner = self.inner.lock();
@@ -128,7 +131,17 @@ impl Gate {
             inner.thread.take()
         };
         if let Some(t) = handle {
-            let _ = t.join();
+            for _ in 0..JOIN_WAIT_MS / 10 {
+                if t.is_finished() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                log::debug!("the resolver thread is in a lookup; not waiting for it");
+            }
         }
     }
 
@@ -204,6 +217,9 @@ impl Gate {
 
 /// The thread: a round over every name (looking up those due, applying each last good answer
 /// where the table differs from it), then sleep until the next is due or a change comes.
+/// How long stopping waits for the resolver thread before leaving it (ms).
+const JOIN_WAIT_MS: u64 = 200;
+
 fn run(shared: &Arc<Shared>, gate: &Arc<Gate>, ctl: &Weak<Controller>) {
     loop {
         if gate.stopped(shared) {
@@ -268,6 +284,10 @@ fn round(shared: &Shared, gate: &Gate, ctl: &Weak<Controller>, name: &str) {
             Some(Transition::Recovered) => log::info!("server name {name} resolves again"),
             None => {}
         }
+    }
+    // Stopped while the lookup ran: nothing more is applied.
+    if gate.stopped(shared) {
+        return;
     }
     let answer = gate
         .states
