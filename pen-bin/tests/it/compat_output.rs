@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use super::backends::Backend;
 use super::harness::{
-    control, free_port, is_c_pen, pen_bin, running_as_root, wait_for, PenBuilder, ScratchDir, WAIT,
+    control, free_port, is_c_pen, pen_bin, poll_until, running_as_root, wait_for, PenBuilder,
+    ScratchDir, WAIT,
 };
 
 /// Replaces the value of every data cell (`<td>VALUE</td>`, not the green header cells) by `_`.
@@ -496,20 +497,34 @@ fn udp_recent_counts_the_clients_bytes_while_its_flow_lives() {
     }
     // While the flow lives, `recent` counts the bytes received from the client (C pen: `rx 6`,
     // the first datagram left out; ours: `rx 8`), and `servers` the bytes sent to the server.
+    // The worker may publish the counts a datagram at a time (seen under load: `rx 2` first),
+    // so wait until they cover the datagrams sent after the first.
+    let rx_of = |l: &str| -> u64 {
+        (l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_default()
+    };
     let line = wait_for(WAIT, "the client's bytes in recent", || {
-        recent_line(&pen.control).filter(|l| !l.ends_with(" rx 0"))
+        recent_line(&pen.control).filter(|l| rx_of(l) >= 6)
     });
-    let rx: u64 = (line.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_default();
+    let rx = rx_of(&line);
     assert!((6..=8).contains(&rx), "{line}");
     assert!(line.starts_with("127.0.0.1 connects 1 sx "), "{line}");
-    let servers = control(&pen.control, "servers");
-    let sx: u64 = (servers.split(" sx ").nth(1))
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_default();
-    assert_eq!(sx, rx, "{servers}");
+    let sx_of = |servers: &str| -> u64 {
+        (servers.split(" sx ").nth(1))
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_default()
+    };
+    let servers = poll_until(WAIT, || {
+        let s = control(&pen.control, "servers");
+        (sx_of(&s) == rx).then_some(s)
+    });
+    assert!(
+        servers.is_some(),
+        "sx never reached {rx}: {}",
+        control(&pen.control, "servers")
+    );
 }
 
 /// Seconds since the epoch of a `YYYY-MM-DD HH:MM:SS` read as UTC.
