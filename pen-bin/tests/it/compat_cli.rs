@@ -54,6 +54,25 @@ fn servers_from_the_config_file_alone() {
     assert_eq!(pen.fetch(), "A");
 }
 
+/// A large pool from `-F`: C pen loads 10,000 servers (checked), ours did refuse every server
+/// from 4,096 on (issue 15's scale run).
+#[test]
+fn ten_thousand_servers_from_the_config_file() {
+    let a = Backend::name("A");
+    let dir = ScratchDir::new("conf-10k");
+    let conf = dir.0.join("pen.conf");
+    let mut text = String::new();
+    for n in 0..10_000 {
+        text.push_str(&server_line(n, &a.spec()));
+        text.push('\n');
+    }
+    std::fs::write(&conf, text).expect("write config");
+    let conf = conf.display().to_string();
+    let pen = PenBuilder::new().opts(&["-F", &conf]).start();
+    assert_eq!(pen.servers().len(), 10_000);
+    assert_eq!(pen.fetch(), "A");
+}
+
 /// C-4: the servers given by `-O` only.
 #[test]
 fn servers_from_start_commands_alone() {

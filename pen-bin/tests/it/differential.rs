@@ -262,7 +262,7 @@ const ALLOWED: &[Allowed] = &[
     al(DECLARED, "acl 1 allow 1.2.3.4", "3.5 a malformed ACL entry: specification 4",
         Texts("", "error: 'allow': expected 'permit' or 'deny'\n")),
     al(DECLARED, "server 99999 port 5", "3.5 `server 99999 port 5`: a bounded table",
-        Texts("", "error: '99999': expected a server number below 4096\n")),
+        Texts("", "error: '99999': expected a server number below 65536\n")),
     al(DECLARED, "block", "3.5 obsolete `block`: C pen rejects them too",
         Texts("do_cmd: ignoring command starting with 'block'\n", "error: unknown command 'block'\n")),
     al("more commands", "ssl_ciphers X", "3.4 `ssl_*` without `-E`: an error instead of a setting \

@@ -18,8 +18,9 @@ use crate::domain::server::ServerConf;
 use crate::domain::settings::Settings;
 use crate::error::ApplyError;
 
-/// Highest server number `server N` may create (a typo must not allocate millions of slots).
-pub(crate) const MAX_SERVERS: usize = 4096;
+/// Server numbers `server N` may create are below this (a typo must not allocate millions of
+/// slots): [`crate::domain::limits::SERVERS_MAX`].
+pub(crate) const MAX_SERVERS: usize = crate::domain::limits::SERVERS_MAX;
 
 /// Everything a config file can set.
 #[derive(Clone, Debug, PartialEq)]
