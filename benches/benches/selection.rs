@@ -1,5 +1,6 @@
 //! Micro-benchmarks of [`Selector::first_choice`]: the cost of picking a server for a new
-//! connection, per selection mode, for tables of 1, 16 and 1,024 servers.
+//! connection, per selection mode, for tables of 1, 16, 1,024 and 10,000 servers (the last is
+//! the scale run's table, benches/results/scale.md).
 //!
 //! Every eighth server (index 3, 11, 19, ...) is blacklisted, so the skipping paths (round
 //! robin stepping over a server, hash failing over, weight and prio filtering) are exercised
@@ -22,7 +23,7 @@ use pen_core::server::{ServerId, ServerTable};
 const NOW: u64 = 1_000;
 
 /// Table sizes measured.
-const SIZES: [usize; 3] = [1, 16, 1_024];
+const SIZES: [usize; 4] = [1, 16, 1_024, 10_000];
 
 /// Whether server `i` of an `n`-server table is blacklisted in these benchmarks.
 fn blacklisted(i: usize, n: usize) -> bool {
