@@ -116,7 +116,8 @@ fn a_group_needs_free_slots() {
     apply(&mut m, "server 2 address other.test").unwrap();
     assert!(apply(&mut m, "server 0 address svc.test all 4").is_err());
     let mut m = model();
-    let e = apply(&mut m, "server 4095 address svc.test all 2").unwrap_err();
+    let last = super::super::model::MAX_SERVERS - 1;
+    let e = apply(&mut m, &format!("server {last} address svc.test all 2")).unwrap_err();
     assert!(e.to_string().contains("limit"), "{e}");
 }
 
