@@ -259,3 +259,53 @@ pub(crate) fn server_succeeded(shared: &Shared, target: Target, now: u64) {
 #[cfg(test)]
 #[path = "route_tests.rs"]
 mod tests;
+
+/// What a connect to a server needs, read once per attempt by both TCP engines (`reactor` and
+/// `uring`): the server's address, and the settings that shape the server-side socket.
+pub(crate) struct ConnectPlan {
+    /// The target's address (`None`: it has none, the connect fails over at once).
+    pub(crate) addr: Option<std::net::SocketAddr>,
+    /// `source`: the local address to bind.
+    pub(crate) source: Option<std::net::IpAddr>,
+    /// `tcp_nodelay`.
+    pub(crate) nodelay: bool,
+    /// The connect timeout in seconds.
+    pub(crate) timeout: u64,
+    /// `transparent`: the client's address for the server to see (a Unix-socket client has
+    /// none: its peer address is unspecified).
+    pub(crate) foreign: Option<std::net::IpAddr>,
+}
+
+/// Starts a connect attempt to `target` for a client at `peer_ip`: the settings it needs, and
+/// the target's connection counted (released by the engine when the attempt ends).
+pub(crate) fn connect_plan(
+    shared: &Shared,
+    target: crate::domain::server::Target,
+    peer_ip: std::net::IpAddr,
+) -> ConnectPlan {
+    let (source, nodelay, timeout, transparent) = {
+        let s = shared.settings.read();
+        (
+            s.source,
+            s.tcp_nodelay,
+            s.connect_timeout_secs,
+            s.transparent,
+        )
+    };
+    let addr = {
+        let servers = shared.servers.read();
+        let srv = servers.target(target);
+        if let Some(s) = srv {
+            s.conns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        srv.and_then(|s| s.addr)
+    };
+    let foreign = (transparent && !peer_ip.is_unspecified()).then_some(peer_ip);
+    ConnectPlan {
+        addr,
+        source,
+        nodelay,
+        timeout,
+        foreign,
+    }
+}

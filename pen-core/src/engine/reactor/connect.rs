@@ -21,32 +21,19 @@ impl Worker {
     pub(super) fn connect(&mut self, slot: usize, now: u64) {
         loop {
             let shared = Arc::clone(&self.shared);
-            let (source, nodelay, timeout, transparent) = {
-                let s = shared.settings.read();
-                (
-                    s.source,
-                    s.tcp_nodelay,
-                    s.connect_timeout_secs,
-                    s.transparent,
-                )
-            };
             let Some(gen) = self.slots.gen(slot) else {
                 return;
             };
             let Some(conn) = self.slots.get_mut(slot) else {
                 return;
             };
-            let addr = {
-                let servers = shared.servers.read();
-                let srv = servers.target(conn.target);
-                if let Some(s) = srv {
-                    s.conns.fetch_add(1, Relaxed);
-                }
-                srv.and_then(|s| s.addr)
-            };
-            // `transparent`: the server sees the client's address (a Unix-socket client has
-            // none: its peer address is unspecified).
-            let foreign = (transparent && !conn.peer.ip.is_unspecified()).then_some(conn.peer.ip);
+            let route::ConnectPlan {
+                addr,
+                source,
+                nodelay,
+                timeout,
+                foreign,
+            } = route::connect_plan(&shared, conn.target, conn.peer.ip);
             let started = addr
                 .ok_or_else(|| io::Error::from(io::ErrorKind::AddrNotAvailable))
                 .and_then(|a| sys::connect_start(a, source, foreign, nodelay));
