@@ -1,6 +1,7 @@
 //! Unit tests for the command line: every option, each refusal and each error line.
 
 use super::*;
+use pen_core::addr::ListenAddr;
 use proptest::prelude::*;
 
 fn args(s: &str) -> Vec<String> {
