@@ -1,5 +1,6 @@
 //! The status page's renderer and file writing.
 
+use super::page::{duration, esc, utc};
 use super::*;
 use std::net::Ipv4Addr;
 
