@@ -31,6 +31,7 @@ mod policies;
 mod process;
 mod proxy_protocol;
 mod relay;
+mod relay_eof;
 mod sec_admission;
 mod sec_control;
 mod sec_files;
