@@ -38,6 +38,7 @@ mod sec_files;
 mod sec_http;
 mod sec_numbers;
 mod selection;
+mod source_ports;
 mod tls;
 mod tls_util;
 mod udp;
