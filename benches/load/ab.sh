@@ -12,6 +12,8 @@
 #                          (idle_conns.py; measured first, on the fresh process)
 #   (a) keep-alive         wrk -tN -c64 -d${DURATION}s --latency: req/s, p99, CPU us per request
 #   (b) new connections    the same with -H 'Connection: close': req/s, p99, CPU us per connection
+# and, for (a) and (b), the proxy's context switches (voluntary + involuntary, every thread) per
+# request or connection: its sleeps and wake-ups, which explain most of the CPU spread
 #   (c) bulk               curl of the BULK_MIB body, median of 3: MB/s (10^6 B), CPU ms per MiB
 # CPU is the proxy's run time (user + system, every thread, from the exact sum_exec_runtime of
 # /proc/PID/task/TID/schedstat; utime + stime in clock ticks where schedstat is missing) over
@@ -113,7 +115,7 @@ start_backend
 # ---------------------------------------------------------------------------------------------
 # Measurements. V[KEY,ROUND,COLUMN] holds the raw number (or nothing if it could not be measured).
 
-COLS=(ka ka_p99 ka_cpu nc nc_p99 nc_cpu bulk bulk_cpu rss0 rss_idle)
+COLS=(ka ka_p99 ka_cpu ka_cs nc nc_p99 nc_cpu nc_cs bulk bulk_cpu rss0 rss_idle)
 declare -A V
 NOTES=()
 ORDER=() # "KEY ROUND" in the order measured
@@ -183,23 +185,25 @@ measure() {
 
     if phase ka; then
         log "$tag: keep-alive ..."
-        t0=$(cpu_ns "$pid")
+        t0=$(cpu_ns "$pid") s0=$(ctx_switches "$pid")
         ka=$(run_wrk "$port" "$name-keepalive" --latency)
-        t1=$(cpu_ns "$pid")
+        t1=$(cpu_ns "$pid") s1=$(ctx_switches "$pid")
         wrk_rate "$ka" "$key" "$round" ka "$tag, keep-alive"
         V[$key,$round,ka_p99]=$(wrk_p99_ms "$TMP/wrk-$name-keepalive.txt")
         n=$(wrk_requests "$TMP/wrk-$name-keepalive.txt")
         V[$key,$round,ka_cpu]=$(per_unit $((t1 - t0)) "$n" 1e6)
+        V[$key,$round,ka_cs]=$(per_unit $((s1 - s0)) "$n" 1e9)
     fi
     if phase nc; then
         log "$tag: new connections ..."
-        t1=$(cpu_ns "$pid")
+        t1=$(cpu_ns "$pid") s1=$(ctx_switches "$pid")
         nc=$(run_wrk "$port" "$name-close" --latency -H 'Connection: close')
-        t2=$(cpu_ns "$pid")
+        t2=$(cpu_ns "$pid") s2=$(ctx_switches "$pid")
         wrk_rate "$nc" "$key" "$round" nc "$tag, new connections"
         V[$key,$round,nc_p99]=$(wrk_p99_ms "$TMP/wrk-$name-close.txt")
         n=$(wrk_requests "$TMP/wrk-$name-close.txt")
         V[$key,$round,nc_cpu]=$(per_unit $((t2 - t1)) "$n" 1e6)
+        V[$key,$round,nc_cs]=$(per_unit $((s2 - s1)) "$n" 1e9)
     fi
     if phase bulk; then
         log "$tag: bulk ..."
@@ -247,7 +251,7 @@ fmt() {
     [ -z "$v" ] && { echo "n/a"; return; }
     case $col in
     ka | nc | bulk) f="%.0f" ;;
-    ka_p99 | nc_p99 | bulk_cpu) f="%.2f" ;;
+    ka_p99 | nc_p99 | bulk_cpu | ka_cs | nc_cs) f="%.2f" ;;
     *) f="%.1f" ;;
     esac
     awk -v v="$v" -v f="$f" 'BEGIN { printf f, v }'
@@ -306,15 +310,17 @@ report() {
         "bulk: curl, ${BULK_MIB} MiB body, median of 3 (MB = 10^6 B); p99 from wrk's latency distribution"
     echo "- CPU: run time of the proxy (user + system, all threads, $cpu_clock) over the phase," \
         "per request (keep-alive), per connection (new-conn) and per MiB (bulk, the 3 downloads); phases measured: $PHASES"
+    echo "- switches: the proxy's context switches (voluntary + involuntary, all threads, /proc/PID/task/TID/status)" \
+        "over the phase per request or connection: each is a sleep and a wake-up (or a preemption)"
     echo "- RSS: VmRSS before any traffic, and with $IDLE_CONNS idle relayed connections (each has done one request)" \
         "on the fresh process"
     echo "- ratio B/A of the medians: above 1 is better for req/s and MB/s, below 1 is better for p99, CPU and RSS;" \
         "spread: (max - min) / median over the rounds, the noise to compare a ratio with"
     echo
-    echo "| round | binary | keep-alive req/s | keep-alive p99 ms | keep-alive CPU µs/req" \
-        "| new-conn req/s | new-conn p99 ms | new-conn CPU µs/conn | bulk MB/s | bulk CPU ms/MiB" \
+    echo "| round | binary | keep-alive req/s | keep-alive p99 ms | keep-alive CPU µs/req | keep-alive switches/req" \
+        "| new-conn req/s | new-conn p99 ms | new-conn CPU µs/conn | new-conn switches/conn | bulk MB/s | bulk CPU ms/MiB" \
         "| RSS at start MiB | RSS with $IDLE_CONNS idle MiB |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     local e
     for e in "${ORDER[@]}"; do
         # shellcheck disable=SC2086 # "KEY ROUND"

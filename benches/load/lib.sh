@@ -2,7 +2,7 @@
 #
 # Provides: log/die, a temporary directory TMP removed on exit (kept with KEEP_TMP=1), the PID
 # list PIDS whose processes are stopped by PID on exit, stop_pid, free_ports, wait_listening,
-# rss_kib, cpu_ticks, cpu_ns, mib, raise_nofile, start_backend (nginx serving index.html and big.bin),
+# rss_kib, cpu_ticks, cpu_ns, ctx_switches, mib, raise_nofile, start_backend (nginx serving index.html and big.bin),
 # start_pen_on, start_cpen_on, and the measurements run_wrk, run_wrk_url, run_bulk and idle_rss.
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -147,6 +147,16 @@ cpu_ns() {
         for p in "${pids[@]}"; do sed 's/.*) //' "/proc/$p/stat" 2>/dev/null; done |
             awk -v hz="$CLK_TCK" '{ s += $12 + $13 } END { printf "%.0f\n", s * 1e9 / hz }'
     fi
+}
+
+# Context switches so far (voluntary + involuntary, every thread) of PID and its direct
+# children: each is a sleep and a wake-up (or a preemption), the main cost per request beside
+# the system calls themselves on a shared machine.
+ctx_switches() {
+    local pids p
+    read -r -a pids <<<"$1 $(ps -o pid= --ppid "$1" 2>/dev/null | tr '\n' ' ')"
+    for p in "${pids[@]}"; do cat /proc/"$p"/task/*/status 2>/dev/null; done |
+        awk '/^(non)?voluntary_ctxt_switches:/ { s += $2 } END { printf "%.0f\n", s }'
 }
 
 # KiB -> "12.3 MiB".
