@@ -10,12 +10,15 @@
 #   RSS at start           VmRSS before any traffic
 #   RSS with idle conns    VmRSS with IDLE_CONNS idle relayed keep-alive connections open
 #                          (idle_conns.py; measured first, on the fresh process)
-#   (a) keep-alive         wrk -t2 -c64 -d${DURATION}s --latency: req/s, p99, CPU us per request
+#   (a) keep-alive         wrk -tN -c64 -d${DURATION}s --latency: req/s, p99, CPU us per request
 #   (b) new connections    the same with -H 'Connection: close': req/s, p99, CPU us per connection
+# and, for (a) and (b), the proxy's context switches (voluntary + involuntary, every thread) per
+# request or connection: its sleeps and wake-ups, which explain most of the CPU spread
 #   (c) bulk               curl of the BULK_MIB body, median of 3: MB/s (10^6 B), CPU ms per MiB
-# CPU is the proxy's utime + stime (/proc/PID/stat: all threads, plus any child processes) over
-# the phase, in clock ticks (usually 10 ms), divided by the requests, connections or MiB the
-# phase completed. Then the binary is stopped (by PID) before the other one starts.
+# CPU is the proxy's run time (user + system, every thread, from the exact sum_exec_runtime of
+# /proc/PID/task/TID/schedstat; utime + stime in clock ticks where schedstat is missing) over
+# the phase, divided by the requests, connections or MiB the phase completed. Then the binary is
+# stopped (by PID) before the other one starts.
 #
 # Output: a Markdown table (one row per binary and round, the median of the rounds per binary,
 # the ratio B/A of the medians and each binary's spread over the rounds) on stdout and in
@@ -29,6 +32,10 @@
 #   BULK_MIB=256          size of the bulk body
 #   IDLE_CONNS=4000       idle connections for the RSS column
 #   PEN_WORKERS=          if set, passed to both binaries as --workers N
+#   WRK_THREADS=2         wrk's threads (-t) for keep-alive and new connections (1: the load
+#                         shape of the peer comparison's first table)
+#   PHASES="idle ka nc bulk"  the phases to measure (the others' cells are n/a): e.g. PHASES=ka
+#                         for CPU per keep-alive request alone, PHASES="nc" per new connection
 #   PEN_CMDS=             pen commands given to both binaries with -O, separated by ';'
 #                         (e.g. PEN_CMDS='conn_per_client 1000;connect_on_data')
 #   AB_OUT=               the report file (default benches/results/ab-latest.md)
@@ -51,6 +58,8 @@ BULK_MIB=${BULK_MIB:-256}
 IDLE_CONNS=${IDLE_CONNS:-4000}
 PEN_WORKERS=${PEN_WORKERS:-}
 PEN_CMDS=${PEN_CMDS:-}
+WRK_THREADS=${WRK_THREADS:-2}
+PHASES=${PHASES:-idle ka nc bulk}
 # PEN_CMDS as -O words: each command one argv word, as pen reads -O.
 PEN_O=()
 IFS=';' read -r -a _cmds <<<"$PEN_CMDS"
@@ -59,7 +68,7 @@ for _c in "${_cmds[@]}"; do
 done
 A_LABEL=${A_LABEL:-A}
 B_LABEL=${B_LABEL:-B}
-for v in ROUNDS DURATION BULK_MIB IDLE_CONNS; do
+for v in ROUNDS DURATION BULK_MIB IDLE_CONNS WRK_THREADS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$0: $v must be a positive integer, not '${!v}'" >&2; exit 2; }
 done
 [ -z "$PEN_WORKERS" ] || [[ $PEN_WORKERS =~ ^[1-9][0-9]*$ ]] ||
@@ -68,6 +77,8 @@ done
 # The exact command, as it can be pasted again, with the settings in effect spelled out.
 COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION BULK_MIB=$BULK_MIB IDLE_CONNS=$IDLE_CONNS"
 [ -n "$PEN_WORKERS" ] && COMMAND+=" PEN_WORKERS=$PEN_WORKERS"
+[ "$WRK_THREADS" != 2 ] && COMMAND+=" WRK_THREADS=$WRK_THREADS"
+[ "$PHASES" != "idle ka nc bulk" ] && COMMAND+=" PHASES=$(printf '%q' "$PHASES")"
 [ -n "$PEN_CMDS" ] && COMMAND+=" PEN_CMDS=$(printf '%q' "$PEN_CMDS")"
 [ "$A_LABEL" != A ] && COMMAND+=" A_LABEL=$(printf '%q' "$A_LABEL")"
 [ "$B_LABEL" != B ] && COMMAND+=" B_LABEL=$(printf '%q' "$B_LABEL")"
@@ -104,7 +115,7 @@ start_backend
 # ---------------------------------------------------------------------------------------------
 # Measurements. V[KEY,ROUND,COLUMN] holds the raw number (or nothing if it could not be measured).
 
-COLS=(ka ka_p99 ka_cpu nc nc_p99 nc_cpu bulk bulk_cpu rss0 rss_idle)
+COLS=(ka ka_p99 ka_cpu ka_cs nc nc_p99 nc_cpu nc_cs bulk bulk_cpu rss0 rss_idle)
 declare -A V
 NOTES=()
 ORDER=() # "KEY ROUND" in the order measured
@@ -121,10 +132,13 @@ wrk_p99_ms() {
         exit }' "$1"
 }
 
-# CPU time of TICKS clock ticks per unit of N, scaled by SCALE (1e6: us, 1e3: ms); empty if N is 0.
+# CPU time of NS nanoseconds per unit of N, scaled by SCALE (1e6: us, 1e3: ms); empty if N is 0.
 per_unit() {
-    awk -v t="$1" -v n="${2:-0}" -v s="$3" -v hz="$CLK_TCK" 'BEGIN { if (n > 0) printf "%.4f", t / hz * s / n }'
+    awk -v t="$1" -v n="${2:-0}" -v s="$3" 'BEGIN { if (n > 0) printf "%.4f", t / 1e9 * s / n }'
 }
+
+# Whether PHASE is one of PHASES.
+phase() { [[ " $PHASES " == *" $1 "* ]]; }
 
 # Stores the number of a run_wrk cell ("1234", "1234 (5 errors)" or "n/a") in V[KEY,ROUND,COL]
 # and adds a note for errors. Usage: wrk_rate CELL KEY ROUND COL WHAT.
@@ -154,45 +168,53 @@ measure() {
     fi
     sleep 0.3
     V[$key,$round,rss0]=$(awk -v k="$(rss_kib "$pid")" 'BEGIN { printf "%.1f", k / 1024 }')
-    log "$tag: $IDLE_CONNS idle connections ..."
-    idle=$(idle_rss "$pid" "$port")
-    if [[ $idle =~ ^([0-9.]+)\ MiB ]]; then
-        V[$key,$round,rss_idle]=${BASH_REMATCH[1]}
-        [[ $idle == *" of "* ]] && NOTES+=("$tag: only ${idle#*(} idle connections opened")
-    else
-        NOTES+=("$tag: idle connections could not be opened")
+    if phase idle; then
+        log "$tag: $IDLE_CONNS idle connections ..."
+        idle=$(idle_rss "$pid" "$port")
+        if [[ $idle =~ ^([0-9.]+)\ MiB ]]; then
+            V[$key,$round,rss_idle]=${BASH_REMATCH[1]}
+            [[ $idle == *" of "* ]] && NOTES+=("$tag: only ${idle#*(} idle connections opened")
+        else
+            NOTES+=("$tag: idle connections could not be opened")
+        fi
+        sleep 0.3 # the proxy closes the idle connections before the CPU counts start
     fi
-    sleep 0.3 # the proxy closes the idle connections before the CPU counts start
     if [ "$DURATION" -ge 5 ]; then
         timeout --foreground -k 5 30 wrk -t2 -c64 -d1s "http://127.0.0.1:$port/" >/dev/null 2>&1 # warm-up
     fi
 
-    log "$tag: keep-alive ..."
-    t0=$(cpu_ticks "$pid")
-    ka=$(run_wrk "$port" "$name-keepalive" --latency)
-    t1=$(cpu_ticks "$pid")
-    log "$tag: new connections ..."
-    nc=$(run_wrk "$port" "$name-close" --latency -H 'Connection: close')
-    t2=$(cpu_ticks "$pid")
-    log "$tag: bulk ..."
-    bulk=$(run_bulk "$port")
-    t3=$(cpu_ticks "$pid")
-
-    wrk_rate "$ka" "$key" "$round" ka "$tag, keep-alive"
-    V[$key,$round,ka_p99]=$(wrk_p99_ms "$TMP/wrk-$name-keepalive.txt")
-    n=$(wrk_requests "$TMP/wrk-$name-keepalive.txt")
-    V[$key,$round,ka_cpu]=$(per_unit $((t1 - t0)) "$n" 1e6)
-    wrk_rate "$nc" "$key" "$round" nc "$tag, new connections"
-    V[$key,$round,nc_p99]=$(wrk_p99_ms "$TMP/wrk-$name-close.txt")
-    n=$(wrk_requests "$TMP/wrk-$name-close.txt")
-    V[$key,$round,nc_cpu]=$(per_unit $((t2 - t1)) "$n" 1e6)
-    [ "$bulk" != n/a ] && V[$key,$round,bulk]=$bulk
-    # MiB that arrived whole (run_bulk keeps curl's "code size speed" lines).
-    ok=$(awk -v want=$((BULK_MIB * 1024 * 1024)) '$1 == 200 && int($2) == want' "$TMP/bulk-$port.txt" | wc -l)
-    [ "$ok" -lt 3 ] && NOTES+=("$tag: $((3 - ok)) of 3 bulk downloads failed")
-    V[$key,$round,bulk_cpu]=$(per_unit $((t3 - t2)) $((ok * BULK_MIB)) 1e3)
-    if [ $((t3 - t2)) -lt 20 ] && [ "$ok" -gt 0 ]; then
-        NOTES+=("$tag: bulk used only $((t3 - t2)) clock ticks of CPU; its CPU per MiB is coarse (raise BULK_MIB)")
+    if phase ka; then
+        log "$tag: keep-alive ..."
+        t0=$(cpu_ns "$pid") s0=$(ctx_switches "$pid")
+        ka=$(run_wrk "$port" "$name-keepalive" --latency)
+        t1=$(cpu_ns "$pid") s1=$(ctx_switches "$pid")
+        wrk_rate "$ka" "$key" "$round" ka "$tag, keep-alive"
+        V[$key,$round,ka_p99]=$(wrk_p99_ms "$TMP/wrk-$name-keepalive.txt")
+        n=$(wrk_requests "$TMP/wrk-$name-keepalive.txt")
+        V[$key,$round,ka_cpu]=$(per_unit $((t1 - t0)) "$n" 1e6)
+        V[$key,$round,ka_cs]=$(per_unit $((s1 - s0)) "$n" 1e9)
+    fi
+    if phase nc; then
+        log "$tag: new connections ..."
+        t1=$(cpu_ns "$pid") s1=$(ctx_switches "$pid")
+        nc=$(run_wrk "$port" "$name-close" --latency -H 'Connection: close')
+        t2=$(cpu_ns "$pid") s2=$(ctx_switches "$pid")
+        wrk_rate "$nc" "$key" "$round" nc "$tag, new connections"
+        V[$key,$round,nc_p99]=$(wrk_p99_ms "$TMP/wrk-$name-close.txt")
+        n=$(wrk_requests "$TMP/wrk-$name-close.txt")
+        V[$key,$round,nc_cpu]=$(per_unit $((t2 - t1)) "$n" 1e6)
+        V[$key,$round,nc_cs]=$(per_unit $((s2 - s1)) "$n" 1e9)
+    fi
+    if phase bulk; then
+        log "$tag: bulk ..."
+        t2=$(cpu_ns "$pid")
+        bulk=$(run_bulk "$port")
+        t3=$(cpu_ns "$pid")
+        [ "$bulk" != n/a ] && V[$key,$round,bulk]=$bulk
+        # MiB that arrived whole (run_bulk keeps curl's "code size speed" lines).
+        ok=$(awk -v want=$((BULK_MIB * 1024 * 1024)) '$1 == 200 && int($2) == want' "$TMP/bulk-$port.txt" | wc -l)
+        [ "$ok" -lt 3 ] && NOTES+=("$tag: $((3 - ok)) of 3 bulk downloads failed")
+        V[$key,$round,bulk_cpu]=$(per_unit $((t3 - t2)) $((ok * BULK_MIB)) 1e3)
     fi
 
     kill -0 "$pid" 2>/dev/null || NOTES+=("$tag: pen exited during the run (see its log)")
@@ -229,7 +251,7 @@ fmt() {
     [ -z "$v" ] && { echo "n/a"; return; }
     case $col in
     ka | nc | bulk) f="%.0f" ;;
-    ka_p99 | nc_p99 | bulk_cpu) f="%.2f" ;;
+    ka_p99 | nc_p99 | bulk_cpu | ka_cs | nc_cs) f="%.2f" ;;
     *) f="%.1f" ;;
     esac
     awk -v v="$v" -v f="$f" 'BEGIN { printf f, v }'
@@ -271,6 +293,8 @@ bin_line() {
 }
 
 report() {
+    local cpu_clock="sum_exec_runtime of /proc/PID/task/TID/schedstat, exact"
+    [ -r "/proc/$$/task/$$/schedstat" ] || cpu_clock="utime + stime of /proc/PID/stat, ${CLK_TCK} ticks/s"
     echo "# A/B load benchmark: ${LABEL[A]} vs ${LABEL[B]}"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); the run took $(($(date +%s) - START_EPOCH)) s"
@@ -281,20 +305,22 @@ report() {
     bin_line B
     echo "- each binary: \`-f -x 10000${PEN_O[*]:+ ${PEN_O[*]}}${PEN_WORKERS:+ --workers $PEN_WORKERS}\` 127.0.0.1:PORT -> one nginx backend" \
         "(worker_processes auto); started fresh for each round, order A B, then B A, alternating"
-    echo "- keep-alive: wrk -t2 -c64 -d${DURATION}s --latency on a $(stat -c %s "$TMP/www/index.html")-byte page;" \
+    echo "- keep-alive: wrk -t$WRK_THREADS -c64 -d${DURATION}s --latency on a $(stat -c %s "$TMP/www/index.html")-byte page;" \
         "new-conn: the same with -H 'Connection: close' (one client and one backend connection per request);" \
         "bulk: curl, ${BULK_MIB} MiB body, median of 3 (MB = 10^6 B); p99 from wrk's latency distribution"
-    echo "- CPU: utime + stime of the proxy (all threads, /proc/PID/stat, ${CLK_TCK} ticks/s) over the phase," \
-        "per request (keep-alive), per connection (new-conn) and per MiB (bulk, the 3 downloads)"
+    echo "- CPU: run time of the proxy (user + system, all threads, $cpu_clock) over the phase," \
+        "per request (keep-alive), per connection (new-conn) and per MiB (bulk, the 3 downloads); phases measured: $PHASES"
+    echo "- switches: the proxy's context switches (voluntary + involuntary, all threads, /proc/PID/task/TID/status)" \
+        "over the phase per request or connection: each is a sleep and a wake-up (or a preemption)"
     echo "- RSS: VmRSS before any traffic, and with $IDLE_CONNS idle relayed connections (each has done one request)" \
         "on the fresh process"
     echo "- ratio B/A of the medians: above 1 is better for req/s and MB/s, below 1 is better for p99, CPU and RSS;" \
         "spread: (max - min) / median over the rounds, the noise to compare a ratio with"
     echo
-    echo "| round | binary | keep-alive req/s | keep-alive p99 ms | keep-alive CPU µs/req" \
-        "| new-conn req/s | new-conn p99 ms | new-conn CPU µs/conn | bulk MB/s | bulk CPU ms/MiB" \
+    echo "| round | binary | keep-alive req/s | keep-alive p99 ms | keep-alive CPU µs/req | keep-alive switches/req" \
+        "| new-conn req/s | new-conn p99 ms | new-conn CPU µs/conn | new-conn switches/conn | bulk MB/s | bulk CPU ms/MiB" \
         "| RSS at start MiB | RSS with $IDLE_CONNS idle MiB |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     local e
     for e in "${ORDER[@]}"; do
         # shellcheck disable=SC2086 # "KEY ROUND"

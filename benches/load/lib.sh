@@ -2,7 +2,7 @@
 #
 # Provides: log/die, a temporary directory TMP removed on exit (kept with KEEP_TMP=1), the PID
 # list PIDS whose processes are stopped by PID on exit, stop_pid, free_ports, wait_listening,
-# rss_kib, cpu_ticks, mib, raise_nofile, start_backend (nginx serving index.html and big.bin),
+# rss_kib, cpu_ticks, cpu_ns, ctx_switches, mib, raise_nofile, start_backend (nginx serving index.html and big.bin),
 # start_pen_on, start_cpen_on, and the measurements run_wrk, run_wrk_url, run_bulk and idle_rss.
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -133,6 +133,32 @@ cpu_ticks() {
 }
 CLK_TCK=$(getconf CLK_TCK)
 
+# CPU time used so far, in nanoseconds, by PID and its direct children (nginx workers): the sum
+# of every thread's sum_exec_runtime, the first field of /proc/PID/task/TID/schedstat (exact,
+# unlike utime/stime, which are sampled at clock ticks). Falls back to utime + stime of
+# /proc/PID/stat (in ticks, converted) where schedstat is missing.
+cpu_ns() {
+    local pids p
+    read -r -a pids <<<"$1 $(ps -o pid= --ppid "$1" 2>/dev/null | tr '\n' ' ')"
+    if [ -r "/proc/$1/task/$1/schedstat" ]; then
+        for p in "${pids[@]}"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done |
+            awk '{ s += $1 } END { printf "%.0f\n", s }'
+    else
+        for p in "${pids[@]}"; do sed 's/.*) //' "/proc/$p/stat" 2>/dev/null; done |
+            awk -v hz="$CLK_TCK" '{ s += $12 + $13 } END { printf "%.0f\n", s * 1e9 / hz }'
+    fi
+}
+
+# Context switches so far (voluntary + involuntary, every thread) of PID and its direct
+# children: each is a sleep and a wake-up (or a preemption), the main cost per request beside
+# the system calls themselves on a shared machine.
+ctx_switches() {
+    local pids p
+    read -r -a pids <<<"$1 $(ps -o pid= --ppid "$1" 2>/dev/null | tr '\n' ' ')"
+    for p in "${pids[@]}"; do cat /proc/"$p"/task/*/status 2>/dev/null; done |
+        awk '/^(non)?voluntary_ctxt_switches:/ { s += $2 } END { printf "%.0f\n", s }'
+}
+
 # KiB -> "12.3 MiB".
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 
@@ -245,7 +271,7 @@ run_wrk_url() {
     local url=$1 name=$2
     shift 2
     local out="$TMP/wrk-$name.txt"
-    timeout --foreground -k 5 $((DURATION + 30)) wrk -t2 -c64 -d"${DURATION}s" "$@" "$url" >"$out" 2>&1
+    timeout --foreground -k 5 $((DURATION + 30)) wrk -t"${WRK_THREADS:-2}" -c64 -d"${DURATION}s" "$@" "$url" >"$out" 2>&1
     local rps errs
     rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
     errs=$(awk '/Socket errors:/ {gsub(",", ""); s = $4 + $6 + $8 + $10; print s}

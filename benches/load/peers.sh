@@ -127,22 +127,6 @@ EOF
     echo $!
 }
 
-# CPU time used so far, in nanoseconds, by PID and its direct children (nginx workers): the sum
-# of every thread's sum_exec_runtime, the first field of /proc/PID/task/TID/schedstat (exact,
-# unlike utime/stime, which are sampled at clock ticks). Falls back to utime + stime of
-# /proc/PID/stat (in ticks, converted) where schedstat is missing.
-cpu_ns() {
-    local pids p
-    read -r -a pids <<<"$1 $(ps -o pid= --ppid "$1" 2>/dev/null | tr '\n' ' ')"
-    if [ -r "/proc/$1/task/$1/schedstat" ]; then
-        for p in "${pids[@]}"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done |
-            awk '{ s += $1 } END { printf "%.0f\n", s }'
-    else
-        for p in "${pids[@]}"; do sed 's/.*) //' "/proc/$p/stat" 2>/dev/null; done |
-            awk -v hz="$CLK_TCK" '{ s += $12 + $13 } END { printf "%.0f\n", s * 1e9 / hz }'
-    fi
-}
-
 # wrk's 99th percentile latency in ms (wrk prints us, ms, s or m).
 peer_p99_ms() {
     awk '$1 == "99%" {

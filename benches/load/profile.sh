@@ -13,6 +13,7 @@
 #                      frames without frame pointers, at a much larger perf.data)
 #   TOP=30             how many symbols to print
 #   PEN_WORKERS=       if set, passed to our pen as --workers N
+#   WRK_THREADS=2      wrk's threads (-t); CONNS=64 its connections (-c)
 #   PEN_BIN=           our pen's binary instead of target/release/pen
 #   SKIP_BUILD=1       do not run cargo build
 #   KEEP_TMP=1         keep the temporary directory with perf.data (for perf report -g)
@@ -52,7 +53,7 @@ PIDS+=("$PID")
 wait_listening "$PID" "$PPORT" ||
     die "$TARGET did not start: $(tail -3 "$TMP/$TARGET.log" 2>/dev/null)"
 
-WRK_ARGS=(-t2 -c64 -d"${DURATION}s")
+WRK_ARGS=(-t"${WRK_THREADS:-2}" -c"${CONNS:-64}" -d"${DURATION}s")
 [ -n "${NEWCONN:-}" ] && WRK_ARGS+=(-H 'Connection: close')
 
 # A short warm-up so the profile shows the steady state, not start-up.
@@ -74,14 +75,18 @@ STAT_PID=$!
 PIDS+=("$STAT_PID")
 sleep 0.2
 log "profiling $TARGET (pid $PID) for ${DURATION}s under wrk ${WRK_ARGS[*]} ..."
+CPU0=$(cpu_ns "$PID")
 wrk "${WRK_ARGS[@]}" "http://127.0.0.1:$PPORT/" >"$TMP/wrk.txt" 2>&1
+CPU1=$(cpu_ns "$PID")
 wait "$PERF_PID" 2>/dev/null
 forget_pid "$PERF_PID"
 wait "$STAT_PID" 2>/dev/null
 forget_pid "$STAT_PID"
 [ -s "$DATA" ] || die "perf record failed: $(tail -3 "$TMP/perf-record.log")"
 
-echo "# $TARGET under wrk ${WRK_ARGS[*]} ($(awk '/^Requests\/sec:/ {print $2}' "$TMP/wrk.txt") req/s while sampled)"
+REQS=$(awk '/requests in/ {print $1}' "$TMP/wrk.txt")
+echo "# $TARGET under wrk ${WRK_ARGS[*]} ($(awk '/^Requests\/sec:/ {print $2}' "$TMP/wrk.txt") req/s while sampled," \
+    "$(awk -v c=$((CPU1 - CPU0)) -v n="${REQS:-0}" 'BEGIN { if (n > 0) printf "%.1f", c / 1e3 / n; else printf "n/a" }') µs CPU per request, sampling included)"
 echo
 echo "## top symbols (self)"
 perf report -i "$DATA" --stdio --no-children --sort symbol -g none --percent-limit 0.3 2>/dev/null |
@@ -91,7 +96,6 @@ echo "## by shared object"
 perf report -i "$DATA" --stdio --no-children --sort dso -g none 2>/dev/null |
     grep -v '^#' | grep -v '^$' | head -n 10
 echo
-REQS=$(awk '/requests in/ {print $1}' "$TMP/wrk.txt")
 if [ -s "$TMP/perf-stat.csv" ] && [ "${REQS:-0}" -gt 0 ]; then
     echo "## system calls per request ($REQS requests; counted over the sampling window)"
     awk -F, -v n="$REQS" '$1 ~ /^[0-9]+$/ && $1 > 0 {

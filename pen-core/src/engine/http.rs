@@ -277,6 +277,7 @@ mod tests {
                 read: true,
                 write: true,
                 hup: false,
+                fin: false,
             };
             let mut w = r;
             let mut budget = crate::engine::relay::READS_PER_TURN;

@@ -41,6 +41,9 @@ pub(crate) struct Readiness {
     /// The peer's FIN (or a hang-up/error) has been seen: reads must continue to EOF even
     /// after a short read.
     pub(crate) hup: bool,
+    /// The peer's FIN has been seen with no error and no urgent data (see
+    /// [`crate::poll::Event`]'s `fin`): a short read reached the end of file.
+    pub(crate) fin: bool,
 }
 
 impl Readiness {
@@ -49,6 +52,7 @@ impl Readiness {
         self.read |= ev.readable;
         self.write |= ev.writable;
         self.hup |= ev.hup;
+        self.fin |= ev.fin;
     }
 
     /// A read returned `got` of `asked` bytes. A short read from a stream socket means it is
@@ -80,6 +84,12 @@ pub(crate) trait Carrier<S, D> {
     fn drain(&mut self, dst: &mut D) -> io::Result<(usize, usize)>;
     /// Gives the storage back to the pool if nothing is held.
     fn release_if_empty(&mut self, pool: &mut BufPool);
+    /// Whether a short `fill` from a source whose FIN is in ([`Readiness::fin`]) may stand
+    /// for the end of file (one read saved per direction): only for a carrier that needs to
+    /// see no read returning 0 (the HTTP rewriter does: it finishes its request there).
+    fn short_fill_at_fin_is_eof(&self) -> bool {
+        false
+    }
     /// The bytes held, when they are visible (user-space buffers; empty for kernel pipes).
     fn visible(&self) -> &[u8];
 }
@@ -139,6 +149,10 @@ impl<S: Read, D: Write> Carrier<S, D> for UserBuf {
                 pool.put(b);
             }
         }
+    }
+
+    fn short_fill_at_fin_is_eof(&self) -> bool {
+        true
     }
 
     fn visible(&self) -> &[u8] {
@@ -371,6 +385,11 @@ impl Pipe {
                     src_ready.after_read(n, asked);
                     if let Some(f) = on_read.as_mut() {
                         f(carrier.visible());
+                    }
+                    // Everything before the FIN was queued when it came: this short read took
+                    // the last of it, and the read that would return 0 is saved.
+                    if n < asked && src_ready.fin && carrier.short_fill_at_fin_is_eof() {
+                        self.eof = true;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -15,6 +15,11 @@ pub(crate) struct Event {
     /// will return end of file or the error, so it must happen even after a short read.
     /// Only reported where `poll::REPORTS_HUP` says so.
     pub(crate) hup: bool,
+    /// The peer's FIN is in, with no error and no urgent data pending: everything the peer
+    /// sent before it is already queued, so a read that returns less than it asked for has
+    /// drained the socket to its end of file (the read that would return 0 can be skipped).
+    /// Only the epoll backend reports it.
+    pub(crate) fin: bool,
 }
 
 /// Compiles the items of its `epoll { .. }` block with the Linux epoll backend and those of its

@@ -1,5 +1,5 @@
 //! The Linux epoll backend of [`crate::poll`]: each socket registered once, edge-triggered, for
-//! read, write and peer half-close; a non-blocking eventfd (also edge-triggered, never re-armed)
+//! read, write, peer half-close and urgent data; a non-blocking eventfd (also edge-triggered, never re-armed)
 //! to wake a waiting worker.
 
 use std::io;
@@ -58,6 +58,8 @@ impl Events {
                         | libc::EPOLLERR),
                     writable: has(libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR),
                     hup: has(libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR),
+                    // Urgent data (EPOLLPRI) makes a read stop short at its mark: not drained.
+                    fin: has(libc::EPOLLRDHUP) && !has(libc::EPOLLERR | libc::EPOLLPRI),
                 }
             })
         })
@@ -101,9 +103,11 @@ impl Poller {
         cvt(unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) }).map(|_| ())
     }
 
-    /// Registers `fd` once for everything, edge-triggered.
+    /// Registers `fd` once for everything, edge-triggered. `EPOLLPRI` is asked for only so
+    /// that urgent data shows in the events (it keeps a short read from meaning drained).
     pub(crate) fn add(&self, fd: &impl AsRawFd, key: usize) -> io::Result<()> {
-        let bits = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+        let bits =
+            libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLPRI | libc::EPOLLET;
         self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), bits as u32, key as u64)
     }
 

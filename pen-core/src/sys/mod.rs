@@ -150,6 +150,10 @@ pub(crate) fn connect_start(
         bind_transparent(&sock, client, addr)?;
     } else if let Some(ip) = source {
         if ip.is_ipv4() == addr.is_ipv4() {
+            // The port is left to the connect, which picks one free for this 4-tuple: a bind
+            // to port 0 would reserve one for any destination, searching the whole range
+            // under a lock, and run out after ~28,000 connections per source address.
+            bind_address_no_port(&sock);
             sock.bind(&SocketAddr::new(ip, 0).into())?;
         }
     }
@@ -161,6 +165,29 @@ pub(crate) fn connect_start(
     }
     Ok(sock.into())
 }
+
+/// `IP_BIND_ADDRESS_NO_PORT` (Linux 4.2; for IPv6 sockets too): a bind to port 0 then
+/// fixes only the address, and the connect chooses the port. Best effort: where the kernel
+/// refuses, the bind picks a port as it always did.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn bind_address_no_port(sock: &Socket) {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is a valid c_int for the duration of the call and its size is passed; the
+    // descriptor is open (borrowed from `sock`).
+    let _ = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            std::ptr::from_ref(&on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
+/// Elsewhere the bind picks the port.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn bind_address_no_port(_sock: &Socket) {}
 
 /// Binds `sock` (about to connect to `server`) to the client's address `client` with
 /// `IP_TRANSPARENT`, as C pen's `transparent` does; a client of the other family than the

@@ -79,6 +79,7 @@ impl Poller {
             readable: e.readable,
             writable: e.writable,
             hup: false,
+            fin: false,
         }));
         Ok(events.1.len())
     }

@@ -289,6 +289,7 @@ impl Worker {
             read: true,
             write: true,
             hup: false,
+            fin: false,
         };
         (conn.c, conn.s) = (all, all);
         let loopback = server_addr.is_none_or(|a| a.ip().is_loopback());

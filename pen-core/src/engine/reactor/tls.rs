@@ -191,6 +191,7 @@ impl Worker {
                 read: true,
                 write: false,
                 hup: true,
+                fin: false,
             };
             let on_read: OnRead<'_> = if logging { Some(&mut record) } else { None };
             let other_done = down.done();
@@ -210,6 +211,7 @@ impl Worker {
                 read: false,
                 write: true,
                 hup: false,
+                fin: false,
             };
             let r = (&mut *s, &mut plain);
             let b = &mut budget;

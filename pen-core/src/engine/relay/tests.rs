@@ -22,7 +22,7 @@ proptest! {
         for _ in 0..1_000_000 {
             if pipe.done() { break; }
             // Readiness comes back each turn, as an edge-triggered poller would report it.
-            let mut r = Readiness { read: true, write: true, hup: false };
+            let mut r = Readiness { read: true, write: true, hup: false, fin: false };
             let mut w = r;
             let mut budget = READS_PER_TURN;
             pipe.pump(&mut src, &mut dst, (&mut r, &mut w), false, &mut pool, &mut budget, None).unwrap();
@@ -60,6 +60,7 @@ fn buffers_grow_while_reads_fill_them_and_shrink_after_a_short_write() {
             read: true,
             write: true,
             hup: false,
+            fin: false,
         };
         let mut w = r;
         let mut budget = 1;
@@ -90,6 +91,7 @@ fn buffers_grow_while_reads_fill_them_and_shrink_after_a_short_write() {
             read: turn == 0,
             write: true,
             hup: false,
+            fin: false,
         };
         let mut w = r;
         let mut budget = 1;
@@ -189,6 +191,7 @@ fn back_pressure_stops_reading() {
         read: true,
         write: true,
         hup: false,
+        fin: false,
     };
     let mut w = r;
     let mut budget = READS_PER_TURN;
@@ -255,4 +258,80 @@ fn a_direction_moves_with_its_held_bytes_and_half_close() {
         ..PipeState::default()
     };
     assert!(Pipe::restore(too_big, &mut pool).is_none());
+}
+
+/// A source holding `data` then its FIN, counting the reads it is asked for.
+struct FinSrc {
+    data: Vec<u8>,
+    reads: usize,
+}
+impl Read for &mut FinSrc {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reads += 1;
+        let n = buf.len().min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data.drain(..n);
+        Ok(n)
+    }
+}
+
+/// One turn of a direction whose source holds `len` bytes and its FIN; returns the reads
+/// made, the bytes delivered and whether the half-close was passed on.
+fn turn_at_fin(len: usize, fin: bool) -> (usize, Vec<u8>, bool) {
+    let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+    let mut src = FinSrc { data, reads: 0 };
+    let mut dst = Dst {
+        out: Vec::new(),
+        sizes: vec![usize::MAX],
+        turn: 0,
+        shut: false,
+    };
+    let mut pool = BufPool::new(4);
+    let mut pipe = Pipe::default();
+    let mut r = Readiness {
+        read: true,
+        write: false,
+        hup: true,
+        fin,
+    };
+    let mut w = Readiness {
+        write: true,
+        ..Readiness::default()
+    };
+    let mut budget = READS_PER_TURN;
+    let ready = (&mut r, &mut w);
+    (pipe.pump(
+        &mut src,
+        &mut dst,
+        ready,
+        false,
+        &mut pool,
+        &mut budget,
+        None,
+    ))
+    .unwrap();
+    assert!(pipe.done(), "the direction finished in one turn");
+    assert_eq!(pool.out, 0, "no buffer kept");
+    (src.reads, dst.out, dst.shut)
+}
+
+/// With the FIN known (and no urgent data), the short read that takes the last bytes is the
+/// end of file: no read returning 0 is made; the bytes and the half-close are passed on.
+#[test]
+fn a_short_read_after_the_fin_is_the_end_of_file() {
+    let (reads, out, shut) = turn_at_fin(100, true);
+    assert_eq!(reads, 1);
+    assert_eq!(out, (0..100).map(|i| i as u8).collect::<Vec<_>>());
+    assert!(shut);
+    // A read that fills the buffer says nothing: the next one is made (and returns 0).
+    let (reads, out, shut) = turn_at_fin(BUF_SIZE, true);
+    assert_eq!((reads, out.len(), shut), (2, BUF_SIZE, true));
+}
+
+/// A hang-up that is not a clean FIN (an error, urgent data: `fin` unset) keeps reading to
+/// the read that returns 0.
+#[test]
+fn without_a_clean_fin_a_short_read_is_followed_by_another() {
+    let (reads, out, shut) = turn_at_fin(100, false);
+    assert_eq!((reads, out.len(), shut), (2, 100, true));
 }
