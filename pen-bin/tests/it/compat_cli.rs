@@ -405,3 +405,17 @@ fn penctl_without_a_command_prints_the_usage() {
         );
     }
 }
+
+/// `-l FILE` that cannot be opened at start: C pen says `Can't open logfile FILE` and exits 1,
+/// a runtime failure like a pid file it cannot write (ours exited 2, as for a usage error).
+#[test]
+fn an_access_log_that_cannot_be_opened_exits_1() {
+    let a = Backend::name("A");
+    let dir = ScratchDir::new("log-exit");
+    let log = dir.0.join("nodir").join("a.log").display().to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let args = words(&["-f", "-l", &log, &listen, &a.spec()]);
+    let (_out, err, code) = run_bounded_full(&pen_bin(), &args, WAIT);
+    assert_eq!(code, 1, "pen {args:?}: {err}");
+    assert!(err.contains(&log), "the message names the file: {err:?}");
+}
