@@ -69,7 +69,14 @@ fn ten_thousand_servers_from_the_config_file() {
     std::fs::write(&conf, text).expect("write config");
     let conf = conf.display().to_string();
     let pen = PenBuilder::new().opts(&["-F", &conf]).start();
-    assert_eq!(pen.servers().len(), 10_000);
+    // 10,000 lines from a debug build on a loaded machine may take longer than the harness's
+    // 5 s socket timeout (the full suite failed on it once): a longer one for this reply.
+    let mut s = std::net::TcpStream::connect(&pen.control).expect("connect control");
+    s.set_read_timeout(Some(6 * WAIT)).expect("read timeout");
+    s.write_all(b"servers\n").expect("send");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("the servers reply");
+    assert_eq!(reply.lines().count(), 10_000);
     assert_eq!(pen.fetch(), "A");
 }
 
@@ -404,4 +411,18 @@ fn penctl_without_a_command_prints_the_usage() {
             "penctl {args:?}: {text:?}"
         );
     }
+}
+
+/// `-l FILE` that cannot be opened at start: C pen says `Can't open logfile FILE` and exits 1,
+/// a runtime failure like a pid file it cannot write (ours exited 2, as for a usage error).
+#[test]
+fn an_access_log_that_cannot_be_opened_exits_1() {
+    let a = Backend::name("A");
+    let dir = ScratchDir::new("log-exit");
+    let log = dir.0.join("nodir").join("a.log").display().to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let args = words(&["-f", "-l", &log, &listen, &a.spec()]);
+    let (_out, err, code) = run_bounded_full(&pen_bin(), &args, WAIT);
+    assert_eq!(code, 1, "pen {args:?}: {err}");
+    assert!(err.contains(&log), "the message names the file: {err:?}");
 }

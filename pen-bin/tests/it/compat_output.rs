@@ -618,3 +618,37 @@ fn recent_counts_an_open_connections_bytes() {
     );
     drop(c);
 }
+
+/// `recent` lists the client table in C pen's slot order: the order clients were first seen
+/// in (not most recent first), a client that evicted another taking its place.
+#[test]
+fn recent_lists_clients_in_c_pens_slot_order() {
+    let a = Backend::name("A");
+    let pen = PenBuilder::new()
+        .opts(&["-c", "3"])
+        .server(a.spec())
+        .start();
+    let clients = |pen: &super::harness::Pen| -> Vec<String> {
+        let recent = pen.ctl("recent");
+        recent
+            .lines()
+            .filter_map(|l| l.split(' ').next().map(str::to_string))
+            .collect()
+    };
+    for n in [2, 3, 4] {
+        assert_eq!(pen.fetch_from(n), "A");
+    }
+    // C pen's clock has whole seconds and, of clients seen in the same second, evicts the
+    // first slot's: the second must turn before .3 and .4 are seen again.
+    std::thread::sleep(Duration::from_millis(1100));
+    for n in [3, 4] {
+        assert_eq!(pen.fetch_from(n), "A");
+    }
+    assert_eq!(clients(&pen), ["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+    assert_eq!(pen.fetch_from(5), "A");
+    assert_eq!(
+        clients(&pen),
+        ["127.0.0.5", "127.0.0.3", "127.0.0.4"],
+        ".5 evicted .2, the least recently seen, and took its slot"
+    );
+}

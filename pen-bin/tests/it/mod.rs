@@ -14,6 +14,7 @@ mod compat_output;
 mod compat_runtime;
 mod control;
 mod differential;
+mod differential_allowed;
 mod dns;
 mod failover;
 mod faults;

@@ -114,7 +114,8 @@ impl ClientTable {
     }
 
     /// Records that `addr` connected to `server` at `now`, evicting the least recently used
-    /// client if the table is full.
+    /// client if the table is full: the new client takes its slot, as in C pen (see
+    /// [`in_slot_order`](Self::in_slot_order)).
     pub fn record(&mut self, addr: IpAddr, server: ServerId, now: u64) {
         if let Some(&i) = self.index.get(&addr) {
             if let Some(s) = self.slot_mut(i) {
@@ -126,9 +127,6 @@ impl ClientTable {
                 return;
             }
         }
-        while self.slots.len() >= self.capacity && self.tail != NIL {
-            self.remove_slot(self.tail);
-        }
         let entry = ClientEntry {
             addr,
             server,
@@ -137,6 +135,20 @@ impl ClientTable {
             sent: 0,
             received: 0,
         };
+        if self.slots.len() >= self.capacity && self.tail != NIL {
+            // Full (the capacity never shrinks): the least recently used slot is reused in place.
+            let i = self.tail;
+            if let Some(old) = self.slot(i).map(|s| s.entry.addr) {
+                self.unlink(i);
+                self.index.remove(&old);
+                if let Some(s) = self.slot_mut(i) {
+                    s.entry = entry;
+                }
+                self.index.insert(addr, i);
+                self.link_front(i);
+            }
+            return;
+        }
         let i = self.slots.len() as u32;
         self.slots.push(Slot {
             entry,
@@ -205,6 +217,13 @@ impl ClientTable {
             cur = s.next;
             Some(&s.entry)
         })
+    }
+
+    /// Entries in slot order, C pen's `recent` order: the order clients were first seen in,
+    /// except that a client that evicted another one takes its place (and one removed by
+    /// [`forget_server`](Self::forget_server) is replaced by the last).
+    pub fn in_slot_order(&self) -> impl Iterator<Item = &ClientEntry> {
+        self.slots.iter().map(|s| &s.entry)
     }
 
     /// The entry for `addr`, if remembered (no expiry check).
@@ -342,6 +361,21 @@ mod tests {
         assert_eq!(t.len(), 2);
     }
 
+    /// C pen's `recent` order: first seen first; a new client takes the evicted one's place.
+    #[test]
+    fn slot_order_is_first_seen_and_an_evicting_client_takes_the_slot() {
+        let mut t = ClientTable::new(3);
+        for (a, now) in [(2, 1), (3, 2), (4, 3), (3, 4), (4, 5), (5, 6)] {
+            t.record(ip(a), ServerId(0), now);
+        }
+        let order: Vec<IpAddr> = t.in_slot_order().map(|e| e.addr).collect();
+        assert_eq!(
+            order,
+            [ip(5), ip(3), ip(4)],
+            "5 took the slot of 2, the least recent"
+        );
+    }
+
     /// The tables' hasher is keyed: two builders hash one address differently (the old
     /// unkeyed hasher gave every table, and every attacker, the same function).
     #[test]
@@ -390,14 +424,24 @@ mod tests {
         fn matches_reference_lru(cap in 1usize..8, ops in prop::collection::vec((0u32..12, 0usize..3), 0..200)) {
             let mut t = ClientTable::new(cap);
             let mut model: Vec<(u32, usize)> = Vec::new(); // most recent first
+            let mut slots: Vec<u32> = Vec::new(); // C pen's slot order
+            let v4 = |e: &ClientEntry| match e.addr { IpAddr::V4(v) => u32::from(v), IpAddr::V6(_) => 0 };
             for (now, (a, s)) in ops.into_iter().enumerate() {
                 t.record(ip(a), ServerId(s), now as u64 + 1);
+                if !slots.contains(&a) {
+                    match model.get(cap - 1).filter(|_| model.len() == cap) {
+                        Some(&(gone, _)) => slots.iter_mut().filter(|x| **x == gone).for_each(|x| *x = a),
+                        None => slots.push(a),
+                    }
+                }
                 model.retain(|&(x, _)| x != a);
                 model.insert(0, (a, s));
                 model.truncate(cap);
                 prop_assert!(t.len() <= cap);
-                let got: Vec<(u32, usize)> = t.iter().map(|e| (match e.addr { IpAddr::V4(v) => u32::from(v), IpAddr::V6(_) => 0 }, e.server.0)).collect();
+                let got: Vec<(u32, usize)> = t.iter().map(|e| (v4(e), e.server.0)).collect();
                 prop_assert_eq!(&got, &model);
+                let order: Vec<u32> = t.in_slot_order().map(v4).collect();
+                prop_assert_eq!(&order, &slots);
             }
         }
     }

@@ -9,9 +9,9 @@ pub enum Fastclose {
     /// Half-closes are passed on; both sides close independently.
     #[default]
     Off,
-    /// Close both as soon as the client (upstream side) closes.
+    /// Close both as soon as the server closes (C pen's upstream side, `upfd`).
     Up,
-    /// Close both as soon as the server (downstream side) closes.
+    /// Close both as soon as the client closes (C pen's downstream side, `downfd`).
     Down,
     /// Close both as soon as either closes.
     Both,

@@ -46,12 +46,17 @@ impl Bound {
     /// privileges), so the log is the file inside the jail, as with C pen.
     ///
     /// # Errors
-    /// [`StartError::Config`] if the file cannot be opened (or the collector's socket made).
+    /// [`StartError::Io`] if the file cannot be opened or the collector's socket made (a
+    /// runtime failure, as C pen's `Can't open logfile`, exit status 1); [`StartError::Config`]
+    /// for any other refusal.
     pub fn open_log(&mut self) -> Result<(), StartError> {
         let log = self.shared.settings.read().log.clone();
         (self.shared.log)
             .reopen(log.as_deref())
-            .map_err(|e| StartError::Config(e.to_string()))?;
+            .map_err(|e| match e {
+                ApplyError::Io { context, source } => StartError::Io { context, source },
+                e => StartError::Config(e.to_string()),
+            })?;
         self.log_open = true;
         Ok(())
     }

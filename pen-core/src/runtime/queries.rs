@@ -143,7 +143,8 @@ pub(crate) fn execute(shared: &Shared, cmd: Command) -> Result<String, ApplyErro
             let live = crate::admin::stats::live_client_bytes(&rows);
             let now = shared.now_ms();
             let mut out = String::new();
-            for e in shared.clients.lock().iter() {
+            // In slot order, as C pen lists its client table (not most recent first).
+            for e in shared.clients.lock().in_slot_order() {
                 // Whole seconds, as C pen compares time(2) values: `recent 0` lists the
                 // clients seen in the current second.
                 if (now / 1000).saturating_sub(e.last_ms / 1000) <= secs {

@@ -114,8 +114,9 @@ impl Worker {
         use crate::domain::settings::Fastclose;
         let fast = match fastclose {
             Fastclose::Off => false,
-            Fastclose::Up => conn.up.eof,
-            Fastclose::Down => conn.down.eof,
+            // C pen's sides: up is the server (its end of file ends `down`), down the client.
+            Fastclose::Up => conn.down.eof,
+            Fastclose::Down => conn.up.eof,
             Fastclose::Both => conn.up.eof || conn.down.eof,
         };
         if let Some(r) = refused {

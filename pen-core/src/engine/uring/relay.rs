@@ -80,8 +80,9 @@ impl UringWorker {
         }
         let fast = match self.shared.settings.read().tcp_fastclose {
             Fastclose::Off => false,
-            Fastclose::Up => conn.dirs[0].eof,
-            Fastclose::Down => conn.dirs[1].eof,
+            // C pen's sides: up is the server (direction 1 reads it), down the client.
+            Fastclose::Up => conn.dirs[1].eof,
+            Fastclose::Down => conn.dirs[0].eof,
             Fastclose::Both => conn.dirs[0].eof || conn.dirs[1].eof,
         };
         if shut_failed || fast || conn.dirs.iter().all(|d| d.done()) {
