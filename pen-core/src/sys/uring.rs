@@ -4,11 +4,12 @@
 //! send buffers) is owned here, and stays owned until the kernel is
 //! done with it:
 //!
-//! - receive buffers are a fixed arena handed to the kernel as provided buffers
-//!   (`IORING_OP_PROVIDE_BUFFERS`): a receive picks one only when bytes arrive, so an idle
-//!   connection holds none. A buffer the engine holds is either given back ([`Ring::release`])
-//!   or sent from ([`Ring::send`]); one being sent is given back only when its send completes,
-//!   whatever the engine asked meanwhile;
+//! - receive buffers are fixed arenas lent to the kernel through buffer rings
+//!   (`IORING_REGISTER_PBUF_RING`, one per [`Pool`]): a receive picks one only when bytes
+//!   arrive, so an idle connection holds none, and giving one back is a write to memory shared
+//!   with the kernel, not a submission. A buffer the engine holds is either given back
+//!   ([`Ring::release`]) or sent from ([`Ring::send`]); one being sent is given back only when
+//!   its send completes, whatever the engine asked meanwhile;
 //! - connect addresses and their link timeouts are copied by the kernel when the submission is
 //!   prepared (inside `io_uring_enter`), so they are kept until the next submission returns;
 //! - closing a socket cancels every operation on it first (a hard link: the close runs
@@ -19,17 +20,38 @@
 //! A completion's `user_data` packs the operation, a buffer index and the engine's
 //! 44-bit token ([`Cqe`]).
 
+use std::alloc::Layout;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
+use std::ptr::{addr_of_mut, NonNull};
+use std::sync::atomic::{AtomicU16, Ordering::Release};
 use std::time::Duration;
 
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-/// The provided-buffer group the engine's receives pick from.
-const GROUP: u16 = 7;
+/// The provided-buffer pools a receive can pick from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Pool {
+    /// Relay-sized buffers, for every connection.
+    #[default]
+    Small = 0,
+    /// Large buffers, for a direction that keeps filling small ones (bulk transfers): fewer
+    /// receives, sends and completions per byte.
+    Large = 1,
+}
+
+impl Pool {
+    fn from_index(i: u16) -> Pool {
+        if i == Pool::Large as u16 {
+            Pool::Large
+        } else {
+            Pool::Small
+        }
+    }
+}
 /// Bits of `user_data` the engine's token may use.
 pub(crate) const TOKEN_BITS: u32 = 44;
 const TOKEN_MASK: u64 = (1 << TOKEN_BITS) - 1;
@@ -43,7 +65,7 @@ pub(crate) enum Op {
     Connect = 2,
     /// A connect's link timeout.
     Timeout = 3,
-    /// A receive into a provided buffer.
+    /// A receive into a provided buffer (index: its [`Pool`]).
     Recv = 4,
     /// A send from a held buffer (index: the buffer).
     Send = 5,
@@ -83,6 +105,8 @@ pub(crate) struct Cqe {
     pub(crate) res: i32,
     /// A receive's buffer (now held by the engine), or a send's.
     pub(crate) index: Option<u16>,
+    /// The pool a receive picks from.
+    pub(crate) pool: Pool,
     /// More completions will come for this submission (multishot).
     pub(crate) more: bool,
 }
@@ -90,7 +114,7 @@ pub(crate) struct Cqe {
 /// Where a buffer is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BufState {
-    /// With the kernel, to be picked by a receive.
+    /// Free: lent to the kernel (to be picked by a receive) or waiting in its pool.
     Provided,
     /// With the engine.
     Held,
@@ -106,9 +130,10 @@ struct ConnectArgs {
 
 /// A worker's ring, its buffers and the memory its submissions point at.
 pub(crate) struct Ring {
+    // First: the ring is closed before the memory it points at is freed.
     ring: IoUring,
-    arena: Box<[u8]>,
-    buf_size: usize,
+    /// The pools, indexed by [`Pool`]; their buffer ids follow each other from 0.
+    groups: Vec<Group>,
     /// Provided buffers (ids below this); the ids from here on are `extras`.
     nbufs: usize,
     /// Buffers of the engine's own (bytes a connection brought with it when it was handed
@@ -123,8 +148,146 @@ pub(crate) struct Ring {
     staged: Vec<Box<ConnectArgs>>,
     /// Submissions whose last completion has not come yet.
     inflight: usize,
-    /// Receives that found no buffer since buffers were last given back.
+    /// Receives that found no small buffer since small buffers were last given back.
     pub(crate) starved: bool,
+    /// Buffers whose send completed after they were released (reused, not reallocated).
+    to_provide: Vec<u16>,
+}
+
+/// One buffer ring entry, as the kernel reads it (`struct io_uring_buf`). The `resv` field of
+/// the first entry is the ring's tail.
+#[repr(C)]
+struct RawBuf {
+    addr: u64,
+    len: u32,
+    bid: u16,
+    resv: u16,
+}
+
+/// A ring of buffer entries shared with the kernel (page-aligned, a power of two long): the
+/// engine adds buffers at the tail, the kernel takes them from its head.
+struct BufRing {
+    entries: NonNull<RawBuf>,
+    layout: Layout,
+    mask: u16,
+    tail: u16,
+}
+
+// SAFETY: the entries are owned by the ring (only the kernel reads them meanwhile); the ring
+// moves to its worker thread before use and is used by that thread alone.
+unsafe impl Send for BufRing {}
+
+impl BufRing {
+    /// A ring with room for `count` buffers.
+    fn new(count: u16) -> io::Result<BufRing> {
+        let n = count.max(1).checked_next_power_of_two().unwrap_or(1 << 15);
+        let layout = Layout::from_size_align(usize::from(n) * size_of::<RawBuf>(), 4096)
+            .map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: the layout's size is not zero (at least one 16-byte entry).
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        let entries = NonNull::new(p.cast::<RawBuf>()).ok_or(io::ErrorKind::OutOfMemory)?;
+        Ok(BufRing {
+            entries,
+            layout,
+            mask: n - 1,
+            tail: 0,
+        })
+    }
+
+    /// Hands `len` bytes at `addr` to the kernel as buffer `bid`.
+    fn add(&mut self, addr: *mut u8, len: u32, bid: u16) {
+        let i = usize::from(self.tail & self.mask);
+        // SAFETY: `i` is below the ring's length, so `e` is inside the allocation. The entry
+        // is past the tail, which the kernel does not read; its fields are written one by one
+        // through raw pointers because the first entry's `resv` is the tail the kernel reads.
+        unsafe {
+            let e = self.entries.as_ptr().add(i);
+            addr_of_mut!((*e).addr).write(addr as u64);
+            addr_of_mut!((*e).len).write(len);
+            addr_of_mut!((*e).bid).write(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: the tail is the first entry's `resv`, a 2-aligned u16 inside the allocation,
+        // read by the kernel concurrently: written atomically, with release ordering so that
+        // the entry above is visible before the tail that covers it.
+        let tail = unsafe { &*addr_of_mut!((*self.entries.as_ptr()).resv).cast::<AtomicU16>() };
+        tail.store(self.tail, Release);
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout, freed once (the ring that read it is
+        // closed first, or the whole `Ring` is leaked instead).
+        unsafe { std::alloc::dealloc(self.entries.as_ptr().cast(), self.layout) }
+    }
+}
+
+/// One pool: equal buffers in an arena, lent to the kernel through a [`BufRing`]. At most
+/// `window` are lent at once; the others wait in a stack, the most recently given back on top,
+/// so that the buffers in use are few and recently touched (cache-warm, and only those
+/// resident), where a ring lending them all would cycle through the whole arena.
+struct Group {
+    arena: Box<[u8]>,
+    size: usize,
+    /// The id of the first buffer (ids are unique across pools).
+    first: usize,
+    count: usize,
+    bufs: BufRing,
+    window: usize,
+    /// Buffers in the ring (lent to the kernel, not yet picked by a receive).
+    lent: usize,
+    /// Free buffers not lent (last in, first out).
+    free: Vec<u16>,
+}
+
+impl Group {
+    /// Buffer `bid`'s index in this pool, if it is one of this pool's.
+    fn index(&self, bid: usize) -> Option<usize> {
+        bid.checked_sub(self.first).filter(|&i| i < self.count)
+    }
+
+    /// Buffer `bid`'s bytes, if it is one of this pool's.
+    fn slice(&self, bid: usize) -> Option<&[u8]> {
+        let start = self.index(bid)?.saturating_mul(self.size);
+        self.arena.get(start..start + self.size)
+    }
+
+    /// Takes free buffer `bid` (one of this pool's) back: lent to the kernel if the window has
+    /// room, else kept on the stack.
+    fn give(&mut self, bid: u16) {
+        if self.lent < self.window {
+            self.lend(bid);
+        } else {
+            self.free.push(bid);
+        }
+    }
+
+    fn lend(&mut self, bid: u16) {
+        let Some(i) = self.index(usize::from(bid)) else {
+            return;
+        };
+        let start = i.saturating_mul(self.size);
+        let len = u32::try_from(self.size).unwrap_or(u32::MAX);
+        if let Some(b) = self.arena.get_mut(start..start + self.size) {
+            let ptr = b.as_mut_ptr();
+            self.bufs.add(ptr, len, bid);
+            self.lent += 1;
+        }
+    }
+
+    /// A receive picked one of the lent buffers: lend the top of the stack in its place.
+    fn picked(&mut self) {
+        self.lent = self.lent.saturating_sub(1);
+        if let Some(bid) = self.free.pop() {
+            self.lend(bid);
+        }
+    }
+
+    /// Buffers a receive can still get (lent, or waiting to be).
+    fn available(&self) -> usize {
+        self.lent + self.free.len()
+    }
 }
 
 /// Whether the running kernel has what the uring engine needs (a ring with `EXT_ARG` waits
@@ -137,12 +300,26 @@ pub(crate) fn probe() -> io::Result<()> {
             "the kernel's io_uring lacks timed waits (IORING_FEAT_EXT_ARG, Linux 5.11)",
         ));
     }
-    Ok(())
+    let bufs = BufRing::new(1)?;
+    register(&ring, &bufs, 0)
+}
+
+/// Registers `bufs` as the buffer ring of pool `group` of `ring`.
+fn register(ring: &IoUring, bufs: &BufRing, group: u16) -> io::Result<()> {
+    let n = bufs.mask.wrapping_add(1);
+    // SAFETY: `bufs` is page-aligned and `n` entries long, and stays allocated until the ring
+    // is closed (`Ring` declares its `IoUring` before its groups; the probe's ring is dropped
+    // before its `BufRing`, declared earlier).
+    unsafe {
+        ring.submitter()
+            .register_buf_ring_with_flags(bufs.entries.as_ptr() as u64, n, group, 0)
+    }
 }
 
 impl Ring {
-    /// A ring of `entries` submissions and `nbufs` provided buffers of `buf_size` bytes.
-    pub(crate) fn new(entries: u32, nbufs: u16, buf_size: usize) -> io::Result<Ring> {
+    /// A ring of `entries` submissions and the buffer pools `pools` (count, size, how many
+    /// lent to the kernel at most), indexed by [`Pool`].
+    pub(crate) fn new(entries: u32, pools: [(u16, usize, u16); 2]) -> io::Result<Ring> {
         // Made disabled: the worker thread enables it ([`Ring::enable`]) and so becomes its
         // single issuer (the kernel then skips the locking a shared ring needs), with task
         // work run only when it enters the kernel (`DEFER_TASKRUN`: no interruption mid-turn).
@@ -152,26 +329,63 @@ impl Ring {
             .setup_defer_taskrun()
             .setup_r_disabled()
             .build(entries)?;
-        let len = usize::from(nbufs).saturating_mul(buf_size);
-        let mut r = Ring {
+        let mut groups = Vec::with_capacity(pools.len());
+        let mut first = 0usize;
+        for (i, (count, size, window)) in pools.into_iter().enumerate() {
+            let id = u16::try_from(i).map_err(|_| io::ErrorKind::InvalidInput)?;
+            if first + usize::from(count) > usize::from(u16::MAX) || u32::try_from(size).is_err() {
+                return Err(io::ErrorKind::InvalidInput.into());
+            }
+            let bufs = BufRing::new(count)?;
+            register(&ring, &bufs, id)?;
+            let mut g = Group {
+                arena: vec![0u8; usize::from(count).saturating_mul(size)].into_boxed_slice(),
+                size,
+                first,
+                count: usize::from(count),
+                bufs,
+                window: usize::from(window.clamp(1, count.max(1))),
+                lent: 0,
+                free: Vec::with_capacity(usize::from(count)),
+            };
+            // Ids below u16::MAX (checked above); the lowest ids are lent first.
+            for bid in (first..first + usize::from(count)).rev() {
+                g.free.push(bid as u16);
+            }
+            while g.lent < g.window {
+                let Some(bid) = g.free.pop() else {
+                    break;
+                };
+                g.lend(bid);
+            }
+            first += usize::from(count);
+            groups.push(g);
+        }
+        Ok(Ring {
             ring,
-            arena: vec![0u8; len].into_boxed_slice(),
-            buf_size,
-            nbufs: usize::from(nbufs),
+            groups,
+            nbufs: first,
             extras: Vec::new(),
-            bufs: vec![BufState::Held; usize::from(nbufs)],
+            bufs: vec![BufState::Provided; first],
             backlog: Vec::new(),
             staged: Vec::new(),
             inflight: 0,
             starved: false,
-        };
-        let size = i32::try_from(buf_size).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let entry = opcode::ProvideBuffers::new(r.arena.as_mut_ptr(), size, nbufs, GROUP, 0)
-            .build()
-            .user_data(user_data(Op::Housekeeping, 0, 0));
-        r.push(entry);
-        r.bufs.iter_mut().for_each(|b| *b = BufState::Provided);
-        Ok(r)
+            to_provide: Vec::new(),
+        })
+    }
+
+    /// Buffers of `pool` a receive can still get.
+    pub(crate) fn available(&self, pool: Pool) -> usize {
+        self.groups.get(pool as usize).map_or(0, Group::available)
+    }
+
+    /// The size of the buffers of `pool` (0 if it has none).
+    pub(crate) fn buf_size(&self, pool: Pool) -> usize {
+        self.groups
+            .get(pool as usize)
+            .filter(|g| g.count > 0)
+            .map_or(0, |g| g.size)
     }
 
     /// Enables the ring: called on the thread that will use it (its single issuer).
@@ -218,16 +432,17 @@ impl Ring {
     /// Receives from `fd` into provided buffers, repeatedly (multishot: one completion per
     /// chunk, each with its buffer, until cancelled, out of buffers, at end of file or on an
     /// error, which the last completion, without `more`, says).
-    pub(crate) fn recv(&mut self, fd: RawFd, token: u64) {
-        let entry = opcode::RecvMulti::new(Fd(fd), GROUP)
+    pub(crate) fn recv(&mut self, fd: RawFd, pool: Pool, token: u64) {
+        let entry = opcode::RecvMulti::new(Fd(fd), pool as u16)
             .build()
-            .user_data(user_data(Op::Recv, 0, token));
+            .user_data(user_data(Op::Recv, pool as u16, token));
         self.push(entry);
     }
 
-    /// Cancels the receive of `token` (its last completion says when it has ended).
-    pub(crate) fn cancel_recv(&mut self, token: u64) {
-        let entry = opcode::AsyncCancel::new(user_data(Op::Recv, 0, token))
+    /// Cancels the receive of `token` from `pool` (its last completion says when it has
+    /// ended).
+    pub(crate) fn cancel_recv(&mut self, pool: Pool, token: u64) {
+        let entry = opcode::AsyncCancel::new(user_data(Op::Recv, pool as u16, token))
             .build()
             .user_data(user_data(Op::Housekeeping, 0, 0));
         self.push(entry);
@@ -260,10 +475,8 @@ impl Ring {
     fn slice(&self, bid: u16) -> &[u8] {
         let i = usize::from(bid);
         if i < self.nbufs {
-            let start = i.saturating_mul(self.buf_size);
-            return self
-                .arena
-                .get(start..start + self.buf_size)
+            return (self.groups.iter())
+                .find_map(|g| g.slice(i))
                 .unwrap_or_default();
         }
         (self.extras.get(i - self.nbufs))
@@ -320,19 +533,14 @@ impl Ring {
             }
             return;
         }
-        let start = i.saturating_mul(self.buf_size);
-        let size = i32::try_from(self.buf_size).unwrap_or(i32::MAX);
-        let Some(b) = self.arena.get_mut(start..start + self.buf_size) else {
-            return;
-        };
-        let entry = opcode::ProvideBuffers::new(b.as_mut_ptr(), size, 1, GROUP, bid)
-            .build()
-            .user_data(user_data(Op::Housekeeping, 0, 0));
         if let Some(s) = self.bufs.get_mut(i) {
             *s = BufState::Provided;
         }
-        self.push(entry);
-        self.starved = false;
+        if let Some(g) = (self.groups.iter_mut()).find(|g| g.index(i).is_some()) {
+            g.give(bid);
+            // The small pool is the first one.
+            self.starved &= g.first != 0;
+        }
     }
 
     /// Polls `fd` for readability, repeatedly (multishot): the worker's waker ([`Op::Wake`])
@@ -446,7 +654,7 @@ impl Ring {
     }
 
     fn reap(&mut self, out: &mut Vec<Cqe>) {
-        let mut provide = Vec::new();
+        let mut provide = std::mem::take(&mut self.to_provide);
         for e in self.ring.completion() {
             let ud = e.user_data();
             let more = cqueue::more(e.flags());
@@ -457,6 +665,8 @@ impl Ring {
                 continue;
             };
             let index = ((ud >> TOKEN_BITS) & 0xffff) as u16;
+            // A receive's index is its pool (a send's, its buffer: the pool is then moot).
+            let pool = Pool::from_index(index);
             let res = e.result();
             let index = match op {
                 Op::Recv => {
@@ -464,7 +674,13 @@ impl Ring {
                     if let Some(b) = bid.and_then(|b| self.bufs.get_mut(usize::from(b))) {
                         *b = BufState::Held;
                     }
-                    if res == -libc::ENOBUFS {
+                    if let Some(g) = bid.and_then(|b| {
+                        let b = usize::from(b);
+                        self.groups.iter_mut().find(|g| g.index(b).is_some())
+                    }) {
+                        g.picked();
+                    }
+                    if res == -libc::ENOBUFS && pool == Pool::Small {
                         self.starved = true;
                     }
                     bid
@@ -490,11 +706,18 @@ impl Ring {
                 token: ud & TOKEN_MASK,
                 res,
                 index,
+                pool,
                 more,
             });
         }
-        for bid in provide {
+        for bid in provide.drain(..) {
             self.provide(bid);
+        }
+        self.to_provide = provide;
+        // A receive can find the lent buffers gone while others wait in the pool (a burst took
+        // them before the worker lent more): once lent again, it need not wait for a release.
+        if self.groups.first().is_some_and(|g| g.lent > 0) {
+            self.starved = false;
         }
     }
 }
@@ -521,8 +744,7 @@ impl Drop for Ring {
         }
         if self.inflight > 0 {
             // Some operation the kernel is slow to end is still out: leak what it might touch.
-            let arena = std::mem::take(&mut self.arena);
-            std::mem::forget(arena);
+            std::mem::forget(std::mem::take(&mut self.groups));
         }
     }
 }
@@ -577,7 +799,7 @@ mod tests {
 
     fn ring() -> Option<Ring> {
         // A kernel without io_uring (or with it disabled) has nothing to test here.
-        let r = Ring::new(16, 2, 16).ok()?;
+        let r = Ring::new(16, [(2, 16, 2), (1, 64, 1)]).ok()?;
         r.enable().ok()?;
         Some(r)
     }
@@ -589,7 +811,7 @@ mod tests {
         };
         let (mut a, b) = UnixStream::pair().expect("pair");
         a.write_all(b"hello").expect("write");
-        r.recv(b.as_raw_fd(), 1);
+        r.recv(b.as_raw_fd(), Pool::Small, 1);
         let c = wait_for(&mut r, Op::Recv, 1);
         let c = c.first().expect("a receive");
         assert_eq!((c.res, c.token), (5, 1));
@@ -612,12 +834,73 @@ mod tests {
     }
 
     #[test]
+    fn a_receive_that_found_the_lent_buffers_gone_does_not_wait_for_a_release() {
+        // One small buffer lent at a time, of three.
+        let Some(mut r) = Ring::new(16, [(3, 16, 1), (0, 64, 1)]).ok() else {
+            return;
+        };
+        if r.enable().is_err() {
+            return;
+        }
+        let (mut a1, b1) = UnixStream::pair().expect("pair");
+        let (mut a2, b2) = UnixStream::pair().expect("pair");
+        a1.write_all(b"one").expect("write");
+        a2.write_all(b"two").expect("write");
+        r.recv(b1.as_raw_fd(), Pool::Small, 1);
+        r.recv(b2.as_raw_fd(), Pool::Small, 2);
+        let got = wait_for(&mut r, Op::Recv, 2);
+        let res: Vec<i32> = got.iter().map(|c| c.res).collect();
+        assert!(res.contains(&3), "{res:?}");
+        assert!(
+            res.contains(&-libc::ENOBUFS),
+            "the second found none lent: {res:?}"
+        );
+        // The worker lent the next one as it reaped: the starved receive may go again now.
+        assert!(!r.starved);
+        assert_eq!(r.available(Pool::Small), 2);
+        r.recv(b2.as_raw_fd(), Pool::Small, 2);
+        let again = wait_for(&mut r, Op::Recv, 1);
+        assert_eq!(again.first().map(|c| c.res), Some(3));
+    }
+
+    #[test]
+    fn the_most_recently_given_back_buffer_is_lent_first() {
+        let Some(mut r) = Ring::new(16, [(3, 16, 1), (0, 64, 1)]).ok() else {
+            return;
+        };
+        if r.enable().is_err() {
+            return;
+        }
+        let (mut a, b) = UnixStream::pair().expect("pair");
+        let mut next = || {
+            a.write_all(b"x").expect("write");
+            r.recv(b.as_raw_fd(), Pool::Small, 1);
+            let c = wait_for(&mut r, Op::Recv, 1);
+            let c = c.iter().find(|c| c.res > 0).expect("a receive");
+            let bid = c.index.expect("a buffer");
+            r.cancel_recv(Pool::Small, 1);
+            let _ = wait_for(&mut r, Op::Recv, 1);
+            r.release(bid);
+            bid
+        };
+        let first = next();
+        // Lent in its place: the next on the stack; `first` went back on top of the stack.
+        let second = next();
+        assert_ne!(first, second);
+        assert_eq!(
+            next(),
+            first,
+            "reused while warm, not the third, never-touched one"
+        );
+    }
+
+    #[test]
     fn held_bytes_get_ids_past_the_provided_ones_and_are_freed_for_reuse() {
         let Some(mut r) = ring() else {
             return;
         };
         let first = r.hold_bytes(b"abc").expect("an id");
-        assert!(usize::from(first) >= 2, "past the 2 provided buffers");
+        assert!(usize::from(first) >= 3, "past the 3 provided buffers");
         assert_eq!(r.bytes(first, 0, 3), b"abc");
         let second = r.hold_bytes(b"de").expect("an id");
         assert_ne!(first, second);
