@@ -20,17 +20,20 @@
 //! A completion's `user_data` packs the operation, a buffer index and the engine's
 //! 44-bit token ([`Cqe`]).
 
-use std::alloc::Layout;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
-use std::ptr::{addr_of_mut, NonNull};
-use std::sync::atomic::{AtomicU16, Ordering::Release};
 use std::time::Duration;
 
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+mod pool;
+#[cfg(test)]
+mod tests;
+
+use pool::{BufRing, Group};
 
 /// The provided-buffer pools a receive can pick from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -154,145 +157,11 @@ pub(crate) struct Ring {
     to_provide: Vec<u16>,
 }
 
-/// One buffer ring entry, as the kernel reads it (`struct io_uring_buf`). The `resv` field of
-/// the first entry is the ring's tail.
-#[repr(C)]
-struct RawBuf {
-    addr: u64,
-    len: u32,
-    bid: u16,
-    resv: u16,
-}
-
-/// A ring of buffer entries shared with the kernel (page-aligned, a power of two long): the
-/// engine adds buffers at the tail, the kernel takes them from its head.
-struct BufRing {
-    entries: NonNull<RawBuf>,
-    layout: Layout,
-    mask: u16,
-    tail: u16,
-}
-
-// SAFETY: the entries are owned by the ring (only the kernel reads them meanwhile); the ring
-// moves to its worker thread before use and is used by that thread alone.
-unsafe impl Send for BufRing {}
-
-impl BufRing {
-    /// A ring with room for `count` buffers.
-    fn new(count: u16) -> io::Result<BufRing> {
-        let n = count.max(1).checked_next_power_of_two().unwrap_or(1 << 15);
-        let layout = Layout::from_size_align(usize::from(n) * size_of::<RawBuf>(), 4096)
-            .map_err(|_| io::ErrorKind::InvalidInput)?;
-        // SAFETY: the layout's size is not zero (at least one 16-byte entry).
-        let p = unsafe { std::alloc::alloc_zeroed(layout) };
-        let entries = NonNull::new(p.cast::<RawBuf>()).ok_or(io::ErrorKind::OutOfMemory)?;
-        Ok(BufRing {
-            entries,
-            layout,
-            mask: n - 1,
-            tail: 0,
-        })
-    }
-
-    /// Hands `len` bytes at `addr` to the kernel as buffer `bid`.
-    fn add(&mut self, addr: *mut u8, len: u32, bid: u16) {
-        let i = usize::from(self.tail & self.mask);
-        // SAFETY: `i` is below the ring's length, so `e` is inside the allocation. The entry
-        // is past the tail, which the kernel does not read; its fields are written one by one
-        // through raw pointers because the first entry's `resv` is the tail the kernel reads.
-        unsafe {
-            let e = self.entries.as_ptr().add(i);
-            addr_of_mut!((*e).addr).write(addr as u64);
-            addr_of_mut!((*e).len).write(len);
-            addr_of_mut!((*e).bid).write(bid);
-        }
-        self.tail = self.tail.wrapping_add(1);
-        // SAFETY: the tail is the first entry's `resv`, a 2-aligned u16 inside the allocation,
-        // read by the kernel concurrently: written atomically, with release ordering so that
-        // the entry above is visible before the tail that covers it.
-        let tail = unsafe { &*addr_of_mut!((*self.entries.as_ptr()).resv).cast::<AtomicU16>() };
-        tail.store(self.tail, Release);
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout, freed once (the ring that read it is
-        // closed first, or the whole `Ring` is leaked instead).
-        unsafe { std::alloc::dealloc(self.entries.as_ptr().cast(), self.layout) }
-    }
-}
-
-/// One pool: equal buffers in an arena, lent to the kernel through a [`BufRing`]. At most
-/// `window` are lent at once; the others wait in a stack, the most recently given back on top,
-/// so that the buffers in use are few and recently touched (cache-warm, and only those
-/// resident), where a ring lending them all would cycle through the whole arena.
-struct Group {
-    arena: Box<[u8]>,
-    size: usize,
-    /// The id of the first buffer (ids are unique across pools).
-    first: usize,
-    count: usize,
-    bufs: BufRing,
-    window: usize,
-    /// Buffers in the ring (lent to the kernel, not yet picked by a receive).
-    lent: usize,
-    /// Free buffers not lent (last in, first out).
-    free: Vec<u16>,
-}
-
-impl Group {
-    /// Buffer `bid`'s index in this pool, if it is one of this pool's.
-    fn index(&self, bid: usize) -> Option<usize> {
-        bid.checked_sub(self.first).filter(|&i| i < self.count)
-    }
-
-    /// Buffer `bid`'s bytes, if it is one of this pool's.
-    fn slice(&self, bid: usize) -> Option<&[u8]> {
-        let start = self.index(bid)?.saturating_mul(self.size);
-        self.arena.get(start..start + self.size)
-    }
-
-    /// Takes free buffer `bid` (one of this pool's) back: lent to the kernel if the window has
-    /// room, else kept on the stack.
-    fn give(&mut self, bid: u16) {
-        if self.lent < self.window {
-            self.lend(bid);
-        } else {
-            self.free.push(bid);
-        }
-    }
-
-    fn lend(&mut self, bid: u16) {
-        let Some(i) = self.index(usize::from(bid)) else {
-            return;
-        };
-        let start = i.saturating_mul(self.size);
-        let len = u32::try_from(self.size).unwrap_or(u32::MAX);
-        if let Some(b) = self.arena.get_mut(start..start + self.size) {
-            let ptr = b.as_mut_ptr();
-            self.bufs.add(ptr, len, bid);
-            self.lent += 1;
-        }
-    }
-
-    /// A receive picked one of the lent buffers: lend the top of the stack in its place.
-    fn picked(&mut self) {
-        self.lent = self.lent.saturating_sub(1);
-        if let Some(bid) = self.free.pop() {
-            self.lend(bid);
-        }
-    }
-
-    /// Buffers a receive can still get (lent, or waiting to be).
-    fn available(&self) -> usize {
-        self.lent + self.free.len()
-    }
-}
-
 /// Whether the running kernel has what the uring engine needs (a ring with `EXT_ARG` waits
 /// and provided buffers): `Err` says why not.
 pub(crate) fn probe() -> io::Result<()> {
+    // Declared first, so dropped after the ring it is registered with.
+    let bufs = BufRing::new(1)?;
     let ring = IoUring::new(8)?;
     if !ring.params().is_feature_ext_arg() {
         return Err(io::Error::new(
@@ -300,20 +169,7 @@ pub(crate) fn probe() -> io::Result<()> {
             "the kernel's io_uring lacks timed waits (IORING_FEAT_EXT_ARG, Linux 5.11)",
         ));
     }
-    let bufs = BufRing::new(1)?;
-    register(&ring, &bufs, 0)
-}
-
-/// Registers `bufs` as the buffer ring of pool `group` of `ring`.
-fn register(ring: &IoUring, bufs: &BufRing, group: u16) -> io::Result<()> {
-    let n = bufs.mask.wrapping_add(1);
-    // SAFETY: `bufs` is page-aligned and `n` entries long, and stays allocated until the ring
-    // is closed (`Ring` declares its `IoUring` before its groups; the probe's ring is dropped
-    // before its `BufRing`, declared earlier).
-    unsafe {
-        ring.submitter()
-            .register_buf_ring_with_flags(bufs.entries.as_ptr() as u64, n, group, 0)
-    }
+    pool::register(&ring, &bufs, 0)
 }
 
 impl Ring {
@@ -333,31 +189,7 @@ impl Ring {
         let mut first = 0usize;
         for (i, (count, size, window)) in pools.into_iter().enumerate() {
             let id = u16::try_from(i).map_err(|_| io::ErrorKind::InvalidInput)?;
-            if first + usize::from(count) > usize::from(u16::MAX) || u32::try_from(size).is_err() {
-                return Err(io::ErrorKind::InvalidInput.into());
-            }
-            let bufs = BufRing::new(count)?;
-            register(&ring, &bufs, id)?;
-            let mut g = Group {
-                arena: vec![0u8; usize::from(count).saturating_mul(size)].into_boxed_slice(),
-                size,
-                first,
-                count: usize::from(count),
-                bufs,
-                window: usize::from(window.clamp(1, count.max(1))),
-                lent: 0,
-                free: Vec::with_capacity(usize::from(count)),
-            };
-            // Ids below u16::MAX (checked above); the lowest ids are lent first.
-            for bid in (first..first + usize::from(count)).rev() {
-                g.free.push(bid as u16);
-            }
-            while g.lent < g.window {
-                let Some(bid) = g.free.pop() else {
-                    break;
-                };
-                g.lend(bid);
-            }
+            let g = Group::new(&ring, id, first, count, size, window)?;
             first += usize::from(count);
             groups.push(g);
         }
@@ -773,169 +605,4 @@ pub(crate) fn server_socket(
         }
     }
     Ok(sock.into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::{Read, Write};
-    use std::os::fd::AsRawFd;
-    use std::os::unix::net::UnixStream;
-
-    /// Waits for the completions of `op` until `n` have come (bounded).
-    fn wait_for(ring: &mut Ring, op: Op, n: usize) -> Vec<Cqe> {
-        let mut got = Vec::new();
-        for _ in 0..100 {
-            let mut out = Vec::new();
-            ring.submit_and_wait(Some(Duration::from_millis(20)), &mut out)
-                .expect("wait");
-            got.extend(out.into_iter().filter(|c| c.op == op));
-            if got.len() >= n {
-                break;
-            }
-        }
-        got
-    }
-
-    fn ring() -> Option<Ring> {
-        // A kernel without io_uring (or with it disabled) has nothing to test here.
-        let r = Ring::new(16, [(2, 16, 2), (1, 64, 1)]).ok()?;
-        r.enable().ok()?;
-        Some(r)
-    }
-
-    #[test]
-    fn a_received_buffer_sent_and_released_meanwhile_goes_back_once_sent() {
-        let Some(mut r) = ring() else {
-            return;
-        };
-        let (mut a, b) = UnixStream::pair().expect("pair");
-        a.write_all(b"hello").expect("write");
-        r.recv(b.as_raw_fd(), Pool::Small, 1);
-        let c = wait_for(&mut r, Op::Recv, 1);
-        let c = c.first().expect("a receive");
-        assert_eq!((c.res, c.token), (5, 1));
-        let bid = c.index.expect("a provided buffer");
-        assert_eq!(r.bytes(bid, 0, 5), b"hello");
-        assert!(r.send(b.as_raw_fd(), bid, 1, 5, 2), "held: may be sent");
-        assert!(!r.send(b.as_raw_fd(), bid, 0, 5, 3), "one send at a time");
-        r.release(bid);
-        assert!(r.bytes(bid, 0, 5).is_empty(), "being sent: not held");
-        let s = wait_for(&mut r, Op::Send, 1);
-        assert_eq!(s.first().map(|c| (c.res, c.index)), Some((4, Some(bid))));
-        let mut echo = [0u8; 4];
-        a.read_exact(&mut echo).expect("read");
-        assert_eq!(&echo, b"ello");
-        // Back with the kernel: the next receive may pick it again.
-        assert!(!r.send(b.as_raw_fd(), bid, 0, 1, 4));
-        a.write_all(b"x").expect("write");
-        let c = wait_for(&mut r, Op::Recv, 1);
-        assert_eq!(c.first().map(|c| c.res), Some(1));
-    }
-
-    #[test]
-    fn a_receive_that_found_the_lent_buffers_gone_does_not_wait_for_a_release() {
-        // One small buffer lent at a time, of three.
-        let Some(mut r) = Ring::new(16, [(3, 16, 1), (0, 64, 1)]).ok() else {
-            return;
-        };
-        if r.enable().is_err() {
-            return;
-        }
-        let (mut a1, b1) = UnixStream::pair().expect("pair");
-        let (mut a2, b2) = UnixStream::pair().expect("pair");
-        a1.write_all(b"one").expect("write");
-        a2.write_all(b"two").expect("write");
-        r.recv(b1.as_raw_fd(), Pool::Small, 1);
-        r.recv(b2.as_raw_fd(), Pool::Small, 2);
-        let got = wait_for(&mut r, Op::Recv, 2);
-        let res: Vec<i32> = got.iter().map(|c| c.res).collect();
-        assert!(res.contains(&3), "{res:?}");
-        assert!(
-            res.contains(&-libc::ENOBUFS),
-            "the second found none lent: {res:?}"
-        );
-        // The worker lent the next one as it reaped: the starved receive may go again now.
-        assert!(!r.starved);
-        assert_eq!(r.available(Pool::Small), 2);
-        r.recv(b2.as_raw_fd(), Pool::Small, 2);
-        let again = wait_for(&mut r, Op::Recv, 1);
-        assert_eq!(again.first().map(|c| c.res), Some(3));
-    }
-
-    #[test]
-    fn the_most_recently_given_back_buffer_is_lent_first() {
-        let Some(mut r) = Ring::new(16, [(3, 16, 1), (0, 64, 1)]).ok() else {
-            return;
-        };
-        if r.enable().is_err() {
-            return;
-        }
-        let (mut a, b) = UnixStream::pair().expect("pair");
-        let mut next = || {
-            a.write_all(b"x").expect("write");
-            r.recv(b.as_raw_fd(), Pool::Small, 1);
-            let c = wait_for(&mut r, Op::Recv, 1);
-            let c = c.iter().find(|c| c.res > 0).expect("a receive");
-            let bid = c.index.expect("a buffer");
-            r.cancel_recv(Pool::Small, 1);
-            let _ = wait_for(&mut r, Op::Recv, 1);
-            r.release(bid);
-            bid
-        };
-        let first = next();
-        // Lent in its place: the next on the stack; `first` went back on top of the stack.
-        let second = next();
-        assert_ne!(first, second);
-        assert_eq!(
-            next(),
-            first,
-            "reused while warm, not the third, never-touched one"
-        );
-    }
-
-    #[test]
-    fn held_bytes_get_ids_past_the_provided_ones_and_are_freed_for_reuse() {
-        let Some(mut r) = ring() else {
-            return;
-        };
-        let first = r.hold_bytes(b"abc").expect("an id");
-        assert!(usize::from(first) >= 3, "past the 3 provided buffers");
-        assert_eq!(r.bytes(first, 0, 3), b"abc");
-        let second = r.hold_bytes(b"de").expect("an id");
-        assert_ne!(first, second);
-        r.release(first);
-        assert!(r.bytes(first, 0, 3).is_empty());
-        assert_eq!(r.hold_bytes(b"f"), Some(first), "the freed id is reused");
-        assert_eq!(r.bytes(second, 0, 2), b"de");
-    }
-
-    #[test]
-    fn a_connect_to_a_closed_port_fails_and_its_timeout_is_cancelled() {
-        let Some(mut r) = ring() else {
-            return;
-        };
-        let addr = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr")
-        };
-        let sock = server_socket(addr, None, None, true).expect("socket");
-        r.connect(sock.as_raw_fd(), addr, Duration::from_secs(5), 9);
-        let mut all = Vec::new();
-        for _ in 0..100 {
-            let mut out = Vec::new();
-            r.submit_and_wait(Some(Duration::from_millis(20)), &mut out)
-                .expect("wait");
-            all.extend(out.into_iter().map(|c| (c.op, c.res, c.token)));
-            if all.len() >= 2 {
-                break;
-            }
-        }
-        assert!(
-            all.contains(&(Op::Connect, -libc::ECONNREFUSED, 9)),
-            "{all:?}"
-        );
-        assert!(all.contains(&(Op::Timeout, -libc::ECANCELED, 9)), "{all:?}");
-        r.close(sock);
-    }
 }
