@@ -53,9 +53,9 @@ const LARGE_SIZE: usize = 256 * 1024;
 const LARGE_BUFFERS: u16 = 16;
 /// Small buffers lent to the kernel at once (the rest wait, the most recently used on top):
 /// what a burst of receives can take before the worker refills, and about what stays resident.
-const LENT: u16 = 64;
+const LENT: u16 = 32;
 /// Large buffers lent to the kernel at once.
-const LARGE_LENT: u16 = 8;
+const LARGE_LENT: u16 = 4;
 /// Receives in a row that fill a small buffer before a direction moves to large buffers.
 const PROMOTE: i8 = 2;
 /// Receives in a row that would have fitted a small buffer before a direction moves back.
