@@ -4,11 +4,12 @@
 //! send buffers) is owned here, and stays owned until the kernel is
 //! done with it:
 //!
-//! - receive buffers are a fixed arena handed to the kernel as provided buffers
-//!   (`IORING_OP_PROVIDE_BUFFERS`): a receive picks one only when bytes arrive, so an idle
-//!   connection holds none. A buffer the engine holds is either given back ([`Ring::release`])
-//!   or sent from ([`Ring::send`]); one being sent is given back only when its send completes,
-//!   whatever the engine asked meanwhile;
+//! - receive buffers are fixed arenas lent to the kernel through buffer rings
+//!   (`IORING_REGISTER_PBUF_RING`, one per [`Pool`]): a receive picks one only when bytes
+//!   arrive, so an idle connection holds none, and giving one back is a write to memory shared
+//!   with the kernel, not a submission. A buffer the engine holds is either given back
+//!   ([`Ring::release`]) or sent from ([`Ring::send`]); one being sent is given back only when
+//!   its send completes, whatever the engine asked meanwhile;
 //! - connect addresses and their link timeouts are copied by the kernel when the submission is
 //!   prepared (inside `io_uring_enter`), so they are kept until the next submission returns;
 //! - closing a socket cancels every operation on it first (a hard link: the close runs
@@ -28,8 +29,32 @@ use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-/// The provided-buffer group the engine's receives pick from.
-const GROUP: u16 = 7;
+mod pool;
+#[cfg(test)]
+mod tests;
+
+use pool::{BufRing, Group};
+
+/// The provided-buffer pools a receive can pick from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Pool {
+    /// Relay-sized buffers, for every connection.
+    #[default]
+    Small = 0,
+    /// Large buffers, for a direction that keeps filling small ones (bulk transfers): fewer
+    /// receives, sends and completions per byte.
+    Large = 1,
+}
+
+impl Pool {
+    fn from_index(i: u16) -> Pool {
+        if i == Pool::Large as u16 {
+            Pool::Large
+        } else {
+            Pool::Small
+        }
+    }
+}
 /// Bits of `user_data` the engine's token may use.
 pub(crate) const TOKEN_BITS: u32 = 44;
 const TOKEN_MASK: u64 = (1 << TOKEN_BITS) - 1;
@@ -43,7 +68,7 @@ pub(crate) enum Op {
     Connect = 2,
     /// A connect's link timeout.
     Timeout = 3,
-    /// A receive into a provided buffer.
+    /// A receive into a provided buffer (index: its [`Pool`]).
     Recv = 4,
     /// A send from a held buffer (index: the buffer).
     Send = 5,
@@ -83,6 +108,8 @@ pub(crate) struct Cqe {
     pub(crate) res: i32,
     /// A receive's buffer (now held by the engine), or a send's.
     pub(crate) index: Option<u16>,
+    /// The pool a receive picks from.
+    pub(crate) pool: Pool,
     /// More completions will come for this submission (multishot).
     pub(crate) more: bool,
 }
@@ -90,7 +117,7 @@ pub(crate) struct Cqe {
 /// Where a buffer is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BufState {
-    /// With the kernel, to be picked by a receive.
+    /// Free: lent to the kernel (to be picked by a receive) or waiting in its pool.
     Provided,
     /// With the engine.
     Held,
@@ -106,9 +133,10 @@ struct ConnectArgs {
 
 /// A worker's ring, its buffers and the memory its submissions point at.
 pub(crate) struct Ring {
+    // First: the ring is closed before the memory it points at is freed.
     ring: IoUring,
-    arena: Box<[u8]>,
-    buf_size: usize,
+    /// The pools, indexed by [`Pool`]; their buffer ids follow each other from 0.
+    groups: Vec<Group>,
     /// Provided buffers (ids below this); the ids from here on are `extras`.
     nbufs: usize,
     /// Buffers of the engine's own (bytes a connection brought with it when it was handed
@@ -123,13 +151,17 @@ pub(crate) struct Ring {
     staged: Vec<Box<ConnectArgs>>,
     /// Submissions whose last completion has not come yet.
     inflight: usize,
-    /// Receives that found no buffer since buffers were last given back.
+    /// Receives that found no small buffer since small buffers were last given back.
     pub(crate) starved: bool,
+    /// Buffers whose send completed after they were released (reused, not reallocated).
+    to_provide: Vec<u16>,
 }
 
 /// Whether the running kernel has what the uring engine needs (a ring with `EXT_ARG` waits
 /// and provided buffers): `Err` says why not.
 pub(crate) fn probe() -> io::Result<()> {
+    // Declared first, so dropped after the ring it is registered with.
+    let bufs = BufRing::new(1)?;
     let ring = IoUring::new(8)?;
     if !ring.params().is_feature_ext_arg() {
         return Err(io::Error::new(
@@ -137,12 +169,13 @@ pub(crate) fn probe() -> io::Result<()> {
             "the kernel's io_uring lacks timed waits (IORING_FEAT_EXT_ARG, Linux 5.11)",
         ));
     }
-    Ok(())
+    pool::register(&ring, &bufs, 0)
 }
 
 impl Ring {
-    /// A ring of `entries` submissions and `nbufs` provided buffers of `buf_size` bytes.
-    pub(crate) fn new(entries: u32, nbufs: u16, buf_size: usize) -> io::Result<Ring> {
+    /// A ring of `entries` submissions and the buffer pools `pools` (count, size, how many
+    /// lent to the kernel at most), indexed by [`Pool`].
+    pub(crate) fn new(entries: u32, pools: [(u16, usize, u16); 2]) -> io::Result<Ring> {
         // Made disabled: the worker thread enables it ([`Ring::enable`]) and so becomes its
         // single issuer (the kernel then skips the locking a shared ring needs), with task
         // work run only when it enters the kernel (`DEFER_TASKRUN`: no interruption mid-turn).
@@ -152,26 +185,39 @@ impl Ring {
             .setup_defer_taskrun()
             .setup_r_disabled()
             .build(entries)?;
-        let len = usize::from(nbufs).saturating_mul(buf_size);
-        let mut r = Ring {
+        let mut groups = Vec::with_capacity(pools.len());
+        let mut first = 0usize;
+        for (i, (count, size, window)) in pools.into_iter().enumerate() {
+            let id = u16::try_from(i).map_err(|_| io::ErrorKind::InvalidInput)?;
+            let g = Group::new(&ring, id, first, count, size, window)?;
+            first += usize::from(count);
+            groups.push(g);
+        }
+        Ok(Ring {
             ring,
-            arena: vec![0u8; len].into_boxed_slice(),
-            buf_size,
-            nbufs: usize::from(nbufs),
+            groups,
+            nbufs: first,
             extras: Vec::new(),
-            bufs: vec![BufState::Held; usize::from(nbufs)],
+            bufs: vec![BufState::Provided; first],
             backlog: Vec::new(),
             staged: Vec::new(),
             inflight: 0,
             starved: false,
-        };
-        let size = i32::try_from(buf_size).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let entry = opcode::ProvideBuffers::new(r.arena.as_mut_ptr(), size, nbufs, GROUP, 0)
-            .build()
-            .user_data(user_data(Op::Housekeeping, 0, 0));
-        r.push(entry);
-        r.bufs.iter_mut().for_each(|b| *b = BufState::Provided);
-        Ok(r)
+            to_provide: Vec::new(),
+        })
+    }
+
+    /// Buffers of `pool` a receive can still get.
+    pub(crate) fn available(&self, pool: Pool) -> usize {
+        self.groups.get(pool as usize).map_or(0, Group::available)
+    }
+
+    /// The size of the buffers of `pool` (0 if it has none).
+    pub(crate) fn buf_size(&self, pool: Pool) -> usize {
+        self.groups
+            .get(pool as usize)
+            .filter(|g| g.count > 0)
+            .map_or(0, |g| g.size)
     }
 
     /// Enables the ring: called on the thread that will use it (its single issuer).
@@ -218,16 +264,17 @@ impl Ring {
     /// Receives from `fd` into provided buffers, repeatedly (multishot: one completion per
     /// chunk, each with its buffer, until cancelled, out of buffers, at end of file or on an
     /// error, which the last completion, without `more`, says).
-    pub(crate) fn recv(&mut self, fd: RawFd, token: u64) {
-        let entry = opcode::RecvMulti::new(Fd(fd), GROUP)
+    pub(crate) fn recv(&mut self, fd: RawFd, pool: Pool, token: u64) {
+        let entry = opcode::RecvMulti::new(Fd(fd), pool as u16)
             .build()
-            .user_data(user_data(Op::Recv, 0, token));
+            .user_data(user_data(Op::Recv, pool as u16, token));
         self.push(entry);
     }
 
-    /// Cancels the receive of `token` (its last completion says when it has ended).
-    pub(crate) fn cancel_recv(&mut self, token: u64) {
-        let entry = opcode::AsyncCancel::new(user_data(Op::Recv, 0, token))
+    /// Cancels the receive of `token` from `pool` (its last completion says when it has
+    /// ended).
+    pub(crate) fn cancel_recv(&mut self, pool: Pool, token: u64) {
+        let entry = opcode::AsyncCancel::new(user_data(Op::Recv, pool as u16, token))
             .build()
             .user_data(user_data(Op::Housekeeping, 0, 0));
         self.push(entry);
@@ -260,10 +307,8 @@ impl Ring {
     fn slice(&self, bid: u16) -> &[u8] {
         let i = usize::from(bid);
         if i < self.nbufs {
-            let start = i.saturating_mul(self.buf_size);
-            return self
-                .arena
-                .get(start..start + self.buf_size)
+            return (self.groups.iter())
+                .find_map(|g| g.slice(i))
                 .unwrap_or_default();
         }
         (self.extras.get(i - self.nbufs))
@@ -320,19 +365,14 @@ impl Ring {
             }
             return;
         }
-        let start = i.saturating_mul(self.buf_size);
-        let size = i32::try_from(self.buf_size).unwrap_or(i32::MAX);
-        let Some(b) = self.arena.get_mut(start..start + self.buf_size) else {
-            return;
-        };
-        let entry = opcode::ProvideBuffers::new(b.as_mut_ptr(), size, 1, GROUP, bid)
-            .build()
-            .user_data(user_data(Op::Housekeeping, 0, 0));
         if let Some(s) = self.bufs.get_mut(i) {
             *s = BufState::Provided;
         }
-        self.push(entry);
-        self.starved = false;
+        if let Some(g) = (self.groups.iter_mut()).find(|g| g.index(i).is_some()) {
+            g.give(bid);
+            // The small pool is the first one.
+            self.starved &= g.first != 0;
+        }
     }
 
     /// Polls `fd` for readability, repeatedly (multishot): the worker's waker ([`Op::Wake`])
@@ -446,7 +486,7 @@ impl Ring {
     }
 
     fn reap(&mut self, out: &mut Vec<Cqe>) {
-        let mut provide = Vec::new();
+        let mut provide = std::mem::take(&mut self.to_provide);
         for e in self.ring.completion() {
             let ud = e.user_data();
             let more = cqueue::more(e.flags());
@@ -457,6 +497,8 @@ impl Ring {
                 continue;
             };
             let index = ((ud >> TOKEN_BITS) & 0xffff) as u16;
+            // A receive's index is its pool (a send's, its buffer: the pool is then moot).
+            let pool = Pool::from_index(index);
             let res = e.result();
             let index = match op {
                 Op::Recv => {
@@ -464,7 +506,13 @@ impl Ring {
                     if let Some(b) = bid.and_then(|b| self.bufs.get_mut(usize::from(b))) {
                         *b = BufState::Held;
                     }
-                    if res == -libc::ENOBUFS {
+                    if let Some(g) = bid.and_then(|b| {
+                        let b = usize::from(b);
+                        self.groups.iter_mut().find(|g| g.index(b).is_some())
+                    }) {
+                        g.picked();
+                    }
+                    if res == -libc::ENOBUFS && pool == Pool::Small {
                         self.starved = true;
                     }
                     bid
@@ -490,11 +538,18 @@ impl Ring {
                 token: ud & TOKEN_MASK,
                 res,
                 index,
+                pool,
                 more,
             });
         }
-        for bid in provide {
+        for bid in provide.drain(..) {
             self.provide(bid);
+        }
+        self.to_provide = provide;
+        // A receive can find the lent buffers gone while others wait in the pool (a burst took
+        // them before the worker lent more): once lent again, it need not wait for a release.
+        if self.groups.first().is_some_and(|g| g.lent > 0) {
+            self.starved = false;
         }
     }
 }
@@ -521,8 +576,7 @@ impl Drop for Ring {
         }
         if self.inflight > 0 {
             // Some operation the kernel is slow to end is still out: leak what it might touch.
-            let arena = std::mem::take(&mut self.arena);
-            std::mem::forget(arena);
+            std::mem::forget(std::mem::take(&mut self.groups));
         }
     }
 }
@@ -551,108 +605,4 @@ pub(crate) fn server_socket(
         }
     }
     Ok(sock.into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::{Read, Write};
-    use std::os::fd::AsRawFd;
-    use std::os::unix::net::UnixStream;
-
-    /// Waits for the completions of `op` until `n` have come (bounded).
-    fn wait_for(ring: &mut Ring, op: Op, n: usize) -> Vec<Cqe> {
-        let mut got = Vec::new();
-        for _ in 0..100 {
-            let mut out = Vec::new();
-            ring.submit_and_wait(Some(Duration::from_millis(20)), &mut out)
-                .expect("wait");
-            got.extend(out.into_iter().filter(|c| c.op == op));
-            if got.len() >= n {
-                break;
-            }
-        }
-        got
-    }
-
-    fn ring() -> Option<Ring> {
-        // A kernel without io_uring (or with it disabled) has nothing to test here.
-        let r = Ring::new(16, 2, 16).ok()?;
-        r.enable().ok()?;
-        Some(r)
-    }
-
-    #[test]
-    fn a_received_buffer_sent_and_released_meanwhile_goes_back_once_sent() {
-        let Some(mut r) = ring() else {
-            return;
-        };
-        let (mut a, b) = UnixStream::pair().expect("pair");
-        a.write_all(b"hello").expect("write");
-        r.recv(b.as_raw_fd(), 1);
-        let c = wait_for(&mut r, Op::Recv, 1);
-        let c = c.first().expect("a receive");
-        assert_eq!((c.res, c.token), (5, 1));
-        let bid = c.index.expect("a provided buffer");
-        assert_eq!(r.bytes(bid, 0, 5), b"hello");
-        assert!(r.send(b.as_raw_fd(), bid, 1, 5, 2), "held: may be sent");
-        assert!(!r.send(b.as_raw_fd(), bid, 0, 5, 3), "one send at a time");
-        r.release(bid);
-        assert!(r.bytes(bid, 0, 5).is_empty(), "being sent: not held");
-        let s = wait_for(&mut r, Op::Send, 1);
-        assert_eq!(s.first().map(|c| (c.res, c.index)), Some((4, Some(bid))));
-        let mut echo = [0u8; 4];
-        a.read_exact(&mut echo).expect("read");
-        assert_eq!(&echo, b"ello");
-        // Back with the kernel: the next receive may pick it again.
-        assert!(!r.send(b.as_raw_fd(), bid, 0, 1, 4));
-        a.write_all(b"x").expect("write");
-        let c = wait_for(&mut r, Op::Recv, 1);
-        assert_eq!(c.first().map(|c| c.res), Some(1));
-    }
-
-    #[test]
-    fn held_bytes_get_ids_past_the_provided_ones_and_are_freed_for_reuse() {
-        let Some(mut r) = ring() else {
-            return;
-        };
-        let first = r.hold_bytes(b"abc").expect("an id");
-        assert!(usize::from(first) >= 2, "past the 2 provided buffers");
-        assert_eq!(r.bytes(first, 0, 3), b"abc");
-        let second = r.hold_bytes(b"de").expect("an id");
-        assert_ne!(first, second);
-        r.release(first);
-        assert!(r.bytes(first, 0, 3).is_empty());
-        assert_eq!(r.hold_bytes(b"f"), Some(first), "the freed id is reused");
-        assert_eq!(r.bytes(second, 0, 2), b"de");
-    }
-
-    #[test]
-    fn a_connect_to_a_closed_port_fails_and_its_timeout_is_cancelled() {
-        let Some(mut r) = ring() else {
-            return;
-        };
-        let addr = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr")
-        };
-        let sock = server_socket(addr, None, None, true).expect("socket");
-        r.connect(sock.as_raw_fd(), addr, Duration::from_secs(5), 9);
-        let mut all = Vec::new();
-        for _ in 0..100 {
-            let mut out = Vec::new();
-            r.submit_and_wait(Some(Duration::from_millis(20)), &mut out)
-                .expect("wait");
-            all.extend(out.into_iter().map(|c| (c.op, c.res, c.token)));
-            if all.len() >= 2 {
-                break;
-            }
-        }
-        assert!(
-            all.contains(&(Op::Connect, -libc::ECONNREFUSED, 9)),
-            "{all:?}"
-        );
-        assert!(all.contains(&(Op::Timeout, -libc::ECANCELED, 9)), "{all:?}");
-        r.close(sock);
-    }
 }

@@ -33,7 +33,7 @@ use crate::engine::route::{self, target_name};
 use crate::engine::slab::Slab;
 use crate::engine::state::{Shared, WorkerMsg};
 use crate::poll::{Events, Poller};
-use crate::sys::uring::{Cqe, Op, Ring};
+use crate::sys::uring::{Cqe, Op, Pool, Ring};
 
 mod accept;
 mod connect;
@@ -45,6 +45,23 @@ mod switch;
 const BUF_SIZE: usize = crate::engine::relay::BUF_SIZE;
 /// Provided buffers per worker: the most bytes in flight at once is this many buffers.
 const BUFFERS: u16 = 256;
+/// Size of one large buffer, for a direction that keeps filling small ones (bulk): as large
+/// as the epoll engine's relay buffers grow.
+const LARGE_SIZE: usize = 256 * 1024;
+/// Large buffers per worker (4 MiB, resident once used): enough for a few bulk transfers at
+/// once; a direction that finds none goes back to small buffers.
+const LARGE_BUFFERS: u16 = 16;
+/// Small buffers lent to the kernel at once (the rest wait, the most recently used on top):
+/// what a burst of receives can take before the worker refills, and about what stays resident.
+const LENT: u16 = 32;
+/// Large buffers lent to the kernel at once.
+const LARGE_LENT: u16 = 4;
+/// Receives in a row that fill a small buffer before a direction moves to large buffers.
+const PROMOTE: i8 = 2;
+/// Receives in a row that would have fitted a small buffer before a direction moves back.
+const DEMOTE: i8 = 4;
+/// A direction that found the large pool empty: full receives before it tries it again.
+const LARGE_BACKOFF: i8 = 32;
 /// Submission queue entries per ring.
 const RING_ENTRIES: u32 = 1024;
 /// Out of descriptors: how long until accepting is tried again.
@@ -125,9 +142,50 @@ struct Dir {
     shut: bool,
     /// Bytes delivered to the destination.
     bytes: u64,
+    /// The pool the next receive picks from.
+    pool: Pool,
+    /// The pool of the receive in flight.
+    armed: Pool,
+    /// Receives in a row that argue for the other pool (negative: backing off the large one).
+    streak: i8,
 }
 
 impl Dir {
+    /// Adapts the pool to a receive of `n` bytes (`small`: the size of a small buffer): a
+    /// direction that keeps filling small buffers moves to large ones, one whose receives fit
+    /// small ones again moves back. True when the pool changed.
+    fn adapt(&mut self, n: usize, small: usize) -> bool {
+        let argues = match self.pool {
+            Pool::Small => n >= small,
+            Pool::Large => n <= small,
+        };
+        if !argues {
+            self.streak = self.streak.min(0);
+            return false;
+        }
+        self.streak = self.streak.saturating_add(1);
+        let enough = if self.pool == Pool::Small {
+            PROMOTE
+        } else {
+            DEMOTE
+        };
+        if self.streak < enough {
+            return false;
+        }
+        self.pool = match self.pool {
+            Pool::Small => Pool::Large,
+            Pool::Large => Pool::Small,
+        };
+        self.streak = 0;
+        true
+    }
+
+    /// The large pool was empty: back to small buffers, and stay there a while.
+    fn large_pool_empty(&mut self) {
+        self.pool = Pool::Small;
+        self.streak = -LARGE_BACKOFF;
+    }
+
     /// Bytes held (received, not yet sent).
     fn pending(&self) -> usize {
         self.queue.iter().map(|c| (c.end - c.start) as usize).sum()
@@ -208,7 +266,13 @@ impl UringWorker {
         rx: mpsc::Receiver<WorkerMsg>,
         listener: Option<Listener>,
     ) -> io::Result<UringWorker> {
-        let ring = Ring::new(RING_ENTRIES, BUFFERS, BUF_SIZE)?;
+        let ring = Ring::new(
+            RING_ENTRIES,
+            [
+                (BUFFERS, BUF_SIZE, LENT),
+                (LARGE_BUFFERS, LARGE_SIZE, LARGE_LENT),
+            ],
+        )?;
         Ok(UringWorker {
             index,
             shared,
@@ -535,6 +599,43 @@ mod tests {
             assert!(t < 1 << crate::sys::uring::TOKEN_BITS);
             assert_eq!(untoken(t), (slot, gen, dir));
         }
+    }
+
+    #[test]
+    fn a_direction_moves_to_large_buffers_while_it_fills_small_ones_and_back() {
+        let mut d = Dir::default();
+        assert!(
+            !d.adapt(BUF_SIZE, BUF_SIZE),
+            "one full receive is not a stream"
+        );
+        assert!(!d.adapt(100, BUF_SIZE), "a short one breaks the run");
+        assert!(!d.adapt(BUF_SIZE, BUF_SIZE));
+        assert!(d.adapt(BUF_SIZE, BUF_SIZE), "two full ones in a row");
+        assert_eq!(d.pool, Pool::Large);
+        for _ in 1..DEMOTE {
+            assert!(!d.adapt(10, BUF_SIZE));
+        }
+        assert!(!d.adapt(LARGE_SIZE, BUF_SIZE), "a large one breaks the run");
+        for _ in 1..DEMOTE {
+            assert!(!d.adapt(BUF_SIZE, BUF_SIZE));
+        }
+        assert!(d.adapt(BUF_SIZE, BUF_SIZE), "DEMOTE small ones in a row");
+        assert_eq!(d.pool, Pool::Small);
+    }
+
+    #[test]
+    fn a_direction_that_found_no_large_buffer_backs_off() {
+        let mut d = Dir {
+            pool: Pool::Large,
+            ..Dir::default()
+        };
+        d.large_pool_empty();
+        assert_eq!(d.pool, Pool::Small);
+        let full = (0..100)
+            .take_while(|_| !d.adapt(BUF_SIZE, BUF_SIZE))
+            .count();
+        assert_eq!(full, (LARGE_BACKOFF + PROMOTE - 1) as usize);
+        assert_eq!(d.pool, Pool::Large);
     }
 
     #[test]

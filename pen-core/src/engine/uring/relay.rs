@@ -11,7 +11,7 @@ use super::{token, untoken, Chunk, UringWorker, GEN_BITS};
 use crate::domain::settings::Fastclose;
 use crate::engine::lifecycle::Phase;
 use crate::engine::net::Stream;
-use crate::sys::uring::Cqe;
+use crate::sys::uring::{Cqe, Pool};
 
 impl UringWorker {
     /// The slot of a completion's token if its connection is still the one it was for.
@@ -71,11 +71,17 @@ impl UringWorker {
             return;
         };
         if !d.recv && !d.eof && d.queue.len() < super::QUEUE {
-            self.ring.recv(src, tok);
+            let pool = if self.ring.buf_size(d.pool) > 0 {
+                d.pool
+            } else {
+                Pool::Small
+            };
+            self.ring.recv(src, pool, tok);
             d.recv = true;
+            d.armed = pool;
         } else if d.recv && !d.cancelling && d.queue.len() >= super::QUEUE {
             // Back-pressure: the destination is behind; stop taking bytes from the source.
-            self.ring.cancel_recv(tok);
+            self.ring.cancel_recv(d.armed, tok);
             d.cancelling = true;
         }
         let fast = match self.shared.settings.read().tcp_fastclose {
@@ -99,6 +105,8 @@ impl UringWorker {
             }
             return;
         }
+        let small = self.ring.buf_size(Pool::Small);
+        let tok = cqe.token;
         let Some(d) = self.slots.get_mut(slot).and_then(|c| c.dirs.get_mut(dir)) else {
             return;
         };
@@ -117,11 +125,25 @@ impl UringWorker {
                     end: n as u32,
                 };
                 d.queue.push_back(chunk);
+                if d.adapt(n as usize, small) && d.recv && !d.cancelling && d.pool != d.armed {
+                    // The receive in flight picks from the other pool: end it, the next one
+                    // (armed when its last completion comes) picks from the new pool.
+                    self.ring.cancel_recv(d.armed, tok);
+                    d.cancelling = true;
+                }
             }
             0 => {
                 d.eof = true;
                 if let Some(bid) = cqe.index {
                     self.ring.release(bid);
+                }
+            }
+            e if -e == libc::ENOBUFS && cqe.pool == Pool::Large => {
+                // The receive took every large buffer lent: if more are left it goes on with
+                // them (the worker lent them as it reaped), else small ones will do. Armed
+                // again right away below.
+                if self.ring.available(Pool::Large) == 0 {
+                    d.large_pool_empty();
                 }
             }
             e if -e == libc::ENOBUFS => {
