@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::backends::Backend;
 use super::harness::{
     control, free_port, ipv6_available, is_c_pen, pen_bin, poll_until, read_to_eof,
-    running_as_root, wait_for, wait_until, ListenKind, Pen, PenBuilder, ScratchDir, WAIT,
+    running_as_root, tcp_rows, wait_for, wait_until, ListenKind, Pen, PenBuilder, ScratchDir, WAIT,
 };
 use super::tls_util::{handshake, put, Ca, ClientCfg};
 
@@ -355,6 +355,18 @@ fn accepting_pen(srv: &Backend, log: &str) -> Pen {
         .start()
 }
 
+/// Whether the listener has handed connection `c` to a process (the kernel lists a connection
+/// still waiting in the accept queue with inode 0).
+fn accepted(c: &TcpStream) -> bool {
+    let (me, pen) = (
+        c.local_addr().unwrap().port(),
+        c.peer_addr().unwrap().port(),
+    );
+    tcp_rows(me)
+        .iter()
+        .any(|r| r.local_port == pen && r.remote_port == me && r.inode != 0)
+}
+
 fn v2_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     let (IpAddr::V4(s), IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
         panic!("IPv4 only here");
@@ -368,13 +380,15 @@ fn v2_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     h
 }
 
-/// Sends `header` in two writes with a pause between (so pen reads it in two pieces), then
-/// an HTTP request; returns pen's answer.
+/// Sends `header` in two writes, the second once pen has taken the connection (so it looks
+/// at the header in two pieces: it peeks at a client's first bytes as soon as it accepts it,
+/// and leaves them in the socket until the header is whole), then an HTTP request; returns
+/// pen's answer.
 fn split_then_request(pen: &Pen, header: &[u8]) -> String {
     let mut c = pen.connect_from(7);
     c.set_nodelay(true).unwrap();
     c.write_all(&header[..10]).unwrap();
-    std::thread::sleep(Duration::from_millis(150));
+    wait_until(WAIT, "pen to accept the connection", || accepted(&c));
     c.write_all(&header[10..]).unwrap();
     exchange(c, b"GET / HTTP/1.0\r\n\r\n")
 }
