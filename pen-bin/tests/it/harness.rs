@@ -673,7 +673,9 @@ pub(crate) fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() ->
     wait_for(within, what, || cond().then_some(()));
 }
 
-fn socket_inodes(pid: u32) -> HashSet<u64> {
+/// The inodes of the sockets process `pid` holds (from `/proc/PID/fd`: cheap, unlike
+/// `/proc/net/tcp` on a machine with tens of thousands of sockets).
+pub(crate) fn socket_inodes(pid: u32) -> HashSet<u64> {
     let mut set = HashSet::new();
     let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return set;

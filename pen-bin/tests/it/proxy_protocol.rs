@@ -15,7 +15,8 @@ use std::time::Duration;
 use super::backends::Backend;
 use super::harness::{
     control, free_port, ipv6_available, is_c_pen, pen_bin, poll_until, read_to_eof,
-    running_as_root, tcp_rows, wait_for, wait_until, ListenKind, Pen, PenBuilder, ScratchDir, WAIT,
+    running_as_root, socket_inodes, wait_for, wait_until, ListenKind, Pen, PenBuilder, ScratchDir,
+    WAIT,
 };
 use super::tls_util::{handshake, put, Ca, ClientCfg};
 
@@ -355,18 +356,6 @@ fn accepting_pen(srv: &Backend, log: &str) -> Pen {
         .start()
 }
 
-/// Whether the listener has handed connection `c` to a process (the kernel lists a connection
-/// still waiting in the accept queue with inode 0).
-fn accepted(c: &TcpStream) -> bool {
-    let (me, pen) = (
-        c.local_addr().unwrap().port(),
-        c.peer_addr().unwrap().port(),
-    );
-    tcp_rows(me)
-        .iter()
-        .any(|r| r.local_port == pen && r.remote_port == me && r.inode != 0)
-}
-
 fn v2_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     let (IpAddr::V4(s), IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
         panic!("IPv4 only here");
@@ -385,10 +374,16 @@ fn v2_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
 /// and leaves them in the socket until the header is whole), then an HTTP request; returns
 /// pen's answer.
 fn split_then_request(pen: &Pen, header: &[u8]) -> String {
+    // pen's sockets before: the one it accepts is the first new one (it opens none towards
+    // the server before the header is whole). Polled in /proc/PID/fd, not /proc/net/tcp,
+    // which can take longer to read than the handshake timeout of 1 s on a busy machine.
+    let before = socket_inodes(pen.pid);
     let mut c = pen.connect_from(7);
     c.set_nodelay(true).unwrap();
     c.write_all(&header[..10]).unwrap();
-    wait_until(WAIT, "pen to accept the connection", || accepted(&c));
+    wait_until(WAIT, "pen to accept the connection", || {
+        !socket_inodes(pen.pid).is_subset(&before)
+    });
     c.write_all(&header[10..]).unwrap();
     exchange(c, b"GET / HTTP/1.0\r\n\r\n")
 }
