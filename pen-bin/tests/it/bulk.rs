@@ -9,22 +9,34 @@ use std::thread;
 use std::time::Duration;
 
 use super::backends::Backend;
-use super::harness::{is_c_pen, stream_sum, write_stream, Fnv, PenBuilder, Prng, ScratchDir};
+use super::harness::{
+    is_c_pen, pace, poll_until, stream_sum, unsent_and_unread, write_stream, Fnv, PenBuilder, Prng,
+    ScratchDir,
+};
 
 const LEN: usize = 64 * 1024 * 1024;
 const SEED: u64 = 0xb01c;
 const PAUSE_EVERY: usize = 8 * 1024 * 1024;
 
-/// Reads exactly `len` bytes, pausing for 200 ms after every 8 MiB (so that pen's side of the
-/// server connection fills up and has to resume); returns their checksum, or how far it got.
-fn read_exact_sum(r: &mut impl Read, len: usize) -> Result<Fnv, String> {
+/// Reads exactly `len` bytes, pausing after every 8 MiB until pen is held back (it holds bytes
+/// it cannot send, our receive window being full, so it has to resume when we read again; or
+/// the rest of the answer is already in our receive queue); returns their checksum, or how far
+/// it got.
+fn read_exact_sum(r: &mut TcpStream, len: usize) -> Result<Fnv, String> {
     let mut h = Fnv::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut got = 0;
     let mut next_pause = PAUSE_EVERY;
     while got < len {
         if got >= next_pause {
-            thread::sleep(Duration::from_millis(200));
+            let rest = (len - got) as u64;
+            let held = poll_until(Duration::from_secs(20), || {
+                let (unsent, unread) = unsent_and_unread(r)?;
+                (unsent > 0 || unread >= rest).then_some(())
+            });
+            if held.is_none() {
+                return Err(format!("pen not held back after {got} of {len} bytes"));
+            }
             next_pause += PAUSE_EVERY;
         }
         let want = (len - got).min(buf.len());
@@ -134,7 +146,7 @@ fn a_stream_of_bursts_and_pauses_is_echoed_exactly() {
             h.update(&buf);
             w.write_all(&buf).expect("write");
             if i % 5 == 0 {
-                thread::sleep(Duration::from_millis(20));
+                pace(Duration::from_millis(20));
             }
         }
         h
@@ -152,7 +164,7 @@ fn a_stream_of_bursts_and_pauses_is_echoed_exactly() {
         got += n;
         reads += 1;
         if reads % 50 == 0 {
-            thread::sleep(Duration::from_millis(10)); // a slow reader now and then
+            pace(Duration::from_millis(10)); // a slow reader now and then
         }
     }
     assert_eq!(h, writer.join().expect("writer"), "echo checksum");

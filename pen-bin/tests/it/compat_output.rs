@@ -5,12 +5,12 @@
 use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::backends::Backend;
 use super::harness::{
-    control, free_port, is_c_pen, pen_bin, poll_until, running_as_root, wait_for, PenBuilder,
-    ScratchDir, WAIT,
+    control, free_port, is_c_pen, pen_bin, poll_until, running_as_root, wait_for, wait_until,
+    PenBuilder, ScratchDir, WAIT,
 };
 
 /// Replaces the value of every data cell (`<td>VALUE</td>`, not the green header cells) by `_`.
@@ -333,19 +333,19 @@ impl Spawned {
                 .stderr(log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-            let t0 = Instant::now();
-            while t0.elapsed() < WAIT {
+            // Up once the control socket answers; given up on if the child exits first.
+            let up = poll_until(WAIT, || {
                 if TcpStream::connect(&control).is_ok() {
-                    return Spawned {
-                        child,
-                        control,
-                        listen,
-                    };
+                    return Some(true);
                 }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+                matches!(child.try_wait(), Ok(Some(_))).then_some(false)
+            });
+            if up == Some(true) {
+                return Spawned {
+                    child,
+                    control,
+                    listen,
+                };
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -463,8 +463,15 @@ fn recent_and_connects_carry_on_across_tracking_expiry() {
         (l == "127.0.0.1 connects 2 sx 2 rx 0").then_some(())
     });
     // The tracking time passes: the next connect may go elsewhere, but the client's entry,
-    // its connects and its bytes carry on (C pen: `connects 3`).
-    std::thread::sleep(Duration::from_millis(2100));
+    // its connects and its bytes carry on (C pen: `connects 3`). `recent 1` lists the clients
+    // seen within the last whole second (both pens compare whole seconds, `<=`): once it no
+    // longer lists this one, more than the tracking time of 1 s has passed since its last
+    // connect, so its tracking entry has expired.
+    wait_until(Duration::from_secs(10), "the tracking time to pass", || {
+        !control(&pen.control, "recent 1")
+            .lines()
+            .any(|l| l.starts_with("127.0.0.1 "))
+    });
     pen.fetch();
     let line = wait_for(WAIT, "the third connect in recent", || {
         recent_line(&pen.control).filter(|l| l.contains(" sx 3 "))

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use super::backends::{abort, Backend, FullQueue};
 use super::harness::{
-    connect, is_c_pen, peek, peer_has_read, read_to_eof, stream_sum, wait_for, write_stream, Fnv,
-    Peek, Pen, PenBuilder, Prng, ScratchDir, WAIT,
+    connect, is_c_pen, pace, peek, peer_has_read, read_to_eof, stream_sum, wait_for, write_stream,
+    Fnv, Peek, Pen, PenBuilder, Prng, ScratchDir, WAIT,
 };
 
 /// [ours] Seconds left of server `n`'s blacklisting per `servers`, if blacklisted.
@@ -219,7 +219,8 @@ fn silent_server_idle_timeout_closes_and_counts() {
     wait_for(WAIT, "both connections at the server", || {
         (hold.accepted() == 2).then_some(())
     });
-    // The chatty client sends a byte every 400 ms and never gets an answer either.
+    // The chatty client sends a byte every 400 ms and never gets an answer either: in between
+    // it reads, and sees nothing (an EOF would mean it was cut).
     let stop = Arc::new(AtomicBool::new(false));
     let st = stop.clone();
     let mut cw = chatty.try_clone().expect("clone");
@@ -228,7 +229,9 @@ fn silent_server_idle_timeout_closes_and_counts() {
             if cw.write_all(b".").is_err() {
                 return false;
             }
-            thread::sleep(Duration::from_millis(400));
+            if peek(&mut cw, Duration::from_millis(400)) != Peek::Quiet {
+                return false;
+            }
         }
         true
     });
@@ -549,7 +552,7 @@ fn sighup_storm_during_traffic_loses_nothing() {
     let t0 = Instant::now();
     for _ in 0..200 {
         pen.signal("HUP");
-        thread::sleep(Duration::from_millis(2));
+        pace(Duration::from_millis(2));
     }
     let storm = t0.elapsed();
     stop.store(true, Ordering::SeqCst);

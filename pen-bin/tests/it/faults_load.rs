@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use super::backends::Backend;
 use super::harness::{
-    accept_queue, connect, cpu_seconds, fd_count, is_c_pen, peek, proc_status_kib, raise_nofile,
-    read_sum, read_to_eof, stream_sum, tcp_rows, wait_for, wait_until, write_stream, Fnv, Peek,
-    Pen, PenBuilder, TCP_ESTABLISHED, TCP_SYN_RECV, WAIT,
+    accept_queue, connect, cpu_seconds, fd_count, is_c_pen, pace, peek, poll_until,
+    proc_status_kib, raise_nofile, read_sum, read_to_eof, stream_sum, tcp_rows, wait_for,
+    wait_until, write_stream, Fnv, Peek, Pen, PenBuilder, TCP_ESTABLISHED, TCP_SYN_RECV, WAIT,
 };
 
 fn active(pen: &Pen) -> u64 {
@@ -122,9 +122,17 @@ fn slowloris_idle_crowd_does_not_stop_service() {
         (active(&pen) >= connected).then_some(())
     });
     let connected_in = t0.elapsed();
+    // pen's CPU time over a second of only the crowd, which is the second an idle client
+    // spends waiting for a byte that must not come.
+    let mut one = idle.first().expect("a crowd").try_clone().expect("clone");
     let cpu0 = cpu_seconds(pen.pid).expect("pen's cpu time");
-    thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        peek(&mut one, Duration::from_millis(1000)),
+        Peek::Quiet,
+        "an idle client for a second"
+    );
     let idle_cpu = cpu_seconds(pen.pid).expect("pen's cpu time") - cpu0;
+    drop(one);
     let rss = proc_status_kib(pen.pid, "VmRSS").unwrap_or(0);
 
     let during = service_rates(&addr, each);
@@ -186,15 +194,16 @@ fn slow_reader_of_256_mib_keeps_pen_memory_bounded() {
     let start_kib = proc_status_kib(pid, "VmRSS").expect("pen's VmRSS");
     let peak = Arc::new(AtomicU64::new(start_kib));
     let stop = Arc::new(AtomicBool::new(false));
+    // Samples until the transfer ends (at most 10 minutes: a failed test leaves no sampler).
     let sampler = {
         let (peak, stop) = (peak.clone(), stop.clone());
         thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
+            poll_until(Duration::from_secs(600), || {
                 if let Some(k) = proc_status_kib(pid, "VmRSS") {
                     peak.fetch_max(k, Ordering::SeqCst);
                 }
-                thread::sleep(Duration::from_millis(10));
-            }
+                stop.load(Ordering::SeqCst).then_some(())
+            })
         })
     };
     let t0 = Instant::now();
@@ -209,7 +218,7 @@ fn slow_reader_of_256_mib_keeps_pen_memory_bounded() {
         assert!(k > 0, "EOF after {got} bytes");
         h.update(&small[..k]);
         got += k;
-        thread::sleep(Duration::from_millis(5));
+        pace(Duration::from_millis(5));
     }
     let slow_bytes = got;
     let slow_peak = peak.load(Ordering::SeqCst);
@@ -332,9 +341,19 @@ fn out_of_descriptors_pen_waits_without_spinning_and_recovers() {
         let mut out = String::new();
         c.read_to_string(&mut out).map(|_| out)
     });
+    // pen's CPU time over two seconds out of descriptors, which are two seconds a client
+    // beyond the descriptors waits, unserved and not dropped.
+    let queued = fates
+        .iter()
+        .rposition(|f| *f == Fate::Queued)
+        .expect("clients beyond the descriptors");
     let cpu0 = cpu_seconds(pen.pid).expect("cpu");
     let t0 = Instant::now();
-    thread::sleep(Duration::from_millis(2000));
+    assert_eq!(
+        peek(&mut clients[queued], Duration::from_millis(2000)),
+        Peek::Quiet,
+        "client {queued} while pen is out of descriptors"
+    );
     let cpu = cpu_seconds(pen.pid).expect("cpu") - cpu0;
     let wall = t0.elapsed();
     let fds = fd_count(pen.pid);

@@ -654,6 +654,14 @@ pub(crate) fn poll_until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) 
     }
 }
 
+/// Lets `d` of real time pass, for a client whose pace is what it models: a load generator's
+/// rate, a slow reader or writer, a chatty client's interval. Never a wait for pen or any
+/// other state: that is [`wait_for`] on the condition. Through [`poll_until`], so the suite
+/// keeps one pause.
+pub(crate) fn pace(d: Duration) {
+    let _ = poll_until(d, || None::<()>);
+}
+
 /// Waits until `f` returns `Some` and returns it; panics naming `what` if that has not happened
 /// within `within`.
 pub(crate) fn wait_for<T>(within: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
@@ -665,7 +673,9 @@ pub(crate) fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() ->
     wait_for(within, what, || cond().then_some(()));
 }
 
-fn socket_inodes(pid: u32) -> HashSet<u64> {
+/// The inodes of the sockets process `pid` holds (from `/proc/PID/fd`: cheap, unlike
+/// `/proc/net/tcp` on a machine with tens of thousands of sockets).
+pub(crate) fn socket_inodes(pid: u32) -> HashSet<u64> {
     let mut set = HashSet::new();
     let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return set;
@@ -769,6 +779,22 @@ pub(crate) fn peer_has_read(s: &TcpStream) -> Option<TcpRow> {
     };
     let (mine, theirs) = (end(me, peer)?, end(peer, me)?);
     (mine.tx_queue == 0 && theirs.rx_queue == 0).then_some(theirs)
+}
+
+/// Loopback connection `s` as the kernel sees it: (bytes its other end holds and could not
+/// send yet, bytes `s` has received and not read); `None` if either end is not listed. A peer that holds bytes
+/// while `s` is not read is held back by `s`'s full receive window.
+pub(crate) fn unsent_and_unread(s: &TcpStream) -> Option<(u64, u64)> {
+    let (me, peer) = (s.local_addr().ok()?.port(), s.peer_addr().ok()?.port());
+    let rows = tcp_rows(me);
+    let end = |local: u16, remote: u16| {
+        rows.iter()
+            .find(|r| {
+                r.local_port == local && r.remote_port == remote && r.state == TCP_ESTABLISHED
+            })
+            .copied()
+    };
+    Some((end(peer, me)?.tx_queue, end(me, peer)?.rx_queue))
 }
 
 /// Is there a listening Unix socket bound to `path` owned by one of `inodes`?

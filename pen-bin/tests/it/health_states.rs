@@ -8,7 +8,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use super::backends::{Backend, Dormant};
-use super::harness::{is_c_pen, wait_for, wait_until, Pen, PenBuilder, ScratchDir, WAIT};
+use super::harness::{
+    is_c_pen, poll_until, wait_for, wait_until, Pen, PenBuilder, ScratchDir, WAIT,
+};
 
 /// A backend that greets each connection with its one-letter `name`, then echoes until EOF.
 fn greeter(name: &'static str) -> Backend {
@@ -231,10 +233,19 @@ fn slow_start_ramps_the_share_of_a_returning_server() {
     wait_until(WAIT, "the held connections to close", || {
         pen.servers().iter().all(|l| l.contains(" conn 0 "))
     });
-    // A 1 s ramp is over: the weight share (1:1) again.
+    // A 1 s ramp is over: the weight share (1:1) again. pen's clock cannot be set from here,
+    // so the share is measured until the ramp has run out (a bounded wait for that end state).
     assert_eq!(pen.ctl("slow_start 1"), "1\n");
-    std::thread::sleep(Duration::from_millis(1100));
-    let (_late, n1) = held_share(&pen, 20, &a, &b);
+    let mut n1 = 0;
+    poll_until(Duration::from_secs(10), || {
+        let (late, n) = held_share(&pen, 20, &a, &b);
+        n1 = n;
+        drop(late);
+        wait_until(WAIT, "the held connections to close", || {
+            pen.servers().iter().all(|l| l.contains(" conn 0 "))
+        });
+        (9..=11).contains(&n1).then_some(())
+    });
     assert!(
         (9..=11).contains(&n1),
         "after the ramp server 1 took {n1} of 20"

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::backends::Backend;
 use super::harness::{
-    connect_unix, is_c_pen, poll_until, read_sum, wait_for, write_stream, ListenKind, PenBuilder,
-    ScratchDir, Target,
+    connect_unix, is_c_pen, pace, poll_until, read_sum, wait_for, write_stream, ListenKind,
+    PenBuilder, ScratchDir, Target,
 };
 
 /// The pid in `path` (without a newline, as C pen writes it), if it holds one.
@@ -51,15 +51,18 @@ impl Drop for Upgraded {
     }
 }
 
-/// A backend that reads one line, tells the test, waits `delay`, then sends `len` bytes of the
-/// stream `seed` and closes.
-fn slow_reply(delay: Duration, len: usize, got: mpsc::Sender<()>) -> Backend {
-    let got = Mutex::new(got);
+/// A backend that reads one line, tells the test, then sends `len` bytes of the stream 7 and
+/// closes: the first connection once the test says go (at most 10 s), any later one (a probe
+/// pen took before it stopped accepting) after that.
+fn held_reply(len: usize, got: mpsc::Sender<()>, go: mpsc::Receiver<()>) -> Backend {
+    let (got, go) = (Mutex::new(got), Mutex::new(Some(go)));
     Backend::custom(move |mut s: TcpStream| {
         let mut b = [0u8; 64];
         let _ = s.read(&mut b);
         let _ = got.lock().expect("lock").send(());
-        thread::sleep(delay);
+        if let Some(go) = go.lock().expect("lock").take() {
+            let _ = go.recv_timeout(Duration::from_secs(10));
+        }
         let _ = write_stream(&mut s, 7, len);
     })
 }
@@ -70,8 +73,9 @@ fn sigquit_lets_connections_finish_refuses_new_ones_and_exits() {
         return;
     }
     let (tx, rx) = mpsc::channel();
+    let (go, wait_go) = mpsc::channel();
     const LEN: usize = 300_000;
-    let backend = slow_reply(Duration::from_millis(800), LEN, tx);
+    let backend = held_reply(LEN, tx, wait_go);
     let mut pen = PenBuilder::new().server(backend.spec()).start();
     let mut client = TcpStream::connect(pen.addr()).expect("connect");
     client.write_all(b"go\n").expect("send");
@@ -88,7 +92,8 @@ fn sigquit_lets_connections_finish_refuses_new_ones_and_exits() {
             _ => None,
         },
     );
-    // The one in flight completes, whole.
+    // The one in flight (its server has not answered yet) completes, whole.
+    go.send(()).expect("the backend waits");
     client
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
@@ -195,7 +200,7 @@ fn sigusr2_upgrades_twenty_times_under_load_dropping_nothing() {
                         Err(e) => errors.lock().expect("lock").push(e),
                     }
                     if let Some(rest) = Duration::from_millis(6).checked_sub(t0.elapsed()) {
-                        thread::sleep(rest);
+                        pace(rest);
                     }
                 }
             })
@@ -217,8 +222,13 @@ fn sigusr2_upgrades_twenty_times_under_load_dropping_nothing() {
         guard.0 = Some(pid);
         pids.push(pid);
     }
-    // Let the last one serve a moment under load too.
-    thread::sleep(Duration::from_millis(300));
+    // The last one serves under load too.
+    let before = done.load(Ordering::Relaxed);
+    wait_for(
+        Duration::from_secs(10),
+        "connections through the last pen",
+        || (done.load(Ordering::Relaxed) >= before + 5).then_some(()),
+    );
     stop.store(true, Ordering::Relaxed);
     for t in load {
         t.join().expect("load thread");
@@ -489,7 +499,7 @@ fn handoff_under_streams(opts: &[&str], quick: bool) {
                 w.write_all(&buf)
                     .map_err(|e| format!("conn {i}: send: {e}"))?;
                 sent += buf.len();
-                thread::sleep(Duration::from_millis(3));
+                pace(Duration::from_millis(3));
             }
             w.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
             Ok(sent)
@@ -535,12 +545,10 @@ fn handoff_under_streams(opts: &[&str], quick: bool) {
     for k in 0..5 {
         flowing("bytes flowing through this pen");
         let new = upgrade(&pid_path, pid);
-        // From the new pid in the pid file to the old process gone, to the millisecond.
+        // From the new pid in the pid file to the old process gone (within a poll interval).
         let t0 = Instant::now();
         guard.0 = Some(new);
-        while alive(pid) && t0.elapsed() < Duration::from_secs(5) {
-            thread::sleep(Duration::from_millis(1));
-        }
+        poll_until(Duration::from_secs(5), || (!alive(pid)).then_some(()));
         let took = t0.elapsed();
         // Everything moved: the old pen does not wait for its connections (shutdown_timeout
         // is 30 s).

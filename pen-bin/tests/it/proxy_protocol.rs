@@ -15,7 +15,8 @@ use std::time::Duration;
 use super::backends::Backend;
 use super::harness::{
     control, free_port, ipv6_available, is_c_pen, pen_bin, poll_until, read_to_eof,
-    running_as_root, wait_for, wait_until, ListenKind, Pen, PenBuilder, ScratchDir, WAIT,
+    running_as_root, socket_inodes, wait_for, wait_until, ListenKind, Pen, PenBuilder, ScratchDir,
+    WAIT,
 };
 use super::tls_util::{handshake, put, Ca, ClientCfg};
 
@@ -368,13 +369,21 @@ fn v2_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     h
 }
 
-/// Sends `header` in two writes with a pause between (so pen reads it in two pieces), then
-/// an HTTP request; returns pen's answer.
+/// Sends `header` in two writes, the second once pen has taken the connection (so it looks
+/// at the header in two pieces: it peeks at a client's first bytes as soon as it accepts it,
+/// and leaves them in the socket until the header is whole), then an HTTP request; returns
+/// pen's answer.
 fn split_then_request(pen: &Pen, header: &[u8]) -> String {
+    // pen's sockets before: the one it accepts is the first new one (it opens none towards
+    // the server before the header is whole). Polled in /proc/PID/fd, not /proc/net/tcp,
+    // which can take longer to read than the handshake timeout of 1 s on a busy machine.
+    let before = socket_inodes(pen.pid);
     let mut c = pen.connect_from(7);
     c.set_nodelay(true).unwrap();
     c.write_all(&header[..10]).unwrap();
-    std::thread::sleep(Duration::from_millis(150));
+    wait_until(WAIT, "pen to accept the connection", || {
+        !socket_inodes(pen.pid).is_subset(&before)
+    });
     c.write_all(&header[10..]).unwrap();
     exchange(c, b"GET / HTTP/1.0\r\n\r\n")
 }

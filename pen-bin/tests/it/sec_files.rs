@@ -11,7 +11,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::harness::{
-    free_port, is_c_pen, pen_bin, run_bounded_full, running_as_root, Pen, PenBuilder, ScratchDir,
+    free_port, is_c_pen, peek, peer_has_read, pen_bin, run_bounded_full, running_as_root,
+    wait_until, Peek, Pen, PenBuilder, ScratchDir, WAIT,
 };
 use super::tls_util::{put, Ca};
 
@@ -114,21 +115,17 @@ fn sigterm_stops_pen_while_a_fifo_is_included() {
     let fifo = dir.0.join("fifo");
     mkfifo(&fifo);
     let mut pen = PenBuilder::new().start();
-    let control = pen.control.clone();
     let line = format!("include {}\n", fifo.display());
-    // Fire and forget: the reply does not matter, only that pen is not held by it.
-    let sender = std::thread::spawn(move || {
-        if let Ok(mut s) = TcpStream::connect(&control) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-            let _ = s.write_all(line.as_bytes());
-            let _ = s.read_to_end(&mut Vec::new());
-        }
+    // The reply does not matter, only that pen is not held by the include.
+    let mut s = TcpStream::connect(&pen.control).expect("connect to the control socket");
+    s.write_all(line.as_bytes()).expect("send the include");
+    // The include has started once pen has read its line (or already answered it).
+    wait_until(WAIT, "pen to read the include line", || {
+        peer_has_read(&s).is_some() || peek(&mut s, Duration::from_millis(1)) != Peek::Quiet
     });
-    std::thread::sleep(Duration::from_millis(200)); // let the include start (not a timing assertion)
     pen.signal("TERM");
     let status = pen.wait_exit(Duration::from_secs(3));
     assert!(status.is_some(), "pen did not stop on SIGTERM within 3 s");
-    let _ = sender.join();
 }
 
 /// Runs pen in the foreground with `opts`; it must refuse to start within 5 s.

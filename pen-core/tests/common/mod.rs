@@ -82,6 +82,8 @@ pub(crate) struct TcpSocket {
     /// Established: bytes not yet read by the owner. Listening: connections waiting to be
     /// accepted.
     pub(crate) rx_queue: u64,
+    /// The socket's inode: which socket this is, whatever port it has.
+    pub(crate) inode: u64,
 }
 
 /// The IPv4 TCP sockets whose local port is `port` (a listener and the connections it took).
@@ -98,6 +100,7 @@ pub(crate) fn tcp_sockets_on(port: u16) -> Vec<TcpSocket> {
             (local == port).then_some(TcpSocket {
                 state: u8::from_str_radix(w.get(3)?, 16).ok()?,
                 rx_queue: u64::from_str_radix(rx, 16).ok()?,
+                inode: w.get(9)?.parse().ok()?,
             })
         })
         .collect()
