@@ -59,12 +59,17 @@ fn read_until_eof(s: &mut TcpStream) -> Option<Vec<u8>> {
 /// of file at once (with `off`, or ours before the audit, it waited for the server).
 #[test]
 fn fastclose_down_closes_both_when_the_client_closes() {
-    let server = Backend::custom(|mut s| {
+    // The server holds its side open until the test ends (it drops `done`).
+    let (done, held) = mpsc::channel::<()>();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(held));
+    let server = Backend::custom(move |mut s| {
         let mut buf = [0u8; 16];
         if s.read(&mut buf).is_ok() {
             let _ = s.write_all(b"hi");
         }
-        std::thread::sleep(2 * WAIT); // holds its side open
+        if let Ok(held) = held.lock() {
+            let _ = held.recv_timeout(2 * WAIT);
+        }
     });
     let pen = PenBuilder::new()
         .opts(&["-o", "tcp_fastclose down"])
@@ -80,6 +85,7 @@ fn fastclose_down_closes_both_when_the_client_closes() {
         Some(Vec::new()),
         "end of file, not a wait"
     );
+    drop(done);
 }
 
 /// `tcp_fastclose up` (C pen's upstream side: the server): the server's close ends both sides.

@@ -647,7 +647,11 @@ fn recent_lists_clients_in_c_pens_slot_order() {
     }
     // C pen's clock has whole seconds and, of clients seen in the same second, evicts the
     // first slot's: the second must turn before .3 and .4 are seen again.
-    std::thread::sleep(Duration::from_millis(1100));
+    let seen = unix_secs();
+    poll_until(Duration::from_secs(3), || {
+        (unix_secs() > seen).then_some(())
+    })
+    .expect("the wall clock's second turns");
     for n in [3, 4] {
         assert_eq!(pen.fetch_from(n), "A");
     }
@@ -658,4 +662,11 @@ fn recent_lists_clients_in_c_pens_slot_order() {
         ["127.0.0.5", "127.0.0.3", "127.0.0.4"],
         ".5 evicted .2, the least recently seen, and took its slot"
     );
+}
+
+/// Whole seconds of the wall clock, the resolution of C pen's `time()`.
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

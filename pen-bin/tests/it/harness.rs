@@ -72,9 +72,26 @@ pub(crate) fn running_as_root() -> bool {
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
+///
+/// The kernel may hand the same ephemeral port to two binds in a row once the first listener
+/// is closed, so a test asking for two ports (say `-C` and the listen address) could get one
+/// twice: the ports handed out lately are remembered and not handed out again.
 pub(crate) fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
+    static RECENT: std::sync::Mutex<std::collections::VecDeque<u16>> =
+        std::sync::Mutex::new(std::collections::VecDeque::new());
+    let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..64 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local_addr").port();
+        if !recent.contains(&port) {
+            if recent.len() >= 1024 {
+                recent.pop_front();
+            }
+            recent.push_back(port);
+            return port;
+        }
+    }
+    panic!("no ephemeral port that was not handed out lately");
 }
 
 /// True when ::1 can be bound here.
