@@ -260,10 +260,8 @@ fn at_most_64_clients_and_a_freed_place_is_reused() {
 }
 
 /// `stop` returns although a client is still connected, and the metrics listener is closed
-/// once the balancer is gone. (`stop` alone leaves the listening socket open: the balancer
-/// keeps a copy of it for an upgrade until it is dropped, so a connect right after `stop`
-/// still completes in the kernel. Checking before the drop made this test fail about one run
-/// in three on a loaded machine.)
+/// when it returns, with the balancer still alive: its copy of the listening socket kept for
+/// an upgrade is closed too, so a connect right after `stop` is refused, not queued.
 #[test]
 fn stop_ends_the_listener() {
     let (b, maddr) = start(&[echo_backend()]);
@@ -277,10 +275,9 @@ fn stop_ends_the_listener() {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         b.stop();
-        drop(b);
-        let _ = tx.send(());
+        let _ = tx.send(b); // kept alive until the checks are done
     });
-    rx.recv_timeout(WAIT).expect("stop returned");
+    let b = rx.recv_timeout(WAIT).expect("stop returned");
     // That socket is gone (by inode: another test may bind the freed port meanwhile).
     assert!(
         !tcp_sockets_on(maddr.port())
@@ -289,4 +286,5 @@ fn stop_ends_the_listener() {
         "the metrics listener is still open"
     );
     assert!(TcpStream::connect_timeout(&maddr, Duration::from_millis(500)).is_err());
+    drop(b);
 }

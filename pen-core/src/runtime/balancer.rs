@@ -218,6 +218,10 @@ impl Balancer {
         }
         self.ctl.checker.join();
         self.ctl.resolver.join();
+        // The copies kept for an upgrade: once stopped nothing serves these ports, so the
+        // kernel must refuse new connections instead of queueing them (a new binary, if any,
+        // holds its own copies by now).
+        *self.shared.handover.lock() = Default::default();
         // After an upgrade the pid file and the Unix sockets belong to the new process.
         let handed_over = self.shared.handed_over.load(Relaxed);
         if let Some(p) = self.pid_file.as_ref().filter(|_| !handed_over) {
