@@ -1,7 +1,8 @@
 //! Fuzzes the relay state machine (one direction, `Pipe::pump`, plain or through the HTTP
 //! carrier) between two simulated non-blocking sockets under an edge-triggered poller
-//! (`pen_core::fuzzing::relay`), driven by an arbitrary script of events: data and FIN
-//! arriving, room freeing in the destination, spurious wake-ups, interrupted calls, read,
+//! (`pen_core::fuzzing::relay`), driven by an arbitrary script of events: data and FIN (plain, or
+//! clean as epoll reports it, which lets the relay end on a short read) arriving, room freeing
+//! in the destination, spurious wake-ups, interrupted calls, read,
 //! write and shutdown errors, and `pump` calls with any read budget and `other_done`.
 //!
 //! Checked after every step: the destination has received a prefix of the expected stream (the
@@ -171,7 +172,11 @@ fuzz_target!(|data: &[u8]| {
             }
             3 => {
                 fin = true;
-                r.fin();
+                if arg & 1 == 1 {
+                    r.clean_fin();
+                } else {
+                    r.fin();
+                }
             }
             4 => r.room(usize::from(arg) << (s.byte() % 10)),
             5 => r.spurious(arg & 1 == 1, arg & 2 == 2),
@@ -220,7 +225,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     // The rest of the connection, error-free: everything arrives, then the FIN.
-    r.fin();
+    if flags & 8 == 0 {
+        r.fin();
+    } else {
+        r.clean_fin();
+    }
     r.room(usize::MAX / 2);
     let mut rounds = 0;
     while !r.done() {

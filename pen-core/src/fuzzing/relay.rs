@@ -179,6 +179,14 @@ impl Relay {
         self.src_ready.hup = true;
     }
 
+    /// The source's peer half-closes and the poller says the FIN came clean (epoll's
+    /// `EPOLLRDHUP` without an error or urgent data): the relay may take a short read as the end
+    /// of file instead of reading the 0.
+    pub fn clean_fin(&mut self) {
+        self.fin();
+        self.src_ready.fin = true;
+    }
+
     /// The destination's peer reads `n` bytes, freeing send-buffer space (a writable edge).
     pub fn room(&mut self, n: usize) {
         if n > 0 {
@@ -337,9 +345,11 @@ impl Relay {
         self.src.taken
     }
 
-    /// The source has something the relay has not read yet: queued bytes, or the FIN.
+    /// The source has something the relay has not read yet: queued bytes, or the FIN (which
+    /// the relay has also taken when it ended the stream on a short read after a clean FIN).
     pub fn src_has_input(&self) -> bool {
-        self.src.at < self.src.queued.len() || (self.src.fin && !self.src.fin_read)
+        self.src.at < self.src.queued.len()
+            || (self.src.fin && !self.src.fin_read && !self.pipe.eof)
     }
 
     /// Free send-buffer space at the destination.
