@@ -30,6 +30,12 @@ fn has_thread(pid: u32, name: &str) -> bool {
     threads(pid).iter().any(|t| t == name)
 }
 
+/// Whether pen has (or within [`WAIT`] gets) a thread of that name: a thread takes its name
+/// a moment after it starts, so right after start-up it may still be called `pen`.
+fn thread_up(pid: u32, name: &str) -> bool {
+    super::harness::poll_until(WAIT, || has_thread(pid, name).then_some(())).is_some()
+}
+
 /// Whether `pen`, started with `--engine uring`, said that this build or this kernel has no
 /// io_uring engine (a `--features portable-poller` build, a kernel without io_uring): then
 /// there is nothing of the engine to test.
@@ -77,7 +83,7 @@ fn uring_engine_runs_when_asked_and_relays_both_ways_byte_exact() {
         return;
     }
     assert!(
-        has_thread(pen.pid, "pen-uring-0"),
+        thread_up(pen.pid, "pen-uring-0"),
         "threads: {:?}",
         threads(pen.pid)
     );
@@ -129,11 +135,7 @@ fn uring_engine_with_the_access_log_runs_epoll_and_says_why() {
     if no_uring_here(&pen) {
         return;
     }
-    assert!(
-        has_thread(pen.pid, "pen-worker-0"),
-        "{:?}",
-        threads(pen.pid)
-    );
+    assert!(thread_up(pen.pid, "pen-worker-0"), "{:?}", threads(pen.pid));
     assert!(!has_thread(pen.pid, "pen-uring-0"));
     let text = pen.log_text();
     assert!(
