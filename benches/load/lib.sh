@@ -162,6 +162,28 @@ ctx_switches() {
 # KiB -> "12.3 MiB".
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 
+# The HAProxy configuration of every run (tcp mode, one backend server), on stdout:
+# haproxy_tcp_config PORT BACKEND_PORT THREADS. Each connection is two descriptors; 9,000 fits
+# the usual 20,000 hard limit.
+haproxy_tcp_config() {
+    cat <<EOF
+global
+    maxconn 9000
+    nbthread $3
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    maxconn 9000
+frontend fe
+    bind 127.0.0.1:$1
+    default_backend be
+backend be
+    server s1 127.0.0.1:$2 maxconn 9000
+EOF
+}
+
 # Starts the backend nginx on 127.0.0.1:BPORT (BPORT must be set) serving TMP/www: a small
 # index.html and a BULK_MIB MiB big.bin. Sets BACKEND_PID.
 start_backend() {

@@ -66,22 +66,7 @@ peer_start() {
     haproxy-t*)
         threads=${name#haproxy-t}
         [ "$threads" = 2 ] && threads=$NCPU
-        cat >"$PEER_DIR/$name.cfg" <<EOF
-global
-    maxconn 9000
-    nbthread $threads
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 300s
-    timeout server 300s
-    maxconn 9000
-frontend fe
-    bind 127.0.0.1:$port
-    default_backend be
-backend be
-    server s1 127.0.0.1:$BPORT maxconn 9000
-EOF
+        haproxy_tcp_config "$port" "$BPORT" "$threads" >"$PEER_DIR/$name.cfg"
         haproxy -db -f "$PEER_DIR/$name.cfg" >"$PEER_DIR/$name.log" 2>&1 &
         ;;
     nginx-w*)

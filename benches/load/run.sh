@@ -103,23 +103,7 @@ start_backend
 start_cpen() { start_cpen_on "$P_CPEN"; }
 
 start_haproxy() {
-    cat >"$TMP/haproxy.cfg" <<EOF
-global
-    # Each connection is two descriptors; 9,000 fits the usual 20,000 hard limit.
-    maxconn 9000
-    nbthread $NCPU
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 300s
-    timeout server 300s
-    maxconn 9000
-frontend fe
-    bind 127.0.0.1:$P_HAPROXY
-    default_backend be
-backend be
-    server s1 127.0.0.1:$BPORT maxconn 9000
-EOF
+    haproxy_tcp_config "$P_HAPROXY" "$BPORT" "$NCPU" >"$TMP/haproxy.cfg"
     haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
     echo $!
 }
