@@ -249,6 +249,8 @@ pub(crate) struct UringWorker {
     retries: Vec<(u64, usize, u32)>,
     /// The waker's poll is armed.
     wake_armed: bool,
+    /// The waker's poll fired and its epoll instance is not drained yet.
+    wake_pending: bool,
     /// Handing connections over: nothing is received or sent (see `handoff`).
     quiet: bool,
     next_sweep: u64,
@@ -289,6 +291,7 @@ impl UringWorker {
             starved: Vec::new(),
             retries: Vec::new(),
             wake_armed: false,
+            wake_pending: false,
             quiet: false,
             next_sweep: 0,
             successor: None,
@@ -320,16 +323,13 @@ impl UringWorker {
                     .worker_error(crate::domain::event::Worker::Relay(self.index), &e);
                 std::thread::sleep(Duration::from_millis(10));
             }
-            let mut woken = false;
             for cqe in &cqes {
-                match cqe.op {
-                    Op::Wake => {
-                        woken = true;
-                        self.wake_armed &= cqe.more;
-                    }
-                    _ => self.on_completion(cqe),
-                }
+                self.on_completion(cqe);
             }
+            // Also a wake-up reaped outside this loop (a listener change or a handoff waits
+            // on the ring too): its drain is owed all the same, or the next notification
+            // would not wake the poll and a stop could go unseen.
+            let woken = std::mem::take(&mut self.wake_pending);
             if woken && self.rx.is_some() {
                 // Drain the epoll instance the waker's eventfd is registered with, so that its
                 // next notification wakes the poll again. (Never after a switch: the epoll
@@ -361,6 +361,9 @@ impl UringWorker {
     }
 
     fn wait_timeout(&self, now: u64) -> Option<Duration> {
+        if self.wake_pending {
+            return Some(Duration::ZERO);
+        }
         if self.accept_more && self.listener.is_some() && self.rx.is_some() {
             return Some(Duration::ZERO);
         }
@@ -400,7 +403,11 @@ impl UringWorker {
             Op::Connect => self.on_connect(cqe),
             Op::Recv => self.on_recv(cqe),
             Op::Send => self.on_send(cqe),
-            Op::Timeout | Op::Housekeeping | Op::Wake => {}
+            Op::Wake => {
+                self.wake_pending = true;
+                self.wake_armed &= cqe.more;
+            }
+            Op::Timeout | Op::Housekeeping => {}
         }
     }
 
