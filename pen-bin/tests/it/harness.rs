@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -71,17 +71,40 @@ pub(crate) fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that was free a moment ago on every IPv4 address, below the kernel's ephemeral range.
 ///
-/// The kernel may hand the same ephemeral port to two binds in a row once the first listener
-/// is closed, so a test asking for two ports (say `-C` and the listen address) could get one
-/// twice: the ports handed out lately are remembered and not handed out again.
+/// Below the range, because a port the kernel picked for us (`bind` to port 0) is one it may
+/// hand to any client's `connect` a moment later (seen: `-C 0.0.0.0:PORT` refused with "Address
+/// already in use" in a full run), while ports below it are taken only by an explicit bind.
+/// The ports handed out lately are remembered and not handed out again (two calls in a row
+/// could otherwise return the same port). Falls back to a kernel-chosen port.
 pub(crate) fn free_port() -> u16 {
     static RECENT: std::sync::Mutex<std::collections::VecDeque<u16>> =
         std::sync::Mutex::new(std::collections::VecDeque::new());
     let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
-    for _ in 0..64 {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| {
+            r.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u16>().ok())
+        })
+        .unwrap_or(32768);
+    // A different walk per test process: pid and time pick the start, a counter the step.
+    let seed = u64::from(std::process::id())
+        ^ SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let (base, span) = (10_000u64, u64::from(low.saturating_sub(10_000).max(1)));
+    for i in 0..256u64 {
+        let port = if i < 192 {
+            u16::try_from(base + (seed.wrapping_add(i.wrapping_mul(7919)) % span)).unwrap_or(0)
+        } else {
+            0 // the kernel's choice, if nothing below the range is free
+        };
+        let Ok(l) = TcpListener::bind(("0.0.0.0", port)) else {
+            continue;
+        };
         let port = l.local_addr().expect("local_addr").port();
         if !recent.contains(&port) {
             if recent.len() >= 1024 {
@@ -91,7 +114,7 @@ pub(crate) fn free_port() -> u16 {
             return port;
         }
     }
-    panic!("no ephemeral port that was not handed out lately");
+    panic!("no free port that was not handed out lately");
 }
 
 /// True when ::1 can be bound here.
