@@ -424,10 +424,19 @@ fn web_stats_file_is_written_on_status() {
     assert_eq!(pen.ctl("web_stats"), format!("{}\n", file.display()));
     assert!(!file.exists(), "written before any status");
     assert_eq!(pen.fetch(), "A");
-    let page = pen.ctl("status");
+    // The client may see the answer before pen has counted its bytes: ask until it has.
+    let (page, doc) = wait_for(WAIT, "the answer's byte counted", || {
+        let page = pen.ctl("status");
+        let doc = check_page(&page);
+        let counted = tables(&doc)
+            .first()
+            .and_then(|t| t.first())
+            .and_then(|row| row.get(8))
+            .is_some_and(|v| v == "1");
+        counted.then_some((page, doc))
+    });
     let written = std::fs::read_to_string(&file).expect("status wrote the file");
     assert_eq!(written, page, "the file holds the page status returned");
-    let doc = check_page(&written);
     let servers = &tables(&doc)[0];
     let (ip, port) = ip_port(a.addr);
     assert_eq!((&servers[0][1], &servers[0][3]), (&ip, &port));
